@@ -1,0 +1,35 @@
+//! `hidden_act`: HF's `ACT2FN` for the activations BERT configs use.
+
+use burn::tensor::{Tensor, activation};
+use serde::{Deserialize, Serialize};
+
+/// The activation of the feed-forward block and of the MLM transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum HiddenAct {
+    /// Exact GELU, `x·Φ(x)` with erf (HF `gelu`, `gelu_python`).
+    #[default]
+    #[serde(rename = "gelu", alias = "gelu_python")]
+    Gelu,
+    /// tanh approximation of GELU (HF `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
+    GeluNew,
+    #[serde(rename = "relu")]
+    Relu,
+    /// `x·sigmoid(x)` (HF `silu` and `swish`).
+    #[serde(rename = "silu", alias = "swish")]
+    Silu,
+    #[serde(rename = "tanh")]
+    Tanh,
+}
+
+impl HiddenAct {
+    pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Gelu => activation::gelu(x),
+            Self::GeluNew => activation::gelu_approximate(x),
+            Self::Relu => activation::relu(x),
+            Self::Silu => activation::silu(x),
+            Self::Tanh => activation::tanh(x),
+        }
+    }
+}

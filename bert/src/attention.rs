@@ -1,0 +1,155 @@
+//! `BertSelfAttention`, `BertSelfOutput`, `BertAttention`, and the key/value cache.
+//!
+//! Scaled dot-product attention as HF's eager path: an additive mask (0 to attend, the dtype's
+//! minimum to ignore), softmax, dropout on the probabilities.
+#![allow(non_snake_case)] // fields named `LayerNorm`, as HF's state-dict keys
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::{Device, Tensor, activation::softmax};
+
+use crate::config::BertConfig;
+use crate::init;
+use crate::layer_norm::LayerNorm;
+
+/// Cached keys and values of one layer, `[batch, heads, past_seq, head_dim]` (HF `past_key_value`).
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    pub self_key: Tensor<4>,
+    pub self_value: Tensor<4>,
+    /// Keys/values of the encoder states; computed once, reused at every step.
+    pub cross: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+/// HF's `past_key_values`: one [`LayerCache`] per decoder layer.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    pub layers: Vec<LayerCache>,
+}
+
+impl KvCache {
+    /// How many positions are cached (HF `past_key_values_length`).
+    pub fn seq_len(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.self_key.dims()[2])
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub num_heads: usize,
+}
+
+impl BertSelfAttention {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        Self {
+            query: init::linear(h, h, config, device),
+            key: init::linear(h, h, config, device),
+            value: init::linear(h, h, config, device),
+            dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// `[b, s, h]` → `[b, heads, s, head_dim]`
+    fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
+        let [b, s, h] = x.dims();
+        x.reshape([b, s, self.num_heads, h / self.num_heads])
+            .swap_dims(1, 2)
+    }
+
+    /// Self-attention when `encoder_states` is `None`, cross-attention otherwise.
+    /// `mask` is additive, broadcastable to `[b, heads, q, k]`. `past` is this layer's cache
+    /// (self keys/values to extend, or the cross keys/values to reuse); the keys/values used
+    /// are returned for the next step.
+    pub fn forward(
+        &self,
+        hidden: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        encoder_states: Option<Tensor<3>>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [b, s, h] = hidden.dims();
+        let query = self.split_heads(self.query.forward(hidden.clone()));
+        let (key, value) = match (encoder_states, past) {
+            // Cross-attention with cached encoder keys/values.
+            (Some(_), Some(kv)) => kv,
+            (Some(enc), None) => (
+                self.split_heads(self.key.forward(enc.clone())),
+                self.split_heads(self.value.forward(enc)),
+            ),
+            (None, past) => {
+                let key = self.split_heads(self.key.forward(hidden.clone()));
+                let value = self.split_heads(self.value.forward(hidden));
+                match past {
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, key], 2), Tensor::cat(vec![pv, value], 2)),
+                    None => (key, value),
+                }
+            }
+        };
+        let head_dim = h / self.num_heads;
+        let mut scores =
+            query.matmul(key.clone().swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        if let Some(mask) = mask {
+            scores = scores + mask;
+        }
+        let probs = self.dropout.forward(softmax(scores, 3));
+        let context = probs.matmul(value.clone()).swap_dims(1, 2).reshape([b, s, h]);
+        (context, (key, value))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertSelfOutput {
+    pub dense: Linear,
+    pub LayerNorm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertSelfOutput {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            dense: init::linear(config.hidden_size, config.hidden_size, config, device),
+            LayerNorm: LayerNorm::new(config.hidden_size, config.layer_norm_eps, device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
+        let hidden = self.dropout.forward(self.dense.forward(hidden));
+        self.LayerNorm.forward(hidden + input)
+    }
+}
+
+/// HF `BertAttention`: `self` (the key is `attention.self.*`) and `output`.
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    /// HF's `self` submodule (a Rust keyword): saved and loaded under the key `self`.
+    pub self_: BertSelfAttention,
+    pub output: BertSelfOutput,
+}
+
+impl BertAttention {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            self_: BertSelfAttention::new(config, device),
+            output: BertSelfOutput::new(config, device),
+        }
+    }
+
+    pub fn forward(
+        &self,
+        hidden: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        encoder_states: Option<Tensor<3>>,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let (context, kv) = self.self_.forward(hidden.clone(), mask, encoder_states, past);
+        (self.output.forward(context, hidden), kv)
+    }
+}

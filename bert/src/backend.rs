@@ -1,0 +1,255 @@
+//! The one place that maps backend names to Burn devices. Everything else takes a `Device`.
+//!
+//! | `--backend`         | Cargo feature | device                                  |
+//! |---------------------|---------------|-----------------------------------------|
+//! | `flex` (default)    | `flex`        | `Device::flex()`, pure-Rust CPU         |
+//! | `ndarray`           | `ndarray`     | `Device::ndarray()`, CPU                |
+//! | `cpu`               | `cpu`         | `Device::cpu()`, CubeCL CPU (MLIR)      |
+//! | `wgpu`              | `wgpu`        | `Device::wgpu(DefaultDevice)`, any API  |
+//! | `vulkan`            | `vulkan`      | `Device::vulkan(DefaultDevice)`         |
+//! | `tch`               | `tch`         | `Device::libtorch()`, libtorch CPU      |
+//! | `tch-cuda[:N]`      | `tch`         | `Device::libtorch_cuda(N)`              |
+//! | `cuda[:N]`          | `cuda`        | `Device::cuda(N)`, CubeCL CUDA          |
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+use crate::error::BertError;
+
+/// A backend and device index, parsed from `--backend` (`flex`, `cuda:1`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Flex,
+    NdArray,
+    Cpu,
+    Wgpu(usize),
+    Vulkan(usize),
+    Tch,
+    TchCuda(usize),
+    Cuda(usize),
+}
+
+/// Every backend name with the Cargo feature that compiles it in.
+pub const BACKENDS: [(&str, &str); 8] = [
+    ("flex", "flex"),
+    ("ndarray", "ndarray"),
+    ("cpu", "cpu"),
+    ("wgpu", "wgpu"),
+    ("vulkan", "vulkan"),
+    ("tch", "tch"),
+    ("tch-cuda", "tch"),
+    ("cuda", "cuda"),
+];
+
+impl Backend {
+    /// The name without index.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::NdArray => "ndarray",
+            Self::Cpu => "cpu",
+            Self::Wgpu(_) => "wgpu",
+            Self::Vulkan(_) => "vulkan",
+            Self::Tch => "tch",
+            Self::TchCuda(_) => "tch-cuda",
+            Self::Cuda(_) => "cuda",
+        }
+    }
+
+    /// The Cargo feature that compiles this backend in.
+    pub fn feature(self) -> &'static str {
+        BACKENDS
+            .iter()
+            .find(|(n, _)| *n == self.name())
+            .map(|(_, f)| *f)
+            .unwrap_or("flex")
+    }
+
+    /// Whether this build has the backend's feature.
+    pub fn is_compiled(self) -> bool {
+        compiled().contains(&self.feature())
+    }
+
+    /// The Burn device, or an error saying which feature to enable.
+    #[allow(deprecated, unreachable_code, unused_variables)] // ndarray and tch are deprecated upstream
+    pub fn device(self) -> Result<Device, BertError> {
+        let missing = || {
+            BertError::Backend(format!(
+                "backend `{}` is not compiled in: rebuild with `--features {}` (this build has: {})",
+                self.name(),
+                self.feature(),
+                compiled().join(", ")
+            ))
+        };
+        Ok(match self {
+            Self::Flex => {
+                #[cfg(feature = "flex")]
+                return Ok(Device::flex());
+                return Err(missing());
+            }
+            Self::NdArray => {
+                #[cfg(feature = "ndarray")]
+                return Ok(Device::ndarray());
+                return Err(missing());
+            }
+            Self::Cpu => {
+                #[cfg(feature = "cpu")]
+                return Ok(Device::cpu());
+                return Err(missing());
+            }
+            Self::Wgpu(i) => {
+                #[cfg(feature = "wgpu")]
+                return Ok(Device::wgpu(gpu_kind(i)));
+                return Err(missing());
+            }
+            Self::Vulkan(i) => {
+                #[cfg(feature = "vulkan")]
+                return Ok(Device::vulkan(gpu_kind(i)));
+                return Err(missing());
+            }
+            Self::Tch => {
+                #[cfg(feature = "tch")]
+                return Ok(Device::libtorch());
+                return Err(missing());
+            }
+            Self::TchCuda(i) => {
+                #[cfg(feature = "tch")]
+                return Ok(Device::libtorch_cuda(i));
+                return Err(missing());
+            }
+            Self::Cuda(i) => {
+                #[cfg(feature = "cuda")]
+                return Ok(Device::cuda(i));
+                return Err(missing());
+            }
+        })
+    }
+}
+
+/// wgpu: index 0 is the default adapter; `wgpu:N` the N-th discrete GPU.
+#[cfg(feature = "wgpu")]
+fn gpu_kind(index: usize) -> burn::tensor::DeviceKind {
+    match index {
+        0 => burn::tensor::DeviceKind::DefaultDevice,
+        n => burn::tensor::DeviceKind::DiscreteGpu(n),
+    }
+}
+
+/// The backend features this build was compiled with.
+pub fn compiled() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if cfg!(feature = "flex") {
+        v.push("flex");
+    }
+    if cfg!(feature = "ndarray") {
+        v.push("ndarray");
+    }
+    if cfg!(feature = "cpu") {
+        v.push("cpu");
+    }
+    if cfg!(feature = "wgpu") {
+        v.push("wgpu");
+    }
+    if cfg!(feature = "vulkan") {
+        v.push("vulkan");
+    }
+    if cfg!(feature = "tch") {
+        v.push("tch");
+    }
+    if cfg!(feature = "cuda") {
+        v.push("cuda");
+    }
+    v
+}
+
+impl FromStr for Backend {
+    type Err = BertError;
+
+    fn from_str(s: &str) -> Result<Self, BertError> {
+        let s = s.trim().to_ascii_lowercase();
+        let (name, index) = match s.split_once(':') {
+            Some((n, i)) => {
+                let i = i.parse::<usize>().map_err(|_| {
+                    BertError::Backend(format!("bad device index `{i}` in backend `{s}`"))
+                })?;
+                (n.to_string(), Some(i))
+            }
+            None => (s.clone(), None),
+        };
+        let i = index.unwrap_or(0);
+        let backend = match name.as_str() {
+            "flex" => Self::Flex,
+            "ndarray" => Self::NdArray,
+            "cpu" => Self::Cpu,
+            "wgpu" => Self::Wgpu(i),
+            "vulkan" => Self::Vulkan(i),
+            "tch" | "libtorch" => Self::Tch,
+            "tch-cuda" | "libtorch-cuda" => Self::TchCuda(i),
+            "cuda" => Self::Cuda(i),
+            _ => {
+                let names: Vec<_> = BACKENDS.iter().map(|(n, _)| *n).collect();
+                return Err(BertError::Backend(format!(
+                    "unknown backend `{name}`; expected one of: {}",
+                    names.join(", ")
+                )));
+            }
+        };
+        if index.is_some() && matches!(backend, Self::Flex | Self::NdArray | Self::Cpu | Self::Tch) {
+            return Err(BertError::Backend(format!(
+                "backend `{name}` takes no device index"
+            )));
+        }
+        Ok(backend)
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Wgpu(i) | Self::Vulkan(i) | Self::TchCuda(i) | Self::Cuda(i) if *i > 0 => {
+                write!(f, "{}:{i}", self.name())
+            }
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+/// Parses a `--backend` value and returns its device.
+pub fn device_from_name(name: &str) -> Result<Device, BertError> {
+    name.parse::<Backend>()?.device()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_with_indices() {
+        assert_eq!("cuda:1".parse::<Backend>().unwrap(), Backend::Cuda(1));
+        assert_eq!("tch-cuda".parse::<Backend>().unwrap(), Backend::TchCuda(0));
+        assert_eq!("FLEX".parse::<Backend>().unwrap(), Backend::Flex);
+        assert_eq!(Backend::Cuda(2).to_string(), "cuda:2");
+    }
+
+    #[test]
+    fn unknown_backend_lists_the_known_ones() {
+        let e = "metal9".parse::<Backend>().unwrap_err().to_string();
+        assert!(e.contains("unknown backend `metal9`") && e.contains("tch-cuda"), "{e}");
+        assert!("flex:1".parse::<Backend>().is_err());
+        assert!("cuda:x".parse::<Backend>().unwrap_err().to_string().contains("bad device index"));
+    }
+
+    #[test]
+    fn missing_feature_is_named() {
+        let not_built = [Backend::Cuda(0), Backend::Tch, Backend::Wgpu(0), Backend::NdArray]
+            .into_iter()
+            .find(|b| !b.is_compiled());
+        if let Some(b) = not_built {
+            let e = b.device().unwrap_err().to_string();
+            assert!(e.contains(&format!("--features {}", b.feature())), "{e}");
+        }
+        assert!(Backend::Flex.is_compiled() == cfg!(feature = "flex"));
+    }
+}

@@ -1,0 +1,48 @@
+//! `BertForMaskedLM`: the MLM head alone (no pooler); loss over labels != -100.
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::BertConfig;
+use crate::error::Result;
+use crate::heads::prediction::BertOnlyMLMHead;
+use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::model::{BertInput, BertModel};
+use crate::output::MaskedLMOutput;
+
+#[derive(Module, Debug)]
+pub struct BertForMaskedLM {
+    pub bert: BertModel,
+    pub cls: BertOnlyMLMHead,
+}
+
+impl BertForMaskedLM {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            bert: BertModel::new(config, false, device),
+            cls: BertOnlyMLMHead::new(config, device),
+        }
+    }
+
+    /// `labels`: `[b, s]`, the original token id at masked positions and -100 elsewhere.
+    pub fn forward(&self, input: BertInput, labels: Option<Tensor<2, Int>>) -> Result<MaskedLMOutput> {
+        let out = self.bert.forward(input)?;
+        let logits = self.cls.predictions.forward(
+            out.last_hidden_state,
+            self.bert.embeddings.word_embeddings.weight.val(),
+        );
+        let loss = match labels {
+            Some(labels) => {
+                let [b, s, v] = logits.dims();
+                check_labels("labels", &labels, v, Some(IGNORE_INDEX))?;
+                Some(cross_entropy(
+                    logits.clone().reshape([b * s, v]),
+                    labels.reshape([b * s]),
+                    IGNORE_INDEX,
+                ))
+            }
+            None => None,
+        };
+        Ok(MaskedLMOutput { loss, logits })
+    }
+}

@@ -1,0 +1,41 @@
+//! `BertForNextSentencePrediction`: is sentence B the continuation of A? (label 0 = yes).
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::BertConfig;
+use crate::error::Result;
+use crate::heads::prediction::BertOnlyNSPHead;
+use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::model::{BertInput, BertModel};
+use crate::output::NextSentencePredictorOutput;
+
+#[derive(Module, Debug)]
+pub struct BertForNextSentencePrediction {
+    pub bert: BertModel,
+    pub cls: BertOnlyNSPHead,
+}
+
+impl BertForNextSentencePrediction {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            bert: BertModel::new(config, true, device),
+            cls: BertOnlyNSPHead::new(config, device),
+        }
+    }
+
+    /// `labels`: `[b]`, 0 = B follows A, 1 = B is random.
+    pub fn forward(&self, input: BertInput, labels: Option<Tensor<1, Int>>) -> Result<NextSentencePredictorOutput> {
+        let out = self.bert.forward(input)?;
+        let pooled = out.pooler_output.expect("BertForNextSentencePrediction has a pooler");
+        let logits = self.cls.seq_relationship.forward(pooled);
+        let loss = match labels {
+            Some(labels) => {
+                check_labels("labels", &labels, 2, Some(IGNORE_INDEX))?;
+                Some(cross_entropy(logits.clone(), labels, IGNORE_INDEX))
+            }
+            None => None,
+        };
+        Ok(NextSentencePredictorOutput { loss, logits })
+    }
+}

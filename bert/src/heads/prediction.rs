@@ -1,0 +1,118 @@
+//! The MLM and NSP heads HF shares between its classes: `BertPredictionHeadTransform`,
+//! `BertLMPredictionHead` (decoder tied to the word embeddings), `BertOnlyMLMHead`,
+//! `BertOnlyNSPHead`, `BertPreTrainingHeads`.
+#![allow(non_snake_case)] // fields named `LayerNorm`, as HF's state-dict keys
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor};
+
+use crate::activation::HiddenAct;
+use crate::config::BertConfig;
+use crate::init;
+use crate::layer_norm::LayerNorm;
+
+#[derive(Module, Debug)]
+pub struct BertPredictionHeadTransform {
+    pub dense: Linear,
+    pub LayerNorm: LayerNorm,
+    #[module(skip)]
+    pub act: HiddenAct,
+}
+
+impl BertPredictionHeadTransform {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            dense: init::linear(config.hidden_size, config.hidden_size, config, device),
+            LayerNorm: LayerNorm::new(config.hidden_size, config.layer_norm_eps, device),
+            act: config.hidden_act,
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.LayerNorm.forward(self.act.forward(self.dense.forward(hidden)))
+    }
+}
+
+/// An untied decoder weight `[vocab, hidden]`, only for `tie_word_embeddings = false`.
+#[derive(Module, Debug)]
+pub struct BertLMDecoder {
+    pub weight: Param<Tensor<2>>,
+}
+
+/// `transform`, then `hidden · Wᵀ + bias` with `W` the word embeddings (tied): the head owns
+/// only its `bias`, so the one embedding parameter gets the gradients of both uses.
+#[derive(Module, Debug)]
+pub struct BertLMPredictionHead {
+    pub transform: BertPredictionHeadTransform,
+    pub bias: Param<Tensor<1>>,
+    pub decoder: Option<BertLMDecoder>,
+}
+
+impl BertLMPredictionHead {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let decoder = (!config.tie_word_embeddings).then(|| BertLMDecoder {
+            weight: init::embedding(config.vocab_size, config.hidden_size, None, config, device).weight,
+        });
+        Self {
+            transform: BertPredictionHeadTransform::new(config, device),
+            bias: Param::from_tensor(Tensor::zeros([config.vocab_size], device)),
+            decoder,
+        }
+    }
+
+    /// `hidden`: `[b, s, h]`; `word_embeddings`: `[vocab, h]` → logits `[b, s, vocab]`.
+    pub fn forward(&self, hidden: Tensor<3>, word_embeddings: Tensor<2>) -> Tensor<3> {
+        let hidden = self.transform.forward(hidden);
+        let [b, s, h] = hidden.dims();
+        let weight = match &self.decoder {
+            Some(d) => d.weight.val(),
+            None => word_embeddings,
+        };
+        let vocab = weight.dims()[0];
+        let logits = hidden.reshape([b * s, h]).matmul(weight.transpose())
+            + self.bias.val().reshape([1, vocab]);
+        logits.reshape([b, s, vocab])
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertOnlyMLMHead {
+    pub predictions: BertLMPredictionHead,
+}
+
+impl BertOnlyMLMHead {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            predictions: BertLMPredictionHead::new(config, device),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertOnlyNSPHead {
+    pub seq_relationship: Linear,
+}
+
+impl BertOnlyNSPHead {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            seq_relationship: init::linear(config.hidden_size, 2, config, device),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertPreTrainingHeads {
+    pub predictions: BertLMPredictionHead,
+    pub seq_relationship: Linear,
+}
+
+impl BertPreTrainingHeads {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            predictions: BertLMPredictionHead::new(config, device),
+            seq_relationship: init::linear(config.hidden_size, 2, config, device),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `BertForPreTraining`: masked LM + next sentence prediction; loss = MLM loss + NSP loss.
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::BertConfig;
+use crate::error::Result;
+use crate::heads::prediction::BertPreTrainingHeads;
+use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::model::{BertInput, BertModel};
+use crate::output::BertForPreTrainingOutput;
+
+#[derive(Module, Debug)]
+pub struct BertForPreTraining {
+    pub bert: BertModel,
+    pub cls: BertPreTrainingHeads,
+}
+
+impl BertForPreTraining {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            bert: BertModel::new(config, true, device),
+            cls: BertPreTrainingHeads::new(config, device),
+        }
+    }
+
+    /// `labels`: `[b, s]` token ids, -100 where no MLM loss; `next_sentence_label`: `[b]`,
+    /// 0 = B follows A, 1 = B is random. The loss is returned when both are given (HF).
+    pub fn forward(
+        &self,
+        input: BertInput,
+        labels: Option<Tensor<2, Int>>,
+        next_sentence_label: Option<Tensor<1, Int>>,
+    ) -> Result<BertForPreTrainingOutput> {
+        let out = self.bert.forward(input)?;
+        let pooled = out.pooler_output.expect("BertForPreTraining has a pooler");
+        let prediction_logits = self.cls.predictions.forward(
+            out.last_hidden_state,
+            self.bert.embeddings.word_embeddings.weight.val(),
+        );
+        let seq_relationship_logits = self.cls.seq_relationship.forward(pooled);
+        let loss = match (labels, next_sentence_label) {
+            (Some(labels), Some(nsp)) => {
+                let [b, s, v] = prediction_logits.dims();
+                check_labels("labels", &labels, v, Some(IGNORE_INDEX))?;
+                check_labels("next_sentence_label", &nsp, 2, Some(IGNORE_INDEX))?;
+                let mlm = cross_entropy(
+                    prediction_logits.clone().reshape([b * s, v]),
+                    labels.reshape([b * s]),
+                    IGNORE_INDEX,
+                );
+                Some(mlm + cross_entropy(seq_relationship_logits.clone(), nsp, IGNORE_INDEX))
+            }
+            _ => None,
+        };
+        Ok(BertForPreTrainingOutput {
+            loss,
+            prediction_logits,
+            seq_relationship_logits,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! `BertForTokenClassification`: a label per token; the loss counts only positions with
+//! `attention_mask == 1` and labels != -100 (HF's active-loss mask).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::BertConfig;
+use crate::error::Result;
+use crate::heads::sequence_classification::check_shape;
+use crate::init;
+use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::model::{BertInput, BertModel};
+use crate::output::TokenClassifierOutput;
+
+#[derive(Module, Debug)]
+pub struct BertForTokenClassification {
+    pub bert: BertModel,
+    pub dropout: Dropout,
+    pub classifier: Linear,
+}
+
+impl BertForTokenClassification {
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            bert: BertModel::new(config, false, device),
+            dropout: DropoutConfig::new(config.classifier_dropout_prob()).init(),
+            classifier: init::linear(config.hidden_size, config.num_labels(), config, device),
+        }
+    }
+
+    /// `labels`: `[b, s]` class ids, -100 where no loss (sub-word pieces, special tokens).
+    pub fn forward(&self, input: BertInput, labels: Option<Tensor<2, Int>>) -> Result<TokenClassifierOutput> {
+        let [b, s] = input.dims();
+        let attention_mask = input.attention_mask.clone();
+        let out = self.bert.forward(input)?;
+        let logits = self
+            .classifier
+            .forward(self.dropout.forward(out.last_hidden_state));
+        let num_labels = logits.dims()[2];
+        let loss = match labels {
+            Some(mut labels) => {
+                check_shape("labels", &labels.dims(), &[b, s])?;
+                check_labels("labels", &labels, num_labels, Some(IGNORE_INDEX))?;
+                if let Some(mask) = attention_mask {
+                    // active_loss = attention_mask == 1; other positions get the ignore index.
+                    labels = labels.mask_fill(mask.not_equal_elem(1), IGNORE_INDEX);
+                }
+                Some(cross_entropy(
+                    logits.clone().reshape([b * s, num_labels]),
+                    labels.reshape([b * s]),
+                    IGNORE_INDEX,
+                ))
+            }
+            None => None,
+        };
+        Ok(TokenClassifierOutput { loss, logits })
+    }
+}

@@ -1,0 +1,28 @@
+//! `nn.LayerNorm` with PyTorch parameter names (`weight`, `bias`) so that module paths equal
+//! HF keys (`embeddings.LayerNorm.weight`), and `eps` from `layer_norm_eps`.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor, module::layer_norm};
+
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Weight 1, bias 0, as `nn.LayerNorm` and HF's `_init_weights`.
+    pub fn new(size: usize, eps: f64, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([size], device)),
+            bias: Param::from_tensor(Tensor::zeros([size], device)),
+            eps,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
+    }
+}

@@ -1,0 +1,77 @@
+//! Model outputs, named as HF's `ModelOutput` classes and fields. `loss` is a one-element
+//! tensor, present when labels were given.
+
+use burn::tensor::Tensor;
+
+use crate::attention::KvCache;
+
+/// `BertModel`'s output.
+#[derive(Debug, Clone)]
+pub struct BaseModelOutputWithPoolingAndCrossAttentions {
+    pub last_hidden_state: Tensor<3>,
+    /// `tanh(dense(h[:, 0]))`; `None` for models built without a pooler.
+    pub pooler_output: Option<Tensor<2>>,
+    /// HF `hidden_states`: the embeddings' output, then every layer's.
+    pub hidden_states: Vec<Tensor<3>>,
+    /// Decoder with `use_cache`: the keys/values for the next step.
+    pub past_key_values: Option<KvCache>,
+}
+
+/// `BertForPreTraining`'s output (loss = MLM loss + NSP loss).
+#[derive(Debug, Clone)]
+pub struct BertForPreTrainingOutput {
+    pub loss: Option<Tensor<1>>,
+    pub prediction_logits: Tensor<3>,
+    pub seq_relationship_logits: Tensor<2>,
+}
+
+/// `BertForMaskedLM`'s output.
+#[derive(Debug, Clone)]
+pub struct MaskedLMOutput {
+    pub loss: Option<Tensor<1>>,
+    pub logits: Tensor<3>,
+}
+
+/// `BertLMHeadModel`'s output (loss is the shifted next-token loss).
+#[derive(Debug, Clone)]
+pub struct CausalLMOutputWithCrossAttentions {
+    pub loss: Option<Tensor<1>>,
+    pub logits: Tensor<3>,
+    pub past_key_values: Option<KvCache>,
+}
+
+/// `BertForNextSentencePrediction`'s output; logits `[b, 2]`, index 0 = "B follows A".
+#[derive(Debug, Clone)]
+pub struct NextSentencePredictorOutput {
+    pub loss: Option<Tensor<1>>,
+    pub logits: Tensor<2>,
+}
+
+/// `BertForSequenceClassification`'s output; logits `[b, num_labels]`.
+#[derive(Debug, Clone)]
+pub struct SequenceClassifierOutput {
+    pub loss: Option<Tensor<1>>,
+    pub logits: Tensor<2>,
+}
+
+/// `BertForMultipleChoice`'s output; logits `[b, num_choices]`.
+#[derive(Debug, Clone)]
+pub struct MultipleChoiceModelOutput {
+    pub loss: Option<Tensor<1>>,
+    pub logits: Tensor<2>,
+}
+
+/// `BertForTokenClassification`'s output; logits `[b, seq, num_labels]`.
+#[derive(Debug, Clone)]
+pub struct TokenClassifierOutput {
+    pub loss: Option<Tensor<1>>,
+    pub logits: Tensor<3>,
+}
+
+/// `BertForQuestionAnswering`'s output; logits `[b, seq]`.
+#[derive(Debug, Clone)]
+pub struct QuestionAnsweringModelOutput {
+    pub loss: Option<Tensor<1>>,
+    pub start_logits: Tensor<2>,
+    pub end_logits: Tensor<2>,
+}

@@ -1,0 +1,78 @@
+//! Helpers shared by the integration tests: the backend under test, the committed HF
+//! references, the real fixtures, and tolerance checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bert::tensors_file::{HostTensor, NamedTensors, read_tensors};
+use burn::tensor::Device;
+
+/// The backend under test: `$BERT_TEST_BACKEND` (default `flex`), so that one test binary
+/// runs on every compiled-in backend.
+pub fn device() -> Device {
+    let name = std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into());
+    bert::backend::device_from_name(&name).unwrap_or_else(|e| panic!("BERT_TEST_BACKEND: {e}"))
+}
+
+/// `bert/tests/reference/<case>`: an HF model directory with HF's inputs and outputs.
+pub fn case_dir(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(case)
+}
+
+pub fn case_json(case: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(case_dir(case).join("case.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn inputs(case: &str) -> NamedTensors {
+    read_tensors(case_dir(case).join("inputs.safetensors")).unwrap()
+}
+
+pub fn outputs(case: &str) -> NamedTensors {
+    read_tensors(case_dir(case).join("outputs.safetensors")).unwrap()
+}
+
+/// The real fixtures (`../shared/fixtures/fetch.sh`): `$BERT_FIXTURES`, else fetched.
+pub fn fixtures() -> PathBuf {
+    if let Ok(dir) = std::env::var("BERT_FIXTURES") {
+        let dir = PathBuf::from(dir);
+        if dir.join("models/all-MiniLM-L6-v2/model.safetensors").is_file() {
+            return dir;
+        }
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fetch.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "fixtures missing and {} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Largest absolute difference; panics on shape mismatch.
+pub fn max_abs_diff(name: &str, got: &HostTensor, want: &HostTensor) -> f32 {
+    assert_eq!(got.shape, want.shape, "{name}: shape");
+    got.to_f32()
+        .iter()
+        .zip(want.to_f32())
+        .map(|(a, b)| if a.is_nan() && b.is_nan() { 0.0 } else { (a - b).abs() })
+        .fold(0.0, f32::max)
+}
+
+/// Every tensor of `want` whose name passes `filter` is in `got` and within `tol` (absolute).
+pub fn assert_close(case: &str, got: &NamedTensors, want: &NamedTensors, tol: f32, filter: impl Fn(&str) -> bool) {
+    let mut checked = 0;
+    for (name, w) in want.iter().filter(|(n, _)| filter(n)) {
+        let g = got.get(name).unwrap_or_else(|| panic!("{case}: output `{name}` missing; got {:?}", got.keys()));
+        let diff = max_abs_diff(name, g, w);
+        assert!(diff <= tol, "{case}.{name}: max abs diff {diff:e} > {tol:e}");
+        checked += 1;
+    }
+    assert!(checked > 0, "{case}: nothing compared");
+}

@@ -1,0 +1,169 @@
+//! Parity with HF transformers: every head's outputs and losses, gradients, generation, and
+//! the real all-MiniLM-L6-v2, against references made by `tests/reference/make_reference.py`.
+//! Runs on the backend named by `$BERT_TEST_BACKEND` (default flex).
+
+mod common;
+
+use bert::hub::{BertPretrained, grad_dict};
+use bert::tensors_file::NamedTensors;
+use bert::{AnyBert, BertForMaskedLM, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
+use common::*;
+
+const TOL: f32 = 1e-4;
+
+fn check_case(case: &str) {
+    let device = device();
+    let class = case_json(case)["cls"].as_str().unwrap().to_string();
+    let (model, report) = AnyBert::from_pretrained(case_dir(case), None, &device).unwrap();
+    assert_eq!(model.class(), class);
+    assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{case}: {:?}", report.warnings());
+    let got = model.forward(&inputs(case), &device).unwrap();
+    assert_close(case, &got, &outputs(case), TOL, |n| !n.starts_with("grad.") && n != "sequences");
+}
+
+#[test]
+fn bert_model_matches_hf() {
+    check_case("bert_model");
+}
+
+#[test]
+fn pretraining_from_pytorch_bin_matches_hf() {
+    assert!(case_dir("pretraining").join("pytorch_model.bin").is_file());
+    check_case("pretraining");
+}
+
+#[test]
+fn masked_lm_matches_hf() {
+    check_case("masked_lm");
+}
+
+#[test]
+fn lm_head_with_cross_attention_matches_hf() {
+    check_case("lm_head_cross");
+}
+
+#[test]
+fn next_sentence_prediction_matches_hf() {
+    check_case("nsp");
+}
+
+#[test]
+fn sequence_classification_single_label_matches_hf() {
+    check_case("seq_cls_single");
+}
+
+#[test]
+fn sequence_classification_regression_matches_hf() {
+    check_case("seq_cls_regression");
+}
+
+#[test]
+fn sequence_classification_multi_label_matches_hf() {
+    check_case("seq_cls_multi");
+}
+
+#[test]
+fn multiple_choice_matches_hf() {
+    check_case("multiple_choice");
+}
+
+#[test]
+fn token_classification_with_active_loss_mask_matches_hf() {
+    check_case("token_cls");
+}
+
+#[test]
+fn question_answering_with_clamped_positions_matches_hf() {
+    check_case("qa");
+}
+
+#[test]
+fn greedy_generation_matches_hf_with_and_without_cache() {
+    let case = "lm_head_generate";
+    let device = device();
+    let (model, _) = AnyBert::from_pretrained(case_dir(case), None, &device).unwrap();
+    let n = case_json(case)["max_new_tokens"].as_u64().unwrap() as usize;
+    let want = &outputs(case)["sequences"];
+    let with_cache = model.generate(&inputs(case), n, true, &device).unwrap();
+    let without_cache = model.generate(&inputs(case), n, false, &device).unwrap();
+    assert_eq!(&with_cache, want, "with cache");
+    assert_eq!(&without_cache, want, "without cache");
+    let got = model.forward(&inputs(case), &device).unwrap();
+    assert_close(case, &got, &outputs(case), TOL, |n| n == "logits");
+}
+
+fn check_grads(case: &str, grads: NamedTensors) {
+    let want = outputs(case);
+    let renamed: NamedTensors = grads.into_iter().map(|(k, v)| (format!("grad.{k}"), v)).collect();
+    assert_close(case, &renamed, &want, TOL, |n| n.starts_with("grad."));
+}
+
+#[test]
+fn masked_lm_gradients_match_hf_through_the_tied_decoder() {
+    let case = "masked_lm";
+    let device = device().autodiff();
+    let model = BertForMaskedLM::from_pretrained(case_dir(case), &device).unwrap();
+    let x = inputs(case);
+    let input = BertInput::new(x["input_ids"].int("input_ids", &device).unwrap())
+        .with_attention_mask(x["attention_mask"].int("attention_mask", &device).unwrap())
+        .with_token_type_ids(x["token_type_ids"].int("token_type_ids", &device).unwrap());
+    let labels = x["labels"].int("labels", &device).unwrap();
+    let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
+    let grads = loss.backward();
+    check_grads(case, grad_dict(&model, &grads));
+}
+
+#[test]
+fn sequence_classification_gradients_match_hf() {
+    let case = "seq_cls_single";
+    let device = device().autodiff();
+    let model = BertForSequenceClassification::from_pretrained(case_dir(case), &device).unwrap();
+    let x = inputs(case);
+    let input = BertInput::new(x["input_ids"].int("input_ids", &device).unwrap())
+        .with_attention_mask(x["attention_mask"].int("attention_mask", &device).unwrap())
+        .with_token_type_ids(x["token_type_ids"].int("token_type_ids", &device).unwrap());
+    let labels = SequenceClassificationLabels::Classes(x["labels"].int("labels", &device).unwrap());
+    let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
+    let grads = loss.backward();
+    check_grads(case, grad_dict(&model, &grads));
+}
+
+#[test]
+fn real_all_minilm_l6_v2_matches_hf() {
+    let case = "minilm";
+    let device = device();
+    let dir = fixtures().join("models/all-MiniLM-L6-v2");
+    let (model, report) = AnyBert::from_pretrained(&dir, Some("BertModel"), &device).unwrap();
+    assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{:?}", report.warnings());
+    let got = model.forward(&inputs(case), &device).unwrap();
+    assert_close(case, &got, &outputs(case), TOL, |_| true);
+}
+
+/// Saves every case with `save_pretrained`, loads it back, and checks the outputs are
+/// unchanged. The directories go to `$BERT_ROUNDTRIP_DIR` (for the HF side of the check:
+/// `make_reference.py --check-roundtrip DIR` in CI) or a temporary folder.
+#[test]
+fn save_pretrained_round_trip() {
+    let device = device();
+    let keep = std::env::var("BERT_ROUNDTRIP_DIR").ok();
+    let tmp = std::env::temp_dir().join(format!("bert-roundtrip-{}", std::process::id()));
+    let root = keep.clone().map(Into::into).unwrap_or(tmp.clone());
+    for case in [
+        "bert_model", "pretraining", "masked_lm", "lm_head_cross", "lm_head_generate", "nsp",
+        "seq_cls_single", "seq_cls_regression", "seq_cls_multi", "multiple_choice", "token_cls", "qa",
+    ] {
+        let (model, _) = AnyBert::from_pretrained(case_dir(case), None, &device).unwrap();
+        let dir = root.join(case);
+        model.save_pretrained(&dir).unwrap();
+        let (back, report) = AnyBert::from_pretrained(&dir, None, &device).unwrap();
+        assert_eq!(back.class(), model.class());
+        assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{case}: {:?}", report.warnings());
+        let x = inputs(case);
+        let a = model.forward(&x, &device).unwrap();
+        let b = back.forward(&x, &device).unwrap();
+        assert_close(case, &b, &a, 0.0, |_| true);
+    }
+    if keep.is_none() {
+        std::fs::remove_dir_all(tmp).ok();
+    }
+}

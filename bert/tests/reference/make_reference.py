@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Reference outputs from HF transformers for the parity tests of the `bert` crate.
+
+    python3 bert/tests/reference/make_reference.py            # writes bert/tests/reference/*/
+    python3 bert/tests/reference/make_reference.py --minilm DIR   # + real-model case from DIR
+    python3 bert/tests/reference/make_reference.py --check-roundtrip OUT
+        # loads every HF directory the Rust test `save_pretrained_round_trip` wrote under OUT
+        # with HF `from_pretrained`, requires no missing/unexpected keys, and compares its
+        # outputs with the committed references (1e-4).
+
+Each case directory holds an HF model directory (config.json + weights: tiny random BERTs,
+one per head, saved by `save_pretrained`), `inputs.safetensors` (named as HF's forward
+arguments) and `outputs.safetensors` (named as HF's output fields; `grad.<key>` are gradients
+of the loss w.r.t. named parameters). Needs torch and transformers (pip).
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+from transformers import (BertConfig, BertForMaskedLM, BertForMultipleChoice,
+                          BertForNextSentencePrediction, BertForPreTraining,
+                          BertForQuestionAnswering, BertForSequenceClassification,
+                          BertForTokenClassification, BertLMHeadModel, BertModel)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VOCAB, SEQ, BATCH = 99, 8, 3
+
+
+def tiny_config(**kw):
+    base = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=37, max_position_embeddings=64, type_vocab_size=2,
+                hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, pad_token_id=0)
+    base.update(kw)
+    return BertConfig(**base)
+
+
+def randomize(model, gen):
+    """Spread every parameter (HF's init is too gentle to exercise the numerics)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen) * 0.1
+            p.copy_(1.0 + noise if name.endswith("LayerNorm.weight") else noise * 3)
+
+
+def base_inputs(gen, batch=BATCH, seq=SEQ):
+    ids = torch.randint(1, VOCAB, (batch, seq), generator=gen)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    mask[1, 6:] = 0   # padded rows, padding token 0 (its embedding row gets no gradient)
+    mask[batch - 1, 4:] = 0
+    ids = ids * mask
+    types = torch.zeros(batch, seq, dtype=torch.long)
+    types[:, 3:] = 1
+    types = types * mask
+    return dict(input_ids=ids, attention_mask=mask, token_type_ids=types)
+
+
+def save_case(name, model, inputs, outputs, safe=True, meta=None):
+    d = os.path.join(HERE, name)
+    os.makedirs(d, exist_ok=True)
+    for f in ("model.safetensors", "pytorch_model.bin"):
+        if os.path.exists(os.path.join(d, f)):
+            os.remove(os.path.join(d, f))
+    if safe:
+        model.save_pretrained(d)
+    else:  # the legacy format: a torch.save'd state dict (zip + pickle)
+        model.config.architectures = [type(model).__name__]
+        model.config.save_pretrained(d)
+        torch.save(model.state_dict(), os.path.join(d, "pytorch_model.bin"))
+    save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(d, "inputs.safetensors"))
+    save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+               for k, v in outputs.items()}, os.path.join(d, "outputs.safetensors"))
+    meta = dict(meta or {}, transformers=transformers.__version__, torch=torch.__version__)
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+
+
+def run(model, inputs, fields, grads=()):
+    model.eval()
+    model.zero_grad()
+    out = model(**inputs)
+    res = {f: getattr(out, f) for f in fields if getattr(out, f, None) is not None}
+    if grads:
+        out.loss.backward()
+        params = dict(model.named_parameters())
+        for g in grads:
+            res["grad." + g] = params[g].grad
+    return res
+
+
+def make_all():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1234)
+
+    # BertModel: pooler, padding mask, token types.
+    m = BertModel(tiny_config(hidden_act="gelu")); randomize(m, gen)
+    x = base_inputs(gen)
+    save_case("bert_model", m, x, run(m, x, ["last_hidden_state", "pooler_output"]),
+              meta=dict(cls="BertModel"))
+
+    # BertForPreTraining, saved as pytorch_model.bin to exercise the pickle reader.
+    m = BertForPreTraining(tiny_config(hidden_act="gelu_new")); randomize(m, gen)
+    x = base_inputs(gen)
+    labels = torch.full((BATCH, SEQ), -100)
+    labels[0, 1], labels[0, 5], labels[1, 2], labels[2, 3] = 5, 17, 42, 98
+    x.update(labels=labels, next_sentence_label=torch.tensor([0, 1, 1]))
+    save_case("pretraining", m, x, run(m, x, ["loss", "prediction_logits", "seq_relationship_logits"]),
+              safe=False, meta=dict(cls="BertForPreTraining"))
+
+    # BertForMaskedLM: the tied decoder gets gradients from both of its uses.
+    m = BertForMaskedLM(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)); randomize(m, gen)
+    x = base_inputs(gen)
+    labels = torch.full((BATCH, SEQ), -100)
+    labels[0, 2], labels[1, 0], labels[1, 4], labels[2, 1] = 7, 3, 60, 11
+    x.update(labels=labels)
+    save_case("masked_lm", m, x, run(m, x, ["loss", "logits"], grads=[
+        "bert.embeddings.word_embeddings.weight", "cls.predictions.bias",
+        "cls.predictions.transform.dense.weight", "bert.encoder.layer.0.attention.self.query.weight",
+        "bert.encoder.layer.1.output.LayerNorm.weight", "bert.embeddings.position_embeddings.weight"]),
+        meta=dict(cls="BertForMaskedLM"))
+
+    # BertLMHeadModel with cross-attention: shifted causal loss.
+    m = BertLMHeadModel(tiny_config(is_decoder=True, add_cross_attention=True, hidden_act="relu")); randomize(m, gen)
+    x = base_inputs(gen)
+    x.pop("token_type_ids")
+    labels = x["input_ids"].clone()
+    labels[x["attention_mask"] == 0] = -100
+    x.update(labels=labels, encoder_hidden_states=torch.randn(BATCH, 5, 32, generator=gen),
+             encoder_attention_mask=torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]))
+    save_case("lm_head_cross", m, x, run(m, x, ["loss", "logits"]), meta=dict(cls="BertLMHeadModel"))
+
+    # BertLMHeadModel generation (greedy, with HF's cache), no cross-attention.
+    m = BertLMHeadModel(tiny_config(is_decoder=True, hidden_act="silu")); randomize(m, gen)
+    m.eval()
+    ids = torch.randint(1, VOCAB, (2, 4), generator=gen)
+    n = 6
+    with torch.no_grad():
+        seq = m.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1,
+                         use_cache=True, pad_token_id=0, eos_token_id=None)
+        logits = m(input_ids=ids).logits
+    save_case("lm_head_generate", m, dict(input_ids=ids), dict(sequences=seq, logits=logits),
+              meta=dict(cls="BertLMHeadModel", max_new_tokens=n))
+
+    # BertForNextSentencePrediction.
+    m = BertForNextSentencePrediction(tiny_config()); randomize(m, gen)
+    x = base_inputs(gen); x.update(labels=torch.tensor([1, 0, 1]))
+    save_case("nsp", m, x, run(m, x, ["loss", "logits"]), meta=dict(cls="BertForNextSentencePrediction"))
+
+    # BertForSequenceClassification: single-label (with a gradient check), regression, multi-label.
+    c = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3)
+    m = BertForSequenceClassification(c); randomize(m, gen)
+    x = base_inputs(gen); x.update(labels=torch.tensor([2, 0, 1]))
+    save_case("seq_cls_single", m, x, run(m, x, ["loss", "logits"], grads=[
+        "bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.attention.self.query.weight",
+        "bert.encoder.layer.1.intermediate.dense.bias", "bert.pooler.dense.weight", "classifier.weight",
+        "bert.embeddings.LayerNorm.weight"]), meta=dict(cls="BertForSequenceClassification"))
+
+    m = BertForSequenceClassification(tiny_config(num_labels=1)); randomize(m, gen)
+    x = base_inputs(gen); x.update(labels=torch.tensor([0.5, -1.25, 2.0]))
+    save_case("seq_cls_regression", m, x, run(m, x, ["loss", "logits"]), meta=dict(cls="BertForSequenceClassification"))
+
+    m = BertForSequenceClassification(tiny_config(num_labels=4, problem_type="multi_label_classification")); randomize(m, gen)
+    x = base_inputs(gen)
+    x.update(labels=torch.tensor([[1., 0., 1., 0.], [0., 0., 0., 1.], [1., 1., 1., 1.]]))
+    save_case("seq_cls_multi", m, x, run(m, x, ["loss", "logits"]), meta=dict(cls="BertForSequenceClassification"))
+
+    # BertForMultipleChoice: [batch, choices, seq].
+    m = BertForMultipleChoice(tiny_config(hidden_act="gelu_new")); randomize(m, gen)
+    parts = [base_inputs(gen, batch=2) for _ in range(3)]
+    x = {k: torch.stack([p[k] for p in parts], dim=1) for k in parts[0]}
+    x.update(labels=torch.tensor([2, 0]))
+    save_case("multiple_choice", m, x, run(m, x, ["loss", "logits"]), meta=dict(cls="BertForMultipleChoice"))
+
+    # BertForTokenClassification. Labels at padded positions are real classes: the reference
+    # loss applies HF's active-loss mask (labels where attention_mask == 0 become -100).
+    m = BertForTokenClassification(tiny_config(num_labels=5)); randomize(m, gen)
+    x = base_inputs(gen)
+    labels = torch.randint(0, 5, (BATCH, SEQ), generator=gen)
+    labels[0, 0] = -100
+    active = torch.where(x["attention_mask"] == 1, labels, torch.tensor(-100))
+    out = run(m, dict(x, labels=active), ["loss", "logits"])
+    save_case("token_cls", m, dict(x, labels=labels), out, meta=dict(cls="BertForTokenClassification"))
+
+    # BertForQuestionAnswering: one end position past the sequence is clamped and ignored.
+    m = BertForQuestionAnswering(tiny_config()); randomize(m, gen)
+    x = base_inputs(gen)
+    x.update(start_positions=torch.tensor([1, 3, 0]), end_positions=torch.tensor([2, 100, 3]))
+    save_case("qa", m, x, run(m, x, ["loss", "start_logits", "end_logits"]), meta=dict(cls="BertForQuestionAnswering"))
+
+
+SENTENCES = [
+    ("The quick brown fox jumps over the lazy dog.", None),
+    ("Crème brûlée is a dessert; 東京 is a city!", None),
+    ("How old are you?", "I am six years old, thanks for asking."),
+    ("BERT", None),
+]
+
+
+def make_minilm(model_dir):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    m = BertModel.from_pretrained(model_dir).eval()
+    a = [s[0] for s in SENTENCES]
+    b = [s[1] for s in SENTENCES]
+    enc = tok(a, padding=True, return_tensors="pt")
+    # One pair, encoded on its own row so that token types are exercised.
+    pair = tok(a[2], b[2], padding="max_length", max_length=enc["input_ids"].shape[1] + 8, return_tensors="pt")
+    single = tok(a, padding="max_length", max_length=pair["input_ids"].shape[1], return_tensors="pt")
+    x = {k: torch.cat([single[k], pair[k]]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        out = m(**x)
+    d = os.path.join(HERE, "minilm")
+    os.makedirs(d, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in x.items()}, os.path.join(d, "inputs.safetensors"))
+    save_file({"last_hidden_state": out.last_hidden_state.contiguous(),
+               "pooler_output": out.pooler_output.contiguous()}, os.path.join(d, "outputs.safetensors"))
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(dict(cls="BertModel", sentences=SENTENCES, transformers=transformers.__version__,
+                       torch=torch.__version__), f, indent=1, ensure_ascii=False)
+
+
+CLASSES = {c.__name__: c for c in (BertModel, BertForPreTraining, BertForMaskedLM, BertLMHeadModel,
+                                   BertForNextSentencePrediction, BertForSequenceClassification,
+                                   BertForMultipleChoice, BertForTokenClassification,
+                                   BertForQuestionAnswering)}
+
+
+def check_roundtrip(out_dir):
+    """HF loads each directory the Rust side saved: no missing/unexpected keys, same outputs."""
+    failures, checked = [], 0
+    for case in sorted(os.listdir(out_dir)):
+        d = os.path.join(out_dir, case)
+        ref = os.path.join(HERE, case)
+        if not os.path.isfile(os.path.join(d, "config.json")):
+            continue
+        arch = json.load(open(os.path.join(d, "config.json")))["architectures"][0]
+        model, info = CLASSES[arch].from_pretrained(d, output_loading_info=True)
+        model.eval()
+        bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        if bad:
+            failures.append(f"{case}: {bad}")
+        inputs = load_file(os.path.join(ref, "inputs.safetensors"))
+        expected = load_file(os.path.join(ref, "outputs.safetensors"))
+        if case == "token_cls":
+            inputs["labels"] = torch.where(inputs["attention_mask"] == 1, inputs["labels"], torch.tensor(-100))
+        with torch.no_grad():
+            if case == "lm_head_generate":
+                out = {"logits": model(input_ids=inputs["input_ids"]).logits}
+            else:
+                o = model(**inputs)
+                out = {k: getattr(o, k) for k in expected if not k.startswith("grad.")}
+        for k, v in out.items():
+            diff = (v.float() - expected[k].float()).abs().max().item()
+            if diff > 1e-4:
+                failures.append(f"{case}.{k}: max abs diff {diff:.3g}")
+        checked += 1
+        print(f"round trip {case} ({arch}): ok" if not any(f.startswith(case) for f in failures) else f"round trip {case}: FAILED")
+    if failures or checked == 0:
+        print("\n".join(failures) or "no saved model directories found", file=sys.stderr)
+        sys.exit(1)
+    print(f"{checked} passed, 0 failed")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minilm", help="all-MiniLM-L6-v2 directory (from shared/fixtures/fetch.sh)")
+    ap.add_argument("--check-roundtrip", help="directory of HF model directories written by Rust")
+    args = ap.parse_args()
+    if args.check_roundtrip:
+        check_roundtrip(args.check_roundtrip)
+    else:
+        make_all()
+        if args.minilm:
+            make_minilm(args.minilm)
