@@ -29,16 +29,46 @@ pub enum AnyBert {
 macro_rules! each_class {
     ($class:expr, $T:ident => $body:expr) => {
         match $class {
-            "BertModel" => { type $T = BertModel; $body }
-            "BertForPreTraining" => { type $T = BertForPreTraining; $body }
-            "BertForMaskedLM" => { type $T = BertForMaskedLM; $body }
-            "BertLMHeadModel" => { type $T = BertLMHeadModel; $body }
-            "BertForNextSentencePrediction" => { type $T = BertForNextSentencePrediction; $body }
-            "BertForSequenceClassification" => { type $T = BertForSequenceClassification; $body }
-            "BertForMultipleChoice" => { type $T = BertForMultipleChoice; $body }
-            "BertForTokenClassification" => { type $T = BertForTokenClassification; $body }
-            "BertForQuestionAnswering" => { type $T = BertForQuestionAnswering; $body }
-            other => Err(BertError::UnknownHead(other.to_string(), CLASS_NAMES.join(", "))),
+            "BertModel" => {
+                type $T = BertModel;
+                $body
+            }
+            "BertForPreTraining" => {
+                type $T = BertForPreTraining;
+                $body
+            }
+            "BertForMaskedLM" => {
+                type $T = BertForMaskedLM;
+                $body
+            }
+            "BertLMHeadModel" => {
+                type $T = BertLMHeadModel;
+                $body
+            }
+            "BertForNextSentencePrediction" => {
+                type $T = BertForNextSentencePrediction;
+                $body
+            }
+            "BertForSequenceClassification" => {
+                type $T = BertForSequenceClassification;
+                $body
+            }
+            "BertForMultipleChoice" => {
+                type $T = BertForMultipleChoice;
+                $body
+            }
+            "BertForTokenClassification" => {
+                type $T = BertForTokenClassification;
+                $body
+            }
+            "BertForQuestionAnswering" => {
+                type $T = BertForQuestionAnswering;
+                $body
+            }
+            other => Err(BertError::UnknownHead(
+                other.to_string(),
+                CLASS_NAMES.join(", "),
+            )),
         }
     };
 }
@@ -47,12 +77,36 @@ macro_rules! each_class {
 fn accepted_inputs(class: &str) -> &'static [&'static str] {
     const BASE: [&str; 2] = ["attention_mask", "token_type_ids"];
     match class {
-        "BertModel" => &["attention_mask", "token_type_ids", "encoder_hidden_states", "encoder_attention_mask"],
-        "BertForPreTraining" => &["attention_mask", "token_type_ids", "labels", "next_sentence_label"],
-        "BertLMHeadModel" => &["attention_mask", "token_type_ids", "encoder_hidden_states", "encoder_attention_mask", "labels"],
-        "BertForQuestionAnswering" => &["attention_mask", "token_type_ids", "start_positions", "end_positions"],
-        "BertForMaskedLM" | "BertForNextSentencePrediction" | "BertForSequenceClassification"
-        | "BertForMultipleChoice" | "BertForTokenClassification" => &["attention_mask", "token_type_ids", "labels"],
+        "BertModel" => &[
+            "attention_mask",
+            "token_type_ids",
+            "encoder_hidden_states",
+            "encoder_attention_mask",
+        ],
+        "BertForPreTraining" => &[
+            "attention_mask",
+            "token_type_ids",
+            "labels",
+            "next_sentence_label",
+        ],
+        "BertLMHeadModel" => &[
+            "attention_mask",
+            "token_type_ids",
+            "encoder_hidden_states",
+            "encoder_attention_mask",
+            "labels",
+        ],
+        "BertForQuestionAnswering" => &[
+            "attention_mask",
+            "token_type_ids",
+            "start_positions",
+            "end_positions",
+        ],
+        "BertForMaskedLM"
+        | "BertForNextSentencePrediction"
+        | "BertForSequenceClassification"
+        | "BertForMultipleChoice"
+        | "BertForTokenClassification" => &["attention_mask", "token_type_ids", "labels"],
         _ => &BASE,
     }
 }
@@ -60,7 +114,11 @@ fn accepted_inputs(class: &str) -> &'static [&'static str] {
 impl AnyBert {
     /// The class named by `head`, or by `architectures[0]` of `config.json` when `None`
     /// (`BertModel` if it has none).
-    pub fn from_pretrained(dir: impl AsRef<Path>, head: Option<&str>, device: &Device) -> Result<(Self, LoadReport)> {
+    pub fn from_pretrained(
+        dir: impl AsRef<Path>,
+        head: Option<&str>,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
         let dir = dir.as_ref();
         let config = BertConfig::from_file(dir)?;
         let class = match head {
@@ -137,10 +195,15 @@ impl AnyBert {
             }
         }
         let get = |n: &str| inputs.get(n);
-        let ids = get("input_ids").ok_or_else(|| BertError::Input("inputs have no `input_ids`".into()))?;
+        let ids = get("input_ids")
+            .ok_or_else(|| BertError::Input("inputs have no `input_ids`".into()))?;
         let mut input = BertInput::new(ids.int("input_ids", device)?);
-        input.attention_mask = get("attention_mask").map(|t| t.int("attention_mask", device)).transpose()?;
-        input.token_type_ids = get("token_type_ids").map(|t| t.int("token_type_ids", device)).transpose()?;
+        input.attention_mask = get("attention_mask")
+            .map(|t| t.int("attention_mask", device))
+            .transpose()?;
+        input.token_type_ids = get("token_type_ids")
+            .map(|t| t.int("token_type_ids", device))
+            .transpose()?;
         input.encoder_hidden_states = get("encoder_hidden_states")
             .map(|t| t.float("encoder_hidden_states", device))
             .transpose()?;
@@ -164,12 +227,20 @@ impl AnyBert {
         if let Self::BertForMultipleChoice(m) = self {
             for name in inputs.keys() {
                 if name != "input_ids" && !accepted_inputs(self.class()).contains(&name.as_str()) {
-                    return Err(BertError::Input(format!("unknown input `{name}` for BertForMultipleChoice")));
+                    return Err(BertError::Input(format!(
+                        "unknown input `{name}` for BertForMultipleChoice"
+                    )));
                 }
             }
             let int3 = |n: &str| inputs.get(n).map(|t| t.int::<3>(n, device)).transpose();
-            let ids = int3("input_ids")?.ok_or_else(|| BertError::Input("inputs have no `input_ids`".into()))?;
-            let o = m.forward(ids, int3("attention_mask")?, int3("token_type_ids")?, int1("labels")?)?;
+            let ids = int3("input_ids")?
+                .ok_or_else(|| BertError::Input("inputs have no `input_ids`".into()))?;
+            let o = m.forward(
+                ids,
+                int3("attention_mask")?,
+                int3("token_type_ids")?,
+                int1("labels")?,
+            )?;
             put_loss(&mut out, o.loss);
             out.insert("logits".into(), HostTensor::from_float(o.logits));
             return Ok(out);
@@ -178,7 +249,10 @@ impl AnyBert {
         match self {
             Self::BertModel(m) => {
                 let o = m.forward(input)?;
-                out.insert("last_hidden_state".into(), HostTensor::from_float(o.last_hidden_state));
+                out.insert(
+                    "last_hidden_state".into(),
+                    HostTensor::from_float(o.last_hidden_state),
+                );
                 if let Some(p) = o.pooler_output {
                     out.insert("pooler_output".into(), HostTensor::from_float(p));
                 }
@@ -186,7 +260,10 @@ impl AnyBert {
             Self::BertForPreTraining(m) => {
                 let o = m.forward(input, int2("labels")?, int1("next_sentence_label")?)?;
                 put_loss(&mut out, o.loss);
-                out.insert("prediction_logits".into(), HostTensor::from_float(o.prediction_logits));
+                out.insert(
+                    "prediction_logits".into(),
+                    HostTensor::from_float(o.prediction_logits),
+                );
                 out.insert(
                     "seq_relationship_logits".into(),
                     HostTensor::from_float(o.seq_relationship_logits),
@@ -210,12 +287,18 @@ impl AnyBert {
             Self::BertForSequenceClassification(m) => {
                 let labels = match inputs.get("labels") {
                     None => None,
-                    Some(t) if !t.is_float() => Some(SequenceClassificationLabels::Classes(t.int("labels", device)?)),
+                    Some(t) if !t.is_float() => Some(SequenceClassificationLabels::Classes(
+                        t.int("labels", device)?,
+                    )),
                     Some(t) if t.shape.len() == 1 => {
                         let n = t.shape[0];
-                        Some(SequenceClassificationLabels::Values(t.float::<1>("labels", device)?.reshape([n, 1])))
+                        Some(SequenceClassificationLabels::Values(
+                            t.float::<1>("labels", device)?.reshape([n, 1]),
+                        ))
                     }
-                    Some(t) => Some(SequenceClassificationLabels::Values(t.float("labels", device)?)),
+                    Some(t) => Some(SequenceClassificationLabels::Values(
+                        t.float("labels", device)?,
+                    )),
                 };
                 let o = m.forward(input, labels)?;
                 put_loss(&mut out, o.loss);
@@ -229,7 +312,10 @@ impl AnyBert {
             Self::BertForQuestionAnswering(m) => {
                 let o = m.forward(input, int1("start_positions")?, int1("end_positions")?)?;
                 put_loss(&mut out, o.loss);
-                out.insert("start_logits".into(), HostTensor::from_float(o.start_logits));
+                out.insert(
+                    "start_logits".into(),
+                    HostTensor::from_float(o.start_logits),
+                );
                 out.insert("end_logits".into(), HostTensor::from_float(o.end_logits));
             }
             Self::BertForMultipleChoice(_) => unreachable!("handled above"),
@@ -252,7 +338,12 @@ impl AnyBert {
             )));
         };
         let input = self.input(inputs, device)?;
-        Ok(HostTensor::from_int(m.generate(input, max_new_tokens, use_cache, None)?))
+        Ok(HostTensor::from_int(m.generate(
+            input,
+            max_new_tokens,
+            use_cache,
+            None,
+        )?))
     }
 }
 

@@ -87,19 +87,24 @@ impl BertSelfAttention {
                 let key = self.split_heads(self.key.forward(hidden.clone()));
                 let value = self.split_heads(self.value.forward(hidden));
                 match past {
-                    Some((pk, pv)) => (Tensor::cat(vec![pk, key], 2), Tensor::cat(vec![pv, value], 2)),
+                    Some((pk, pv)) => (
+                        Tensor::cat(vec![pk, key], 2),
+                        Tensor::cat(vec![pv, value], 2),
+                    ),
                     None => (key, value),
                 }
             }
         };
         let head_dim = h / self.num_heads;
-        let mut scores =
-            query.matmul(key.clone().swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        let mut scores = query.matmul(key.clone().swap_dims(2, 3)) / (head_dim as f64).sqrt();
         if let Some(mask) = mask {
             scores = scores + mask;
         }
         let probs = self.dropout.forward(softmax(scores, 3));
-        let context = probs.matmul(value.clone()).swap_dims(1, 2).reshape([b, s, h]);
+        let context = probs
+            .matmul(value.clone())
+            .swap_dims(1, 2)
+            .reshape([b, s, h]);
         (context, (key, value))
     }
 }
@@ -149,7 +154,9 @@ impl BertAttention {
         encoder_states: Option<Tensor<3>>,
         past: Option<(Tensor<4>, Tensor<4>)>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
-        let (context, kv) = self.self_.forward(hidden.clone(), mask, encoder_states, past);
+        let (context, kv) = self
+            .self_
+            .forward(hidden.clone(), mask, encoder_states, past);
         (self.output.forward(context, hidden), kv)
     }
 }

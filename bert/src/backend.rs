@@ -196,7 +196,8 @@ impl FromStr for Backend {
                 )));
             }
         };
-        if index.is_some() && matches!(backend, Self::Flex | Self::NdArray | Self::Cpu | Self::Tch) {
+        if index.is_some() && matches!(backend, Self::Flex | Self::NdArray | Self::Cpu | Self::Tch)
+        {
             return Err(BertError::Backend(format!(
                 "backend `{name}` takes no device index"
             )));
@@ -236,16 +237,30 @@ mod tests {
     #[test]
     fn unknown_backend_lists_the_known_ones() {
         let e = "metal9".parse::<Backend>().unwrap_err().to_string();
-        assert!(e.contains("unknown backend `metal9`") && e.contains("tch-cuda"), "{e}");
+        assert!(
+            e.contains("unknown backend `metal9`") && e.contains("tch-cuda"),
+            "{e}"
+        );
         assert!("flex:1".parse::<Backend>().is_err());
-        assert!("cuda:x".parse::<Backend>().unwrap_err().to_string().contains("bad device index"));
+        assert!(
+            "cuda:x"
+                .parse::<Backend>()
+                .unwrap_err()
+                .to_string()
+                .contains("bad device index")
+        );
     }
 
     #[test]
     fn missing_feature_is_named() {
-        let not_built = [Backend::Cuda(0), Backend::Tch, Backend::Wgpu(0), Backend::NdArray]
-            .into_iter()
-            .find(|b| !b.is_compiled());
+        let not_built = [
+            Backend::Cuda(0),
+            Backend::Tch,
+            Backend::Wgpu(0),
+            Backend::NdArray,
+        ]
+        .into_iter()
+        .find(|b| !b.is_compiled());
         if let Some(b) = not_built {
             let e = b.device().unwrap_err().to_string();
             assert!(e.contains(&format!("--features {}", b.feature())), "{e}");

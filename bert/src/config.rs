@@ -161,8 +161,8 @@ impl BertConfig {
             path = path.join("config.json");
         }
         let text = std::fs::read_to_string(&path).map_err(|e| BertError::io(&path, e))?;
-        let config = Self::from_json_str(&text)
-            .map_err(|source| BertError::ConfigParse { path, source })?;
+        let config =
+            Self::from_json_str(&text).map_err(|source| BertError::ConfigParse { path, source })?;
         config.validate()?;
         Ok(config)
     }
@@ -249,7 +249,7 @@ impl BertConfig {
                 return bad(format!("{name} must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size ({}) is not a multiple of num_attention_heads ({})",
                 self.hidden_size, self.num_attention_heads
@@ -257,15 +257,21 @@ impl BertConfig {
         }
         for (name, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
             ("classifier_dropout", self.classifier_dropout_prob()),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return bad(format!("{name} must be in [0, 1), got {p}"));
             }
         }
-        if !(self.layer_norm_eps > 0.0) {
-            return bad(format!("layer_norm_eps must be > 0, got {}", self.layer_norm_eps));
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
+            return bad(format!(
+                "layer_norm_eps must be > 0, got {}",
+                self.layer_norm_eps
+            ));
         }
         if self.position_embedding_type != "absolute" {
             return bad(format!(
@@ -323,7 +329,11 @@ mod tests {
         let c = BertConfig::from_json_str(r#"{"num_labels": 3}"#).unwrap();
         assert_eq!(c.num_labels(), 3);
         assert_eq!(c.id2label.unwrap()[&2], "LABEL_2");
-        assert!(!BertConfig::default().to_json_string().contains("num_labels"));
+        assert!(
+            !BertConfig::default()
+                .to_json_string()
+                .contains("num_labels")
+        );
     }
 
     #[test]
@@ -333,7 +343,12 @@ mod tests {
         assert!(e.contains("hidden_size (30) is not a multiple"), "{e}");
         c.hidden_size = 32;
         c.hidden_dropout_prob = 1.5;
-        assert!(c.validate().unwrap_err().to_string().contains("hidden_dropout_prob"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("hidden_dropout_prob")
+        );
         let e = BertConfig::from_json_str(r#"{"hidden_act": "mish2"}"#).unwrap_err();
         assert!(e.to_string().contains("mish2"), "{e}");
     }

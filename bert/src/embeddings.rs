@@ -25,8 +25,20 @@ impl BertEmbeddings {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
         let h = config.hidden_size;
         Self {
-            word_embeddings: init::embedding(config.vocab_size, h, config.pad_token_id, config, device),
-            position_embeddings: init::embedding(config.max_position_embeddings, h, None, config, device),
+            word_embeddings: init::embedding(
+                config.vocab_size,
+                h,
+                config.pad_token_id,
+                config,
+                device,
+            ),
+            position_embeddings: init::embedding(
+                config.max_position_embeddings,
+                h,
+                None,
+                config,
+                device,
+            ),
             token_type_embeddings: init::embedding(config.type_vocab_size, h, None, config, device),
             LayerNorm: LayerNorm::new(h, config.layer_norm_eps, device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),

@@ -45,7 +45,9 @@ fn weights_error(path: &Path, message: impl fmt::Display) -> BertError {
 fn to_f32(path: &Path, key: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
     let chunks = |n: usize| bytes.chunks_exact(n);
     Ok(match dtype {
-        "F32" => chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+        "F32" => chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
         "F64" => chunks(8)
             .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
             .collect(),
@@ -92,7 +94,8 @@ impl Checkpoint {
 
     fn read_safetensors(file: &Path) -> Result<BTreeMap<String, CheckpointTensor>> {
         let bytes = std::fs::read(file).map_err(|e| BertError::io(file, e))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| weights_error(file, e))?;
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| weights_error(file, e))?;
         let mut out = BTreeMap::new();
         for (key, view) in st.tensors() {
             let dtype = format!("{:?}", view.dtype());
@@ -113,7 +116,8 @@ impl Checkpoint {
 
     fn read_pytorch(file: &Path) -> Result<BTreeMap<String, CheckpointTensor>> {
         use pytorch_reader::DType;
-        let reader = pytorch_reader::PytorchReader::new(file).map_err(|e| weights_error(file, e))?;
+        let reader =
+            pytorch_reader::PytorchReader::new(file).map_err(|e| weights_error(file, e))?;
         let mut out = BTreeMap::new();
         for (key, t) in reader.into_tensors() {
             let dtype = match t.dtype() {
@@ -223,13 +227,18 @@ impl Loader<'_> {
         for c in candidates.clone() {
             // Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
             if c.contains("LayerNorm.") {
-                candidates.push(c.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"));
+                candidates.push(
+                    c.replace("LayerNorm.weight", "LayerNorm.gamma")
+                        .replace("LayerNorm.bias", "LayerNorm.beta"),
+                );
             }
             if c.ends_with("cls.predictions.bias") {
                 candidates.push(c.replace("predictions.bias", "predictions.decoder.bias"));
             }
         }
-        candidates.into_iter().find(|c| self.checkpoint.contains_key(c))
+        candidates
+            .into_iter()
+            .find(|c| self.checkpoint.contains_key(c))
     }
 }
 
@@ -366,7 +375,10 @@ pub trait BertPretrained: Module + Sized {
     }
 
     /// Loads an HF model directory and returns what happened to each key.
-    fn from_pretrained_with_report(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
+    fn from_pretrained_with_report(
+        dir: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
         let dir = dir.as_ref();
         let config = BertConfig::from_file(dir)?;
         let checkpoint = Checkpoint::read(dir)?;
@@ -374,7 +386,11 @@ pub trait BertPretrained: Module + Sized {
     }
 
     /// Builds the model from a config and the tensors of a checkpoint.
-    fn from_checkpoint(config: BertConfig, checkpoint: Checkpoint, device: &Device) -> Result<(Self, LoadReport)> {
+    fn from_checkpoint(
+        config: BertConfig,
+        checkpoint: Checkpoint,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
         config.validate()?;
         let model = Self::init(&config, device);
         let Checkpoint { path, tensors } = checkpoint;
@@ -399,7 +415,8 @@ pub trait BertPretrained: Module + Sized {
                 model: Self::CLASS.into(),
             });
         }
-        let has_pooler = loader.missing.iter().any(|k| k.contains("pooler.")) || loader.used.iter().any(|k| k.contains("pooler."));
+        let has_pooler = loader.missing.iter().any(|k| k.contains("pooler."))
+            || loader.used.iter().any(|k| k.contains("pooler."));
         let tied = config.tie_word_embeddings;
         let unexpected = tensors
             .keys()
@@ -410,7 +427,10 @@ pub trait BertPretrained: Module + Sized {
             .collect();
         let mut notes = Vec::new();
         if Self::CLASS == "BertLMHeadModel" && !config.is_decoder {
-            notes.push("If you want to use `BertLMHeadModel` as a standalone, add `is_decoder=True.`".into());
+            notes.push(
+                "If you want to use `BertLMHeadModel` as a standalone, add `is_decoder=True.`"
+                    .into(),
+            );
         }
         let report = LoadReport {
             class: Self::CLASS.into(),
@@ -430,7 +450,11 @@ pub trait BertPretrained: Module + Sized {
         std::fs::create_dir_all(dir).map_err(|e| BertError::io(dir, e))?;
         let mut config = self.config().clone();
         config.architectures = Some(vec![Self::CLASS.to_string()]);
-        write_tensors(dir.join("model.safetensors"), &state_dict(self), &[("format", "pt")])?;
+        write_tensors(
+            dir.join("model.safetensors"),
+            &state_dict(self),
+            &[("format", "pt")],
+        )?;
         config.save(dir)
     }
 }

@@ -24,7 +24,13 @@ pub fn linear(d_in: usize, d_out: usize, config: &BertConfig, device: &Device) -
 }
 
 /// `nn.Embedding(n, d, padding_idx)` initialised as HF does (padding row zero).
-pub fn embedding(n: usize, d: usize, padding_idx: Option<usize>, config: &BertConfig, device: &Device) -> Embedding {
+pub fn embedding(
+    n: usize,
+    d: usize,
+    padding_idx: Option<usize>,
+    config: &BertConfig,
+    device: &Device,
+) -> Embedding {
     let mut embedding = EmbeddingConfig::new(n, d)
         .with_initializer(normal(config))
         .init(device);

@@ -89,7 +89,9 @@ impl BertLayer {
         let (mut hidden, (self_key, self_value)) =
             self.attention.forward(hidden, mask, None, past_self);
         let mut cross = None;
-        if let (Some(cross_attention), Some((states, encoder_mask))) = (&self.crossattention, encoder) {
+        if let (Some(cross_attention), Some((states, encoder_mask))) =
+            (&self.crossattention, encoder)
+        {
             let (h, kv) = cross_attention.forward(hidden, encoder_mask, Some(states), past_cross);
             hidden = h;
             cross = Some(kv);

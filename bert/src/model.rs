@@ -90,7 +90,9 @@ impl BertInput {
         }
         let check_shape = |name: &str, dims: [usize; 2], want: [usize; 2]| {
             if dims != want {
-                return bad(format!("{name} has shape {dims:?}, expected {want:?} (from input_ids)"));
+                return bad(format!(
+                    "{name} has shape {dims:?}, expected {want:?} (from input_ids)"
+                ));
             }
             Ok(())
         };
@@ -99,13 +101,28 @@ impl BertInput {
         }
         if let Some(t) = &self.token_type_ids {
             check_shape("token_type_ids", t.dims(), [batch, seq])?;
-            check_range("token_type_ids", t, config.type_vocab_size, "type_vocab_size")?;
+            check_range(
+                "token_type_ids",
+                t,
+                config.type_vocab_size,
+                "type_vocab_size",
+            )?;
         }
         if let Some(p) = &self.position_ids {
             check_shape("position_ids", p.dims(), [batch, seq])?;
-            check_range("position_ids", p, config.max_position_embeddings, "max_position_embeddings")?;
+            check_range(
+                "position_ids",
+                p,
+                config.max_position_embeddings,
+                "max_position_embeddings",
+            )?;
         }
-        check_range("input_ids", &self.input_ids, config.vocab_size, "vocab_size")?;
+        check_range(
+            "input_ids",
+            &self.input_ids,
+            config.vocab_size,
+            "vocab_size",
+        )?;
         match (&self.encoder_hidden_states, config.add_cross_attention) {
             (Some(e), true) => {
                 let [eb, es, eh] = e.dims();
@@ -195,7 +212,10 @@ impl BertModel {
         }
     }
 
-    pub fn forward(&self, input: BertInput) -> Result<BaseModelOutputWithPoolingAndCrossAttentions> {
+    pub fn forward(
+        &self,
+        input: BertInput,
+    ) -> Result<BaseModelOutputWithPoolingAndCrossAttentions> {
         input.validate(&self.config)?;
         let [batch, seq] = input.dims();
         let device = input.input_ids.device();
@@ -213,8 +233,12 @@ impl BertModel {
                 let enc_seq = states.dims()[1];
                 // HF `invert_attention_mask`: `[b, 1, 1, enc_seq]`, broadcast over queries.
                 let enc_mask = input.encoder_attention_mask.map(|m| {
-                    Tensor::zeros([batch, 1, seq, enc_seq], &device)
-                        .mask_fill(m.equal_elem(0).reshape([batch, 1, 1, enc_seq]).expand([batch, 1, seq, enc_seq]), f32::MIN)
+                    Tensor::zeros([batch, 1, seq, enc_seq], &device).mask_fill(
+                        m.equal_elem(0)
+                            .reshape([batch, 1, 1, enc_seq])
+                            .expand([batch, 1, seq, enc_seq]),
+                        f32::MIN,
+                    )
                 });
                 Some((states, enc_mask))
             }

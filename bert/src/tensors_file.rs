@@ -30,7 +30,11 @@ impl HostTensor {
     /// A float tensor copied from the device.
     pub fn from_float<const D: usize>(t: Tensor<D>) -> Self {
         let shape = t.dims().to_vec();
-        let data = t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data");
+        let data = t
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data");
         Self {
             shape,
             data: HostData::F32(data),
@@ -40,7 +44,11 @@ impl HostTensor {
     /// An integer tensor copied from the device.
     pub fn from_int<const D: usize>(t: Tensor<D, Int>) -> Self {
         let shape = t.dims().to_vec();
-        let data = t.into_data().convert::<i64>().try_to_vec::<i64>().expect("i64 data");
+        let data = t
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .expect("i64 data");
         Self {
             shape,
             data: HostData::I64(data),
@@ -80,15 +88,23 @@ impl HostTensor {
     pub fn int<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D, Int>> {
         self.check_rank::<D>(name)?;
         let HostData::I64(v) = &self.data else {
-            return Err(BertError::Input(format!("input `{name}` must be an integer (I64) tensor")));
+            return Err(BertError::Input(format!(
+                "input `{name}` must be an integer (I64) tensor"
+            )));
         };
-        Ok(Tensor::from_data(TensorData::new(v.clone(), self.shape.clone()), device))
+        Ok(Tensor::from_data(
+            TensorData::new(v.clone(), self.shape.clone()),
+            device,
+        ))
     }
 
     /// The tensor on `device` as a float tensor of rank `D`.
     pub fn float<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
         self.check_rank::<D>(name)?;
-        Ok(Tensor::from_data(TensorData::new(self.to_f32(), self.shape.clone()), device))
+        Ok(Tensor::from_data(
+            TensorData::new(self.to_f32(), self.shape.clone()),
+            device,
+        ))
     }
 }
 
@@ -128,7 +144,12 @@ pub fn read_tensors(path: impl AsRef<Path>) -> Result<NamedTensors> {
                     .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
                     .collect(),
             ),
-            other => return Err(err(path, format!("tensor `{name}` has unsupported dtype {other:?}"))),
+            other => {
+                return Err(err(
+                    path,
+                    format!("tensor `{name}` has unsupported dtype {other:?}"),
+                ));
+            }
         };
         out.insert(
             name,
@@ -142,7 +163,11 @@ pub fn read_tensors(path: impl AsRef<Path>) -> Result<NamedTensors> {
 }
 
 /// Writes tensors as F32/I64 safetensors with the given header metadata, atomically.
-pub fn write_tensors(path: impl AsRef<Path>, tensors: &NamedTensors, metadata: &[(&str, &str)]) -> Result<()> {
+pub fn write_tensors(
+    path: impl AsRef<Path>,
+    tensors: &NamedTensors,
+    metadata: &[(&str, &str)],
+) -> Result<()> {
     let path = path.as_ref();
     let bytes: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
@@ -164,12 +189,17 @@ pub fn write_tensors(path: impl AsRef<Path>, tensors: &NamedTensors, metadata: &
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
         .iter()
         .map(|(k, dtype, shape, b)| {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), b).expect("valid view");
+            let view =
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), b).expect("valid view");
             (k.clone(), view)
         })
         .collect();
-    let metadata = (!metadata.is_empty())
-        .then(|| metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let metadata = (!metadata.is_empty()).then(|| {
+        metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    });
     let out = safetensors::serialize(views, metadata).map_err(|e| err(path, e))?;
     write_atomically(path, &out)
 }

@@ -5,7 +5,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bert::tensors_file::{HostData, HostTensor, NamedTensors, read_tensors, write_tensors};
-use bert::{AnyBert, BertError, BertForSequenceClassification, BertInput, BertModel, BertPretrained};
+use bert::{
+    AnyBert, BertError, BertForSequenceClassification, BertInput, BertModel, BertPretrained,
+};
 use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
 
@@ -59,16 +61,26 @@ fn missing_config_names_the_file() {
     let s = Scratch::copy_of("seq_cls_single", "noconfig");
     std::fs::remove_file(s.path().join("config.json")).unwrap();
     let e = load_err(s.path());
-    assert!(e.contains("config.json") && e.contains("No such file"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("No such file"),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_config_value_is_named() {
     let s = Scratch::copy_of("seq_cls_single", "badvalue");
     let text = std::fs::read_to_string(s.path().join("config.json")).unwrap();
-    std::fs::write(s.path().join("config.json"), text.replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 5")).unwrap();
+    std::fs::write(
+        s.path().join("config.json"),
+        text.replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 5"),
+    )
+    .unwrap();
     let e = load_err(s.path());
-    assert!(e.contains("not a multiple of num_attention_heads (5)"), "{e}");
+    assert!(
+        e.contains("not a multiple of num_attention_heads (5)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -76,26 +88,41 @@ fn missing_weights_file_is_named() {
     let s = Scratch::copy_of("seq_cls_single", "noweights");
     std::fs::remove_file(s.path().join("model.safetensors")).unwrap();
     let e = load_err(s.path());
-    assert!(e.contains("no model.safetensors or pytorch_model.bin"), "{e}");
+    assert!(
+        e.contains("no model.safetensors or pytorch_model.bin"),
+        "{e}"
+    );
 }
 
 #[test]
 fn corrupt_weights_file_is_named() {
     let s = Scratch::copy_of("seq_cls_single", "corrupt");
-    std::fs::write(s.path().join("model.safetensors"), b"not a safetensors file").unwrap();
+    std::fs::write(
+        s.path().join("model.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
     let e = load_err(s.path());
-    assert!(e.contains("model.safetensors") && e.contains("cannot read weights"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("cannot read weights"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_encoder_tensor_is_an_error_naming_the_key() {
     let s = Scratch::copy_of("seq_cls_single", "missing");
     s.edit_weights(|t| {
-        t.remove("bert.encoder.layer.1.attention.self.key.weight").unwrap();
+        t.remove("bert.encoder.layer.1.attention.self.key.weight")
+            .unwrap();
     });
     let err = BertForSequenceClassification::from_pretrained(s.path(), &device()).unwrap_err();
     assert!(matches!(err, BertError::MissingTensor { .. }), "{err:?}");
-    assert!(err.to_string().contains("bert.encoder.layer.1.attention.self.key.weight"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("bert.encoder.layer.1.attention.self.key.weight"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,35 +131,54 @@ fn missing_head_tensor_is_newly_initialised_and_reported() {
     s.edit_weights(|t| {
         t.remove("classifier.weight");
         t.remove("classifier.bias");
-        t.insert("some.extra".into(), HostTensor { shape: vec![1], data: HostData::F32(vec![0.0]) });
+        t.insert(
+            "some.extra".into(),
+            HostTensor {
+                shape: vec![1],
+                data: HostData::F32(vec![0.0]),
+            },
+        );
     });
-    let (_, report) = BertForSequenceClassification::from_pretrained_with_report(s.path(), &device()).unwrap();
+    let (_, report) =
+        BertForSequenceClassification::from_pretrained_with_report(s.path(), &device()).unwrap();
     assert_eq!(report.missing, ["classifier.weight", "classifier.bias"]);
     assert_eq!(report.unexpected, ["some.extra"]);
     let w = report.warnings().join("\n");
-    assert!(w.contains("newly initialized") && w.contains("were not used"), "{w}");
+    assert!(
+        w.contains("newly initialized") && w.contains("were not used"),
+        "{w}"
+    );
 }
 
 #[test]
 fn tensor_of_the_wrong_shape_is_named_with_both_shapes() {
     let s = Scratch::copy_of("seq_cls_single", "shape");
     s.edit_weights(|t| {
-        let w = t.get_mut("bert.encoder.layer.0.intermediate.dense.bias").unwrap();
+        let w = t
+            .get_mut("bert.encoder.layer.0.intermediate.dense.bias")
+            .unwrap();
         w.shape = vec![36];
         w.data = HostData::F32(vec![0.0; 36]);
     });
     let e = load_err(s.path());
     assert!(
-        e.contains("bert.encoder.layer.0.intermediate.dense.bias") && e.contains("[36]") && e.contains("[37]"),
+        e.contains("bert.encoder.layer.0.intermediate.dense.bias")
+            && e.contains("[36]")
+            && e.contains("[37]"),
         "{e}"
     );
 }
 
 #[test]
 fn unknown_head_lists_the_known_classes() {
-    let err = AnyBert::from_pretrained(case_dir("seq_cls_single"), Some("BertForPoetry"), &device()).unwrap_err();
+    let err =
+        AnyBert::from_pretrained(case_dir("seq_cls_single"), Some("BertForPoetry"), &device())
+            .unwrap_err();
     let e = err.to_string();
-    assert!(e.contains("unknown head `BertForPoetry`") && e.contains("BertForQuestionAnswering"), "{e}");
+    assert!(
+        e.contains("unknown head `BertForPoetry`") && e.contains("BertForQuestionAnswering"),
+        "{e}"
+    );
 }
 
 fn model() -> BertModel {
@@ -141,7 +187,10 @@ fn model() -> BertModel {
 
 fn ids(rows: &[&[i64]]) -> Tensor<2, Int> {
     let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
-    Tensor::from_data(TensorData::new(flat, [rows.len(), rows[0].len()]), &device())
+    Tensor::from_data(
+        TensorData::new(flat, [rows.len(), rows[0].len()]),
+        &device(),
+    )
 }
 
 fn forward_err(input: BertInput) -> String {
@@ -150,9 +199,13 @@ fn forward_err(input: BertInput) -> String {
 
 #[test]
 fn mismatched_input_shapes_are_named() {
-    let input = BertInput::new(ids(&[&[1, 2, 3], &[4, 5, 6]])).with_attention_mask(ids(&[&[1, 1], &[1, 1]]));
+    let input = BertInput::new(ids(&[&[1, 2, 3], &[4, 5, 6]]))
+        .with_attention_mask(ids(&[&[1, 1], &[1, 1]]));
     let e = forward_err(input);
-    assert!(e.contains("attention_mask has shape [2, 2], expected [2, 3]"), "{e}");
+    assert!(
+        e.contains("attention_mask has shape [2, 2], expected [2, 3]"),
+        "{e}"
+    );
     let input = BertInput::new(ids(&[&[1, 2, 3]])).with_token_type_ids(ids(&[&[0, 0, 0, 0]]));
     let e = forward_err(input);
     assert!(e.contains("token_type_ids has shape [1, 4]"), "{e}");
@@ -162,7 +215,10 @@ fn mismatched_input_shapes_are_named() {
 fn sequence_longer_than_max_position_embeddings_is_refused() {
     let long: Vec<i64> = vec![5; 65]; // max_position_embeddings = 64
     let e = forward_err(BertInput::new(ids(&[&long])));
-    assert!(e.contains("sequence length 65 is longer than max_position_embeddings (64)"), "{e}");
+    assert!(
+        e.contains("sequence length 65 is longer than max_position_embeddings (64)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -179,10 +235,19 @@ fn token_id_outside_the_vocabulary_is_refused() {
 fn out_of_range_label_is_refused() {
     let device = device();
     let mut x = inputs("seq_cls_single");
-    x.insert("labels".into(), HostTensor { shape: vec![3], data: HostData::I64(vec![0, 3, 1]) });
+    x.insert(
+        "labels".into(),
+        HostTensor {
+            shape: vec![3],
+            data: HostData::I64(vec![0, 3, 1]),
+        },
+    );
     let (model, _) = AnyBert::from_pretrained(case_dir("seq_cls_single"), None, &device).unwrap();
     let e = model.forward(&x, &device).unwrap_err().to_string();
-    assert!(e.contains("labels contains 3; expected a class in 0..3"), "{e}");
+    assert!(
+        e.contains("labels contains 3; expected a class in 0..3"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -190,14 +255,29 @@ fn unknown_or_misshapen_named_inputs_are_refused() {
     let device = device();
     let (model, _) = AnyBert::from_pretrained(case_dir("qa"), None, &device).unwrap();
     let mut x = inputs("qa");
-    x.insert("labels".into(), HostTensor { shape: vec![3], data: HostData::I64(vec![0, 1, 1]) });
+    x.insert(
+        "labels".into(),
+        HostTensor {
+            shape: vec![3],
+            data: HostData::I64(vec![0, 1, 1]),
+        },
+    );
     let e = model.forward(&x, &device).unwrap_err().to_string();
-    assert!(e.contains("unknown input `labels` for BertForQuestionAnswering"), "{e}");
+    assert!(
+        e.contains("unknown input `labels` for BertForQuestionAnswering"),
+        "{e}"
+    );
     let mut x = inputs("qa");
     x.get_mut("input_ids").unwrap().shape = vec![24];
     let e = model.forward(&x, &device).unwrap_err().to_string();
-    assert!(e.contains("input `input_ids` has shape [24]; expected 2 dimensions"), "{e}");
-    let e = model.forward(&NamedTensors::new(), &device).unwrap_err().to_string();
+    assert!(
+        e.contains("input `input_ids` has shape [24]; expected 2 dimensions"),
+        "{e}"
+    );
+    let e = model
+        .forward(&NamedTensors::new(), &device)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no `input_ids`"), "{e}");
 }
 

@@ -27,13 +27,21 @@ fn exact_gelu_and_its_gradient() {
     let xs: Vec<f32> = (-16..=16).map(|i| i as f32 * 0.25).collect();
     let x = Tensor::<1>::from_floats(xs.as_slice(), &device).require_grad();
     let y = HiddenAct::Gelu.forward(x.clone());
-    let values = y.clone().into_data().to_vec::<f32>().unwrap();
-    let grads = x.grad(&y.sum().backward()).unwrap().into_data().to_vec::<f32>().unwrap();
+    let values = y.clone().into_data().try_to_vec::<f32>().unwrap();
+    let grads = x
+        .grad(&y.sum().backward())
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     for ((&x, &y), &g) in xs.iter().zip(&values).zip(&grads) {
         let x = x as f64;
         let cdf = 0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2));
         let pdf = (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
         assert!((y as f64 - x * cdf).abs() < 1e-6, "gelu({x}) = {y}");
-        assert!((g as f64 - (cdf + x * pdf)).abs() < 1e-6, "gelu'({x}) = {g}");
+        assert!(
+            (g as f64 - (cdf + x * pdf)).abs() < 1e-6,
+            "gelu'({x}) = {g}"
+        );
     }
 }

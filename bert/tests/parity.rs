@@ -6,7 +6,10 @@ mod common;
 
 use bert::hub::{BertPretrained, grad_dict};
 use bert::tensors_file::NamedTensors;
-use bert::{AnyBert, BertForMaskedLM, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
+use bert::{
+    AnyBert, BertForMaskedLM, BertForSequenceClassification, BertInput,
+    SequenceClassificationLabels,
+};
 use common::*;
 
 const TOL: f32 = 1e-4;
@@ -16,9 +19,15 @@ fn check_case(case: &str) {
     let class = case_json(case)["cls"].as_str().unwrap().to_string();
     let (model, report) = AnyBert::from_pretrained(case_dir(case), None, &device).unwrap();
     assert_eq!(model.class(), class);
-    assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{case}: {:?}", report.warnings());
+    assert!(
+        report.missing.is_empty() && report.unexpected.is_empty(),
+        "{case}: {:?}",
+        report.warnings()
+    );
     let got = model.forward(&inputs(case), &device).unwrap();
-    assert_close(case, &got, &outputs(case), TOL, |n| !n.starts_with("grad.") && n != "sequences");
+    assert_close(case, &got, &outputs(case), TOL, |n| {
+        !n.starts_with("grad.") && n != "sequences"
+    });
 }
 
 #[test]
@@ -94,7 +103,10 @@ fn greedy_generation_matches_hf_with_and_without_cache() {
 
 fn check_grads(case: &str, grads: NamedTensors) {
     let want = outputs(case);
-    let renamed: NamedTensors = grads.into_iter().map(|(k, v)| (format!("grad.{k}"), v)).collect();
+    let renamed: NamedTensors = grads
+        .into_iter()
+        .map(|(k, v)| (format!("grad.{k}"), v))
+        .collect();
     assert_close(case, &renamed, &want, TOL, |n| n.starts_with("grad."));
 }
 
@@ -134,7 +146,11 @@ fn real_all_minilm_l6_v2_matches_hf() {
     let device = device();
     let dir = fixtures().join("models/all-MiniLM-L6-v2");
     let (model, report) = AnyBert::from_pretrained(&dir, Some("BertModel"), &device).unwrap();
-    assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{:?}", report.warnings());
+    assert!(
+        report.missing.is_empty() && report.unexpected.is_empty(),
+        "{:?}",
+        report.warnings()
+    );
     let got = model.forward(&inputs(case), &device).unwrap();
     assert_close(case, &got, &outputs(case), TOL, |_| true);
 }
@@ -149,15 +165,29 @@ fn save_pretrained_round_trip() {
     let tmp = std::env::temp_dir().join(format!("bert-roundtrip-{}", std::process::id()));
     let root = keep.clone().map(Into::into).unwrap_or(tmp.clone());
     for case in [
-        "bert_model", "pretraining", "masked_lm", "lm_head_cross", "lm_head_generate", "nsp",
-        "seq_cls_single", "seq_cls_regression", "seq_cls_multi", "multiple_choice", "token_cls", "qa",
+        "bert_model",
+        "pretraining",
+        "masked_lm",
+        "lm_head_cross",
+        "lm_head_generate",
+        "nsp",
+        "seq_cls_single",
+        "seq_cls_regression",
+        "seq_cls_multi",
+        "multiple_choice",
+        "token_cls",
+        "qa",
     ] {
         let (model, _) = AnyBert::from_pretrained(case_dir(case), None, &device).unwrap();
         let dir = root.join(case);
         model.save_pretrained(&dir).unwrap();
         let (back, report) = AnyBert::from_pretrained(&dir, None, &device).unwrap();
         assert_eq!(back.class(), model.class());
-        assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{case}: {:?}", report.warnings());
+        assert!(
+            report.missing.is_empty() && report.unexpected.is_empty(),
+            "{case}: {:?}",
+            report.warnings()
+        );
         let x = inputs(case);
         let a = model.forward(&x, &device).unwrap();
         let b = back.forward(&x, &device).unwrap();

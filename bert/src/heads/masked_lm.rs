@@ -25,7 +25,11 @@ impl BertForMaskedLM {
     }
 
     /// `labels`: `[b, s]`, the original token id at masked positions and -100 elsewhere.
-    pub fn forward(&self, input: BertInput, labels: Option<Tensor<2, Int>>) -> Result<MaskedLMOutput> {
+    pub fn forward(
+        &self,
+        input: BertInput,
+        labels: Option<Tensor<2, Int>>,
+    ) -> Result<MaskedLMOutput> {
         let out = self.bert.forward(input)?;
         let logits = self.cls.predictions.forward(
             out.last_hidden_state,

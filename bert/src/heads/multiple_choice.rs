@@ -48,10 +48,16 @@ impl BertForMultipleChoice {
             Ok(t.reshape([b * c, s]))
         };
         let mut input = BertInput::new(input_ids.reshape([b * c, s]));
-        input.attention_mask = attention_mask.map(|m| flat(m, "attention_mask")).transpose()?;
-        input.token_type_ids = token_type_ids.map(|t| flat(t, "token_type_ids")).transpose()?;
+        input.attention_mask = attention_mask
+            .map(|m| flat(m, "attention_mask"))
+            .transpose()?;
+        input.token_type_ids = token_type_ids
+            .map(|t| flat(t, "token_type_ids"))
+            .transpose()?;
         let out = self.bert.forward(input)?;
-        let pooled = out.pooler_output.expect("BertForMultipleChoice has a pooler");
+        let pooled = out
+            .pooler_output
+            .expect("BertForMultipleChoice has a pooler");
         let logits = self
             .classifier
             .forward(self.dropout.forward(pooled))

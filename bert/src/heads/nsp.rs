@@ -25,9 +25,15 @@ impl BertForNextSentencePrediction {
     }
 
     /// `labels`: `[b]`, 0 = B follows A, 1 = B is random.
-    pub fn forward(&self, input: BertInput, labels: Option<Tensor<1, Int>>) -> Result<NextSentencePredictorOutput> {
+    pub fn forward(
+        &self,
+        input: BertInput,
+        labels: Option<Tensor<1, Int>>,
+    ) -> Result<NextSentencePredictorOutput> {
         let out = self.bert.forward(input)?;
-        let pooled = out.pooler_output.expect("BertForNextSentencePrediction has a pooler");
+        let pooled = out
+            .pooler_output
+            .expect("BertForNextSentencePrediction has a pooler");
         let logits = self.cls.seq_relationship.forward(pooled);
         let loss = match labels {
             Some(labels) => {

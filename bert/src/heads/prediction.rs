@@ -30,7 +30,8 @@ impl BertPredictionHeadTransform {
     }
 
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
-        self.LayerNorm.forward(self.act.forward(self.dense.forward(hidden)))
+        self.LayerNorm
+            .forward(self.act.forward(self.dense.forward(hidden)))
     }
 }
 
@@ -52,7 +53,8 @@ pub struct BertLMPredictionHead {
 impl BertLMPredictionHead {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
         let decoder = (!config.tie_word_embeddings).then(|| BertLMDecoder {
-            weight: init::embedding(config.vocab_size, config.hidden_size, None, config, device).weight,
+            weight: init::embedding(config.vocab_size, config.hidden_size, None, config, device)
+                .weight,
         });
         Self {
             transform: BertPredictionHeadTransform::new(config, device),

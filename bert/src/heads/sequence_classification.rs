@@ -44,8 +44,12 @@ impl BertForSequenceClassification {
         match (config.problem_type, labels) {
             (Some(p), _) => p,
             _ if config.num_labels() == 1 => ProblemType::Regression,
-            (None, SequenceClassificationLabels::Classes(_)) => ProblemType::SingleLabelClassification,
-            (None, SequenceClassificationLabels::Values(_)) => ProblemType::MultiLabelClassification,
+            (None, SequenceClassificationLabels::Classes(_)) => {
+                ProblemType::SingleLabelClassification
+            }
+            (None, SequenceClassificationLabels::Values(_)) => {
+                ProblemType::MultiLabelClassification
+            }
         }
     }
 
@@ -56,7 +60,9 @@ impl BertForSequenceClassification {
     ) -> Result<SequenceClassifierOutput> {
         let [batch, _] = input.dims();
         let out = self.bert.forward(input)?;
-        let pooled = out.pooler_output.expect("BertForSequenceClassification has a pooler");
+        let pooled = out
+            .pooler_output
+            .expect("BertForSequenceClassification has a pooler");
         let logits = self.classifier.forward(self.dropout.forward(pooled));
         let num_labels = logits.dims()[1];
         let loss = match labels {
@@ -66,25 +72,38 @@ impl BertForSequenceClassification {
                 Some(match (problem, labels) {
                     (ProblemType::Regression, SequenceClassificationLabels::Classes(l)) => {
                         check_shape("labels", &l.dims(), &[batch])?;
-                        mse(logits.clone(), l.float().reshape([batch, 1]).expand([batch, num_labels]))
+                        mse(
+                            logits.clone(),
+                            l.float().reshape([batch, 1]).expand([batch, num_labels]),
+                        )
                     }
                     (ProblemType::Regression, SequenceClassificationLabels::Values(v)) => {
                         check_shape("labels", &v.dims(), &[batch, num_labels])?;
                         mse(logits.clone(), v)
                     }
-                    (ProblemType::SingleLabelClassification, SequenceClassificationLabels::Classes(l)) => {
+                    (
+                        ProblemType::SingleLabelClassification,
+                        SequenceClassificationLabels::Classes(l),
+                    ) => {
                         check_shape("labels", &l.dims(), &[batch])?;
                         check_labels("labels", &l, num_labels, Some(IGNORE_INDEX))?;
                         cross_entropy(logits.clone(), l, IGNORE_INDEX)
                     }
-                    (ProblemType::MultiLabelClassification, SequenceClassificationLabels::Values(v)) => {
+                    (
+                        ProblemType::MultiLabelClassification,
+                        SequenceClassificationLabels::Values(v),
+                    ) => {
                         check_shape("labels", &v.dims(), &[batch, num_labels])?;
                         bce_with_logits(logits.clone(), v)
                     }
                     (p, _) => {
                         return Err(BertError::Input(format!(
                             "problem_type {p:?} needs {} labels",
-                            if p == ProblemType::SingleLabelClassification { "integer class" } else { "float" }
+                            if p == ProblemType::SingleLabelClassification {
+                                "integer class"
+                            } else {
+                                "float"
+                            }
                         )));
                     }
                 })

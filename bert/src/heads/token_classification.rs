@@ -30,7 +30,11 @@ impl BertForTokenClassification {
     }
 
     /// `labels`: `[b, s]` class ids, -100 where no loss (sub-word pieces, special tokens).
-    pub fn forward(&self, input: BertInput, labels: Option<Tensor<2, Int>>) -> Result<TokenClassifierOutput> {
+    pub fn forward(
+        &self,
+        input: BertInput,
+        labels: Option<Tensor<2, Int>>,
+    ) -> Result<TokenClassifierOutput> {
         let [b, s] = input.dims();
         let attention_mask = input.attention_mask.clone();
         let out = self.bert.forward(input)?;

@@ -17,7 +17,9 @@ pub fn device() -> Device {
 
 /// `bert/tests/reference/<case>`: an HF model directory with HF's inputs and outputs.
 pub fn case_dir(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(case)
 }
 
 pub fn case_json(case: &str) -> serde_json::Value {
@@ -37,7 +39,10 @@ pub fn outputs(case: &str) -> NamedTensors {
 pub fn fixtures() -> PathBuf {
     if let Ok(dir) = std::env::var("BERT_FIXTURES") {
         let dir = PathBuf::from(dir);
-        if dir.join("models/all-MiniLM-L6-v2/model.safetensors").is_file() {
+        if dir
+            .join("models/all-MiniLM-L6-v2/model.safetensors")
+            .is_file()
+        {
             return dir;
         }
     }
@@ -61,17 +66,34 @@ pub fn max_abs_diff(name: &str, got: &HostTensor, want: &HostTensor) -> f32 {
     got.to_f32()
         .iter()
         .zip(want.to_f32())
-        .map(|(a, b)| if a.is_nan() && b.is_nan() { 0.0 } else { (a - b).abs() })
+        .map(|(a, b)| {
+            if a.is_nan() && b.is_nan() {
+                0.0
+            } else {
+                (a - b).abs()
+            }
+        })
         .fold(0.0, f32::max)
 }
 
 /// Every tensor of `want` whose name passes `filter` is in `got` and within `tol` (absolute).
-pub fn assert_close(case: &str, got: &NamedTensors, want: &NamedTensors, tol: f32, filter: impl Fn(&str) -> bool) {
+pub fn assert_close(
+    case: &str,
+    got: &NamedTensors,
+    want: &NamedTensors,
+    tol: f32,
+    filter: impl Fn(&str) -> bool,
+) {
     let mut checked = 0;
     for (name, w) in want.iter().filter(|(n, _)| filter(n)) {
-        let g = got.get(name).unwrap_or_else(|| panic!("{case}: output `{name}` missing; got {:?}", got.keys()));
+        let g = got
+            .get(name)
+            .unwrap_or_else(|| panic!("{case}: output `{name}` missing; got {:?}", got.keys()));
         let diff = max_abs_diff(name, g, w);
-        assert!(diff <= tol, "{case}.{name}: max abs diff {diff:e} > {tol:e}");
+        assert!(
+            diff <= tol,
+            "{case}.{name}: max abs diff {diff:e} > {tol:e}"
+        );
         checked += 1;
     }
     assert!(checked > 0, "{case}: nothing compared");

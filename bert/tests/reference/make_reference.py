@@ -7,6 +7,7 @@
         # loads every HF directory the Rust test `save_pretrained_round_trip` wrote under OUT
         # with HF `from_pretrained`, requires no missing/unexpected keys, and compares its
         # outputs with the committed references (1e-4).
+    python3 bert/tests/reference/make_reference.py --compare GOT.safetensors WANT.safetensors
 
 Each case directory holds an HF model directory (config.json + weights: tiny random BERTs,
 one per head, saved by `save_pretrained`), `inputs.safetensors` (named as HF's forward
@@ -264,12 +265,36 @@ def check_roundtrip(out_dir):
     print(f"{checked} passed, 0 failed")
 
 
+def compare(got_file, want_file, tol=1e-4):
+    """Every tensor of WANT is in GOT (e.g. the `forward` example's output) within tol."""
+    got, want = load_file(got_file), load_file(want_file)
+    bad = []
+    for k, w in want.items():
+        if k.startswith("grad."):
+            continue
+        if k not in got:
+            bad.append(f"{k}: missing")
+        elif tuple(got[k].shape) != tuple(w.shape):
+            bad.append(f"{k}: shape {tuple(got[k].shape)} != {tuple(w.shape)}")
+        else:
+            diff = (got[k].double() - w.double()).abs().max().item() if w.numel() else 0.0
+            print(f"{k}: max abs diff {diff:.3g}")
+            if diff > tol:
+                bad.append(f"{k}: max abs diff {diff:.3g} > {tol}")
+    if bad:
+        print("\n".join(bad), file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
+    ap.add_argument("--compare", nargs=2, metavar=("GOT", "WANT"), help="compare two output files (1e-4)")
     ap.add_argument("--minilm", help="all-MiniLM-L6-v2 directory (from shared/fixtures/fetch.sh)")
     ap.add_argument("--check-roundtrip", help="directory of HF model directories written by Rust")
     args = ap.parse_args()
-    if args.check_roundtrip:
+    if args.compare:
+        compare(*args.compare)
+    elif args.check_roundtrip:
         check_roundtrip(args.check_roundtrip)
     else:
         make_all()
