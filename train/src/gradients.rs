@@ -1,0 +1,104 @@
+//! Global gradient-norm clipping (`torch.nn.utils.clip_grad_norm_`: one norm over every
+//! parameter, not Burn's per-tensor `GradientClipping::Norm`) and gradient accumulation.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+
+/// Visits the gradient of every parameter of `module`.
+struct GradVisitor<'a, F> {
+    grads: &'a mut GradientsParams,
+    f: F,
+}
+
+trait GradFn {
+    fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>>;
+}
+
+impl<F: GradFn> ModuleVisitor for GradVisitor<'_, F> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            let keep = self.f.apply(g.clone()).unwrap_or(g);
+            self.grads.register(param.id, keep);
+        }
+    }
+}
+
+fn for_each_grad<M: Module, F: GradFn>(module: &M, grads: &mut GradientsParams, f: F) -> F {
+    let mut v = GradVisitor { grads, f };
+    module.visit(&mut v);
+    v.f
+}
+
+/// The L2 norm over all gradients of `module` together (one device sync).
+pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> f64 {
+    struct SumSquares(Option<Tensor<1>>);
+    impl GradFn for SumSquares {
+        fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
+            let s = grad.square().sum();
+            self.0 = Some(match self.0.take() {
+                Some(acc) => acc + s,
+                None => s,
+            });
+            None
+        }
+    }
+    let sum = for_each_grad(module, grads, SumSquares(None)).0;
+    sum.map_or(0.0, |s| (s.into_scalar::<f32>() as f64).sqrt())
+}
+
+/// Scales every gradient by `max_norm / (norm + 1e-6)` when that is below 1, exactly as
+/// `clip_grad_norm_(params, max_norm)`; returns the norm before clipping (HF logs it as
+/// `grad_norm`). A non-finite `max_norm` only measures.
+pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    let norm = global_grad_norm(module, grads);
+    let coef = max_norm / (norm + 1e-6);
+    if max_norm.is_finite() && coef < 1.0 {
+        struct Scale(f64);
+        impl GradFn for Scale {
+            fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
+                Some(grad.mul_scalar(self.0))
+            }
+        }
+        for_each_grad(module, grads, Scale(coef));
+    }
+    norm
+}
+
+/// Adds `grads · scale` into `acc` (a new accumulator when `None`). HF divides each
+/// micro-batch loss by the accumulation steps; scaling the gradients is the same.
+pub fn accumulate_scaled<M: Module>(
+    module: &M,
+    acc: Option<GradientsParams>,
+    mut grads: GradientsParams,
+    scale: f64,
+) -> GradientsParams {
+    struct Add<'a> {
+        grads: &'a mut GradientsParams,
+        acc: GradientsParams,
+        scale: f64,
+    }
+    impl ModuleVisitor for Add<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                let g = if self.scale == 1.0 {
+                    g
+                } else {
+                    g.mul_scalar(self.scale)
+                };
+                let total = match self.acc.remove::<D>(param.id) {
+                    Some(prev) => prev + g,
+                    None => g,
+                };
+                self.acc.register(param.id, total);
+            }
+        }
+    }
+    let mut add = Add {
+        grads: &mut grads,
+        acc: acc.unwrap_or_else(GradientsParams::new),
+        scale,
+    };
+    module.visit(&mut add);
+    add.acc
+}
