@@ -35,10 +35,11 @@ pub fn embedding(
         .with_initializer(normal(config))
         .init(device);
     if let Some(pad) = padding_idx.filter(|&p| p < n) {
-        embedding.weight = embedding.weight.map(|w| {
-            let row = Tensor::zeros([1, d], device);
-            w.slice_assign([pad..pad + 1, 0..d], row)
-        });
+        // A new leaf parameter: on an autodiff device the slice_assign would otherwise make the
+        // weight the output of an op, whose graph the first backward consumes.
+        let w = embedding.weight.val();
+        let w = w.slice_assign([pad..pad + 1, 0..d], Tensor::zeros([1, d], device));
+        embedding.weight = Param::from_tensor(w.detach());
     }
     embedding
 }

@@ -1,0 +1,423 @@
+//! The training loop, with HF `TrainingArguments` names: micro-batches, accumulation, global
+//! clipping, AdamW in two groups, an HF schedule, JSONL logging, evaluation with early
+//! stopping, atomic checkpoints every `save_steps` and exact resume.
+//!
+//! Exact resume: everything a step depends on is a function of the step number or is in the
+//! checkpoint. The micro-batch stream is `(epoch, index)` of a seeded per-epoch order, the
+//! device RNG (dropout) is re-seeded from `seed` and the micro-batch number before each
+//! forward pass, and the model, optimizer and scheduler states are saved. A run killed at step
+//! `k` and resumed from its last checkpoint gives the same loss at every later step on CPU
+//! backends. (Burn's device RNG is process-wide: two trainings running at once in one process
+//! draw from the same generator.)
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
+use burn::module::Module;
+use burn::optim::{GradientsParams, OptimizerRecord};
+use burn::tensor::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::checkpoint::{self, MODEL_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, TrainerState};
+use crate::data::BatchSource;
+use crate::{
+    AdamWArgs, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
+    adamw_with_no_decay, clip_grad_norm, get_scheduler, warmup_steps,
+};
+
+/// Evaluation metrics by name (`eval_loss`, `eval_accuracy`, …).
+pub type Metrics = BTreeMap<String, f64>;
+
+/// HF `TrainingArguments`, the subset this trainer implements, with HF's defaults.
+#[derive(Debug, Clone)]
+pub struct TrainingArguments {
+    pub output_dir: PathBuf,
+    /// 3.0; ignored when `max_steps` is set.
+    pub num_train_epochs: f64,
+    pub max_steps: Option<usize>,
+    /// 1
+    pub gradient_accumulation_steps: usize,
+    pub optim: AdamWArgs,
+    /// linear
+    pub lr_scheduler_type: SchedulerType,
+    /// Warmup: a step count if ≥ 1, else a ratio of the total steps (0).
+    pub warmup: f64,
+    /// 1.0; `f64::INFINITY` disables clipping (the norm is still logged).
+    pub max_grad_norm: f64,
+    /// 42
+    pub seed: u64,
+    /// 500
+    pub logging_steps: usize,
+    pub eval_steps: Option<usize>,
+    /// 500
+    pub save_steps: Option<usize>,
+    pub save_total_limit: Option<usize>,
+    /// Stop after this many evaluations without improvement of `metric_for_best_model`.
+    pub early_stopping_patience: Option<usize>,
+    /// `eval_loss`
+    pub metric_for_best_model: String,
+    pub greater_is_better: bool,
+    /// Resume from a checkpoint (HF `resume_from_checkpoint`).
+    pub resume: Resume,
+    /// Progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Where to resume from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resume {
+    No,
+    /// The newest `checkpoint-N` of `output_dir` (none: start fresh).
+    Latest,
+    Checkpoint(PathBuf),
+}
+
+impl Default for TrainingArguments {
+    fn default() -> Self {
+        Self {
+            output_dir: PathBuf::from("output"),
+            num_train_epochs: 3.0,
+            max_steps: None,
+            gradient_accumulation_steps: 1,
+            optim: AdamWArgs::default(),
+            lr_scheduler_type: SchedulerType::Linear,
+            warmup: 0.0,
+            max_grad_norm: 1.0,
+            seed: 42,
+            logging_steps: 500,
+            eval_steps: None,
+            save_steps: Some(500),
+            save_total_limit: None,
+            early_stopping_patience: None,
+            metric_for_best_model: "eval_loss".into(),
+            greater_is_better: false,
+            resume: Resume::No,
+            progress: true,
+        }
+    }
+}
+
+/// What a task contributes to the loop.
+pub trait TrainTask<M, B> {
+    /// The (mean) loss of one micro-batch.
+    fn loss(&self, model: &M, batch: B) -> Result<Tensor<1>, TrainError>;
+
+    /// Evaluation metrics of the current model (none by default).
+    fn evaluate(&self, _model: &M) -> Result<Option<Metrics>, TrainError> {
+        Ok(None)
+    }
+
+    /// Writes the model in HF format (for `best_model/` and `final_model/`).
+    fn save_pretrained(&self, _model: &M, _dir: &Path) -> Result<(), TrainError> {
+        Ok(())
+    }
+}
+
+/// The result of [`train`].
+#[derive(Debug)]
+pub struct TrainOutput<M> {
+    pub model: M,
+    pub state: TrainerState,
+    /// Loss of every optimizer step this call ran (mean over its micro-batches).
+    pub step_losses: Vec<(usize, f64)>,
+    pub stopped_early: bool,
+}
+
+fn total_steps(args: &TrainingArguments, micro_per_epoch: usize) -> usize {
+    let per_epoch = (micro_per_epoch / args.gradient_accumulation_steps).max(1);
+    match args.max_steps {
+        Some(s) => s,
+        None => (args.num_train_epochs * per_epoch as f64).ceil() as usize,
+    }
+}
+
+fn validate(args: &TrainingArguments, micro_per_epoch: usize) -> Result<(), TrainError> {
+    let bad = |m: String| Err(TrainError::Argument(m));
+    if micro_per_epoch == 0 {
+        return bad("the training data is empty".into());
+    }
+    if args.gradient_accumulation_steps == 0 {
+        return bad("gradient_accumulation_steps must be ≥ 1".into());
+    }
+    if args.max_steps == Some(0) || (args.max_steps.is_none() && !(args.num_train_epochs > 0.0)) {
+        return bad("nothing to train: max_steps is 0 or num_train_epochs is not > 0".into());
+    }
+    if !(args.max_grad_norm > 0.0) {
+        return bad(format!(
+            "max_grad_norm must be > 0, got {}",
+            args.max_grad_norm
+        ));
+    }
+    if args.logging_steps == 0 || args.eval_steps == Some(0) || args.save_steps == Some(0) {
+        return bad("logging_steps, eval_steps and save_steps must be ≥ 1".into());
+    }
+    Ok(())
+}
+
+/// Trains `model` on `data` with `task`'s loss. `model` lives on an autodiff device.
+pub fn train<M, B>(
+    args: &TrainingArguments,
+    mut model: M,
+    data: &dyn BatchSource<B>,
+    task: &dyn TrainTask<M, B>,
+    device: &Device,
+) -> Result<TrainOutput<M>, TrainError>
+where
+    M: Module + 'static,
+{
+    let micro_per_epoch = data.len();
+    validate(args, micro_per_epoch)?;
+    let accum = args.gradient_accumulation_steps;
+    let total = total_steps(args, micro_per_epoch);
+    let warmup = warmup_steps(args.warmup, total)?;
+    let mut schedule = get_scheduler(
+        args.lr_scheduler_type,
+        args.optim.learning_rate,
+        warmup,
+        total,
+    )?;
+    let mut optim = adamw_with_no_decay(&args.optim);
+    fs::create_dir_all(&args.output_dir)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", args.output_dir.display())))?;
+
+    let mut state = TrainerState {
+        max_steps: total,
+        ..TrainerState::default()
+    };
+    let resume_from = match &args.resume {
+        Resume::No => None,
+        Resume::Latest => checkpoint::list_checkpoints(&args.output_dir)
+            .pop()
+            .map(|(_, p)| p),
+        Resume::Checkpoint(p) => Some(p.clone()),
+    };
+    if let Some(dir) = &resume_from {
+        state = checkpoint::verify(dir)?;
+        let load = |what: &str, e: &dyn std::fmt::Display| {
+            TrainError::Checkpoint(format!("{}: cannot load {what}: {e}", dir.display()))
+        };
+        model = model
+            .try_load_file(dir.join(MODEL_FILE))
+            .map_err(|e| load(MODEL_FILE, &e))?;
+        let record = OptimizerRecord::load(dir.join(OPTIMIZER_FILE))
+            .map_err(|e| load(OPTIMIZER_FILE, &e))?;
+        optim = optim.load_record(record);
+        let record = LrSchedulerRecord::load(dir.join(SCHEDULER_FILE))
+            .map_err(|e| load(SCHEDULER_FILE, &e))?;
+        schedule.load_record(record);
+        if schedule.current_step != state.global_step {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: scheduler is at step {} but the trainer state at {}",
+                dir.display(),
+                schedule.current_step,
+                state.global_step
+            )));
+        }
+        state.max_steps = total;
+    }
+
+    let log_path = args.output_dir.join("log.jsonl");
+    rewrite_log(&log_path, &state.log_history)?;
+    let groups = ParamGroupSummary::of(&model);
+    let start = state.global_step;
+    if args.progress {
+        eprintln!(
+            "training {total} steps ({micro_per_epoch} micro-batches per epoch, accumulation {accum}, warmup {warmup}, {} schedule){}",
+            args.lr_scheduler_type.name(),
+            resume_from.as_ref().map_or(String::new(), |d| format!(
+                ", resumed from {} at step {start}",
+                d.display()
+            ))
+        );
+        eprintln!("{groups}");
+    }
+    let bar = if args.progress {
+        ProgressBar::new(total as u64).with_position(start as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("valid template"),
+    );
+
+    let mut step_losses = Vec::new();
+    let mut window = (0.0, 0usize);
+    let mut stopped_early = false;
+    let mut t0 = Instant::now();
+    let mut samples_since = 0usize;
+    for step in start..total {
+        let lr = LrScheduler::step(&mut schedule);
+        let mut acc: Option<GradientsParams> = None;
+        let mut loss_sum = 0.0;
+        for k in 0..accum {
+            let micro = step * accum + k;
+            device.seed(args.seed.wrapping_mul(1_000_003).wrapping_add(micro as u64));
+            let batch = data.get(micro / micro_per_epoch, micro % micro_per_epoch)?;
+            let loss = task.loss(&model, batch)?;
+            let value: f32 = loss.clone().into_scalar();
+            if !value.is_finite() {
+                return Err(TrainError::Argument(format!(
+                    "loss is {value} at step {} (micro-batch {k})",
+                    step + 1
+                )));
+            }
+            loss_sum += value as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            acc = Some(accumulate_scaled(&model, acc, grads, 1.0 / accum as f64));
+            samples_since += 1;
+        }
+        let mut grads = acc.expect("accumulation ≥ 1");
+        let grad_norm = clip_grad_norm(&model, &mut grads, args.max_grad_norm);
+        model = optim.step(lr, model, grads);
+        let loss = loss_sum / accum as f64;
+        state.global_step = step + 1;
+        state.epoch = (state.global_step * accum) as f64 / micro_per_epoch as f64;
+        step_losses.push((state.global_step, loss));
+        window.0 += loss;
+        window.1 += 1;
+        bar.set_position(state.global_step as u64);
+        bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+
+        let last = state.global_step == total;
+        if state.global_step.is_multiple_of(args.logging_steps) || last {
+            let secs = t0.elapsed().as_secs_f64().max(1e-9);
+            let entry = json!({
+                "step": state.global_step, "epoch": state.epoch, "loss": window.0 / window.1 as f64,
+                "learning_rate": lr, "grad_norm": grad_norm,
+                "micro_batches_per_second": samples_since as f64 / secs,
+            });
+            append_log(&log_path, &mut state, entry)?;
+            window = (0.0, 0);
+            samples_since = 0;
+            t0 = Instant::now();
+        }
+        if args
+            .eval_steps
+            .is_some_and(|n| state.global_step.is_multiple_of(n))
+            || (last && args.eval_steps.is_some())
+        {
+            if let Some(metrics) = task.evaluate(&model)? {
+                let mut entry = json!({ "step": state.global_step, "epoch": state.epoch });
+                for (k, v) in &metrics {
+                    entry[k] = json!(v);
+                }
+                append_log(&log_path, &mut state, entry)?;
+                bar.println(format!("step {}: {metrics:?}", state.global_step));
+                let value = *metrics.get(&args.metric_for_best_model).ok_or_else(|| {
+                    TrainError::Argument(format!(
+                        "metric_for_best_model `{}` is not among the evaluation metrics {:?}",
+                        args.metric_for_best_model,
+                        metrics.keys().collect::<Vec<_>>()
+                    ))
+                })?;
+                let improved = match state.best_metric {
+                    None => true,
+                    Some(best) => {
+                        (args.greater_is_better && value > best)
+                            || (!args.greater_is_better && value < best)
+                    }
+                };
+                if improved {
+                    state.best_metric = Some(value);
+                    state.patience_used = 0;
+                    let dir = args.output_dir.join("best_model");
+                    task.save_pretrained(&model, &dir)?;
+                    state.best_model_checkpoint = Some(dir.display().to_string());
+                } else {
+                    state.patience_used += 1;
+                    if args
+                        .early_stopping_patience
+                        .is_some_and(|p| state.patience_used >= p)
+                    {
+                        stopped_early = true;
+                    }
+                }
+            }
+        }
+        if args
+            .save_steps
+            .is_some_and(|n| state.global_step.is_multiple_of(n))
+            || last
+            || stopped_early
+        {
+            save_checkpoint(args, &model, &optim, &schedule, &state)?;
+        }
+        if stopped_early {
+            bar.println(format!("early stopping at step {}", state.global_step));
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    task.save_pretrained(&model, &args.output_dir.join("final_model"))?;
+    Ok(TrainOutput {
+        model,
+        state,
+        step_losses,
+        stopped_early,
+    })
+}
+
+fn save_checkpoint<M: Module>(
+    args: &TrainingArguments,
+    model: &M,
+    optim: &burn::optim::ModuleOptimizer,
+    schedule: &crate::HfSchedule,
+    state: &TrainerState,
+) -> Result<(), TrainError> {
+    let err = |what: &str, e: &dyn std::fmt::Display| {
+        TrainError::Checkpoint(format!("cannot write {what}: {e}"))
+    };
+    checkpoint::save(
+        &args.output_dir,
+        state,
+        args.save_total_limit,
+        None,
+        |dir| {
+            model
+                .clone()
+                .save_file(dir.join(MODEL_FILE))
+                .map_err(|e| err(MODEL_FILE, &e))?;
+            optim
+                .to_record()
+                .save(dir.join(OPTIMIZER_FILE))
+                .map_err(|e| err(OPTIMIZER_FILE, &e))?;
+            schedule
+                .to_record()
+                .save(dir.join(SCHEDULER_FILE))
+                .map_err(|e| err(SCHEDULER_FILE, &e))?;
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+fn append_log(
+    path: &Path,
+    state: &mut TrainerState,
+    entry: serde_json::Value,
+) -> Result<(), TrainError> {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+    writeln!(f, "{entry}")
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+    state.log_history.push(entry);
+    Ok(())
+}
+
+/// On resume the log holds exactly the checkpoint's history (later lines were never
+/// checkpointed and will be written again).
+fn rewrite_log(path: &Path, history: &[serde_json::Value]) -> Result<(), TrainError> {
+    let text: String = history.iter().map(|e| format!("{e}\n")).collect();
+    fs::write(path, text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,280 @@
+//! The trainer: a run killed mid-way and resumed gives the same loss at every later step as an
+//! uninterrupted run; partial or corrupted checkpoints are refused; a short fine-tune learns.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+
+use bert::{BertConfig, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
+use bert_train::{InMemoryBatches, Resume, TrainError, TrainTask, TrainingArguments, train};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde_json::Value;
+
+type Batch = (BertInput, SequenceClassificationLabels);
+
+/// Burn's device RNG is process-wide: tests that train with dropout must not run at once.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn device() -> Device {
+    let name = std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into());
+    bert::backend::device_from_name(&name).unwrap().autodiff()
+}
+
+fn int2(v: &Value, device: &Device) -> Tensor<2, Int> {
+    let rows: Vec<Vec<i64>> = serde_json::from_value(v.clone()).unwrap();
+    let shape = [rows.len(), rows[0].len()];
+    Tensor::from_data(TensorData::new(rows.concat(), shape), device)
+}
+
+/// The six batches of `adamw.json` (3 rows of 8 tokens, 3 classes).
+fn batches(device: &Device) -> Vec<Batch> {
+    let r: Value = serde_json::from_str(include_str!("reference/adamw.json")).unwrap();
+    r["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let input = BertInput::new(int2(&b["input_ids"], device))
+                .with_attention_mask(int2(&b["attention_mask"], device))
+                .with_token_type_ids(int2(&b["token_type_ids"], device));
+            let labels: Vec<i64> = serde_json::from_value(b["labels"].clone()).unwrap();
+            let labels = Tensor::from_data(TensorData::new(labels, [3]), device);
+            (input, SequenceClassificationLabels::Classes(labels))
+        })
+        .collect()
+}
+
+/// A tiny model with dropout on, so that resume must also restore the dropout RNG.
+fn model(device: &Device, seed: u64) -> BertForSequenceClassification {
+    let mut config = BertConfig::tiny(99, 32, 2, 4);
+    config.max_position_embeddings = 64;
+    config.pad_token_id = Some(0);
+    config.set_num_labels(3);
+    device.seed(seed);
+    BertForSequenceClassification::new(&config, device)
+}
+
+/// Sequence classification; fails on the `fail_at`-th loss call (a simulated kill).
+struct Task {
+    calls: Cell<usize>,
+    fail_at: Option<usize>,
+}
+
+impl TrainTask<BertForSequenceClassification, Batch> for Task {
+    fn loss(
+        &self,
+        model: &BertForSequenceClassification,
+        (input, labels): Batch,
+    ) -> Result<Tensor<1>, TrainError> {
+        self.calls.set(self.calls.get() + 1);
+        if self.fail_at == Some(self.calls.get()) {
+            return Err(TrainError::Argument("killed".into()));
+        }
+        Ok(model
+            .forward(input, Some(labels))?
+            .loss
+            .expect("labels given"))
+    }
+}
+
+fn args(dir: &PathBuf) -> TrainingArguments {
+    TrainingArguments {
+        output_dir: dir.clone(),
+        max_steps: Some(8),
+        gradient_accumulation_steps: 2,
+        warmup: 2.0,
+        logging_steps: 1,
+        save_steps: Some(3),
+        save_total_limit: Some(2),
+        progress: false,
+        optim: bert_train::AdamWArgs {
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+        ..TrainingArguments::default()
+    }
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bert-train-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    d
+}
+
+fn losses_in_log(dir: &PathBuf) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(dir.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn killed_and_resumed_run_has_the_same_losses() {
+    let _rng = rng_lock();
+    let device = device();
+    let data = InMemoryBatches::new(batches(&device), true, 42);
+
+    let full_dir = tmp("full");
+    let full = train(
+        &args(&full_dir),
+        model(&device, 1),
+        &data,
+        &Task {
+            calls: Cell::new(0),
+            fail_at: None,
+        },
+        &device,
+    )
+    .unwrap();
+    assert_eq!(full.step_losses.len(), 8);
+
+    // Killed during step 6 (micro-batch 11): the last checkpoint is step 3.
+    let dir = tmp("killed");
+    let killed = train(
+        &args(&dir),
+        model(&device, 1),
+        &data,
+        &Task {
+            calls: Cell::new(0),
+            fail_at: Some(11),
+        },
+        &device,
+    );
+    assert!(killed.is_err());
+    let checkpoints: Vec<_> = bert_train::checkpoint::list_checkpoints(&dir)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(checkpoints, [3]);
+
+    // Resumed with a differently initialised model: everything comes from the checkpoint.
+    let mut resume_args = args(&dir);
+    resume_args.resume = Resume::Latest;
+    let resumed = train(
+        &resume_args,
+        model(&device, 99),
+        &data,
+        &Task {
+            calls: Cell::new(0),
+            fail_at: None,
+        },
+        &device,
+    )
+    .unwrap();
+    assert_eq!(resumed.step_losses.first().map(|s| s.0), Some(4));
+    assert_eq!(
+        resumed.step_losses,
+        full.step_losses[3..].to_vec(),
+        "losses after resume"
+    );
+    assert_eq!(
+        losses_in_log(&dir),
+        losses_in_log(&full_dir),
+        "log.jsonl after resume"
+    );
+    // save_total_limit = 2 keeps the newest two.
+    let kept: Vec<_> = bert_train::checkpoint::list_checkpoints(&dir)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(kept, [6, 8]);
+    std::fs::remove_dir_all(full_dir).ok();
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn partial_or_corrupted_checkpoints_are_refused() {
+    let _rng = rng_lock();
+    let device = device();
+    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let dir = tmp("corrupt");
+    let mut a = args(&dir);
+    a.max_steps = Some(3);
+    train(
+        &a,
+        model(&device, 1),
+        &data,
+        &Task {
+            calls: Cell::new(0),
+            fail_at: None,
+        },
+        &device,
+    )
+    .unwrap();
+    let ckpt = dir.join("checkpoint-3");
+    a.resume = Resume::Checkpoint(ckpt.clone());
+
+    // A half-written checkpoint left by a crash is a .tmp folder: never picked as the latest.
+    std::fs::create_dir_all(dir.join(".tmp-checkpoint-9")).unwrap();
+    assert_eq!(bert_train::checkpoint::list_checkpoints(&dir).len(), 1);
+
+    let model_file = ckpt.join("model.bpk");
+    let bytes = std::fs::read(&model_file).unwrap();
+    std::fs::write(&model_file, &bytes[..bytes.len() / 2]).unwrap();
+    let e = train(
+        &a,
+        model(&device, 1),
+        &data,
+        &Task {
+            calls: Cell::new(0),
+            fail_at: None,
+        },
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("partial or corrupted checkpoint: model.bpk has"),
+        "{e}"
+    );
+
+    std::fs::write(&model_file, &bytes).unwrap();
+    std::fs::remove_file(ckpt.join("trainer_state.json")).unwrap();
+    let e = train(
+        &a,
+        model(&device, 1),
+        &data,
+        &Task {
+            calls: Cell::new(0),
+            fail_at: None,
+        },
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("is not a complete checkpoint"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let _rng = rng_lock();
+    let device = device();
+    let dir = tmp("bad");
+    let empty = InMemoryBatches::<Batch>::new(vec![], false, 0);
+    let task = Task {
+        calls: Cell::new(0),
+        fail_at: None,
+    };
+    let e = train(&args(&dir), model(&device, 1), &empty, &task, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("training data is empty"), "{e}");
+    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let mut a = args(&dir);
+    a.warmup = 20.0;
+    let e = train(&a, model(&device, 1), &data, &task, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("warmup steps (20) exceed the total training steps (8)"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
