@@ -96,7 +96,7 @@ pub fn accumulate_scaled<M: Module>(
     }
     let mut add = Add {
         grads: &mut grads,
-        acc: acc.unwrap_or_else(GradientsParams::new),
+        acc: acc.unwrap_or_default(),
         scale,
     };
     module.visit(&mut add);

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod gradients;
 pub mod optimizer;
+pub mod plot;
 pub mod schedule;
 pub mod trainer;
 

@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::checkpoint::{self, MODEL_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, TrainerState};
 use crate::data::BatchSource;
+use crate::plot::{Panel, Series};
 use crate::{
     AdamWArgs, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
     adamw_with_no_decay, clip_grad_norm, get_scheduler, warmup_steps,
@@ -144,10 +145,13 @@ fn validate(args: &TrainingArguments, micro_per_epoch: usize) -> Result<(), Trai
     if args.gradient_accumulation_steps == 0 {
         return bad("gradient_accumulation_steps must be ≥ 1".into());
     }
-    if args.max_steps == Some(0) || (args.max_steps.is_none() && !(args.num_train_epochs > 0.0)) {
+    if args.max_steps == Some(0)
+        || (args.max_steps.is_none()
+            && args.num_train_epochs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+    {
         return bad("nothing to train: max_steps is 0 or num_train_epochs is not > 0".into());
     }
-    if !(args.max_grad_norm > 0.0) {
+    if args.max_grad_norm.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return bad(format!(
             "max_grad_norm must be > 0, got {}",
             args.max_grad_norm
@@ -299,46 +303,45 @@ where
             samples_since = 0;
             t0 = Instant::now();
         }
-        if args
+        if (args
             .eval_steps
             .is_some_and(|n| state.global_step.is_multiple_of(n))
-            || (last && args.eval_steps.is_some())
+            || (last && args.eval_steps.is_some()))
+            && let Some(metrics) = task.evaluate(&model)?
         {
-            if let Some(metrics) = task.evaluate(&model)? {
-                let mut entry = json!({ "step": state.global_step, "epoch": state.epoch });
-                for (k, v) in &metrics {
-                    entry[k] = json!(v);
+            let mut entry = json!({ "step": state.global_step, "epoch": state.epoch });
+            for (k, v) in &metrics {
+                entry[k] = json!(v);
+            }
+            append_log(&log_path, &mut state, entry)?;
+            bar.println(format!("step {}: {metrics:?}", state.global_step));
+            let value = *metrics.get(&args.metric_for_best_model).ok_or_else(|| {
+                TrainError::Argument(format!(
+                    "metric_for_best_model `{}` is not among the evaluation metrics {:?}",
+                    args.metric_for_best_model,
+                    metrics.keys().collect::<Vec<_>>()
+                ))
+            })?;
+            let improved = match state.best_metric {
+                None => true,
+                Some(best) => {
+                    (args.greater_is_better && value > best)
+                        || (!args.greater_is_better && value < best)
                 }
-                append_log(&log_path, &mut state, entry)?;
-                bar.println(format!("step {}: {metrics:?}", state.global_step));
-                let value = *metrics.get(&args.metric_for_best_model).ok_or_else(|| {
-                    TrainError::Argument(format!(
-                        "metric_for_best_model `{}` is not among the evaluation metrics {:?}",
-                        args.metric_for_best_model,
-                        metrics.keys().collect::<Vec<_>>()
-                    ))
-                })?;
-                let improved = match state.best_metric {
-                    None => true,
-                    Some(best) => {
-                        (args.greater_is_better && value > best)
-                            || (!args.greater_is_better && value < best)
-                    }
-                };
-                if improved {
-                    state.best_metric = Some(value);
-                    state.patience_used = 0;
-                    let dir = args.output_dir.join("best_model");
-                    task.save_pretrained(&model, &dir)?;
-                    state.best_model_checkpoint = Some(dir.display().to_string());
-                } else {
-                    state.patience_used += 1;
-                    if args
-                        .early_stopping_patience
-                        .is_some_and(|p| state.patience_used >= p)
-                    {
-                        stopped_early = true;
-                    }
+            };
+            if improved {
+                state.best_metric = Some(value);
+                state.patience_used = 0;
+                let dir = args.output_dir.join("best_model");
+                task.save_pretrained(&model, &dir)?;
+                state.best_model_checkpoint = Some(dir.display().to_string());
+            } else {
+                state.patience_used += 1;
+                if args
+                    .early_stopping_patience
+                    .is_some_and(|p| state.patience_used >= p)
+                {
+                    stopped_early = true;
                 }
             }
         }
@@ -356,6 +359,7 @@ where
         }
     }
     bar.finish_and_clear();
+    plot_history(&args.output_dir.join("training.png"), &state.log_history)?;
     task.save_pretrained(&model, &args.output_dir.join("final_model"))?;
     Ok(TrainOutput {
         model,
@@ -397,6 +401,33 @@ fn save_checkpoint<M: Module>(
         },
     )?;
     Ok(())
+}
+
+/// `training.png`: training loss (and eval loss, if any) and the learning rate by step.
+fn plot_history(path: &Path, history: &[serde_json::Value]) -> Result<(), TrainError> {
+    let series = |key: &str, name: &str| Series {
+        name: name.into(),
+        points: history
+            .iter()
+            .filter_map(|e| Some((e["step"].as_f64()?, e.get(key)?.as_f64()?)))
+            .collect(),
+    };
+    let mut losses = vec![series("loss", "train loss")];
+    let eval = series("eval_loss", "eval loss");
+    if !eval.points.is_empty() {
+        losses.push(eval);
+    }
+    let panels = [
+        Panel {
+            y_label: "loss".into(),
+            series: losses,
+        },
+        Panel {
+            y_label: "learning rate".into(),
+            series: vec![series("learning_rate", "lr")],
+        },
+    ];
+    crate::plot::line_chart(path, "training", "step", &panels)
 }
 
 fn append_log(

@@ -2,7 +2,7 @@
 //! uninterrupted run; partial or corrupted checkpoints are refused; a short fine-tune learns.
 
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bert::{BertConfig, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
 use bert_train::{InMemoryBatches, Resume, TrainError, TrainTask, TrainingArguments, train};
@@ -80,9 +80,9 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
     }
 }
 
-fn args(dir: &PathBuf) -> TrainingArguments {
+fn args(dir: &Path) -> TrainingArguments {
     TrainingArguments {
-        output_dir: dir.clone(),
+        output_dir: dir.to_path_buf(),
         max_steps: Some(8),
         gradient_accumulation_steps: 2,
         warmup: 2.0,
@@ -105,7 +105,7 @@ fn tmp(tag: &str) -> PathBuf {
     d
 }
 
-fn losses_in_log(dir: &PathBuf) -> Vec<(u64, f64)> {
+fn losses_in_log(dir: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(dir.join("log.jsonl"))
         .unwrap()
         .lines()
@@ -133,6 +133,8 @@ fn killed_and_resumed_run_has_the_same_losses() {
     )
     .unwrap();
     assert_eq!(full.step_losses.len(), 8);
+    let png = std::fs::read(full_dir.join("training.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG", "training.png is a PNG");
 
     // Killed during step 6 (micro-batch 11): the last checkpoint is step 3.
     let dir = tmp("killed");
