@@ -4,7 +4,10 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use bert::{BertConfig, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
+use bert::{
+    BertConfig, BertForSequenceClassification, BertInput, BertPretrained,
+    SequenceClassificationLabels,
+};
 use bert_train::{InMemoryBatches, Resume, TrainError, TrainTask, TrainingArguments, train};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
@@ -78,6 +81,13 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
             .loss
             .expect("labels given"))
     }
+    fn save_pretrained(
+        &self,
+        model: &BertForSequenceClassification,
+        dir: &Path,
+    ) -> Result<(), TrainError> {
+        Ok(model.save_pretrained(dir)?)
+    }
 }
 
 fn args(dir: &Path) -> TrainingArguments {
@@ -133,6 +143,14 @@ fn killed_and_resumed_run_has_the_same_losses() {
     )
     .unwrap();
     assert_eq!(full.step_losses.len(), 8);
+    let final_model =
+        BertForSequenceClassification::from_pretrained(full_dir.join("final_model"), &device)
+            .unwrap();
+    assert_eq!(
+        bert::hub::state_dict(&final_model),
+        bert::hub::state_dict(&full.model),
+        "final model in HF format"
+    );
     let png = std::fs::read(full_dir.join("training.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG", "training.png is a PNG");
 

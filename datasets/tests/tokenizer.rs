@@ -1,0 +1,153 @@
+//! Tokenizer parity with HF: ids, token types, attention mask, offsets and word ids equal
+//! `BertTokenizerFast` (all-MiniLM-L6-v2's tokenizer.json), and the pipeline built from
+//! vocab.txt equals the slow `BertTokenizer`, on sentences and pairs with accents, Chinese
+//! characters, punctuation and truncation. References: `make_tokenizer_reference.py`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use bert_datasets::tokenization::truncation_strategy;
+use bert_datasets::{BertTokenizer, WordPieceOptions};
+use serde_json::Value;
+
+fn model_dir() -> PathBuf {
+    let fixtures = match std::env::var("BERT_FIXTURES") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => {
+            let script =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fetch.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .output()
+                .expect("run fetch.sh");
+            assert!(
+                out.status.success(),
+                "fixtures missing and {} failed",
+                script.display()
+            );
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        }
+    };
+    fixtures.join("models/all-MiniLM-L6-v2")
+}
+
+fn reference() -> Value {
+    serde_json::from_str(include_str!("reference/tokenizer.json")).unwrap()
+}
+
+fn u32s(v: &Value) -> Vec<u32> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+#[test]
+fn tokenizer_json_matches_bert_tokenizer_fast() {
+    let base = BertTokenizer::from_pretrained(model_dir()).unwrap();
+    let mut checked = 0;
+    for case in reference()["cases"].as_array().unwrap() {
+        let want = &case["expected"];
+        if want.get("error").is_some() {
+            continue;
+        }
+        let tok = match case["truncation"].as_str() {
+            Some(s) => base
+                .clone()
+                .with_truncation(
+                    case["max_length"].as_u64().unwrap() as usize,
+                    truncation_strategy(s).unwrap(),
+                    0,
+                )
+                .unwrap(),
+            None => base.clone(),
+        };
+        let a = case["a"].as_str().unwrap();
+        let e = match case["b"].as_str() {
+            Some(b) => tok.encode_pair(a, b).unwrap(),
+            None => tok.encode(a).unwrap(),
+        };
+        let what = format!("{a:?} {:?} {:?}", case["b"], case["truncation"]);
+        assert_eq!(e.get_ids(), u32s(&want["input_ids"]), "ids of {what}");
+        assert_eq!(
+            e.get_type_ids(),
+            u32s(&want["token_type_ids"]),
+            "types of {what}"
+        );
+        assert_eq!(
+            e.get_attention_mask(),
+            u32s(&want["attention_mask"]),
+            "mask of {what}"
+        );
+        let offsets: Vec<(usize, usize)> = serde_json::from_value(want["offsets"].clone()).unwrap();
+        assert_eq!(e.get_offsets(), offsets.as_slice(), "offsets of {what}");
+        let word_ids: Vec<Option<u32>> = serde_json::from_value(want["word_ids"].clone()).unwrap();
+        assert_eq!(e.get_word_ids(), word_ids.as_slice(), "word ids of {what}");
+        checked += 1;
+    }
+    assert!(checked >= 15, "checked {checked}");
+}
+
+#[test]
+fn vocab_txt_pipeline_matches_slow_bert_tokenizer() {
+    let tok = BertTokenizer::from_vocab(model_dir().join("vocab.txt"), WordPieceOptions::default())
+        .unwrap();
+    let mut checked = 0;
+    for case in reference()["cases"].as_array().unwrap() {
+        let Some(want) = case.get("slow_ids") else {
+            continue;
+        };
+        let a = case["a"].as_str().unwrap();
+        let e = match case["b"].as_str() {
+            Some(b) => tok.encode_pair(a, b).unwrap(),
+            None => tok.encode(a).unwrap(),
+        };
+        assert_eq!(e.get_ids(), u32s(want), "{a:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 11);
+}
+
+#[test]
+fn padding_matches_hf() {
+    let r = reference();
+    let tok = BertTokenizer::from_pretrained(model_dir())
+        .unwrap()
+        .with_padding(None)
+        .unwrap();
+    let texts: Vec<String> = serde_json::from_value(r["padding_longest"]["texts"].clone()).unwrap();
+    let batch = tok.encode_batch(texts).unwrap();
+    let ids: Vec<Vec<u32>> = batch.iter().map(|e| e.get_ids().to_vec()).collect();
+    let mask: Vec<Vec<u32>> = batch
+        .iter()
+        .map(|e| e.get_attention_mask().to_vec())
+        .collect();
+    assert_eq!(
+        serde_json::to_value(ids).unwrap(),
+        r["padding_longest"]["input_ids"]
+    );
+    assert_eq!(
+        serde_json::to_value(mask).unwrap(),
+        r["padding_longest"]["attention_mask"]
+    );
+    let fixed = &r["padding_max_length"];
+    let tok = BertTokenizer::from_pretrained(model_dir())
+        .unwrap()
+        .with_padding(Some(fixed["max_length"].as_u64().unwrap() as usize))
+        .unwrap();
+    let e = tok.encode(fixed["text"].as_str().unwrap()).unwrap();
+    assert_eq!(e.get_ids(), u32s(&fixed["input_ids"]));
+}
+
+#[test]
+fn bad_tokenizer_inputs_are_named() {
+    let e = BertTokenizer::from_file("/nonexistent/tokenizer.json")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("/nonexistent/tokenizer.json"), "{e}");
+    let e = truncation_strategy("do_not_truncate")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown truncation strategy `do_not_truncate`"),
+        "{e}"
+    );
+}
