@@ -3,7 +3,6 @@
 //! 50% ± 2%; the same seed gives the same data.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use bert_datasets::BertTokenizer;
 use bert_datasets::pretraining::{
@@ -11,23 +10,7 @@ use bert_datasets::pretraining::{
 };
 
 fn fixtures() -> PathBuf {
-    match std::env::var("BERT_FIXTURES") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => {
-            let script =
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fetch.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .output()
-                .expect("run fetch.sh");
-            assert!(
-                out.status.success(),
-                "fixtures missing and {} failed",
-                script.display()
-            );
-            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        }
-    }
+    bert_datasets::fixtures::dir().unwrap()
 }
 
 #[test]

@@ -4,31 +4,15 @@
 //! characters, punctuation and truncation. References: `make_tokenizer_reference.py`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use bert_datasets::tokenization::truncation_strategy;
 use bert_datasets::{BertTokenizer, WordPieceOptions};
 use serde_json::Value;
 
 fn model_dir() -> PathBuf {
-    let fixtures = match std::env::var("BERT_FIXTURES") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => {
-            let script =
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fetch.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .output()
-                .expect("run fetch.sh");
-            assert!(
-                out.status.success(),
-                "fixtures missing and {} failed",
-                script.display()
-            );
-            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        }
-    };
-    fixtures.join("models/all-MiniLM-L6-v2")
+    bert_datasets::fixtures::dir()
+        .unwrap()
+        .join("models/all-MiniLM-L6-v2")
 }
 
 fn reference() -> Value {

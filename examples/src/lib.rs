@@ -41,34 +41,7 @@ pub fn run(body: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>) -> Exi
     }
 }
 
-/// The real fixtures (`shared/fixtures/fetch.sh` beside the checkout): `$BERT_FIXTURES` when it
-/// holds them, else fetched now (idempotent) into the script's cache.
+/// The real fixtures (`shared/fixtures/fetch.sh` beside the checkout), fetched if needed.
 pub fn fixtures_dir() -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
-    if let Ok(dir) = std::env::var("BERT_FIXTURES") {
-        let dir = std::path::PathBuf::from(dir);
-        if dir
-            .join("models/all-MiniLM-L6-v2/model.safetensors")
-            .is_file()
-        {
-            return Ok(dir);
-        }
-    }
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fetch.sh");
-    if !script.is_file() {
-        return Err(format!(
-            "no fixtures: set BERT_FIXTURES, or keep shared/ beside the checkout ({} is missing)",
-            script.display()
-        )
-        .into());
-    }
-    eprintln!("fetching fixtures with {} ...", script.display());
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("{} failed ({})", script.display(), out.status).into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().into())
+    Ok(bert_datasets::fixtures::dir()?)
 }

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bert::tensors_file::{HostTensor, NamedTensors, read_tensors};
 use burn::tensor::Device;
@@ -35,29 +34,9 @@ pub fn outputs(case: &str) -> NamedTensors {
     read_tensors(case_dir(case).join("outputs.safetensors")).unwrap()
 }
 
-/// The real fixtures (`../shared/fixtures/fetch.sh`): `$BERT_FIXTURES`, else fetched.
+/// The real fixtures (`shared/fixtures/fetch.sh`), fetched if needed.
 pub fn fixtures() -> PathBuf {
-    if let Ok(dir) = std::env::var("BERT_FIXTURES") {
-        let dir = PathBuf::from(dir);
-        if dir
-            .join("models/all-MiniLM-L6-v2/model.safetensors")
-            .is_file()
-        {
-            return dir;
-        }
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fetch.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "fixtures missing and {} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    bert_datasets::fixtures::dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Largest absolute difference; panics on shape mismatch.

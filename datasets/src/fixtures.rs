@@ -1,0 +1,42 @@
+//! The real fixtures (weights and data from `shared/fixtures/fetch.sh`, see its README):
+//! `$BERT_FIXTURES` when it holds them, else fetched now (idempotent) into the script's cache.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::DataError;
+
+/// The fixtures folder (`models/all-MiniLM-L6-v2/`, `data/…`), fetching it if needed.
+pub fn dir() -> Result<PathBuf, DataError> {
+    if let Ok(dir) = std::env::var("BERT_FIXTURES") {
+        let dir = PathBuf::from(dir);
+        if dir
+            .join("models/all-MiniLM-L6-v2/model.safetensors")
+            .is_file()
+        {
+            return Ok(dir);
+        }
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fetch.sh");
+    let fail = |message: String| DataError::File {
+        path: script.display().to_string(),
+        message,
+    };
+    if !script.is_file() {
+        return Err(fail(
+            "missing: set BERT_FIXTURES, or keep shared/ beside the checkout".into(),
+        ));
+    }
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "failed ({}); the fixtures could not be fetched",
+            out.status
+        )));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
