@@ -82,6 +82,10 @@ fn mlm_and_nsp_statistics_on_the_jargon_file() {
         }
     }
     let frac = chosen as f64 / candidates as f64;
+    eprintln!(
+        "{} pairs, NSP random {random:.4}; {chosen} of {candidates} tokens masked ({frac:.4}): [MASK] {as_mask}, random {as_random}, kept {kept}",
+        pairs.len()
+    );
     assert!((frac - 0.15).abs() < 0.005, "masked fraction {frac}");
     let c = chosen as f64;
     let (m, r, k) = (as_mask as f64 / c, as_random as f64 / c, kept as f64 / c);
