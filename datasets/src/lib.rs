@@ -4,6 +4,7 @@
 pub mod fixtures;
 pub mod metrics;
 pub mod pretraining;
+pub mod tasks;
 pub mod tokenization;
 
 pub use tokenization::{BertTokenizer, SpecialIds, WordPieceOptions};

@@ -1,0 +1,194 @@
+//! Extractive QA from SQuAD v1.1 / v2.0 JSON. Long contexts are split into windows of
+//! `max_length` tokens overlapping by `doc_stride`, as HF's `run_qa.py` prepares training
+//! features: the answer's character span is mapped to start/end tokens through the offsets,
+//! and a window that does not hold the whole answer (or an unanswerable question) points at
+//! `[CLS]` (index 0).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use tokenizers::{Encoding, TruncationStrategy};
+
+use crate::tasks::read_utf8;
+use crate::{BertTokenizer, DataError};
+
+/// One question over one context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SquadExample {
+    pub id: String,
+    pub question: String,
+    pub context: String,
+    /// `(text, start)` with `start` in characters of `context`.
+    pub answers: Vec<(String, usize)>,
+    pub is_impossible: bool,
+}
+
+#[derive(Deserialize)]
+struct File {
+    data: Vec<Article>,
+}
+#[derive(Deserialize)]
+struct Article {
+    paragraphs: Vec<Paragraph>,
+}
+#[derive(Deserialize)]
+struct Paragraph {
+    context: String,
+    qas: Vec<Qa>,
+}
+#[derive(Deserialize)]
+struct Qa {
+    id: String,
+    question: String,
+    #[serde(default)]
+    answers: Vec<Answer>,
+    #[serde(default)]
+    is_impossible: bool,
+}
+#[derive(Deserialize)]
+struct Answer {
+    text: String,
+    answer_start: usize,
+}
+
+/// Reads a SQuAD JSON file; every answer must lie inside its context.
+pub fn read_squad(path: impl AsRef<Path>) -> Result<Vec<SquadExample>, DataError> {
+    let path = path.as_ref();
+    let text = read_utf8(path)?;
+    let file: File = serde_json::from_str(&text).map_err(|e| DataError::Line {
+        path: path.display().to_string(),
+        line: e.line(),
+        message: format!("not SQuAD JSON: {e}"),
+    })?;
+    let mut out = Vec::new();
+    for p in file.data.into_iter().flat_map(|a| a.paragraphs) {
+        let chars: Vec<char> = p.context.chars().collect();
+        for qa in p.qas {
+            for a in &qa.answers {
+                let end = a.answer_start + a.text.chars().count();
+                let found: String = chars
+                    .get(a.answer_start..end)
+                    .map(|s| s.iter().collect())
+                    .unwrap_or_default();
+                if found != a.text {
+                    return Err(DataError::File {
+                        path: path.display().to_string(),
+                        message: format!(
+                            "question {}: answer {:?} is not at character {} of its context (found {found:?})",
+                            qa.id, a.text, a.answer_start
+                        ),
+                    });
+                }
+            }
+            out.push(SquadExample {
+                id: qa.id,
+                question: qa.question,
+                context: p.context.clone(),
+                answers: qa
+                    .answers
+                    .into_iter()
+                    .map(|a| (a.text, a.answer_start))
+                    .collect(),
+                is_impossible: qa.is_impossible,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(DataError::File {
+            path: path.display().to_string(),
+            message: "no questions".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// One window of one example, ready for `BertForQuestionAnswering`.
+#[derive(Debug, Clone)]
+pub struct SquadFeature {
+    pub example_index: usize,
+    pub encoding: Encoding,
+    /// Token indices of the answer; 0 (`[CLS]`) when the window does not hold it.
+    pub start_position: usize,
+    pub end_position: usize,
+}
+
+/// Windows of `max_length` tokens (`[CLS] question [SEP] context [SEP]`), `doc_stride` tokens
+/// of context shared between neighbours; the first answer is the training target.
+pub fn prepare_features(
+    tokenizer: &BertTokenizer,
+    examples: &[SquadExample],
+    max_length: usize,
+    doc_stride: usize,
+) -> Result<Vec<SquadFeature>, DataError> {
+    let tok = tokenizer.clone().with_truncation(
+        max_length,
+        TruncationStrategy::OnlySecond,
+        doc_stride,
+    )?;
+    let mut features = Vec::new();
+    for (example_index, ex) in examples.iter().enumerate() {
+        let first = tok.encode_pair(&ex.question, &ex.context)?;
+        let mut windows = vec![first.clone()];
+        windows.extend(first.get_overflowing().iter().cloned());
+        for mut encoding in windows {
+            encoding.get_overflowing_mut().clear();
+            let (start_position, end_position) =
+                match ex.answers.first().filter(|_| !ex.is_impossible) {
+                    Some((text, start)) => {
+                        answer_tokens(&encoding, *start, start + text.chars().count())
+                    }
+                    None => (0, 0),
+                };
+            features.push(SquadFeature {
+                example_index,
+                encoding,
+                start_position,
+                end_position,
+            });
+        }
+    }
+    Ok(features)
+}
+
+/// HF's mapping of a character span `[start, end)` of the context to token indices, or
+/// `(0, 0)` when the window does not contain it.
+fn answer_tokens(e: &Encoding, start: usize, end: usize) -> (usize, usize) {
+    let seq = e.get_sequence_ids();
+    let offsets = e.get_offsets();
+    let Some(first) = seq.iter().position(|s| *s == Some(1)) else {
+        return (0, 0);
+    };
+    let last = seq
+        .iter()
+        .rposition(|s| *s == Some(1))
+        .expect("a context token");
+    if !(offsets[first].0 <= start && offsets[last].1 >= end) {
+        return (0, 0);
+    }
+    let mut s = first;
+    while s <= last && offsets[s].0 <= start {
+        s += 1;
+    }
+    let mut t = last;
+    while t >= first && offsets[t].1 >= end {
+        t -= 1;
+    }
+    (s - 1, t + 1)
+}
+
+/// The context text between the start and end tokens of a feature (character offsets).
+pub fn span_text(
+    example: &SquadExample,
+    feature: &SquadFeature,
+    start: usize,
+    end: usize,
+) -> String {
+    let offsets = feature.encoding.get_offsets();
+    let (a, b) = (offsets[start].0, offsets[end].1);
+    example
+        .context
+        .chars()
+        .skip(a)
+        .take(b.saturating_sub(a))
+        .collect()
+}

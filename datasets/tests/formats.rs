@@ -1,0 +1,249 @@
+//! The task formats on the real fetched samples (polarity CSV, Quora TSV, SNLI JSONL,
+//! WNUT-16, CoNLL-2003, SQuAD) and on generated edge cases, each bad input named by file,
+//! line and problem.
+
+use std::path::PathBuf;
+
+use bert_datasets::BertTokenizer;
+use bert_datasets::tasks::classification::{
+    ClassificationColumns, Column, Label, read_classification,
+};
+use bert_datasets::tasks::conll::{align_labels, label_list, read_conll};
+use bert_datasets::tasks::squad::{prepare_features, read_squad, span_text};
+
+fn fixtures() -> PathBuf {
+    bert_datasets::fixtures::dir().unwrap()
+}
+
+fn scratch(name: &str, content: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bert-formats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+fn cols(text: Column, pair: Option<Column>, label: Column, header: bool) -> ClassificationColumns {
+    ClassificationColumns {
+        text,
+        text_pair: pair,
+        label,
+        has_header: header,
+        regression: false,
+    }
+}
+
+#[test]
+fn polarity_csv_with_bom_and_no_header() {
+    let data = read_classification(
+        fixtures().join("data/polarity/sentences.csv"),
+        &cols(1.into(), None, 0.into(), false),
+    )
+    .unwrap();
+    assert_eq!(data.examples.len(), 4000);
+    assert_eq!(data.id2label, ["-1", "1"]);
+    let positives = data
+        .examples
+        .iter()
+        .filter(|e| e.label == Label::Class(1))
+        .count();
+    assert_eq!(positives, 2000);
+    assert!(
+        data.examples[0]
+            .text
+            .starts_with("the rock is destined to be the 21st century's new \" conan \" and")
+    );
+}
+
+#[test]
+fn quora_tsv_pairs_and_snli_jsonl() {
+    let q = read_classification(
+        fixtures().join("data/samples/quora_paraphrase.tsv"),
+        &cols(1.into(), Some(2.into()), 0.into(), false),
+    )
+    .unwrap();
+    assert_eq!(q.id2label, ["0", "1"]);
+    assert_eq!(
+        q.examples[0].text_pair.as_deref(),
+        Some("How do I not sleep in a boring class ?")
+    );
+    let s = read_classification(
+        fixtures().join("data/samples/snli.jsonl"),
+        &cols(
+            "sentence1".into(),
+            Some("sentence2".into()),
+            "gold_label".into(),
+            true,
+        ),
+    )
+    .unwrap();
+    assert!(
+        s.id2label.contains(&"entailment".to_string())
+            && s.id2label.contains(&"neutral".to_string())
+    );
+    assert!(s.examples[0].text.starts_with("A person on a horse"));
+}
+
+#[test]
+fn classification_edge_cases_are_named() {
+    let p = scratch(
+        "named.csv",
+        b"sentence,score\n\"a, quoted\",0.5\nplain,1.25\n",
+    );
+    let mut c = cols("sentence".into(), None, "score".into(), true);
+    c.regression = true;
+    let d = read_classification(&p, &c).unwrap();
+    assert_eq!(d.examples[0].text, "a, quoted");
+    assert_eq!(d.examples[1].label, Label::Value(1.25));
+    let e = read_classification(&p, &cols("text".into(), None, "score".into(), true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("named.csv:1") && e.contains("no column `text`"),
+        "{e}"
+    );
+    let p = scratch("bad.csv", b"sentence,score\nfine,0.5\nfine,lots\n");
+    let e = read_classification(&p, &c).unwrap_err().to_string();
+    assert!(
+        e.contains("bad.csv:3") && e.contains("label `lots` is not a number"),
+        "{e}"
+    );
+    let p = scratch("short.tsv", b"1\ttext\n0\n");
+    let e = read_classification(&p, &cols(1.into(), None, 0.into(), false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("short.tsv:2") && e.contains("no text column 1"),
+        "{e}"
+    );
+    let p = scratch("bad.jsonl", b"{\"t\": \"x\", \"l\": 1}\n{\"t\": \"y\"}\n");
+    let e = read_classification(&p, &cols("t".into(), None, "l".into(), true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad.jsonl:2") && e.contains("no field `l`"),
+        "{e}"
+    );
+    let p = scratch("empty.csv", b"");
+    let e = read_classification(&p, &cols(0.into(), None, 1.into(), false))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("empty.csv") && e.contains("empty"), "{e}");
+    let p = scratch("latin1.csv", b"ok,1\nbad \xe9,0\n");
+    let e = read_classification(&p, &cols(0.into(), None, 1.into(), false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("latin1.csv:2") && e.contains("invalid UTF-8"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wnut16_and_conll2003_with_aligned_labels() {
+    let wnut = read_conll(fixtures().join("data/wnut16/train.txt")).unwrap();
+    assert_eq!(wnut.len(), 2394);
+    assert_eq!(wnut.iter().map(|s| s.words.len()).sum::<usize>(), 46469);
+    let labels = label_list(&wnut);
+    assert_eq!(labels.len(), 21, "{labels:?}"); // O + B/I of 10 types
+    let conll = read_conll(fixtures().join("data/samples/conll2003.txt")).unwrap();
+    assert_eq!(conll.len(), 2);
+    assert_eq!(conll[0].words[..3], ["U.N.", "official", "Ekeus"]);
+    assert_eq!(conll[0].tags[..3], ["I-ORG", "O", "I-PER"]);
+
+    let tok = BertTokenizer::from_pretrained(fixtures().join("models/all-MiniLM-L6-v2")).unwrap();
+    let words = ["Ekeus", "heads", "for", "Baghdad"];
+    let tags: Vec<String> = ["B-PER", "O", "O", "B-LOC"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let labels: Vec<String> = ["B-LOC", "B-PER", "O"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let e = tok
+        .inner
+        .encode(tokenizers::InputSequence::from(words.to_vec()), true)
+        .unwrap();
+    // [CLS] ek ##eus heads for baghdad [SEP]
+    assert_eq!(
+        e.get_tokens(),
+        ["[CLS]", "ek", "##eus", "heads", "for", "baghdad", "[SEP]"]
+    );
+    assert_eq!(
+        align_labels(e.get_word_ids(), &tags, &labels, false).unwrap(),
+        [-100, 1, -100, 2, 2, 0, -100]
+    );
+    assert_eq!(
+        align_labels(e.get_word_ids(), &tags, &labels, true).unwrap(),
+        [-100, 1, 1, 2, 2, 0, -100]
+    );
+    let e = align_labels(
+        e.get_word_ids(),
+        &vec!["B-MISC".to_string(); 4],
+        &labels,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown label `B-MISC`"), "{e}");
+}
+
+#[test]
+fn ragged_conll_line_is_named() {
+    let p = scratch("ragged.conll", b"EU NNP I-NP I-ORG\nrejects VBZ I-VP\n");
+    let e = read_conll(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("ragged.conll:2") && e.contains("3 columns, expected 4"),
+        "{e}"
+    );
+}
+
+#[test]
+fn squad_windows_round_trip_the_answers() {
+    let examples = read_squad(fixtures().join("data/samples/squad.json")).unwrap();
+    assert_eq!(examples.len(), 5);
+    let tok = BertTokenizer::from_pretrained(fixtures().join("models/all-MiniLM-L6-v2")).unwrap();
+    let features = prepare_features(&tok, &examples, 64, 16).unwrap();
+    assert!(
+        features.len() > 2 * examples.len(),
+        "long contexts make several windows: {}",
+        features.len()
+    );
+    let mut found = 0;
+    for f in &features {
+        assert!(f.encoding.len() <= 64);
+        if f.start_position == 0 {
+            continue;
+        }
+        let ex = &examples[f.example_index];
+        assert_eq!(
+            span_text(ex, f, f.start_position, f.end_position),
+            ex.answers[0].0,
+            "question {}",
+            ex.id
+        );
+        found += 1;
+    }
+    // Every answer is inside at least one window.
+    let answered: std::collections::BTreeSet<_> = features
+        .iter()
+        .filter(|f| f.start_position > 0)
+        .map(|f| f.example_index)
+        .collect();
+    assert_eq!(answered.len(), examples.len());
+    assert!(found >= examples.len());
+}
+
+#[test]
+fn squad_answer_outside_its_context_is_named() {
+    let p = scratch(
+        "bad_squad.json",
+        br#"{"data": [{"paragraphs": [{"context": "Short context.", "qas": [{"id": "q1", "question": "?", "answers": [{"text": "context", "answer_start": 40}]}]}]}]}"#,
+    );
+    let e = read_squad(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("question q1") && e.contains("not at character 40"),
+        "{e}"
+    );
+}
