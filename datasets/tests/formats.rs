@@ -247,3 +247,73 @@ fn squad_answer_outside_its_context_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn swag_csv_and_jsonl() {
+    use bert_datasets::tasks::swag::read_swag;
+    let csv = scratch(
+        "swag.csv",
+        b"video-id,fold-ind,startphrase,sent1,sent2,gold-source,ending0,ending1,ending2,ending3,label\n\
+          a,1,x,Students lower their eyes nervously.,She,gold,pats her shoulder.,walks away.,smiles.,cries.,2\n",
+    );
+    let ex = read_swag(&csv).unwrap();
+    assert_eq!(ex[0].context, "Students lower their eyes nervously.");
+    assert_eq!(
+        ex[0].choices,
+        [
+            "She pats her shoulder.",
+            "She walks away.",
+            "She smiles.",
+            "She cries."
+        ]
+    );
+    assert_eq!(ex[0].label, 2);
+    let jsonl = scratch("swag.jsonl", b"{\"sent1\": \"A\", \"sent2\": \"B\", \"ending0\": \"c\", \"ending1\": \"d\", \"label\": 5}\n");
+    let e = read_swag(&jsonl).unwrap_err().to_string();
+    assert!(
+        e.contains("swag.jsonl:1") && e.contains("label 5 but only 2 endings"),
+        "{e}"
+    );
+}
+
+/// Post-processing picks the best valid span over windows, and the empty answer for v2 when
+/// `[CLS]` scores higher.
+#[test]
+fn squad_post_processing() {
+    use bert_datasets::tasks::squad::best_answer;
+    let examples = read_squad(fixtures().join("data/samples/squad.json")).unwrap();
+    let tok = BertTokenizer::from_pretrained(fixtures().join("models/all-MiniLM-L6-v2")).unwrap();
+    let features = prepare_features(&tok, &examples, 64, 16).unwrap();
+    let ex = &examples[0];
+    let fs: Vec<_> = features.iter().filter(|f| f.example_index == 0).collect();
+    // Logits peaked on the gold span of the window that has it, with a decoy span too long.
+    let logits: Vec<(Vec<f32>, Vec<f32>)> = fs
+        .iter()
+        .map(|f| {
+            let n = f.encoding.len();
+            let (mut s, mut e) = (vec![0.0; n], vec![0.0; n]);
+            if f.start_position > 0 {
+                s[f.start_position] = 5.0;
+                e[f.end_position] = 5.0;
+                s[f.start_position.saturating_sub(20).max(1)] = 9.0; // would make a 20+ token span
+            }
+            (s, e)
+        })
+        .collect();
+    let a = best_answer(ex, &fs, &logits, 20, 10, false);
+    assert_eq!(a.text, ex.answers[0].0);
+    let cls_wins: Vec<_> = logits
+        .iter()
+        .map(|(s, e)| {
+            let (mut s, mut e) = (s.clone(), e.clone());
+            s[0] = 20.0;
+            e[0] = 20.0;
+            (s, e)
+        })
+        .collect();
+    assert_eq!(best_answer(ex, &fs, &cls_wins, 20, 10, true).text, "");
+    assert_eq!(
+        best_answer(ex, &fs, &cls_wins, 20, 10, false).text,
+        ex.answers[0].0
+    );
+}

@@ -4,6 +4,7 @@
 pub mod classification;
 pub mod conll;
 pub mod squad;
+pub mod swag;
 
 use crate::DataError;
 

@@ -192,3 +192,59 @@ pub fn span_text(
         .take(b.saturating_sub(a))
         .collect()
 }
+
+/// A candidate answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerCandidate {
+    pub text: String,
+    pub score: f32,
+}
+
+/// HF's `postprocess_qa_predictions` for one example: over all its windows, the `n_best`
+/// highest start and end logits form spans inside the context, no longer than
+/// `max_answer_length` tokens; the best by `start + end` wins. With `version_2`, the empty
+/// answer wins when the `[CLS]` score (the lowest over windows) beats the best span.
+/// `logits[i]` are the `(start_logits, end_logits)` of `features[i]`.
+pub fn best_answer(
+    example: &SquadExample,
+    features: &[&SquadFeature],
+    logits: &[(Vec<f32>, Vec<f32>)],
+    n_best: usize,
+    max_answer_length: usize,
+    version_2: bool,
+) -> AnswerCandidate {
+    let top = |v: &[f32]| {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+        idx.truncate(n_best);
+        idx
+    };
+    let mut best: Option<AnswerCandidate> = None;
+    let mut null_score = f32::INFINITY;
+    for (f, (start, end)) in features.iter().zip(logits) {
+        null_score = null_score.min(start[0] + end[0]);
+        let seq = f.encoding.get_sequence_ids();
+        for &s in &top(start) {
+            for &e in &top(end) {
+                let in_context = |i: usize| seq.get(i).copied().flatten() == Some(1);
+                if !in_context(s) || !in_context(e) || e < s || e - s + 1 > max_answer_length {
+                    continue;
+                }
+                let score = start[s] + end[e];
+                if best.as_ref().is_none_or(|b| score > b.score) {
+                    best = Some(AnswerCandidate {
+                        text: span_text(example, f, s, e),
+                        score,
+                    });
+                }
+            }
+        }
+    }
+    match best {
+        Some(b) if !(version_2 && null_score > b.score) => b,
+        _ => AnswerCandidate {
+            text: String::new(),
+            score: null_score,
+        },
+    }
+}
