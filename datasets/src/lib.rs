@@ -1,6 +1,7 @@
 //! Data for BERT: tokenization with HF `tokenizers` ([`tokenization`]) and BERT's pretraining
 //! data, MLM masking and NSP pairs ([`pretraining`]).
 
+pub mod collate;
 pub mod fixtures;
 pub mod metrics;
 pub mod pretraining;
