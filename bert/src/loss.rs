@@ -43,8 +43,7 @@ pub fn check_labels<const D: usize>(
     if let Some(ignore) = ignore_index {
         l = l.clone().mask_fill(l.equal_elem(ignore), 0);
     }
-    let min: i64 = l.clone().min().into_scalar();
-    let max: i64 = l.max().into_scalar();
+    let (min, max) = crate::model::min_max(&l);
     if min < 0 || max >= classes as i64 {
         let v = if min < 0 { min } else { max };
         let ignore = ignore_index.map_or(String::new(), |i| format!(" or {i} (ignored)"));

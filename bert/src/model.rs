@@ -145,6 +145,20 @@ impl BertInput {
     }
 }
 
+/// The smallest and largest value, read back in one device sync.
+pub(crate) fn min_max<const D: usize>(t: &Tensor<D, Int>) -> (i64, i64) {
+    let both = Tensor::cat(vec![t.clone().min(), t.clone().max()], 0);
+    let v: Vec<i64> = both
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec()
+        .unwrap_or_default();
+    (
+        v.first().copied().unwrap_or(0),
+        v.get(1).copied().unwrap_or(0),
+    )
+}
+
 /// Errors unless every value of `t` is in `0..limit`.
 pub(crate) fn check_range<const D: usize>(
     name: &str,
@@ -152,8 +166,7 @@ pub(crate) fn check_range<const D: usize>(
     limit: usize,
     limit_name: &str,
 ) -> Result<()> {
-    let min: i64 = t.clone().min().into_scalar();
-    let max: i64 = t.clone().max().into_scalar();
+    let (min, max) = min_max(t);
     if min < 0 || max >= limit as i64 {
         let v = if min < 0 { min } else { max };
         return Err(BertError::Input(format!(

@@ -161,7 +161,9 @@ fn real_all_minilm_l6_v2_matches_hf() {
 #[test]
 fn save_pretrained_round_trip() {
     let device = device();
-    let keep = std::env::var("BERT_ROUNDTRIP_DIR").ok();
+    let keep = std::env::var("BERT_ROUNDTRIP_DIR")
+        .ok()
+        .filter(|d| !d.is_empty());
     let tmp = std::env::temp_dir().join(format!("bert-roundtrip-{}", std::process::id()));
     let root = keep.clone().map(Into::into).unwrap_or(tmp.clone());
     for case in [
