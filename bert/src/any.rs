@@ -111,6 +111,19 @@ fn accepted_inputs(class: &str) -> &'static [&'static str] {
     }
 }
 
+/// Errors on an input the class does not take.
+fn check_input_names(class: &str, inputs: &NamedTensors) -> Result<()> {
+    for name in inputs.keys() {
+        if name != "input_ids" && !accepted_inputs(class).contains(&name.as_str()) {
+            return Err(BertError::Input(format!(
+                "unknown input `{name}` for {class}; it takes input_ids, {}",
+                accepted_inputs(class).join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl AnyBert {
     /// The class named by `head`, or by `architectures[0]` of `config.json` when `None`
     /// (`BertModel` if it has none).
@@ -186,14 +199,7 @@ impl AnyBert {
 
     fn input(&self, inputs: &NamedTensors, device: &Device) -> Result<BertInput> {
         let class = self.class();
-        for name in inputs.keys() {
-            if name != "input_ids" && !accepted_inputs(class).contains(&name.as_str()) {
-                return Err(BertError::Input(format!(
-                    "unknown input `{name}` for {class}; it takes input_ids, {}",
-                    accepted_inputs(class).join(", ")
-                )));
-            }
-        }
+        check_input_names(class, inputs)?;
         let get = |n: &str| inputs.get(n);
         let ids = get("input_ids")
             .ok_or_else(|| BertError::Input("inputs have no `input_ids`".into()))?;
@@ -225,13 +231,7 @@ impl AnyBert {
         let int1 = |n: &str| inputs.get(n).map(|t| t.int::<1>(n, device)).transpose();
         let int2 = |n: &str| inputs.get(n).map(|t| t.int::<2>(n, device)).transpose();
         if let Self::BertForMultipleChoice(m) = self {
-            for name in inputs.keys() {
-                if name != "input_ids" && !accepted_inputs(self.class()).contains(&name.as_str()) {
-                    return Err(BertError::Input(format!(
-                        "unknown input `{name}` for BertForMultipleChoice"
-                    )));
-                }
-            }
+            check_input_names(self.class(), inputs)?;
             let int3 = |n: &str| inputs.get(n).map(|t| t.int::<3>(n, device)).transpose();
             let ids = int3("input_ids")?
                 .ok_or_else(|| BertError::Input("inputs have no `input_ids`".into()))?;

@@ -42,7 +42,8 @@ fn weights_error(path: &Path, message: impl fmt::Display) -> BertError {
     }
 }
 
-fn to_f32(path: &Path, key: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
+/// Little-endian float bytes of `dtype` (F32, F64, F16, BF16) as f32.
+pub(crate) fn to_f32(path: &Path, key: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
     let chunks = |n: usize| bytes.chunks_exact(n);
     Ok(match dtype {
         "F32" => chunks(4)

@@ -134,16 +134,12 @@ pub fn read_tensors(path: impl AsRef<Path>) -> Result<NamedTensors> {
                     .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
                     .collect(),
             ),
-            safetensors::Dtype::F32 => HostData::F32(
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            safetensors::Dtype::F64 => HostData::F32(
-                b.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect(),
-            ),
+            dtype @ (safetensors::Dtype::F32
+            | safetensors::Dtype::F64
+            | safetensors::Dtype::F16
+            | safetensors::Dtype::BF16) => {
+                HostData::F32(crate::hub::to_f32(path, &name, &format!("{dtype:?}"), b)?)
+            }
             other => {
                 return Err(err(
                     path,

@@ -66,6 +66,15 @@ struct Task {
     fail_at: Option<usize>,
 }
 
+impl Task {
+    fn new(fail_at: Option<usize>) -> Self {
+        Self {
+            calls: Cell::new(0),
+            fail_at,
+        }
+    }
+}
+
 impl TrainTask<BertForSequenceClassification, Batch> for Task {
     fn loss(
         &self,
@@ -135,10 +144,7 @@ fn killed_and_resumed_run_has_the_same_losses() {
         &args(&full_dir),
         model(&device, 1),
         &data,
-        &Task {
-            calls: Cell::new(0),
-            fail_at: None,
-        },
+        &Task::new(None),
         &device,
     )
     .unwrap();
@@ -160,10 +166,7 @@ fn killed_and_resumed_run_has_the_same_losses() {
         &args(&dir),
         model(&device, 1),
         &data,
-        &Task {
-            calls: Cell::new(0),
-            fail_at: Some(11),
-        },
+        &Task::new(Some(11)),
         &device,
     );
     assert!(killed.is_err());
@@ -180,10 +183,7 @@ fn killed_and_resumed_run_has_the_same_losses() {
         &resume_args,
         model(&device, 99),
         &data,
-        &Task {
-            calls: Cell::new(0),
-            fail_at: None,
-        },
+        &Task::new(None),
         &device,
     )
     .unwrap();
@@ -216,17 +216,7 @@ fn partial_or_corrupted_checkpoints_are_refused() {
     let dir = tmp("corrupt");
     let mut a = args(&dir);
     a.max_steps = Some(3);
-    train(
-        &a,
-        model(&device, 1),
-        &data,
-        &Task {
-            calls: Cell::new(0),
-            fail_at: None,
-        },
-        &device,
-    )
-    .unwrap();
+    train(&a, model(&device, 1), &data, &Task::new(None), &device).unwrap();
     let ckpt = dir.join("checkpoint-3");
     a.resume = Resume::Checkpoint(ckpt.clone());
 
@@ -237,18 +227,9 @@ fn partial_or_corrupted_checkpoints_are_refused() {
     let model_file = ckpt.join("model.bpk");
     let bytes = std::fs::read(&model_file).unwrap();
     std::fs::write(&model_file, &bytes[..bytes.len() / 2]).unwrap();
-    let e = train(
-        &a,
-        model(&device, 1),
-        &data,
-        &Task {
-            calls: Cell::new(0),
-            fail_at: None,
-        },
-        &device,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = train(&a, model(&device, 1), &data, &Task::new(None), &device)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("partial or corrupted checkpoint: model.bpk has"),
         "{e}"
@@ -256,18 +237,9 @@ fn partial_or_corrupted_checkpoints_are_refused() {
 
     std::fs::write(&model_file, &bytes).unwrap();
     std::fs::remove_file(ckpt.join("trainer_state.json")).unwrap();
-    let e = train(
-        &a,
-        model(&device, 1),
-        &data,
-        &Task {
-            calls: Cell::new(0),
-            fail_at: None,
-        },
-        &device,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = train(&a, model(&device, 1), &data, &Task::new(None), &device)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("is not a complete checkpoint"), "{e}");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -278,10 +250,7 @@ fn bad_arguments_are_named() {
     let device = device();
     let dir = tmp("bad");
     let empty = InMemoryBatches::<Batch>::new(vec![], false, 0);
-    let task = Task {
-        calls: Cell::new(0),
-        fail_at: None,
-    };
+    let task = Task::new(None);
     let e = train(&args(&dir), model(&device, 1), &empty, &task, &device)
         .unwrap_err()
         .to_string();

@@ -10,23 +10,7 @@ pub type Document = Vec<String>;
 /// BERT's input format: one sentence per line, a blank line between documents.
 pub fn read_documents(path: impl AsRef<Path>) -> Result<Vec<Document>, DataError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| DataError::File {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let offset = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        DataError::Line {
-            path: path.display().to_string(),
-            line,
-            message: "invalid UTF-8".into(),
-        }
-    })?;
+    let text = crate::tasks::read_utf8(path)?;
     let mut docs = vec![Document::new()];
     for line in text.lines() {
         let line = line.trim();
