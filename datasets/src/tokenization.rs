@@ -141,6 +141,64 @@ impl BertTokenizer {
 
     /// Truncate to `max_length` tokens (specials included) with an HF strategy; `stride`
     /// tokens overlap between overflowing windows.
+    /// Trains BERT's WordPiece vocabulary on `sentences` (the `tokenizers` WordPiece trainer:
+    /// `vocab_size` entries, pieces seen at least `min_frequency` times, `[PAD] [UNK] [CLS]
+    /// [SEP] [MASK]` first, so `[PAD]` is id 0) and builds the BERT pipeline around it, as
+    /// HF's `BertWordPieceTokenizer.train` does.
+    pub fn train_wordpiece<I, S>(
+        sentences: I,
+        vocab_size: usize,
+        min_frequency: u64,
+        options: WordPieceOptions,
+    ) -> Result<Self, DataError>
+    where
+        I: Iterator<Item = S> + Send,
+        S: AsRef<str> + Send,
+    {
+        use tokenizers::models::TrainerWrapper;
+        use tokenizers::models::wordpiece::WordPieceTrainer;
+        if vocab_size < 6 {
+            return Err(DataError::Option(format!(
+                "vocab_size must leave room beyond the 5 special tokens, got {vocab_size}"
+            )));
+        }
+        let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+        let mut trainer: TrainerWrapper = WordPieceTrainer::builder()
+            .vocab_size(vocab_size)
+            .min_frequency(min_frequency)
+            .show_progress(false)
+            .special_tokens(
+                specials
+                    .iter()
+                    .map(|t| tokenizers::AddedToken::from(t.to_string(), true))
+                    .collect(),
+            )
+            .build()
+            .into();
+        let mut inner = Tokenizer::new(WordPiece::default());
+        inner
+            .with_normalizer(Some(BertNormalizer::new(
+                true,
+                options.tokenize_chinese_chars,
+                options.strip_accents,
+                options.do_lower_case,
+            )))
+            .with_pre_tokenizer(Some(BertPreTokenizer))
+            .with_decoder(Some(WordPieceDecoder::default()));
+        inner.train(&mut trainer, sentences).map_err(tok_err)?;
+        let id = |t: &str| {
+            inner
+                .token_to_id(t)
+                .ok_or_else(|| DataError::Tokenizer(format!("the trained vocabulary has no {t}")))
+        };
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        inner.with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), sep),
+            ("[CLS]".into(), cls),
+        )));
+        Ok(Self { inner })
+    }
+
     pub fn with_truncation(
         mut self,
         max_length: usize,

@@ -1,9 +1,33 @@
-//! What every example shares: the `--backend` argument and error reporting.
+//! What the examples share: the `--backend` argument, the trainer's arguments ([`cli`]),
+//! loading and saving HF model directories with their tokenizer, and error reporting. Each
+//! example's body is a module here (`classify`, `ner`, …) so that the tests can run it; the
+//! files in `examples/` only parse the command line.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bert::backend::Backend;
+use bert::{BertConfig, BertPretrained, Checkpoint};
+use bert_datasets::BertTokenizer;
 use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+pub mod classify;
+pub mod cli;
+pub mod fill_mask;
+pub mod generate;
+pub mod multiple_choice;
+pub mod ner;
+pub mod nsp;
+pub mod pretrain;
+pub mod qa;
+
+pub use cli::{TrainArgs, TrainDefaults};
+
+/// Errors of an example's body.
+pub type Error = Box<dyn std::error::Error>;
 
 /// `--backend NAME`: flex (default), ndarray, cpu, wgpu, vulkan, tch, tch-cuda, cuda; GPU
 /// backends take an index (`cuda:1`).
@@ -26,7 +50,7 @@ impl BackendArgs {
 }
 
 /// Runs an example's body; prints the error chain and exits with 1 on failure.
-pub fn run(body: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+pub fn run(body: impl FnOnce() -> Result<(), Error>) -> ExitCode {
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -42,6 +66,101 @@ pub fn run(body: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>) -> Exi
 }
 
 /// The real fixtures (`shared/fixtures/fetch.sh` beside the checkout), fetched if needed.
-pub fn fixtures_dir() -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+pub fn fixtures_dir() -> Result<PathBuf, Error> {
     Ok(bert_datasets::fixtures::dir()?)
+}
+
+/// The fixtures' pretrained all-MiniLM-L6-v2 (`BertModel` weights and tokenizer).
+pub fn default_model_dir() -> Result<PathBuf, Error> {
+    Ok(fixtures_dir()?.join("models/all-MiniLM-L6-v2"))
+}
+
+/// Loads class `M` from an HF model directory after `configure` adapts its config (labels,
+/// dropout), printing HF's warnings: a head missing from the checkpoint (a `BertModel`
+/// checkpoint such as all-MiniLM-L6-v2) is newly initialised and reported as HF does.
+pub fn load_model<M: BertPretrained>(
+    dir: &Path,
+    configure: impl FnOnce(&mut BertConfig),
+    device: &Device,
+    quiet: bool,
+) -> Result<M, Error> {
+    let mut config = BertConfig::from_file(dir)?;
+    configure(&mut config);
+    let (model, report) = M::from_checkpoint(config, Checkpoint::read(dir)?, device)?;
+    if !quiet {
+        for w in report.warnings() {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(model)
+}
+
+/// Writes the model and its tokenizer (`tokenizer.json`, and `vocab.txt` for WordPiece) as an
+/// HF model directory.
+pub fn save_pretrained_with_tokenizer<M: BertPretrained>(
+    model: &M,
+    tokenizer: &BertTokenizer,
+    dir: &Path,
+) -> Result<(), bert::BertError> {
+    model.save_pretrained(dir)?;
+    let err = |e: &dyn std::fmt::Display| bert::BertError::Input(format!("{}: {e}", dir.display()));
+    tokenizer
+        .inner
+        .save(dir.join("tokenizer.json"), false)
+        .map_err(|e| err(&e))?;
+    use tokenizers::Model;
+    tokenizer
+        .inner
+        .get_model()
+        .save(dir, None)
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// A fixed split of `n` items: `(train, eval)` indices, `eval_fraction` of them shuffled out
+/// by `seed`; both lists sorted.
+pub fn split_indices(n: usize, eval_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let n_eval = ((n as f64) * eval_fraction).round() as usize;
+    let (mut eval, mut train) = (order[..n_eval].to_vec(), order[n_eval..].to_vec());
+    eval.sort_unstable();
+    train.sort_unstable();
+    (train, eval)
+}
+
+/// Parses a column argument: a number is a 0-based position, anything else a header name.
+pub fn column(s: &str) -> bert_datasets::tasks::classification::Column {
+    match s.parse::<usize>() {
+        Ok(i) => i.into(),
+        Err(_) => s.into(),
+    }
+}
+
+/// A float tensor's values on the host.
+pub fn to_vec(t: burn::tensor::Tensor<2>) -> Result<Vec<f32>, Error> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("{e:?}").into())
+}
+
+/// Softmax of one row of logits.
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// An error with the command that makes the missing model directory.
+pub fn model_dir_or_hint(dir: &Path, example: &str) -> Result<(), Error> {
+    if dir.join("config.json").is_file() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: no model here (no config.json). Make one first, e.g. `cargo run --release --example {example} -- --output-dir output/{example}`, then pass --model output/{example}/final_model",
+        dir.display()
+    )
+    .into())
 }

@@ -62,3 +62,57 @@ impl<B: Clone> BatchSource<B> for InMemoryBatches<B> {
         Ok(self.batches[i].clone())
     }
 }
+
+/// Examples re-shuffled every epoch by `(seed, epoch)` and collated into micro-batches of
+/// `batch_size` (the last one may be smaller), so that every epoch mixes batches anew. The
+/// collate function gets the micro-batch number (`epoch * len + index`) as a seed for
+/// anything random done at batching time, such as dynamic MLM masking.
+pub struct ItemBatches<I, B> {
+    pub items: Vec<I>,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub seed: u64,
+    #[allow(clippy::type_complexity)]
+    collate: Box<dyn Fn(Vec<I>, u64) -> B>,
+}
+
+impl<I, B> ItemBatches<I, B> {
+    pub fn new(
+        items: Vec<I>,
+        batch_size: usize,
+        shuffle: bool,
+        seed: u64,
+        collate: impl Fn(Vec<I>, u64) -> B + 'static,
+    ) -> Self {
+        Self {
+            items,
+            batch_size: batch_size.max(1),
+            shuffle,
+            seed,
+            collate: Box::new(collate),
+        }
+    }
+}
+
+impl<I: Clone, B> BatchSource<B> for ItemBatches<I, B> {
+    fn len(&self) -> usize {
+        self.items.len().div_ceil(self.batch_size)
+    }
+
+    fn get(&self, epoch: usize, index: usize) -> Result<B, TrainError> {
+        let n = self.items.len();
+        if index >= self.len() {
+            return Err(TrainError::Argument(format!(
+                "batch index {index} out of {}",
+                self.len()
+            )));
+        }
+        let order = epoch_order(n, self.shuffle, self.seed, epoch);
+        let end = ((index + 1) * self.batch_size).min(n);
+        let items = order[index * self.batch_size..end]
+            .iter()
+            .map(|&i| self.items[i].clone())
+            .collect();
+        Ok((self.collate)(items, (epoch * self.len() + index) as u64))
+    }
+}

@@ -11,7 +11,7 @@ pub mod plot;
 pub mod schedule;
 pub mod trainer;
 
-pub use data::{BatchSource, InMemoryBatches};
+pub use data::{BatchSource, InMemoryBatches, ItemBatches};
 pub use gradients::{accumulate_scaled, clip_grad_norm, global_grad_norm};
 pub use optimizer::{AdamWArgs, ParamGroupSummary, adamw_with_no_decay};
 pub use schedule::{HfSchedule, SchedulerType, get_scheduler, warmup_steps};

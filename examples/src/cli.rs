@@ -1,0 +1,154 @@
+//! The trainer's command-line arguments, with HF `TrainingArguments` names in kebab case
+//! (`--learning-rate`, `--lr-scheduler-type`, …), shared by every fine-tuning example.
+
+use std::path::PathBuf;
+
+use bert_train::{AdamWArgs, Resume, SchedulerType, TrainingArguments};
+
+/// Per-example defaults for the arguments whose good value depends on the task.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainDefaults {
+    pub learning_rate: f64,
+    pub num_train_epochs: f64,
+    pub batch_size: usize,
+    pub warmup_ratio: f64,
+}
+
+impl Default for TrainDefaults {
+    /// HF's: 5e-5, 3 epochs, batch 8, no warmup.
+    fn default() -> Self {
+        Self {
+            learning_rate: 5e-5,
+            num_train_epochs: 3.0,
+            batch_size: 8,
+            warmup_ratio: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// Where checkpoints, `log.jsonl`, `training.png`, `best_model/` and `final_model/` go.
+    #[arg(long, default_value = "output")]
+    pub output_dir: PathBuf,
+    /// Peak learning rate (AdamW).
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial.
+    #[arg(long, default_value = "linear")]
+    pub lr_scheduler_type: SchedulerType,
+    /// Warmup steps (overrides --warmup-ratio).
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// Warmup as a fraction of the total steps.
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Global gradient-norm clipping.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    pub adam_epsilon: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub adam_beta1: f32,
+    #[arg(long, default_value_t = 0.999)]
+    pub adam_beta2: f32,
+    /// Epochs (ignored when --max-steps is given).
+    #[arg(long)]
+    pub num_train_epochs: Option<f64>,
+    /// Total optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Examples per micro-batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub gradient_accumulation_steps: usize,
+    /// Seed of initialisation, dropout, data order and masking.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the training data in file order.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    #[arg(long, default_value_t = 50)]
+    pub logging_steps: usize,
+    /// Evaluate every N steps (default: once per epoch and at the end).
+    #[arg(long)]
+    pub eval_steps: Option<usize>,
+    /// Checkpoint every N steps (and at the end).
+    #[arg(long, default_value_t = 500)]
+    pub save_steps: usize,
+    /// Keep only the newest N checkpoints.
+    #[arg(long)]
+    pub save_total_limit: Option<usize>,
+    /// Stop after N evaluations without improvement.
+    #[arg(long)]
+    pub early_stopping_patience: Option<usize>,
+    /// Resume from the newest checkpoint in --output-dir, or from the given checkpoint.
+    #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT")]
+    pub resume: Option<Option<PathBuf>>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    pub fn batch_size(&self, d: &TrainDefaults) -> usize {
+        self.batch_size.unwrap_or(d.batch_size)
+    }
+
+    pub fn shuffle(&self) -> bool {
+        !self.no_shuffle
+    }
+
+    /// The trainer's arguments; `steps_per_epoch` sets the default evaluation interval.
+    pub fn training_arguments(
+        &self,
+        d: &TrainDefaults,
+        steps_per_epoch: usize,
+        has_eval: bool,
+    ) -> TrainingArguments {
+        TrainingArguments {
+            output_dir: self.output_dir.clone(),
+            num_train_epochs: self.num_train_epochs.unwrap_or(d.num_train_epochs),
+            max_steps: self.max_steps,
+            gradient_accumulation_steps: self.gradient_accumulation_steps,
+            optim: AdamWArgs {
+                learning_rate: self.learning_rate.unwrap_or(d.learning_rate),
+                adam_beta1: self.adam_beta1,
+                adam_beta2: self.adam_beta2,
+                adam_epsilon: self.adam_epsilon,
+                weight_decay: self.weight_decay,
+            },
+            lr_scheduler_type: self.lr_scheduler_type,
+            warmup: match self.warmup_steps {
+                Some(s) => s as f64,
+                None => self.warmup_ratio.unwrap_or(d.warmup_ratio),
+            },
+            max_grad_norm: self.max_grad_norm,
+            seed: self.seed,
+            logging_steps: self.logging_steps,
+            eval_steps: if has_eval {
+                Some(
+                    self.eval_steps
+                        .unwrap_or((steps_per_epoch / self.gradient_accumulation_steps).max(1)),
+                )
+            } else {
+                None
+            },
+            save_steps: Some(self.save_steps),
+            save_total_limit: self.save_total_limit,
+            early_stopping_patience: self.early_stopping_patience,
+            metric_for_best_model: "eval_loss".into(),
+            greater_is_better: false,
+            resume: match &self.resume {
+                None => Resume::No,
+                Some(None) => Resume::Latest,
+                Some(Some(p)) => Resume::Checkpoint(p.clone()),
+            },
+            progress: !self.quiet,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `generate`: greedy or sampled (temperature, top-k) continuation of a prompt with a
+//! `BertLMHeadModel` (a decoder: `is_decoder = true`), with or without the KV cache. A
+//! decoder is made by `pretrain --causal-lm`.
+
+use std::path::PathBuf;
+
+use bert::{BertInput, BertLMHeadModel, BertPretrained};
+use bert_datasets::BertTokenizer;
+use burn::tensor::{Int, Tensor, TensorData};
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::{BackendArgs, Error, softmax, to_vec};
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "generate", about = "Generate text with a BertLMHeadModel")]
+pub struct Args {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// A BertLMHeadModel directory with its tokenizer.
+    #[arg(long, default_value = "output/causal_lm/final_model")]
+    pub model: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    pub max_new_tokens: usize,
+    /// Sample instead of taking the most likely token.
+    #[arg(long)]
+    pub do_sample: bool,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Sample among the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 50)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Re-run the whole prefix every step instead of feeding the cached keys/values.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Stop at [SEP].
+    #[arg(long)]
+    pub stop_at_sep: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Prompts.
+    #[arg(default_value = "The hacker")]
+    pub prompts: Vec<String>,
+}
+
+/// A token drawn from `logits / temperature` restricted to the `top_k` most likely.
+fn sample(logits: &[f32], temperature: f32, top_k: usize, rng: &mut StdRng) -> usize {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if top_k > 0 {
+        idx.truncate(top_k);
+    }
+    let scaled: Vec<f32> = idx
+        .iter()
+        .map(|&i| logits[i] / temperature.max(1e-6))
+        .collect();
+    let p = softmax(&scaled);
+    let mut r: f32 = rng.random();
+    for (k, &i) in idx.iter().enumerate() {
+        r -= p[k];
+        if r <= 0.0 {
+            return i;
+        }
+    }
+    idx[0]
+}
+
+pub fn main(args: Args) -> Result<(), Error> {
+    crate::model_dir_or_hint(&args.model, "pretrain")?;
+    let device = args.backend.device()?;
+    let tokenizer = BertTokenizer::from_pretrained(&args.model)?;
+    let special = tokenizer.special_ids()?;
+    let model = BertLMHeadModel::from_pretrained(&args.model, &device)?;
+    let eos = args.stop_at_sep.then_some(special.sep as i64);
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut results = Vec::new();
+    for prompt in &args.prompts {
+        // `[CLS] prompt` without the closing `[SEP]`, as the decoder was trained.
+        let mut ids: Vec<i64> = tokenizer
+            .encode(prompt)?
+            .get_ids()
+            .iter()
+            .map(|&i| i as i64)
+            .collect();
+        if ids.last() == Some(&(special.sep as i64)) {
+            ids.pop();
+        }
+        let prompt_len = ids.len();
+        let tensor = |v: &[i64]| {
+            Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), [1, v.len()]), &device)
+        };
+        let start = std::time::Instant::now();
+        if !args.do_sample {
+            let out = model.generate(
+                BertInput::new(tensor(&ids)),
+                args.max_new_tokens,
+                !args.no_cache,
+                eos,
+            )?;
+            ids = out
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec()
+                .map_err(|e| format!("{e:?}"))?;
+        } else {
+            let mut input = BertInput::new(tensor(&ids));
+            input.use_cache = !args.no_cache;
+            for _ in 0..args.max_new_tokens {
+                let out = model.forward(input.clone(), None)?;
+                let [_, l, v] = out.logits.dims();
+                let last = to_vec(out.logits.slice([0..1, l - 1..l, 0..v]).reshape([1, v]))?;
+                let next = sample(&last, args.temperature, args.top_k, &mut rng) as i64;
+                ids.push(next);
+                if Some(next) == eos {
+                    break;
+                }
+                if input.use_cache {
+                    input.input_ids = tensor(&[next]);
+                    input.token_type_ids = None;
+                    input.past_key_values = out.past_key_values;
+                } else {
+                    input.input_ids = tensor(&ids);
+                }
+            }
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let new: Vec<u32> = ids[prompt_len..].iter().map(|&i| i as u32).collect();
+        let all: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        results.push(json!({
+            "prompt": prompt,
+            "generated_text": tokenizer.inner.decode(&all, true).unwrap_or_default(),
+            "new_tokens": new.len(),
+            "new_ids": new,
+            "seconds": elapsed,
+        }));
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({ "model": args.model, "do_sample": args.do_sample, "use_cache": !args.no_cache, "results": results })
+        );
+    } else {
+        for r in &results {
+            println!(
+                "{}\n  ({} new tokens in {:.2} s)",
+                r["generated_text"].as_str().unwrap_or_default(),
+                r["new_tokens"],
+                r["seconds"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Every example runs a handful of steps on flex with a tiny model and tiny slices of the real
+//! fixtures, writes an HF model directory that the predict-only modes load back, and a killed
+//! pretraining run resumed with `--resume` continues the uninterrupted run's loss curve.
+
+use std::path::{Path, PathBuf};
+
+use bert::{BertConfig, BertModel, BertPretrained};
+use bert_examples::{classify, fill_mask, generate, multiple_choice, ner, nsp, pretrain, qa};
+use clap::Parser;
+use serde_json::Value;
+
+/// Burn's device RNG is process-wide: the examples train one at a time.
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bert-examples-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn fixtures() -> PathBuf {
+    bert_datasets::fixtures::dir().expect("fixtures (shared/fixtures/fetch.sh)")
+}
+
+/// A 2-layer, hidden-32 `BertModel` with all-MiniLM-L6-v2's tokenizer.
+fn tiny_model() -> PathBuf {
+    let dir = tmp("tiny-model");
+    let minilm = fixtures().join("models/all-MiniLM-L6-v2");
+    let mut config = BertConfig::tiny(30522, 32, 2, 2);
+    config.max_position_embeddings = 512;
+    config.pad_token_id = Some(0);
+    let device = bert::backend::device_from_name("flex").unwrap();
+    device.seed(1);
+    BertModel::new(&config, true, &device)
+        .save_pretrained(&dir)
+        .unwrap();
+    for f in ["tokenizer.json", "vocab.txt", "tokenizer_config.json"] {
+        std::fs::copy(minilm.join(f), dir.join(f)).unwrap();
+    }
+    dir
+}
+
+fn log(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn losses(dir: &Path) -> Vec<(u64, f64)> {
+    log(dir)
+        .iter()
+        .filter_map(|e| Some((e["step"].as_u64()?, e.get("loss")?.as_f64()?)))
+        .collect()
+}
+
+fn args<'a>(name: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    [name].iter().chain(rest).copied().collect()
+}
+
+const STEPS: [&str; 8] = [
+    "--max-steps",
+    "3",
+    "--batch-size",
+    "4",
+    "--logging-steps",
+    "1",
+    "--quiet",
+    "--json",
+];
+
+/// A finished run: 3 logged steps with finite losses, an evaluation, and `final_model/`.
+fn check_run(out: &Path, class: &str) {
+    let l = losses(out);
+    assert_eq!(
+        l.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{l:?}"
+    );
+    assert!(l.iter().all(|s| s.1.is_finite()), "{l:?}");
+    assert!(
+        log(out).iter().any(|e| e.get("eval_loss").is_some()),
+        "no evaluation logged"
+    );
+    let config = BertConfig::from_file(out.join("final_model")).unwrap();
+    assert_eq!(config.architectures.unwrap(), [class]);
+    assert!(out.join("final_model/tokenizer.json").is_file());
+    assert!(out.join("training.png").is_file());
+}
+
+#[test]
+fn classify_trains_saves_and_predicts() {
+    let _l = lock();
+    let (model, out) = (tiny_model(), tmp("classify"));
+    let o = out.to_str().unwrap();
+    let m = model.to_str().unwrap();
+    let mut a = args(
+        "classify",
+        &["--model", m, "--output-dir", o, "--max-train-samples", "24"],
+    );
+    a.extend(["--max-eval-samples", "8"]);
+    a.extend(STEPS);
+    classify::main(classify::Args::parse_from(a)).unwrap();
+    check_run(&out, "BertForSequenceClassification");
+    let config = BertConfig::from_file(out.join("final_model")).unwrap();
+    assert_eq!(config.num_labels(), 2);
+    assert_eq!(config.id2label.unwrap()[&1], "positive");
+    // Predict-only with the saved head.
+    let saved = out.join("final_model");
+    classify::main(classify::Args::parse_from([
+        "classify",
+        "--model",
+        saved.to_str().unwrap(),
+        "--predict",
+        "a fine film",
+        "--json",
+    ]))
+    .unwrap();
+}
+
+#[test]
+fn classify_reads_pairs_regression_and_rejects_unknown_eval_labels() {
+    let _l = lock();
+    let (model, out) = (tiny_model(), tmp("classify-files"));
+    let m = model.to_str().unwrap();
+    let train = out.join("train.jsonl");
+    let rows: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"a\": \"sentence {i}\", \"b\": \"another {i}\", \"score\": {}}}\n",
+                i as f32 / 3.0
+            )
+        })
+        .collect();
+    std::fs::write(&train, rows).unwrap();
+    let o = out.join("reg");
+    let mut a = args(
+        "classify",
+        &[
+            "--model",
+            m,
+            "--train-file",
+            train.to_str().unwrap(),
+            "--text-column",
+            "a",
+            "--text-pair-column",
+            "b",
+            "--label-column",
+            "score",
+            "--regression",
+            "--output-dir",
+            o.to_str().unwrap(),
+        ],
+    );
+    a.extend(STEPS);
+    classify::main(classify::Args::parse_from(a)).unwrap();
+    check_run(&o, "BertForSequenceClassification");
+    assert_eq!(
+        BertConfig::from_file(o.join("final_model"))
+            .unwrap()
+            .num_labels(),
+        1
+    );
+
+    // An evaluation label never seen in training is an error naming the file.
+    let (tr, ev) = (out.join("t.csv"), out.join("e.csv"));
+    std::fs::write(&tr, "text,label\ngood,pos\nbad,neg\n").unwrap();
+    std::fs::write(&ev, "text,label\nfine,neutral\n").unwrap();
+    let e = classify::main(classify::Args::parse_from([
+        "classify",
+        "--model",
+        m,
+        "--train-file",
+        tr.to_str().unwrap(),
+        "--validation-file",
+        ev.to_str().unwrap(),
+        "--output-dir",
+        out.join("bad").to_str().unwrap(),
+        "--quiet",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("e.csv") && e.contains("neutral"), "{e}");
+}
+
+#[test]
+fn unknown_or_missing_backend_is_a_clear_error() {
+    let e = classify::Args::try_parse_from(["classify", "--backend", "tpu"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tpu"), "{e}");
+    if !cfg!(feature = "cuda") {
+        let e = classify::main(classify::Args::parse_from([
+            "classify",
+            "--backend",
+            "cuda",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cuda"), "{e}");
+    }
+}
+
+#[test]
+fn ner_trains_reports_entities_and_tags_words() {
+    let _l = lock();
+    let (model, out) = (tiny_model(), tmp("ner"));
+    let mut a = args(
+        "ner",
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--output-dir",
+            out.to_str().unwrap(),
+            "--max-train-samples",
+            "24",
+            "--max-eval-samples",
+            "8",
+        ],
+    );
+    a.extend(STEPS);
+    ner::main(ner::Args::parse_from(a)).unwrap();
+    check_run(&out, "BertForTokenClassification");
+    let config = BertConfig::from_file(out.join("final_model")).unwrap();
+    assert!(config.num_labels() > 2);
+    let saved = out.join("final_model");
+    ner::main(ner::Args::parse_from([
+        "ner",
+        "--model",
+        saved.to_str().unwrap(),
+        "--predict",
+        ner::EXAMPLE_TEXT,
+    ]))
+    .unwrap();
+}
+
+#[test]
+fn qa_trains_on_generated_and_sample_squad() {
+    let _l = lock();
+    let (model, out) = (tiny_model(), tmp("qa"));
+    let mut a = args(
+        "qa",
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--output-dir",
+            out.to_str().unwrap(),
+            "--generate",
+            "16",
+            "--max-length",
+            "96",
+            "--doc-stride",
+            "32",
+        ],
+    );
+    a.extend(STEPS);
+    qa::main(qa::Args::parse_from(a)).unwrap();
+    check_run(&out, "BertForQuestionAnswering");
+    assert!(
+        log(&out)
+            .iter()
+            .any(|e| e.get("eval_exact_match").is_some())
+    );
+    // The generated file is SQuAD JSON whose answers sit at their offsets.
+    let squad =
+        bert_datasets::tasks::squad::read_squad(out.join("data/generated_train.json")).unwrap();
+    assert_eq!(squad.len(), 16);
+}
+
+#[test]
+fn multiple_choice_trains_on_generated_swag() {
+    let _l = lock();
+    let (model, out) = (tiny_model(), tmp("mc"));
+    let mut a = args(
+        "multiple_choice",
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--output-dir",
+            out.to_str().unwrap(),
+            "--generate",
+            "16",
+        ],
+    );
+    a.extend(STEPS);
+    multiple_choice::main(multiple_choice::Args::parse_from(a)).unwrap();
+    check_run(&out, "BertForMultipleChoice");
+    let swag = bert_datasets::tasks::swag::read_swag(out.join("data/generated_train.csv")).unwrap();
+    assert_eq!(swag.len(), 16);
+    assert!(swag.iter().all(|e| e.choices.len() == 4));
+}
+
+/// The first 400 lines of the Jargon File as a small corpus.
+fn small_corpus(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(fixtures().join("data/corpus/jargon.txt")).unwrap();
+    let path = dir.join("corpus.txt");
+    std::fs::write(&path, text.lines().take(400).collect::<Vec<_>>().join("\n")).unwrap();
+    path
+}
+
+fn pretrain_args(corpus: &Path, out: &Path, steps: &str, extra: &[&str]) -> pretrain::Args {
+    let mut a = vec![
+        "pretrain",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--paragraphs",
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--vocab-size",
+        "400",
+        "--hidden-size",
+        "32",
+        "--num-hidden-layers",
+        "1",
+        "--num-attention-heads",
+        "2",
+        "--max-seq-length",
+        "32",
+        "--eval-fraction",
+        "0.2",
+        "--max-steps",
+        steps,
+        "--batch-size",
+        "4",
+        "--logging-steps",
+        "1",
+        "--save-steps",
+        "2",
+        "--quiet",
+        "--json",
+    ];
+    a.extend(extra);
+    if !extra.contains(&"--eval-steps") {
+        a.extend(["--eval-steps", "100"]);
+    }
+    pretrain::Args::parse_from(a)
+}
+
+#[test]
+fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
+    let _l = lock();
+    let dir = tmp("pretrain");
+    let corpus = small_corpus(&dir);
+    let (full, cut) = (dir.join("full"), dir.join("cut"));
+    pretrain::main(pretrain_args(&corpus, &full, "4", &[])).unwrap();
+    // The same run killed after its step-2 checkpoint (later files removed), then resumed.
+    let tokenizer = full.join("tokenizer/tokenizer.json");
+    let t = ["--tokenizer", tokenizer.to_str().unwrap()];
+    pretrain::main(pretrain_args(&corpus, &cut, "4", &t)).unwrap();
+    for k in ["checkpoint-4", "final_model", "best_model"] {
+        std::fs::remove_dir_all(cut.join(k)).unwrap();
+    }
+    pretrain::main(pretrain_args(&corpus, &cut, "4", &[t[0], t[1], "--resume"])).unwrap();
+    let (a, b) = (losses(&full), losses(&cut));
+    assert_eq!(a.len(), 4);
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.0, y.0);
+        assert!((x.1 - y.1).abs() < 1e-6, "{a:?} vs {b:?}");
+    }
+    let e = log(&full);
+    let eval = e
+        .iter()
+        .rev()
+        .find(|e| e.get("eval_mlm_accuracy").is_some())
+        .unwrap();
+    assert!(eval["eval_nsp_accuracy"].as_f64().unwrap() >= 0.0);
+
+    let model = full.join("final_model");
+    fill_mask::main(fill_mask::Args::parse_from([
+        "fill_mask",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "the [MASK] is a program .",
+    ]))
+    .unwrap();
+    let e = fill_mask::main(fill_mask::Args::parse_from([
+        "fill_mask",
+        "--model",
+        model.to_str().unwrap(),
+        "no mask here",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no [MASK]"), "{e}");
+    nsp::main(nsp::Args::parse_from([
+        "nsp",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let e = nsp::main(nsp::Args::parse_from([
+        "nsp",
+        "--model",
+        dir.join("none").to_str().unwrap(),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no model here"), "{e}");
+}
+
+#[test]
+fn causal_lm_pretraining_feeds_generation() {
+    let _l = lock();
+    let dir = tmp("clm");
+    let corpus = small_corpus(&dir);
+    let out = dir.join("out");
+    pretrain::main(pretrain_args(
+        &corpus,
+        &out,
+        "3",
+        &["--causal-lm", "--eval-steps", "3"],
+    ))
+    .unwrap();
+    assert!(
+        log(&out).iter().any(|e| e.get("eval_perplexity").is_some()),
+        "{:?}",
+        log(&out)
+    );
+    let model = out.join("final_model");
+    assert!(BertConfig::from_file(&model).unwrap().is_decoder);
+    for extra in [vec![], vec!["--do-sample"], vec!["--no-cache"]] {
+        let mut a = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ];
+        a.extend(extra);
+        a.push("the hacker");
+        generate::main(generate::Args::parse_from(a)).unwrap();
+    }
+}
