@@ -1,12 +1,18 @@
 //! MLM and NSP statistics on a real corpus (the Jargon File from the fixtures): 15% ± 0.5% of
 //! non-special tokens masked, split 80/10/10 ± 1%, no special token ever masked, NSP labels
-//! 50% ± 2%; the same seed gives the same data.
+//! 50% ± 2%; the same seed gives the same data. The streaming pipeline reads lazily (an
+//! endless corpus) and keeps the same statistics.
 
 use std::path::PathBuf;
 
 use bert_datasets::BertTokenizer;
+use std::cell::Cell;
+use std::io::{BufRead, Read};
+use std::rc::Rc;
+
 use bert_datasets::pretraining::{
-    MlmMasker, NspOptions, create_pairs, masking::IGNORE_INDEX, split_paragraphs,
+    MlmMasker, NspOptions, continuation_table, create_pairs, documents, encode_documents,
+    mask_pairs, masking::IGNORE_INDEX, read_documents, split_paragraphs, stream_pairs,
 };
 
 fn fixtures() -> PathBuf {
@@ -130,4 +136,289 @@ fn too_few_documents_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("at least two non-empty documents"), "{e}");
+}
+
+/// An endless corpus in BERT's format: document `d` has `2 + d % 4` sentences; counts the
+/// documents it has produced.
+struct Endless {
+    produced: Rc<Cell<usize>>,
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+impl Endless {
+    fn new() -> (Self, Rc<Cell<usize>>) {
+        let produced = Rc::new(Cell::new(0));
+        let reader = Self {
+            produced: produced.clone(),
+            pending: Vec::new(),
+            pos: 0,
+        };
+        (reader, produced)
+    }
+}
+
+impl Read for Endless {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Endless {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos == self.pending.len() {
+            let d = self.produced.get();
+            self.produced.set(d + 1);
+            self.pending.clear();
+            for s in 0..2 + d % 4 {
+                self.pending.extend(
+                    format!("Document {d} says thing number {s} about the stream.\n").bytes(),
+                );
+            }
+            self.pending.extend(b"\n");
+            self.pos = 0;
+        }
+        Ok(&self.pending[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}
+
+fn tokenizer() -> BertTokenizer {
+    BertTokenizer::from_pretrained(fixtures().join("models/all-MiniLM-L6-v2")).unwrap()
+}
+
+#[test]
+fn an_endless_corpus_is_read_lazily() {
+    let (reader, produced) = Endless::new();
+    let docs: Vec<_> = documents(reader, "endless")
+        .take(5)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(docs.len(), 5);
+    assert_eq!(docs[1].len(), 3);
+    assert_eq!(
+        docs[1][2],
+        "Document 1 says thing number 2 about the stream."
+    );
+    assert!(produced.get() <= 6, "read {} documents", produced.get());
+
+    // Tokenized in chunks of 8 documents, paired from buffers of 16.
+    let tok = tokenizer();
+    let (reader, produced) = Endless::new();
+    let encoded = encode_documents(documents(reader, "endless"), &tok, 8).unwrap();
+    let first: Vec<_> = encoded.take(3).collect::<Result<_, _>>().unwrap();
+    assert_eq!(
+        first[0][0],
+        tok.inner
+            .encode("Document 0 says thing number 0 about the stream.", false)
+            .unwrap()
+            .get_ids()
+    );
+    assert!(produced.get() <= 9, "read {} documents", produced.get());
+
+    let (reader, produced) = Endless::new();
+    let special = tok.special_ids().unwrap();
+    let options = NspOptions {
+        max_seq_length: 32,
+        ..NspOptions::default()
+    };
+    let pairs = stream_pairs(
+        encode_documents(documents(reader, "endless"), &tok, 8).unwrap(),
+        &options,
+        16,
+    )
+    .unwrap();
+    let masker = MlmMasker::new(
+        special.mask,
+        tok.vocab_size() as u32,
+        vec![special.cls, special.sep],
+        1,
+    );
+    let examples: Vec<_> = mask_pairs(pairs, masker, special.cls, special.sep, Vec::new())
+        .take(100)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(examples.len(), 100);
+    assert!(examples.iter().all(|e| e.input_ids.len() <= 32
+        && e.input_ids.len() == e.token_type_ids.len()
+        && e.input_ids.len() == e.mlm_labels.len()));
+    assert!(
+        produced.get() < 200,
+        "100 pairs read {} documents",
+        produced.get()
+    );
+}
+
+#[test]
+fn streamed_documents_follow_the_rules_of_read_documents() {
+    let text = "\u{feff}First one.\r\n  Second one.  \n\n\n\nOther doc.\n \t \nLast.";
+    let streamed: Vec<_> = documents(text.as_bytes(), "mem")
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        streamed,
+        [
+            vec!["First one.", "Second one."],
+            vec!["Other doc."],
+            vec!["Last."]
+        ]
+    );
+    let dir = std::env::temp_dir().join(format!("bert-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("corpus.txt");
+    std::fs::write(&path, text).unwrap();
+    assert_eq!(read_documents(&path).unwrap(), streamed);
+
+    let bad = b"fine\n\nstill fine\nbad \xff byte\nnever read\n";
+    let mut it = documents(&bad[..], "bad.txt");
+    assert_eq!(it.next().unwrap().unwrap(), ["fine"]);
+    let e = it.next().unwrap().unwrap_err().to_string();
+    assert_eq!(e, "bad.txt:4: invalid UTF-8");
+    assert!(it.next().is_none(), "the stream ends after an error");
+    std::fs::write(&path, "\n \n").unwrap();
+    let e = read_documents(&path).unwrap_err().to_string();
+    assert!(e.contains("no sentences"), "{e}");
+}
+
+#[test]
+fn streaming_pairs_on_the_jargon_file() {
+    let dir = fixtures();
+    let text = std::fs::read_to_string(dir.join("data/corpus/jargon.txt")).unwrap();
+    // The Jargon File in BERT's format, then streamed back.
+    let docs = split_paragraphs(&text, 4);
+    let corpus: String = docs.iter().map(|d| d.join("\n") + "\n\n").collect();
+    let tok = tokenizer();
+    let special = tok.special_ids().unwrap();
+    let options = NspOptions::default();
+    // With a buffer holding the whole corpus, the pairs are those of `create_pairs`.
+    let tokenized: Vec<Vec<Vec<u32>>> =
+        encode_documents(documents(corpus.as_bytes(), "jargon"), &tok, 64)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert_eq!(tokenized.len(), docs.len());
+    let whole: Vec<_> = stream_pairs(tokenized.iter().cloned().map(Ok), &options, docs.len())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(whole, create_pairs(&tokenized, &options).unwrap());
+
+    // A buffer of 100 documents.
+    let specials = vec![special.cls, special.sep, special.pad];
+    let masker = MlmMasker::new(special.mask, tok.vocab_size() as u32, specials.clone(), 7);
+    let (mut pairs, mut random, mut candidates, mut chosen) = (0usize, 0usize, 0usize, 0usize);
+    let encoded = encode_documents(documents(corpus.as_bytes(), "jargon"), &tok, 64).unwrap();
+    let pairs_stream = stream_pairs(encoded, &options, 100).unwrap();
+    for e in mask_pairs(pairs_stream, masker, special.cls, special.sep, Vec::new()) {
+        let e = e.unwrap();
+        assert!(e.input_ids.len() <= options.max_seq_length);
+        pairs += 1;
+        random += usize::from(e.next_sentence_label);
+        for (k, &label) in e.mlm_labels.iter().enumerate() {
+            let original = if label == IGNORE_INDEX {
+                e.input_ids[k]
+            } else {
+                label as u32
+            };
+            if specials.contains(&original) {
+                assert_eq!(label, IGNORE_INDEX, "a special token was masked");
+                continue;
+            }
+            candidates += 1;
+            chosen += usize::from(label != IGNORE_INDEX);
+        }
+    }
+    let nsp = random as f64 / pairs as f64;
+    let frac = chosen as f64 / candidates as f64;
+    eprintln!(
+        "streamed: {pairs} pairs, NSP random {nsp:.4}; masked {frac:.4} of {candidates} tokens"
+    );
+    assert!(pairs > 3000, "{pairs} pairs");
+    assert!((nsp - 0.5).abs() < 0.02, "NSP random fraction {nsp}");
+    assert!((frac - 0.15).abs() < 0.005, "masked fraction {frac}");
+}
+
+#[test]
+fn whole_word_masking_in_the_stream_uses_the_vocabulary() {
+    let tok = tokenizer();
+    let special = tok.special_ids().unwrap();
+    let table = continuation_table(&tok);
+    assert!(table[tok.token_to_id("##s").unwrap() as usize]);
+    assert!(!table[tok.token_to_id("the").unwrap() as usize]);
+    let corpus = "Unaffable hyperparameterization everywhere.\nAnother sentence here.\n\nSecond document now.\nWith two lines.\n";
+    let mut masker = MlmMasker::new(
+        special.mask,
+        tok.vocab_size() as u32,
+        vec![special.cls, special.sep],
+        3,
+    );
+    masker.whole_word_mask = true;
+    masker.mlm_probability = 0.5;
+    let options = NspOptions {
+        short_seq_prob: 0.0,
+        ..NspOptions::default()
+    };
+    for round in 0..20 {
+        let pairs = stream_pairs(
+            encode_documents(documents(corpus.as_bytes(), "c"), &tok, 2).unwrap(),
+            &NspOptions {
+                seed: round,
+                ..options
+            },
+            2,
+        )
+        .unwrap();
+        for e in mask_pairs(
+            pairs,
+            masker.clone(),
+            special.cls,
+            special.sep,
+            table.clone(),
+        ) {
+            let e = e.unwrap();
+            // A continuation piece is chosen exactly when the piece before it is.
+            for k in 1..e.input_ids.len() {
+                let original = |i: usize| match e.mlm_labels[i] {
+                    IGNORE_INDEX => e.input_ids[i],
+                    l => l as u32,
+                };
+                if table[original(k) as usize] {
+                    assert_eq!(
+                        e.mlm_labels[k] == IGNORE_INDEX,
+                        e.mlm_labels[k - 1] == IGNORE_INDEX,
+                        "pieces masked apart: {:?}",
+                        e.mlm_labels
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn streaming_needs_two_documents_and_passes_errors_on() {
+    let tok = tokenizer();
+    let one = encode_documents(documents(&b"Only one.\nDocument.\n"[..], "one"), &tok, 4).unwrap();
+    let mut pairs = stream_pairs(one, &NspOptions::default(), 4).unwrap();
+    let e = pairs.next().unwrap().unwrap_err().to_string();
+    assert!(e.contains("at least two non-empty documents"), "{e}");
+    assert!(pairs.next().is_none());
+
+    let bad = b"A doc.\n\nAnother doc.\n\n\xfe\n";
+    let encoded: Vec<_> = encode_documents(documents(&bad[..], "bad"), &tok, 8)
+        .unwrap()
+        .collect();
+    assert_eq!(encoded.len(), 3, "two documents, then the error");
+    assert!(encoded[0].is_ok() && encoded[1].is_ok());
+    let e = encoded[2].as_ref().unwrap_err().to_string();
+    assert_eq!(e, "bad:5: invalid UTF-8");
+    assert!(stream_pairs(Vec::new(), &NspOptions::default(), 1).is_err());
+    assert!(encode_documents(Vec::new(), &tok, 0).is_err());
 }

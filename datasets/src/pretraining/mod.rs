@@ -1,12 +1,18 @@
 //! BERT pretraining data, as `create_pretraining_data.py` makes it: documents of sentences →
 //! segment pairs for next sentence prediction ([`nsp`]) → masked-LM inputs and labels
 //! ([`masking`]). Input is plain text, one sentence per line with a blank line between
-//! documents, or plain paragraphs split into sentences ([`corpus`]).
+//! documents, or plain paragraphs split into sentences ([`corpus`]); a corpus larger than
+//! memory is streamed ([`stream`]).
 
 pub mod corpus;
 pub mod masking;
 pub mod nsp;
+pub mod stream;
 
-pub use corpus::{Document, read_documents, split_paragraphs};
+pub use corpus::{Document, DocumentReader, documents, read_documents, split_paragraphs};
 pub use masking::{MaskedLm, MlmMasker};
 pub use nsp::{NspOptions, PretrainingPair, create_pairs};
+pub use stream::{
+    PretrainingExample, TokenizedDocument, continuation_table, encode_documents, mask_pairs,
+    stream_pairs,
+};

@@ -68,9 +68,10 @@ pub fn create_pairs(
             options.max_seq_length
         )));
     }
-    let documents: Vec<&Vec<Vec<u32>>> = documents
+    let documents: Vec<&[Vec<u32>]> = documents
         .iter()
         .filter(|d| d.iter().any(|s| !s.is_empty()))
+        .map(Vec::as_slice)
         .collect();
     if documents.len() < 2 {
         return Err(DataError::Option(
@@ -78,83 +79,96 @@ pub fn create_pairs(
         ));
     }
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let max_tokens = options.max_seq_length - 3;
     let mut pairs = Vec::new();
-    for (doc_index, document) in documents.iter().enumerate() {
-        let target = if rng.random_bool(options.short_seq_prob) {
-            rng.random_range(2..=max_tokens)
-        } else {
-            max_tokens
-        };
-        let mut chunk: Vec<&Vec<u32>> = Vec::new();
-        let mut length = 0;
-        let mut i = 0;
-        while i < document.len() {
-            chunk.push(&document[i]);
-            length += document[i].len();
-            if i == document.len() - 1 || length >= target {
-                let flat = |c: &[&Vec<u32>]| {
-                    c.iter()
-                        .flat_map(|s| s.iter().copied())
-                        .collect::<Vec<u32>>()
-                };
-                let a_end = if chunk.len() >= 2 {
-                    rng.random_range(1..chunk.len())
-                } else {
-                    1
-                };
-                let mut tokens_a = flat(&chunk[..a_end]);
-                let random_next = rng.random_bool(0.5);
-                let mut tokens_b;
-                if random_next {
-                    let target_b = target.saturating_sub(tokens_a.len()).max(1);
-                    let mut other = rng.random_range(0..documents.len());
-                    for _ in 0..10 {
-                        if other != doc_index {
-                            break;
-                        }
-                        other = rng.random_range(0..documents.len());
-                    }
-                    if other == doc_index {
-                        other = (doc_index + 1) % documents.len();
-                    }
-                    let random_doc = documents[other];
-                    let start = rng.random_range(0..random_doc.len());
-                    tokens_b = Vec::new();
-                    for s in &random_doc[start..] {
-                        tokens_b.extend(s);
-                        if tokens_b.len() >= target_b {
-                            break;
-                        }
-                    }
-                    // The unused sentences of this chunk go back into the stream.
-                    i -= chunk.len() - a_end;
-                } else if chunk.len() >= 2 {
-                    tokens_b = flat(&chunk[a_end..]);
-                } else {
-                    // One sentence: split it to keep a real continuation.
-                    let cut = if tokens_a.len() >= 2 {
-                        rng.random_range(1..tokens_a.len())
-                    } else {
-                        tokens_a.len()
-                    };
-                    tokens_b = tokens_a.split_off(cut);
-                }
-                truncate_pair(&mut tokens_a, &mut tokens_b, max_tokens, &mut rng);
-                if !tokens_a.is_empty() && !tokens_b.is_empty() {
-                    pairs.push(PretrainingPair {
-                        tokens_a,
-                        tokens_b,
-                        next_sentence_label: u8::from(random_next),
-                    });
-                }
-                chunk.clear();
-                length = 0;
-            }
-            i += 1;
-        }
+    for doc_index in 0..documents.len() {
+        pairs_from_document(&documents, doc_index, options, &mut rng, &mut pairs);
     }
     Ok(pairs)
+}
+
+/// The pairs of `documents[doc_index]`, a random B drawn from the other `documents` (at least
+/// two, none empty).
+pub(crate) fn pairs_from_document(
+    documents: &[&[Vec<u32>]],
+    doc_index: usize,
+    options: &NspOptions,
+    rng: &mut StdRng,
+    pairs: &mut Vec<PretrainingPair>,
+) {
+    let document = documents[doc_index];
+    let max_tokens = options.max_seq_length - 3;
+    let target = if rng.random_bool(options.short_seq_prob) {
+        rng.random_range(2..=max_tokens)
+    } else {
+        max_tokens
+    };
+    let mut chunk: Vec<&Vec<u32>> = Vec::new();
+    let mut length = 0;
+    let mut i = 0;
+    while i < document.len() {
+        chunk.push(&document[i]);
+        length += document[i].len();
+        if i == document.len() - 1 || length >= target {
+            let flat = |c: &[&Vec<u32>]| {
+                c.iter()
+                    .flat_map(|s| s.iter().copied())
+                    .collect::<Vec<u32>>()
+            };
+            let a_end = if chunk.len() >= 2 {
+                rng.random_range(1..chunk.len())
+            } else {
+                1
+            };
+            let mut tokens_a = flat(&chunk[..a_end]);
+            let random_next = rng.random_bool(0.5);
+            let mut tokens_b;
+            if random_next {
+                let target_b = target.saturating_sub(tokens_a.len()).max(1);
+                let mut other = rng.random_range(0..documents.len());
+                for _ in 0..10 {
+                    if other != doc_index {
+                        break;
+                    }
+                    other = rng.random_range(0..documents.len());
+                }
+                if other == doc_index {
+                    other = (doc_index + 1) % documents.len();
+                }
+                let random_doc = documents[other];
+                let start = rng.random_range(0..random_doc.len());
+                tokens_b = Vec::new();
+                for s in &random_doc[start..] {
+                    tokens_b.extend(s);
+                    if tokens_b.len() >= target_b {
+                        break;
+                    }
+                }
+                // The unused sentences of this chunk go back into the stream.
+                i -= chunk.len() - a_end;
+            } else if chunk.len() >= 2 {
+                tokens_b = flat(&chunk[a_end..]);
+            } else {
+                // One sentence: split it to keep a real continuation.
+                let cut = if tokens_a.len() >= 2 {
+                    rng.random_range(1..tokens_a.len())
+                } else {
+                    tokens_a.len()
+                };
+                tokens_b = tokens_a.split_off(cut);
+            }
+            truncate_pair(&mut tokens_a, &mut tokens_b, max_tokens, rng);
+            if !tokens_a.is_empty() && !tokens_b.is_empty() {
+                pairs.push(PretrainingPair {
+                    tokens_a,
+                    tokens_b,
+                    next_sentence_label: u8::from(random_next),
+                });
+            }
+            chunk.clear();
+            length = 0;
+        }
+        i += 1;
+    }
 }
 
 /// BERT's `truncate_seq_pair`: trims the longer side, from the front or back at random.
