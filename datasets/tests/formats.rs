@@ -1,12 +1,15 @@
 //! The task formats on the real fetched samples (polarity CSV, Quora TSV, SNLI JSONL,
-//! WNUT-16, CoNLL-2003, SQuAD) and on generated edge cases, each bad input named by file,
+//! WNUT-16, CoNLL-2003, SQuAD), on Parquet files written by pyarrow
+//! (`reference/make_parquet.py`) and on generated edge cases, each bad input named by file,
 //! line and problem.
 
 use std::path::PathBuf;
 
 use bert_datasets::BertTokenizer;
+use bert_datasets::tasks::Format;
 use bert_datasets::tasks::classification::{
-    ClassificationColumns, Column, Label, read_classification,
+    ClassificationColumns, Column, Label, parse_classification, parse_tokenized_classification,
+    read_classification, read_tokenized_classification,
 };
 use bert_datasets::tasks::conll::{align_labels, label_list, read_conll};
 use bert_datasets::tasks::squad::{prepare_features, read_squad, span_text};
@@ -315,5 +318,256 @@ fn squad_post_processing() {
     assert_eq!(
         best_answer(ex, &fs, &cls_wins, 20, 10, false).text,
         ex.answers[0].0
+    );
+}
+
+fn reference(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(name)
+}
+
+fn classes(data: &[Label]) -> Vec<usize> {
+    data.iter()
+        .map(|l| match l {
+            Label::Class(c) => *c,
+            Label::Value(v) => panic!("a value {v}"),
+        })
+        .collect()
+}
+
+#[test]
+fn parquet_text_pairs_class_labels_and_regression() {
+    // String labels, three row groups, non-ASCII text.
+    let d = read_classification(
+        reference("pq_text.parquet"),
+        &cols("text".into(), None, "label".into(), true),
+    )
+    .unwrap();
+    assert_eq!(d.id2label, ["neg", "neutral", "pos"]);
+    let texts: Vec<&str> = d.examples.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "a fine film",
+            "dull and long",
+            "café au lait ☕",
+            "so-so",
+            "loved it",
+            "meh"
+        ]
+    );
+    let labels: Vec<Label> = d.examples.iter().map(|e| e.label.clone()).collect();
+    assert_eq!(classes(&labels), [2, 0, 2, 1, 2, 0]);
+    assert!(d.examples.iter().all(|e| e.text_pair.is_none()));
+
+    // Pairs with int labels, by name and by position; the bytes read as the file.
+    let by_name = cols(
+        "sentence1".into(),
+        Some("sentence2".into()),
+        "label".into(),
+        true,
+    );
+    let p = read_classification(reference("pq_pairs.parquet"), &by_name).unwrap();
+    assert_eq!(p.id2label, ["0", "1", "2"]);
+    assert_eq!(p.examples[1].text, "It rains.");
+    assert_eq!(p.examples[1].text_pair.as_deref(), Some("The sun shines."));
+    let labels: Vec<Label> = p.examples.iter().map(|e| e.label.clone()).collect();
+    assert_eq!(classes(&labels), [0, 2, 1]);
+    let by_index = read_classification(
+        reference("pq_pairs.parquet"),
+        &cols(1.into(), Some(2.into()), 3.into(), false),
+    )
+    .unwrap();
+    assert_eq!(by_index, p);
+    let bytes = std::fs::read(reference("pq_pairs.parquet")).unwrap();
+    assert_eq!(
+        parse_classification(&bytes, Format::Parquet, "pairs", &by_name).unwrap(),
+        p
+    );
+
+    // An HF ClassLabel keeps its ids and names.
+    let c = read_classification(
+        reference("pq_class_label.parquet"),
+        &cols("sentence".into(), None, "label".into(), true),
+    )
+    .unwrap();
+    assert_eq!(c.id2label, ["unacceptable", "acceptable"]);
+    let labels: Vec<Label> = c.examples.iter().map(|e| e.label.clone()).collect();
+    assert_eq!(classes(&labels), [1, 0]);
+
+    // float32 and float64 regression targets.
+    for column in ["score32", "score64"] {
+        let mut c = cols("sentence".into(), None, column.into(), true);
+        c.regression = true;
+        let r = read_classification(reference("pq_regression.parquet"), &c).unwrap();
+        assert!(r.id2label.is_empty());
+        let values: Vec<Label> = r.examples.iter().map(|e| e.label.clone()).collect();
+        assert_eq!(
+            values,
+            [Label::Value(0.1), Label::Value(2.5), Label::Value(-1.0)],
+            "{column}"
+        );
+    }
+}
+
+#[test]
+fn parquet_errors_name_file_and_problem() {
+    let nulls = reference("pq_nulls.parquet");
+    let e = read_classification(&nulls, &cols("text".into(), None, "label".into(), true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pq_nulls.parquet:")
+            && e.contains("no column `label`")
+            && e.contains(r#"["text", "target"]"#),
+        "{e}"
+    );
+    let e = read_classification(&nulls, &cols("text".into(), None, "target".into(), true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pq_nulls.parquet:2:") && e.contains("field `text` is null"),
+        "{e}"
+    );
+    let e = read_classification(&nulls, &cols(5.into(), None, 1.into(), false))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no column 5"), "{e}");
+    let mut c = cols("text".into(), None, "label".into(), true);
+    c.regression = true;
+    let e = read_classification(reference("pq_text.parquet"), &c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pq_text.parquet:1:") && e.contains("label `pos` is not a number"),
+        "{e}"
+    );
+    let e = parse_classification(b"PAR1 not really", Format::Parquet, "junk.parquet", &c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("junk.parquet") && e.contains("not a readable Parquet file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tokenized_rows_from_jsonl_and_parquet() {
+    let p = scratch(
+        "tokenized.jsonl",
+        br#"{"input_ids": [101, 7592, 102, 0, 0], "attention_mask": [1, 1, 1, 0, 0], "label": "pos"}
+{"input_ids": [101, 2088, 102, 2003, 102], "token_type_ids": [0, 0, 0, 1, 1], "label": "neg"}
+
+{"input_ids": [101, 102], "attention_mask": null, "label": "pos", "extra": [1.5]}
+"#,
+    );
+    let d = read_tokenized_classification(&p, "label", false).unwrap();
+    assert_eq!(d.id2label, ["neg", "pos"]);
+    assert_eq!(d.items.len(), 3);
+    assert_eq!(d.items[0].text.input_ids, [101, 7592, 102]);
+    assert_eq!(d.items[0].text.token_type_ids, [0, 0, 0]);
+    assert_eq!(d.items[0].label, Label::Class(1));
+    assert_eq!(d.items[1].text.input_ids, [101, 2088, 102, 2003, 102]);
+    assert_eq!(d.items[1].text.token_type_ids, [0, 0, 0, 1, 1]);
+    assert_eq!(d.items[2].text.input_ids, [101, 102]);
+
+    // As `datasets.map(tokenizer)` saves it: int32 ids, int8 masks.
+    let q =
+        read_tokenized_classification(reference("pq_tokenized.parquet"), "label", false).unwrap();
+    assert_eq!(q.id2label, ["0", "1"]);
+    assert_eq!(q.items[0].text.input_ids, [101, 7592, 102]);
+    assert_eq!(q.items[0].text.token_type_ids, [0, 0, 0]);
+    assert_eq!(q.items[0].label, Label::Class(1));
+    assert_eq!(q.items[1].text.input_ids, [101, 2088, 102, 2003, 102]);
+    assert_eq!(q.items[1].text.token_type_ids, [0, 0, 0, 1, 1]);
+    assert_eq!(q.items[1].label, Label::Class(0));
+
+    let r = parse_tokenized_classification(
+        br#"{"input_ids": [5, 6], "score": 0.25}"#,
+        Format::Jsonl,
+        "reg",
+        "score",
+        true,
+    )
+    .unwrap();
+    assert_eq!(r.items[0].label, Label::Value(0.25));
+    assert!(r.id2label.is_empty());
+}
+
+#[test]
+fn tokenized_row_errors_are_named() {
+    let check = |row: &str, expected: &str| {
+        let data = format!("{{\"input_ids\": [1, 2], \"label\": 0}}\n{row}\n");
+        let e = parse_tokenized_classification(
+            data.as_bytes(),
+            Format::Jsonl,
+            "rows.jsonl",
+            "label",
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("rows.jsonl:2: ") && e.contains(expected),
+            "{row}: {e}"
+        );
+    };
+    check(
+        r#"{"input_ids": [101, "x"], "label": 0}"#,
+        r#"`input_ids`[1] = "x" is not an integer"#,
+    );
+    check(
+        r#"{"input_ids": [101, 1.5], "label": 0}"#,
+        "`input_ids`[1] = 1.5 is not an integer",
+    );
+    check(
+        r#"{"input_ids": [-3, 7], "label": 0}"#,
+        "`input_ids`[0] = -3 is negative",
+    );
+    check(
+        r#"{"input_ids": [4294967296], "label": 0}"#,
+        "too large for an id",
+    );
+    check(
+        r#"{"input_ids": "101 102", "label": 0}"#,
+        "`input_ids` is not a list of ids",
+    );
+    check(r#"{"label": 0}"#, "no field `input_ids`");
+    check(
+        r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 1], "label": 0}"#,
+        "`attention_mask` has 2 entries, `input_ids` 3",
+    );
+    check(
+        r#"{"input_ids": [1, 2, 3], "token_type_ids": [0, 0, 0, 0], "label": 0}"#,
+        "`token_type_ids` has 4 entries, `input_ids` 3",
+    );
+    check(
+        r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 0, 1], "label": 0}"#,
+        "not ones then zeros",
+    );
+    check(
+        r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 2, 0], "label": 0}"#,
+        "`attention_mask`[1] = 2 is not 0 or 1",
+    );
+    check(
+        r#"{"input_ids": [1, 2], "attention_mask": [0, 0], "label": 0}"#,
+        "no tokens",
+    );
+    check(r#"{"input_ids": [1, 2]}"#, "no field `label`");
+    check(r#"[1, 2]"#, "not a JSON object");
+    let e = parse_tokenized_classification(b"1,2", Format::Csv, "rows.csv", "label", false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rows.csv") && e.contains("JSONL or Parquet"),
+        "{e}"
+    );
+    let e = read_tokenized_classification(reference("pq_tokenized.parquet"), "target", false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pq_tokenized.parquet") && e.contains("no column `target`"),
+        "{e}"
     );
 }

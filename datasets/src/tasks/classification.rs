@@ -1,12 +1,24 @@
-//! Sequence classification and regression data from CSV, TSV or JSONL: one text or a text
-//! pair, and a label, in named (or, without a header, numbered) columns. Class names become ids
-//! in sorted order (as HF's `run_glue.py`), kept as `id2label`.
+//! Sequence classification and regression data from CSV, TSV, JSONL or Parquet: one text or
+//! a text pair, and a label, in named (or, without a header, numbered) columns. Class names
+//! become ids in sorted order (as HF's `run_glue.py`), kept as `id2label`; a Parquet label
+//! column that HF datasets saved as a `ClassLabel` keeps its ids and names.
+//!
+//! Already-tokenized rows (`input_ids`, optional `attention_mask` and `token_type_ids`, and a
+//! label) from JSONL or Parquet are read by [`read_tokenized_classification`], no tokenizer
+//! needed.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
+use parquet::record::Field;
+use parquet::schema::types::Type;
+use serde_json::{Map, Value};
+
 use crate::DataError;
-use crate::tasks::read_utf8;
+use crate::collate::{ClassificationItem, TokenizedText};
+pub use crate::tasks::Format;
+use crate::tasks::{decode_utf8, file_err, line_err, read_bytes};
 
 /// A column by header name or by 0-based position.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +45,7 @@ pub struct ClassificationColumns {
     pub text: Column,
     pub text_pair: Option<Column>,
     pub label: Column,
-    /// The first CSV/TSV row names the columns (JSONL always has names).
+    /// The first CSV/TSV row names the columns (JSONL and Parquet always have names).
     pub has_header: bool,
     /// Labels are numbers to regress on, not class names.
     pub regression: bool,
@@ -60,6 +72,13 @@ pub struct ClassificationData {
     pub id2label: Vec<String>,
 }
 
+/// Tokenized examples and the class names (index = id; empty for regression).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizedClassificationData {
+    pub items: Vec<ClassificationItem>,
+    pub id2label: Vec<String>,
+}
+
 struct RawRow {
     line: usize,
     text: String,
@@ -67,68 +86,168 @@ struct RawRow {
     label: String,
 }
 
-fn line_err(path: &Path, line: usize, message: impl Into<String>) -> DataError {
-    DataError::Line {
-        path: path.display().to_string(),
-        line,
-        message: message.into(),
-    }
-}
-
-/// Reads CSV (`.csv`), TSV (`.tsv`, `.txt`) or JSONL (`.jsonl`, `.json`) by extension.
+/// Reads CSV (`.csv`), TSV (`.tsv`, `.txt`), JSONL (`.jsonl`, `.json`) or Parquet
+/// (`.parquet`) by extension. For Parquet, the `line` of an error is the 1-based row.
 pub fn read_classification(
     path: impl AsRef<Path>,
     columns: &ClassificationColumns,
 ) -> Result<ClassificationData, DataError> {
     let path = path.as_ref();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let text = read_utf8(path)?;
-    let rows = match ext.as_str() {
-        "jsonl" | "json" => jsonl_rows(path, &text, columns)?,
-        "tsv" | "txt" => delimited_rows(path, &text, b'\t', columns)?,
-        _ => delimited_rows(path, &text, b',', columns)?,
-    };
-    if rows.is_empty() {
-        return Err(DataError::File {
-            path: path.display().to_string(),
-            message: "no examples".into(),
-        });
+    let name = path.display().to_string();
+    match Format::from_path(path) {
+        // Parquet is read from the file as needed, not loaded whole.
+        Format::Parquet => classification_from_parquet(open(path)?, &name, columns),
+        format => parse_classification(&read_bytes(path)?, format, &name, columns),
     }
-    let id2label: Vec<String> = if columns.regression {
-        Vec::new()
-    } else {
-        rows.iter()
-            .map(|r| r.label.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
+}
+
+/// [`read_classification`] on the bytes of a file in `format`; `name` names it in errors.
+pub fn parse_classification(
+    data: &[u8],
+    format: Format,
+    name: &str,
+    columns: &ClassificationColumns,
+) -> Result<ClassificationData, DataError> {
+    let rows = match format {
+        Format::Csv => delimited_rows(name, decode_utf8(data, name)?, b',', columns)?,
+        Format::Tsv => delimited_rows(name, decode_utf8(data, name)?, b'\t', columns)?,
+        Format::Jsonl => {
+            let (tn, pn, ln) = (
+                json_name(&columns.text)?,
+                columns.text_pair.as_ref().map(json_name).transpose()?,
+                json_name(&columns.label)?,
+            );
+            let mut rows = Vec::new();
+            json_rows(name, decode_utf8(data, name)?, |line, row| {
+                rows.push(raw_row(name, line, row, &tn, pn.as_deref(), &ln)?);
+                Ok(())
+            })?;
+            rows
+        }
+        Format::Parquet => {
+            let bytes = bytes::Bytes::copy_from_slice(data);
+            return classification_from_parquet(bytes, name, columns);
+        }
     };
+    finish(name, rows, columns.regression, None)
+}
+
+fn open(path: &Path) -> Result<std::fs::File, DataError> {
+    std::fs::File::open(path).map_err(|e| file_err(&path.display().to_string(), e.to_string()))
+}
+
+fn classification_from_parquet<R: ChunkReader + 'static>(
+    reader: R,
+    name: &str,
+    c: &ClassificationColumns,
+) -> Result<ClassificationData, DataError> {
+    let mut wanted = vec![&c.text, &c.label];
+    wanted.extend(&c.text_pair);
+    let mut rows = Vec::new();
+    let class_names = parquet_rows(name, reader, &wanted, &[], &c.label, |line, row, names| {
+        let column =
+            |col: &Column| names[wanted.iter().position(|w| *w == col).expect("asked")].clone();
+        rows.push(raw_row(
+            name,
+            line,
+            row,
+            &column(&c.text),
+            c.text_pair.as_ref().map(column).as_deref(),
+            &column(&c.label),
+        )?);
+        Ok(())
+    })?;
+    finish(name, rows, c.regression, class_names)
+}
+
+/// Labels from the raw rows: class names sorted into ids (or the ids of HF `ClassLabel`
+/// names), or numbers for regression.
+fn finish(
+    name: &str,
+    rows: Vec<RawRow>,
+    regression: bool,
+    class_names: Option<Vec<String>>,
+) -> Result<ClassificationData, DataError> {
+    if rows.is_empty() {
+        return Err(file_err(name, "no examples"));
+    }
+    let (labels, id2label) = labels(
+        name,
+        rows.iter().map(|r| (r.line, r.label.as_str())),
+        regression,
+        class_names,
+    )?;
     let examples = rows
         .into_iter()
-        .map(|r| {
-            let label = if columns.regression {
-                Label::Value(r.label.trim().parse().map_err(|_| {
-                    line_err(path, r.line, format!("label `{}` is not a number", r.label))
-                })?)
-            } else {
-                Label::Class(id2label.binary_search(&r.label).expect("label collected"))
-            };
-            Ok(ClassificationExample {
-                text: r.text,
-                text_pair: r.pair,
-                label,
-            })
+        .zip(labels)
+        .map(|(r, label)| ClassificationExample {
+            text: r.text,
+            text_pair: r.pair,
+            label,
         })
-        .collect::<Result<_, DataError>>()?;
+        .collect();
     Ok(ClassificationData { examples, id2label })
 }
 
+fn labels<'a>(
+    name: &str,
+    raw: impl Iterator<Item = (usize, &'a str)> + Clone,
+    regression: bool,
+    class_names: Option<Vec<String>>,
+) -> Result<(Vec<Label>, Vec<String>), DataError> {
+    if regression {
+        let values = raw
+            .map(|(line, l)| {
+                l.trim()
+                    .parse()
+                    .map(Label::Value)
+                    .map_err(|_| line_err(name, line, format!("label `{l}` is not a number")))
+            })
+            .collect::<Result<_, _>>()?;
+        return Ok((values, Vec::new()));
+    }
+    if let Some(names) = class_names {
+        let ids = raw
+            .map(|(line, l)| {
+                l.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&i| i < names.len())
+                    .map(Label::Class)
+                    .ok_or_else(|| {
+                        line_err(
+                            name,
+                            line,
+                            format!(
+                                "label `{l}` is not a class id of the ClassLabel names {names:?} \
+                                 (-1 marks an unlabelled split)"
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        return Ok((ids, names));
+    }
+    let id2label: Vec<String> = raw
+        .clone()
+        .map(|(_, l)| l.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ids = raw
+        .map(|(_, l)| {
+            Label::Class(
+                id2label
+                    .binary_search_by(|n| n.as_str().cmp(l))
+                    .expect("label collected"),
+            )
+        })
+        .collect();
+    Ok((ids, id2label))
+}
+
 fn delimited_rows(
-    path: &Path,
+    path: &str,
     text: &str,
     delimiter: u8,
     c: &ClassificationColumns,
@@ -195,45 +314,398 @@ fn delimited_rows(
     Ok(rows)
 }
 
-fn jsonl_rows(
-    path: &Path,
-    text: &str,
-    c: &ClassificationColumns,
-) -> Result<Vec<RawRow>, DataError> {
-    let name = |col: &Column| match col {
+fn json_name(col: &Column) -> Result<String, DataError> {
+    match col {
         Column::Name(n) => Ok(n.clone()),
         Column::Index(_) => Err(DataError::Option(
             "JSONL columns are named, not numbered".into(),
         )),
-    };
-    let (tn, pn, ln) = (
-        name(&c.text)?,
-        c.text_pair.as_ref().map(name).transpose()?,
-        name(&c.label)?,
-    );
-    let mut rows = Vec::new();
+    }
+}
+
+/// Calls `f` with each non-blank line of JSONL as an object, and its line number.
+fn json_rows(
+    name: &str,
+    text: &str,
+    mut f: impl FnMut(usize, &Map<String, Value>) -> Result<(), DataError>,
+) -> Result<(), DataError> {
     for (i, l) in text.lines().enumerate() {
         let line = i + 1;
         if l.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(l)
-            .map_err(|e| line_err(path, line, format!("invalid JSON: {e}")))?;
-        let get = |k: &str| -> Result<String, DataError> {
-            match v.get(k) {
-                Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                Some(serde_json::Value::Null) | None => {
-                    Err(line_err(path, line, format!("no field `{k}`")))
-                }
-                Some(other) => Ok(other.to_string()),
-            }
+        let v: Value = serde_json::from_str(l)
+            .map_err(|e| line_err(name, line, format!("invalid JSON: {e}")))?;
+        let Value::Object(row) = v else {
+            return Err(line_err(name, line, "not a JSON object"));
         };
-        rows.push(RawRow {
-            line,
-            text: get(&tn)?,
-            pair: pn.as_deref().map(get).transpose()?,
-            label: get(&ln)?,
-        });
+        f(line, &row)?;
     }
-    Ok(rows)
+    Ok(())
+}
+
+/// A value for a message, cut short.
+fn show(v: &Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+/// A field as text: strings as they are, numbers and booleans as JSON writes them.
+fn text_field(
+    name: &str,
+    line: usize,
+    row: &Map<String, Value>,
+    k: &str,
+) -> Result<String, DataError> {
+    match row.get(k) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        None => Err(line_err(name, line, format!("no field `{k}`"))),
+        Some(Value::Null) => Err(line_err(name, line, format!("field `{k}` is null"))),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(v.to_string()),
+        Some(v) => Err(line_err(
+            name,
+            line,
+            format!("field `{k}` is not text or a number: {}", show(v)),
+        )),
+    }
+}
+
+fn raw_row(
+    name: &str,
+    line: usize,
+    row: &Map<String, Value>,
+    text: &str,
+    pair: Option<&str>,
+    label: &str,
+) -> Result<RawRow, DataError> {
+    Ok(RawRow {
+        line,
+        text: text_field(name, line, row, text)?,
+        pair: pair.map(|p| text_field(name, line, row, p)).transpose()?,
+        label: text_field(name, line, row, label)?,
+    })
+}
+
+/// Reads the `columns` (and those of `optional` that the file has) of a Parquet file row by
+/// row, calling `f` with the 1-based row number, the row as a JSON object, and the names of
+/// `columns`. Returns the class names when HF
+/// datasets saved `label` as a `ClassLabel` (in the file's `huggingface` metadata).
+fn parquet_rows<R: ChunkReader + 'static>(
+    name: &str,
+    reader: R,
+    columns: &[&Column],
+    optional: &[&str],
+    label: &Column,
+    mut f: impl FnMut(usize, &Map<String, Value>, &[String]) -> Result<(), DataError>,
+) -> Result<Option<Vec<String>>, DataError> {
+    let reader = SerializedFileReader::new(reader)
+        .map_err(|e| file_err(name, format!("not a readable Parquet file: {e}")))?;
+    let meta = reader.metadata().file_metadata();
+    let schema = meta.schema();
+    let fields = schema.get_fields();
+    let field_names: Vec<&str> = fields.iter().map(|t| t.name()).collect();
+    let resolve = |col: &Column| -> Result<usize, DataError> {
+        match col {
+            Column::Name(n) => field_names.iter().position(|f| f == n),
+            Column::Index(i) => Some(*i).filter(|&i| i < fields.len()),
+        }
+        .ok_or_else(|| {
+            let what = match col {
+                Column::Name(n) => format!("no column `{n}`"),
+                Column::Index(i) => format!("no column {i}"),
+            };
+            file_err(name, format!("{what}; the file has {field_names:?}"))
+        })
+    };
+    let indices = columns
+        .iter()
+        .map(|c| resolve(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = indices
+        .iter()
+        .map(|&i| field_names[i].to_string())
+        .collect();
+    let class_names = class_label_names(meta.key_value_metadata(), field_names[resolve(label)?]);
+    let mut selected: Vec<usize> = indices.clone();
+    selected.extend(
+        optional
+            .iter()
+            .filter_map(|o| field_names.iter().position(|f| f == o)),
+    );
+    selected.sort_unstable();
+    selected.dedup();
+    let projection = Type::group_type_builder(schema.name())
+        .with_fields(selected.iter().map(|&i| fields[i].clone()).collect())
+        .build()
+        .map_err(|e| file_err(name, format!("Parquet schema: {e}")))?;
+    let rows = reader
+        .get_row_iter(Some(projection))
+        .map_err(|e| file_err(name, format!("Parquet: {e}")))?;
+    for (i, row) in rows.enumerate() {
+        let line = i + 1;
+        let row = row.map_err(|e| line_err(name, line, format!("Parquet: {e}")))?;
+        let object: Map<String, Value> = row
+            .get_column_iter()
+            .map(|(k, v)| (k.clone(), field_json(v)))
+            .collect();
+        f(line, &object, &names)?;
+    }
+    Ok(class_names)
+}
+
+/// A Parquet value as JSON: numbers, strings, booleans, lists; other types (dates, decimals,
+/// binary, …) as Parquet displays them.
+fn field_json(f: &Field) -> Value {
+    match f {
+        Field::Null => Value::Null,
+        Field::Bool(b) => Value::Bool(*b),
+        Field::Byte(n) => (*n).into(),
+        Field::Short(n) => (*n).into(),
+        Field::Int(n) => (*n).into(),
+        Field::Long(n) => (*n).into(),
+        Field::UByte(n) => (*n).into(),
+        Field::UShort(n) => (*n).into(),
+        Field::UInt(n) => (*n).into(),
+        Field::ULong(n) => (*n).into(),
+        // Through its shortest decimal form, so 0.1f32 stays 0.1.
+        Field::Float(x) => x
+            .to_string()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        Field::Double(x) => serde_json::Number::from_f64(*x).map_or(Value::Null, Value::Number),
+        Field::Str(s) => Value::String(s.clone()),
+        Field::ListInternal(l) => Value::Array(l.elements().iter().map(field_json).collect()),
+        other => Value::String(other.to_string()),
+    }
+}
+
+/// The names of a `ClassLabel` column from HF datasets' `huggingface` metadata
+/// (`{"info": {"features": {column: {"_type": "ClassLabel", "names": [...]}}}}`).
+fn class_label_names(
+    metadata: Option<&Vec<parquet::file::metadata::KeyValue>>,
+    column: &str,
+) -> Option<Vec<String>> {
+    let value = metadata?
+        .iter()
+        .find(|kv| kv.key == "huggingface")?
+        .value
+        .as_deref()?;
+    let info: Value = serde_json::from_str(value).ok()?;
+    let feature = info.get("info")?.get("features")?.get(column)?;
+    if feature.get("_type")?.as_str()? != "ClassLabel" {
+        return None;
+    }
+    feature
+        .get("names")?
+        .as_array()?
+        .iter()
+        .map(|n| n.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Reads already-tokenized rows from JSONL or Parquet (by extension): `input_ids` (a list of
+/// ids), optional `attention_mask` (ones then zeros: padding on the right is dropped) and
+/// `token_type_ids` (zeros when absent), and a label in `label_column` (class names or ids
+/// sorted into ids as by [`read_classification`], or numbers with `regression`).
+pub fn read_tokenized_classification(
+    path: impl AsRef<Path>,
+    label_column: &str,
+    regression: bool,
+) -> Result<TokenizedClassificationData, DataError> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    match Format::from_path(path) {
+        Format::Parquet => tokenized_from_parquet(open(path)?, &name, label_column, regression),
+        format => parse_tokenized_classification(
+            &read_bytes(path)?,
+            format,
+            &name,
+            label_column,
+            regression,
+        ),
+    }
+}
+
+/// [`read_tokenized_classification`] on the bytes of a file in `format` (JSONL or Parquet);
+/// `name` names it in errors.
+pub fn parse_tokenized_classification(
+    data: &[u8],
+    format: Format,
+    name: &str,
+    label_column: &str,
+    regression: bool,
+) -> Result<TokenizedClassificationData, DataError> {
+    match format {
+        Format::Jsonl => {
+            let mut rows = Vec::new();
+            json_rows(name, decode_utf8(data, name)?, |line, row| {
+                rows.push(tokenized_row(name, line, row, label_column)?);
+                Ok(())
+            })?;
+            finish_tokenized(name, rows, regression, None)
+        }
+        Format::Parquet => tokenized_from_parquet(
+            bytes::Bytes::copy_from_slice(data),
+            name,
+            label_column,
+            regression,
+        ),
+        Format::Csv | Format::Tsv => Err(DataError::Option(format!(
+            "{name}: tokenized rows are read from JSONL or Parquet, not {format:?}"
+        ))),
+    }
+}
+
+fn tokenized_from_parquet<R: ChunkReader + 'static>(
+    reader: R,
+    name: &str,
+    label_column: &str,
+    regression: bool,
+) -> Result<TokenizedClassificationData, DataError> {
+    let wanted_refs = [&Column::from("input_ids"), &Column::from(label_column)];
+    let mut rows = Vec::new();
+    let class_names = parquet_rows(
+        name,
+        reader,
+        &wanted_refs,
+        &["attention_mask", "token_type_ids"],
+        wanted_refs[1],
+        |line, row, _| {
+            rows.push(tokenized_row(name, line, row, label_column)?);
+            Ok(())
+        },
+    )?;
+    finish_tokenized(name, rows, regression, class_names)
+}
+
+struct TokenizedRow {
+    line: usize,
+    text: TokenizedText,
+    label: String,
+}
+
+fn finish_tokenized(
+    name: &str,
+    rows: Vec<TokenizedRow>,
+    regression: bool,
+    class_names: Option<Vec<String>>,
+) -> Result<TokenizedClassificationData, DataError> {
+    if rows.is_empty() {
+        return Err(file_err(name, "no examples"));
+    }
+    let (labels, id2label) = labels(
+        name,
+        rows.iter().map(|r| (r.line, r.label.as_str())),
+        regression,
+        class_names,
+    )?;
+    let items = rows
+        .into_iter()
+        .zip(labels)
+        .map(|(r, label)| ClassificationItem {
+            text: r.text,
+            label,
+        })
+        .collect();
+    Ok(TokenizedClassificationData { items, id2label })
+}
+
+/// A list of non-negative integers below 2^32.
+fn id_list(name: &str, line: usize, k: &str, v: &Value) -> Result<Vec<u32>, DataError> {
+    let Value::Array(items) = v else {
+        return Err(line_err(
+            name,
+            line,
+            format!("`{k}` is not a list of ids: {}", show(v)),
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let bad = |what: &str| line_err(name, line, format!("`{k}`[{i}] = {} {what}", show(x)));
+            match x {
+                Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => Err(bad("is negative")),
+                Value::Number(n) if n.as_u64().is_some() => n
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad("is too large for an id")),
+                _ => Err(bad("is not an integer")),
+            }
+        })
+        .collect()
+}
+
+fn tokenized_row(
+    name: &str,
+    line: usize,
+    row: &Map<String, Value>,
+    label_column: &str,
+) -> Result<TokenizedRow, DataError> {
+    let list = |k: &str| -> Result<Option<Vec<u32>>, DataError> {
+        match row.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => id_list(name, line, k, v).map(Some),
+        }
+    };
+    let mut input_ids =
+        list("input_ids")?.ok_or_else(|| line_err(name, line, "no field `input_ids`"))?;
+    let same_length = |k: &str, v: &[u32], n: usize| {
+        if v.len() == n {
+            Ok(())
+        } else {
+            Err(line_err(
+                name,
+                line,
+                format!("`{k}` has {} entries, `input_ids` {n}", v.len()),
+            ))
+        }
+    };
+    let mut token_type_ids = match list("token_type_ids")? {
+        Some(t) => {
+            same_length("token_type_ids", &t, input_ids.len())?;
+            t
+        }
+        None => vec![0; input_ids.len()],
+    };
+    if let Some(mask) = list("attention_mask")? {
+        same_length("attention_mask", &mask, input_ids.len())?;
+        if let Some(i) = mask.iter().position(|&m| m > 1) {
+            return Err(line_err(
+                name,
+                line,
+                format!("`attention_mask`[{i}] = {} is not 0 or 1", mask[i]),
+            ));
+        }
+        let n = mask.iter().take_while(|&&m| m == 1).count();
+        if mask[n..].contains(&1) {
+            return Err(line_err(
+                name,
+                line,
+                "`attention_mask` is not ones then zeros (only right padding is dropped)",
+            ));
+        }
+        input_ids.truncate(n);
+        token_type_ids.truncate(n);
+    }
+    if input_ids.is_empty() {
+        return Err(line_err(
+            name,
+            line,
+            "no tokens (`input_ids` is empty or all padding)",
+        ));
+    }
+    Ok(TokenizedRow {
+        line,
+        text: TokenizedText {
+            input_ids,
+            token_type_ids,
+        },
+        label: text_field(name, line, row, label_column)?,
+    })
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::DataError;
-use crate::tasks::read_utf8;
+use crate::tasks::{decode_utf8, file_err, line_err, read_bytes};
 
 /// One sentence: words and their tags.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,12 @@ pub struct TaggedSentence {
 /// columns (at least two).
 pub fn read_conll(path: impl AsRef<Path>) -> Result<Vec<TaggedSentence>, DataError> {
     let path = path.as_ref();
-    let text = read_utf8(path)?;
+    parse_conll(&read_bytes(path)?, &path.display().to_string())
+}
+
+/// [`read_conll`] on the bytes of a file; `name` names it in errors.
+pub fn parse_conll(data: &[u8], name: &str) -> Result<Vec<TaggedSentence>, DataError> {
+    let text = decode_utf8(data, name)?;
     let mut sentences = Vec::new();
     let mut current = TaggedSentence {
         words: vec![],
@@ -49,14 +54,14 @@ pub fn read_conll(path: impl AsRef<Path>) -> Result<Vec<TaggedSentence>, DataErr
             .collect();
         let expected = *columns.get_or_insert(fields.len());
         if fields.len() < 2 || fields.len() != expected {
-            return Err(DataError::Line {
-                path: path.display().to_string(),
-                line: line_no,
-                message: format!(
+            return Err(line_err(
+                name,
+                line_no,
+                format!(
                     "ragged line: {} columns, expected {expected} (token … tag)",
                     fields.len()
                 ),
-            });
+            ));
         }
         current.words.push(fields[0].to_string());
         current.tags.push(fields[fields.len() - 1].to_string());
@@ -65,10 +70,7 @@ pub fn read_conll(path: impl AsRef<Path>) -> Result<Vec<TaggedSentence>, DataErr
         sentences.push(current);
     }
     if sentences.is_empty() {
-        return Err(DataError::File {
-            path: path.display().to_string(),
-            message: "no sentences".into(),
-        });
+        return Err(file_err(name, "no sentences"));
     }
     Ok(sentences)
 }

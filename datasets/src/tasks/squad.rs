@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use tokenizers::{Encoding, TruncationStrategy};
 
-use crate::tasks::read_utf8;
+use crate::tasks::{decode_utf8, file_err, read_bytes};
 use crate::{BertTokenizer, DataError};
 
 /// One question over one context.
@@ -54,9 +54,14 @@ struct Answer {
 /// Reads a SQuAD JSON file; every answer must lie inside its context.
 pub fn read_squad(path: impl AsRef<Path>) -> Result<Vec<SquadExample>, DataError> {
     let path = path.as_ref();
-    let text = read_utf8(path)?;
-    let file: File = serde_json::from_str(&text).map_err(|e| DataError::Line {
-        path: path.display().to_string(),
+    parse_squad(&read_bytes(path)?, &path.display().to_string())
+}
+
+/// [`read_squad`] on the bytes of a file; `name` names it in errors.
+pub fn parse_squad(data: &[u8], name: &str) -> Result<Vec<SquadExample>, DataError> {
+    let text = decode_utf8(data, name)?;
+    let file: File = serde_json::from_str(text).map_err(|e| DataError::Line {
+        path: name.to_string(),
         line: e.line(),
         message: format!("not SQuAD JSON: {e}"),
     })?;
@@ -71,13 +76,13 @@ pub fn read_squad(path: impl AsRef<Path>) -> Result<Vec<SquadExample>, DataError
                     .map(|s| s.iter().collect())
                     .unwrap_or_default();
                 if found != a.text {
-                    return Err(DataError::File {
-                        path: path.display().to_string(),
-                        message: format!(
+                    return Err(file_err(
+                        name,
+                        format!(
                             "question {}: answer {:?} is not at character {} of its context (found {found:?})",
                             qa.id, a.text, a.answer_start
                         ),
-                    });
+                    ));
                 }
             }
             out.push(SquadExample {
@@ -94,10 +99,7 @@ pub fn read_squad(path: impl AsRef<Path>) -> Result<Vec<SquadExample>, DataError
         }
     }
     if out.is_empty() {
-        return Err(DataError::File {
-            path: path.display().to_string(),
-            message: "no questions".into(),
-        });
+        return Err(file_err(name, "no questions"));
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::DataError;
-use crate::tasks::read_utf8;
+use crate::tasks::{Format, decode_utf8, file_err, line_err, read_bytes};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MultipleChoiceExample {
@@ -15,22 +15,36 @@ pub struct MultipleChoiceExample {
     pub label: usize,
 }
 
-fn line_err(path: &Path, line: usize, message: impl Into<String>) -> DataError {
-    DataError::Line {
-        path: path.display().to_string(),
-        line,
-        message: message.into(),
-    }
-}
-
 /// Reads SWAG CSV (with header) or JSONL (by extension); every row needs `sent1`, `sent2`,
 /// `ending0`…, and a `label` below the number of endings.
 pub fn read_swag(path: impl AsRef<Path>) -> Result<Vec<MultipleChoiceExample>, DataError> {
     let path = path.as_ref();
-    let text = read_utf8(path)?;
-    let jsonl = path
-        .extension()
-        .is_some_and(|e| e == "jsonl" || e == "json");
+    let format = match Format::from_path(path) {
+        Format::Jsonl => Format::Jsonl,
+        _ => Format::Csv,
+    };
+    parse_swag(&read_bytes(path)?, format, &path.display().to_string())
+}
+
+/// [`read_swag`] on the bytes of a file in `format` (CSV, TSV or JSONL); `name` names it in
+/// errors.
+pub fn parse_swag(
+    data: &[u8],
+    format: Format,
+    name: &str,
+) -> Result<Vec<MultipleChoiceExample>, DataError> {
+    let delimiter = match format {
+        Format::Csv => b',',
+        Format::Tsv => b'\t',
+        Format::Jsonl => 0,
+        Format::Parquet => {
+            return Err(DataError::Option(
+                "SWAG is read from CSV, TSV or JSONL, not Parquet".into(),
+            ));
+        }
+    };
+    let text = decode_utf8(data, name)?;
+    let jsonl = format == Format::Jsonl;
     let mut rows: Vec<(usize, std::collections::HashMap<String, String>)> = Vec::new();
     if jsonl {
         for (i, l) in text.lines().enumerate() {
@@ -38,7 +52,7 @@ pub fn read_swag(path: impl AsRef<Path>) -> Result<Vec<MultipleChoiceExample>, D
                 continue;
             }
             let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(l)
-                .map_err(|e| line_err(path, i + 1, format!("invalid JSON: {e}")))?;
+                .map_err(|e| line_err(name, i + 1, format!("invalid JSON: {e}")))?;
             let row = v
                 .into_iter()
                 .map(|(k, v)| {
@@ -54,18 +68,20 @@ pub fn read_swag(path: impl AsRef<Path>) -> Result<Vec<MultipleChoiceExample>, D
         }
     } else {
         let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .quoting(delimiter == b',')
             .flexible(true)
             .from_reader(text.as_bytes());
         let headers: Vec<String> = reader
             .headers()
-            .map_err(|e| line_err(path, 1, e.to_string()))?
+            .map_err(|e| line_err(name, 1, e.to_string()))?
             .iter()
             .map(str::to_string)
             .collect();
         for record in reader.records() {
             let record = record.map_err(|e| {
                 line_err(
-                    path,
+                    name,
                     e.position().map_or(0, |p| p.line() as usize),
                     e.to_string(),
                 )
@@ -86,22 +102,22 @@ pub fn read_swag(path: impl AsRef<Path>) -> Result<Vec<MultipleChoiceExample>, D
         let get = |k: &str| {
             row.get(k)
                 .cloned()
-                .ok_or_else(|| line_err(path, line, format!("no `{k}` column")))
+                .ok_or_else(|| line_err(name, line, format!("no `{k}` column")))
         };
         let (sent1, sent2) = (get("sent1")?, get("sent2")?);
         let endings: Vec<String> = (0..)
             .map_while(|i| row.get(&format!("ending{i}")).cloned())
             .collect();
         if endings.len() < 2 {
-            return Err(line_err(path, line, "needs at least ending0 and ending1"));
+            return Err(line_err(name, line, "needs at least ending0 and ending1"));
         }
         let label: usize = get("label")?
             .trim()
             .parse()
-            .map_err(|_| line_err(path, line, "label is not a choice index"))?;
+            .map_err(|_| line_err(name, line, "label is not a choice index"))?;
         if label >= endings.len() {
             return Err(line_err(
-                path,
+                name,
                 line,
                 format!("label {label} but only {} endings", endings.len()),
             ));
@@ -113,10 +129,7 @@ pub fn read_swag(path: impl AsRef<Path>) -> Result<Vec<MultipleChoiceExample>, D
         });
     }
     if out.is_empty() {
-        return Err(DataError::File {
-            path: path.display().to_string(),
-            message: "no examples".into(),
-        });
+        return Err(file_err(name, "no examples"));
     }
     Ok(out)
 }
