@@ -37,6 +37,6 @@ impl HiddenAct {
 /// Exact GELU, `x·½(1 + erf(x/√2))`, composed from `erf` so that autodiff differentiates it
 /// exactly: Burn 0.22's fused `gelu` backward on ndarray and wgpu is off by up to 8.7e-4
 /// (measured against the analytic derivative), which breaks gradient parity with PyTorch.
-fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.clone() * (x / std::f64::consts::SQRT_2).erf().add_scalar(1.0) * 0.5
 }

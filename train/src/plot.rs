@@ -135,3 +135,118 @@ pub fn line_chart(
     }
     root.present().map_err(|e| err(&e))
 }
+
+/// One group of bars (e.g. one workload): a label and `(series, value)` bars.
+#[derive(Debug, Clone)]
+pub struct BarGroup {
+    pub label: String,
+    pub bars: Vec<(String, f64)>,
+}
+
+/// Draws grouped bars into a PNG at `path`, one colour per series name, with a legend; the
+/// y axis is logarithmic when `log_y` (for values spanning orders of magnitude).
+pub fn bar_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    groups: &[BarGroup],
+    log_y: bool,
+) -> Result<(), TrainError> {
+    let err =
+        |e: &dyn std::fmt::Display| TrainError::Checkpoint(format!("plot {}: {e}", path.display()));
+    let text = font_available();
+    let mut names: Vec<&str> = Vec::new();
+    for b in groups.iter().flat_map(|g| &g.bars) {
+        if !names.contains(&b.0.as_str()) {
+            names.push(&b.0);
+        }
+    }
+    let values = groups.iter().flat_map(|g| g.bars.iter().map(|b| b.1));
+    let (lo, hi) = values
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    if lo > hi {
+        return Err(TrainError::Argument(format!(
+            "plot {}: nothing to draw",
+            path.display()
+        )));
+    }
+    let width = (120 * groups.len() as u32 + 200).max(700);
+    let root = BitMapBackend::new(path, (width, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = if text {
+        root.titled(title, ("sans-serif", 22))
+            .map_err(|e| err(&e))?
+    } else {
+        root
+    };
+    let n = groups.len();
+    let slots = names.len().max(1) as f64 + 1.0;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(12);
+    if text {
+        builder.x_label_area_size(70).y_label_area_size(80);
+    }
+    let y_range = if log_y {
+        (lo / 2.0).log10()..(hi * 2.0).log10()
+    } else {
+        0.0..hi * 1.1
+    };
+    let y = |v: f64| if log_y { v.max(lo / 2.0).log10() } else { v };
+    let mut chart = builder
+        .build_cartesian_2d(0.0..n as f64, y_range.clone())
+        .map_err(|e| err(&e))?;
+    if text {
+        let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 0.01 {
+                    labels.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(y_label)
+            .y_label_formatter(&|v| {
+                let v = if log_y { 10f64.powf(*v) } else { *v };
+                format!("{v:.3e}")
+            })
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    for (k, name) in names.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let rects: Vec<_> = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let v = g.bars.iter().find(|b| b.0 == *name)?.1;
+                let x0 = i as f64 + (k as f64 + 0.5) / slots;
+                Some(Rectangle::new(
+                    [(x0, y_range.start), (x0 + 1.0 / slots, y(v))],
+                    color.filled(),
+                ))
+            })
+            .collect();
+        let drawn = chart.draw_series(rects).map_err(|e| err(&e))?;
+        if text {
+            drawn.label(*name).legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+            });
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))
+}

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""The benchmark workloads of `benches` in PyTorch + HF transformers, with identical shapes.
+
+BertForSequenceClassification (2 labels, HF's default attention implementation) on the same
+deterministic token ids as the Rust side:
+  train: forward + cross-entropy + backward + clip_grad_norm_(1.0) + AdamW (two parameter
+         groups: weight decay 0.01, none for bias and LayerNorm.weight), dropout on;
+  infer: eval mode, torch.no_grad(), logits moved to the host.
+Eager, and with --compile also torch.compile (default mode). The first run is the time to
+first step; `warmup` runs are not timed; the median of `iters` runs is reported. Prints one
+JSON object (rows in the schema of the Rust `Measurement`) on stdout.
+
+    python3 benches/pytorch_bench.py --configs tiny,small --seq 128 --batch 8,32 --compile
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import transformers
+from transformers import BertConfig, BertForSequenceClassification
+
+CONFIGS = {"tiny": (2, 128, 2), "small": (4, 256, 4), "base": (12, 768, 12)}
+
+
+def bench_config(name):
+    layers, hidden, heads = CONFIGS[name]
+    return BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=512,
+        num_labels=2,
+    )
+
+
+def non_embedding_params(c):
+    h, i = c.hidden_size, c.intermediate_size
+    layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h
+    return c.num_hidden_layers * layer + h * h + h + h * c.num_labels + c.num_labels
+
+
+def flops_per_token(c, kind, seq):
+    n = non_embedding_params(c)
+    attn = c.num_hidden_layers * c.hidden_size * seq
+    return 6.0 * n + 12.0 * attn if kind == "train" else 2.0 * n + 4.0 * attn
+
+
+def ids(batch, seq, vocab):
+    """The xorshift64 sequence of the Rust side: ids in [1, vocab)."""
+    x = 0x2545F4914F6CDD1D
+    mask = (1 << 64) - 1
+    out = []
+    for _ in range(batch * seq):
+        x ^= (x << 13) & mask
+        x ^= x >> 7
+        x ^= (x << 17) & mask
+        out.append(1 + x % (vocab - 1))
+    return torch.tensor(out, dtype=torch.long).reshape(batch, seq)
+
+
+def reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, compile_):
+    torch.manual_seed(0)
+    config = bench_config(name)
+    model = BertForSequenceClassification(config).to(device)
+    input_ids = ids(batch, seq, config.vocab_size).to(device)
+    labels = torch.tensor([i % 2 for i in range(batch)], device=device)
+    autocast = dtype != "f32"
+    amp = {"f16": torch.float16, "bf16": torch.bfloat16}.get(dtype)
+    reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if kind == "train":
+        model.train()
+        no_decay = ["bias", "LayerNorm.weight"]
+        groups = [
+            {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": 0.01},
+            {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+        ]
+        optim = torch.optim.AdamW(groups, lr=1e-5, eps=1e-8)
+        fwd = torch.compile(model) if compile_ else model
+
+        def step():
+            with torch.autocast(device.type, dtype=amp, enabled=autocast):
+                loss = fwd(input_ids=input_ids, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            optim.zero_grad(set_to_none=True)
+            sync(device)
+    else:
+        model.eval()
+        fwd = torch.compile(model) if compile_ else model
+
+        def step():
+            with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=autocast):
+                logits = fwd(input_ids=input_ids).logits
+            logits.float().cpu()
+
+    times, first = [], None
+    started = time.perf_counter()
+    total = max(warmup, 1) + max(iters, 1)
+    for k in range(total):
+        t = time.perf_counter()
+        step()
+        ms = (time.perf_counter() - t) * 1e3
+        if k == 0:
+            first = ms
+        if k >= max(warmup, 1):
+            times.append(ms)
+            if time.perf_counter() - started > budget_s:
+                break
+    if not times:
+        times = [first]
+    med = statistics.median(times)
+    fpt = flops_per_token(config, kind, seq)
+    tokens_per_s = batch * seq / (med / 1e3)
+    return {
+        "kind": kind,
+        "config": name,
+        "batch": batch,
+        "seq": seq,
+        "backend": f"torch-{'compile' if compile_ else 'eager'}:{device.type}",
+        "dtype": dtype,
+        "median_ms": med,
+        "min_ms": min(times),
+        "tokens_per_s": tokens_per_s,
+        "samples_per_s": batch / (med / 1e3),
+        "first_step_ms": first,
+        "peak_rss_mib": peak_rss_mib(),
+        "device_reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if device.type == "cuda" else None,
+        "iters": len(times),
+        "flops_per_token": fpt,
+        "achieved_tflops": tokens_per_s * fpt / 1e12,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="tiny,small")
+    p.add_argument("--seq", default="128")
+    p.add_argument("--batch", default="8,32")
+    p.add_argument("--workloads", default="train,infer")
+    p.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--budget-s", type=float, default=60.0)
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    a = p.parse_args()
+    device = torch.device(a.device)
+    rows = []
+    variants = [False, True] if a.compile else [False]
+    for kind in a.workloads.split(","):
+        for name in a.configs.split(","):
+            for seq in map(int, a.seq.split(",")):
+                for batch in map(int, a.batch.split(",")):
+                    for c in variants:
+                        try:
+                            r = measure(kind, name, batch, seq, device, a.dtype, a.warmup, a.iters, a.budget_s, c)
+                        except Exception as e:  # noqa: BLE001 - report and go on (e.g. no compiler)
+                            print(f"torch {'compile' if c else 'eager'} {kind} {name} s{seq} b{batch}: failed: {e}", file=sys.stderr)
+                            continue
+                        print(f"{r['backend']:>18} {kind} {name} s{seq} b{batch}: {r['tokens_per_s']:.0f} tokens/s, "
+                              f"{r['median_ms']:.1f} ms/step (first {r['first_step_ms']:.0f} ms)", file=sys.stderr)
+                        rows.append(r)
+    json.dump({
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
+        "results": rows,
+    }, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

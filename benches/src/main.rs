@@ -1,0 +1,366 @@
+//! The benchmark program.
+//!
+//! ```text
+//! cargo run --release -p benches --features ndarray,tch,wgpu -- run \
+//!     --backend flex,ndarray,tch,wgpu --configs tiny,small --seq 128,512 --batch 8,32 \
+//!     --pytorch --label "2-core CPU" --out benches/results/cpu-2core.json
+//! cargo run --release -p benches -- compare benches/results/*.json \
+//!     --markdown benches/results/README.md --png benches/results/tokens_per_s.png
+//! ```
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use benches::compare::{Machine, Results, charts, markdown};
+use benches::workload::{Kind, Measurement, Workload, measure};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "benches",
+    about = "BERT training and inference throughput per backend, against PyTorch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Measure workloads on one or more backends (and PyTorch), write a results JSON.
+    Run(RunArgs),
+    /// Merge results JSON files into a Markdown table and bar charts.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Backends, comma-separated (flex, ndarray, cpu, wgpu, vulkan, tch, tch-cuda, cuda).
+    #[arg(long, default_value = "flex", value_delimiter = ',')]
+    backend: Vec<String>,
+    /// BERT sizes: tiny (2L/128H), small (4L/256H), base (12L/768H).
+    #[arg(long, default_value = "tiny,small", value_delimiter = ',')]
+    configs: Vec<String>,
+    #[arg(long, default_value = "128", value_delimiter = ',')]
+    seq: Vec<usize>,
+    #[arg(long, default_value = "8,32", value_delimiter = ',')]
+    batch: Vec<usize>,
+    /// train (forward + loss + backward + AdamW) and/or infer (forward).
+    #[arg(long, default_value = "train,infer", value_delimiter = ',')]
+    workloads: Vec<Kind>,
+    /// Float type: f32, f16 or bf16 (where the backend supports it).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Unmeasured runs before timing (the first gives the time to first step).
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed runs; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Stop timing a workload after this many seconds (at least one timed run).
+    #[arg(long, default_value_t = 60.0)]
+    budget_s: f64,
+    /// Also run `benches/pytorch_bench.py` (HF transformers) on the same shapes, eager and
+    /// with --pytorch-compile also `torch.compile`, and give each row its ratio to eager.
+    #[arg(long)]
+    pytorch: bool,
+    #[arg(long)]
+    pytorch_compile: bool,
+    /// Device for PyTorch: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pytorch_device: String,
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// A short name of this machine for tables (`2-core CPU`, `H100`).
+    #[arg(long, default_value = "this machine")]
+    label: String,
+    /// Where to write the results JSON.
+    #[arg(long, default_value = "benches/results/results.json")]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// Results JSON files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long, default_value = "benches/results/table.md")]
+    markdown: PathBuf,
+    /// Tokens/s chart; the ratio chart goes beside it (`…_ratio.png`).
+    #[arg(long, default_value = "benches/results/tokens_per_s.png")]
+    png: PathBuf,
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn machine(label: &str) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let gpu = Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .filter(|s| !s.is_empty());
+    Machine {
+        label: label.to_string(),
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_gib,
+        gpu,
+    }
+}
+
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".into(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+}
+
+fn set_dtype(device: &mut burn::tensor::Device, dtype: &str) -> Result<(), Error> {
+    use burn::tensor::FloatDType;
+    let d = match dtype {
+        "f32" => return Ok(()),
+        "f16" => FloatDType::F16,
+        "bf16" => FloatDType::BF16,
+        o => return Err(format!("unknown dtype `{o}`; expected f32, f16 or bf16").into()),
+    };
+    device
+        .configure(d)
+        .map_err(|e| format!("the device does not take {dtype}: {e:?}").into())
+}
+
+/// Runs the PyTorch script on the same shapes; its rows (`torch-eager:DEV`, `torch-compile:DEV`)
+/// and the library versions.
+fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Error> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pytorch_bench.py");
+    let join = |v: &[String]| v.join(",");
+    let mut cmd = Command::new(&args.python);
+    cmd.arg(&script)
+        .args(["--configs", &join(&args.configs)])
+        .args([
+            "--seq",
+            &join(&args.seq.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        ])
+        .args([
+            "--batch",
+            &join(&args.batch.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        ])
+        .args([
+            "--workloads",
+            &join(
+                &args
+                    .workloads
+                    .iter()
+                    .map(|k| match k {
+                        Kind::Train => "train".to_string(),
+                        Kind::Infer => "infer".to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        ])
+        .args(["--dtype", &args.dtype, "--device", &args.pytorch_device])
+        .args([
+            "--warmup",
+            &args.warmup.to_string(),
+            "--iters",
+            &args.iters.to_string(),
+        ])
+        .args(["--budget-s", &args.budget_s.to_string()]);
+    if args.pytorch_compile {
+        cmd.arg("--compile");
+    }
+    eprintln!("running {}", script.display());
+    let out = cmd.output().map_err(|e| format!("{}: {e}", args.python))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let rows: Vec<Measurement> = serde_json::from_value(v["results"].clone())?;
+    Ok((rows, v["versions"].clone()))
+}
+
+fn run(args: RunArgs) -> Result<(), Error> {
+    let mut results: Vec<Measurement> = Vec::new();
+    let mut workloads = Vec::new();
+    for &kind in &args.workloads {
+        for config in &args.configs {
+            for &seq in &args.seq {
+                for &batch in &args.batch {
+                    workloads.push(Workload {
+                        kind,
+                        config: config.clone(),
+                        batch,
+                        seq,
+                    });
+                }
+            }
+        }
+    }
+    for name in &args.backend {
+        let mut device = bert::backend::device_from_name(name)?;
+        if let Err(e) = set_dtype(&mut device, &args.dtype) {
+            eprintln!("{name}: skipped: {e}");
+            continue;
+        }
+        for w in &workloads {
+            match measure(
+                w,
+                &device,
+                name,
+                &args.dtype,
+                args.warmup,
+                args.iters,
+                args.budget_s,
+            ) {
+                Ok(m) => {
+                    eprintln!(
+                        "{name:>8} {:?} {} s{} b{}: {:.0} tokens/s, {:.1} ms/step (first {:.0} ms), {} iters",
+                        w.kind,
+                        w.config,
+                        w.seq,
+                        w.batch,
+                        m.tokens_per_s,
+                        m.median_ms,
+                        m.first_step_ms,
+                        m.iters
+                    );
+                    results.push(m);
+                }
+                Err(e) => eprintln!("{name:>8} {w:?}: failed: {e}"),
+            }
+        }
+    }
+    let mut versions = serde_json::Value::Null;
+    if args.pytorch {
+        let (rows, v) = pytorch(&args)?;
+        versions = v;
+        for r in &mut results {
+            r.ratio_to_pytorch = rows
+                .iter()
+                .find(|t| t.backend.starts_with("torch-eager") && t.workload == r.workload)
+                .map(|t| r.tokens_per_s / t.tokens_per_s);
+        }
+        for r in &rows {
+            eprintln!(
+                "{:>8} {:?} {} s{} b{}: {:.0} tokens/s, {:.1} ms/step",
+                r.backend,
+                r.workload.kind,
+                r.workload.config,
+                r.workload.seq,
+                r.workload.batch,
+                r.tokens_per_s,
+                r.median_ms
+            );
+        }
+        let eager: Vec<Measurement> = rows.clone();
+        results.extend(rows.into_iter().map(|mut t| {
+            t.ratio_to_pytorch = eager
+                .iter()
+                .find(|e| e.backend.starts_with("torch-eager") && e.workload == t.workload)
+                .map(|e| t.tokens_per_s / e.tokens_per_s);
+            t
+        }));
+    }
+    let file = Results {
+        machine: machine(&args.label),
+        burn_version: benches::BURN_VERSION.into(),
+        commit: commit(),
+        date: Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%dT%H:%M:%SZ")
+            .output()
+            .map_or(String::new(), |o| {
+                String::from_utf8_lossy(&o.stdout).trim().to_string()
+            }),
+        torch_version: versions["torch"].as_str().map(str::to_string),
+        transformers_version: versions["transformers"].as_str().map(str::to_string),
+        results,
+    };
+    if let Some(d) = args.out.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&file)?)?;
+    println!("{}", markdown(std::slice::from_ref(&file)));
+    eprintln!("results written to {}", args.out.display());
+    Ok(())
+}
+
+fn compare(args: CompareArgs) -> Result<(), Error> {
+    let files = args
+        .files
+        .iter()
+        .map(|p| -> Result<Results, Error> {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let table = markdown(&files);
+    std::fs::write(&args.markdown, &table)?;
+    let ratio_png = args.png.with_file_name(format!(
+        "{}_ratio.png",
+        args.png
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("chart")
+    ));
+    charts(&files, &args.png, &ratio_png)?;
+    println!("{table}");
+    eprintln!(
+        "wrote {}, {} and {}",
+        args.markdown.display(),
+        args.png.display(),
+        ratio_png.display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(a) => run(a),
+        Cmd::Compare(a) => compare(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Peak memory of one workload: the process's peak resident set (Linux `VmHWM`, reset through
+//! `/proc/self/clear_refs` before each workload) and, on backends whose allocator reports it,
+//! the device memory reserved after the workload.
+
+use burn::tensor::Device;
+
+/// Resets the kernel's peak-RSS counter of this process (Linux ≥ 4.0); false elsewhere.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Peak resident set size in MiB since the last reset (or process start).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Bytes the device allocator holds, in MiB, where the backend reports it.
+pub fn device_reserved_mib(device: &Device) -> Option<f64> {
+    device
+        .memory_pool_usage()
+        .map(|u| u.bytes_reserved as f64 / (1024.0 * 1024.0))
+}

@@ -1,0 +1,226 @@
+//! One benchmark workload (train or infer, a BERT size, batch × seq) and its measurement.
+
+use std::time::Instant;
+
+use bert::{BertConfig, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
+use bert_train::{AdamWArgs, adamw_with_no_decay, clip_grad_norm};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::memory;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Train,
+    Infer,
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "train" => Ok(Kind::Train),
+            "infer" => Ok(Kind::Infer),
+            o => Err(format!("unknown workload `{o}`; expected train or infer")),
+        }
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    pub kind: Kind,
+    /// `tiny`, `small` or `base` ([`bench_config`]).
+    pub config: String,
+    pub batch: usize,
+    pub seq: usize,
+}
+
+/// The BERT sizes: tiny (2 layers, hidden 128, 2 heads), small (4, 256, 4) and base (12, 768,
+/// 12: `bert-base-uncased`); vocabulary 30522, intermediate 4 × hidden.
+pub fn bench_config(name: &str) -> Result<BertConfig, String> {
+    let (layers, hidden, heads) = match name {
+        "tiny" => (2, 128, 2),
+        "small" => (4, 256, 4),
+        "base" => (12, 768, 12),
+        o => {
+            return Err(format!(
+                "unknown config `{o}`; expected tiny, small or base"
+            ));
+        }
+    };
+    let mut c = BertConfig::tiny(30522, hidden, layers, heads);
+    c.max_position_embeddings = 512;
+    c.set_num_labels(2);
+    Ok(c)
+}
+
+/// Parameters outside the embeddings (encoder, pooler, classifier).
+pub fn non_embedding_params(c: &BertConfig) -> usize {
+    let (h, i) = (c.hidden_size, c.intermediate_size);
+    let layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h;
+    c.num_hidden_layers * layer + h * h + h + h * c.num_labels() + c.num_labels()
+}
+
+/// FLOPs per token: `6N + 12·L·H·S` (train) or `2N + 4·L·H·S` (inference).
+pub fn flops_per_token(c: &BertConfig, kind: Kind, seq: usize) -> f64 {
+    let n = non_embedding_params(c) as f64;
+    let attn = (c.num_hidden_layers * c.hidden_size * seq) as f64;
+    match kind {
+        Kind::Train => 6.0 * n + 12.0 * attn,
+        Kind::Infer => 2.0 * n + 4.0 * attn,
+    }
+}
+
+/// One row of results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    #[serde(flatten)]
+    pub workload: Workload,
+    pub backend: String,
+    pub dtype: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub tokens_per_s: f64,
+    pub samples_per_s: f64,
+    /// The first run: compilation, autotuning and allocation included.
+    pub first_step_ms: f64,
+    pub peak_rss_mib: Option<f64>,
+    pub device_reserved_mib: Option<f64>,
+    pub iters: usize,
+    pub flops_per_token: f64,
+    pub achieved_tflops: f64,
+    /// Tokens/s over PyTorch eager's in the same run (filled in when PyTorch ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_to_pytorch: Option<f64>,
+}
+
+/// Deterministic token ids in `[1, vocab)` (no padding, full attention).
+fn ids(batch: usize, seq: usize, vocab: usize, device: &Device) -> Tensor<2, Int> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let v: Vec<i64> = (0..batch * seq)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            1 + (x % (vocab as u64 - 1)) as i64
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(v, [batch, seq]), device)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+/// Runs `w` `warmup` + `iters` times on `device` (`budget_s` caps the measured time: fewer
+/// iterations when a step is slow, never fewer than one).
+pub fn measure(
+    w: &Workload,
+    device: &Device,
+    backend: &str,
+    dtype: &str,
+    warmup: usize,
+    iters: usize,
+    budget_s: f64,
+) -> Result<Measurement, Error> {
+    let config = bench_config(&w.config)?;
+    if w.seq > config.max_position_embeddings {
+        return Err(format!("seq {} > max_position_embeddings", w.seq).into());
+    }
+    memory::reset_peak_rss();
+    let mut times = Vec::new();
+    let mut first = None;
+    let started = Instant::now();
+    let total = warmup.max(1) + iters.max(1);
+    let labels: Vec<i64> = (0..w.batch).map(|i| (i % 2) as i64).collect();
+    match w.kind {
+        Kind::Train => {
+            let ad = device.clone().autodiff();
+            ad.seed(0);
+            let mut model = BertForSequenceClassification::new(&config, &ad);
+            let mut optim = adamw_with_no_decay(&AdamWArgs {
+                weight_decay: 0.01,
+                ..AdamWArgs::default()
+            });
+            let input = BertInput::new(ids(w.batch, w.seq, config.vocab_size, &ad));
+            let labels = SequenceClassificationLabels::Classes(Tensor::from_data(
+                TensorData::new(labels, [w.batch]),
+                &ad,
+            ));
+            for k in 0..total {
+                let t = Instant::now();
+                let loss = model
+                    .forward(input.clone(), Some(labels.clone()))?
+                    .loss
+                    .expect("labels");
+                let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+                clip_grad_norm(&model, &mut grads, 1.0);
+                model = optim.step(1e-5, model, grads);
+                ad.sync().map_err(|e| format!("{e:?}"))?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                record(k, ms, warmup, &mut first, &mut times);
+                if k >= warmup.max(1) && started.elapsed().as_secs_f64() > budget_s {
+                    break;
+                }
+            }
+        }
+        Kind::Infer => {
+            let model = BertForSequenceClassification::new(&config, device);
+            let input = BertInput::new(ids(w.batch, w.seq, config.vocab_size, device));
+            for k in 0..total {
+                let t = Instant::now();
+                let logits = model.forward(input.clone(), None)?.logits;
+                let _ = logits.into_data();
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                record(k, ms, warmup, &mut first, &mut times);
+                if k >= warmup.max(1) && started.elapsed().as_secs_f64() > budget_s {
+                    break;
+                }
+            }
+        }
+    }
+    if times.is_empty() {
+        times.push(first.unwrap_or(f64::NAN));
+    }
+    let med = median(times.clone());
+    let tokens = (w.batch * w.seq) as f64;
+    let fpt = flops_per_token(&config, w.kind, w.seq);
+    let tokens_per_s = tokens / (med / 1e3);
+    Ok(Measurement {
+        workload: w.clone(),
+        backend: backend.to_string(),
+        dtype: dtype.to_string(),
+        median_ms: med,
+        min_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
+        tokens_per_s,
+        samples_per_s: w.batch as f64 / (med / 1e3),
+        first_step_ms: first.unwrap_or(f64::NAN),
+        peak_rss_mib: memory::peak_rss_mib(),
+        device_reserved_mib: memory::device_reserved_mib(device),
+        iters: times.len(),
+        flops_per_token: fpt,
+        achieved_tflops: tokens_per_s * fpt / 1e12,
+        ratio_to_pytorch: None,
+    })
+}
+
+/// Run `k`: the first is the time to first step, runs after the warmup are measured.
+fn record(k: usize, ms: f64, warmup: usize, first: &mut Option<f64>, times: &mut Vec<f64>) {
+    if k == 0 {
+        *first = Some(ms);
+    }
+    if k >= warmup.max(1) {
+        times.push(ms);
+    }
+}
