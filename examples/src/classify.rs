@@ -83,6 +83,9 @@ pub struct Args {
     /// --train-file: predict only, with the model's own head.
     #[arg(long)]
     pub predict: Vec<String>,
+    /// Set every dropout probability to 0 (deterministic training, e.g. to compare backends).
+    #[arg(long)]
+    pub no_dropout: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -90,10 +93,11 @@ pub struct Args {
     pub train: TrainArgs,
 }
 
-/// Defaults that fine-tune all-MiniLM-L6-v2 on the polarity sentences in a few minutes.
+/// Defaults that fine-tune all-MiniLM-L6-v2 on the polarity sentences in a few minutes on two
+/// CPU cores (one epoch: 100 steps of 32).
 pub const DEFAULTS: TrainDefaults = TrainDefaults {
     learning_rate: 1e-4,
-    num_train_epochs: 2.0,
+    num_train_epochs: 1.0,
     batch_size: 32,
     warmup_ratio: 0.1,
 };
@@ -581,15 +585,23 @@ pub fn main(args: Args) -> Result<(), Error> {
         names = vec!["negative".into(), "positive".into()]; // "-1", "1"
     }
 
-    let configure = |c: &mut BertConfig| match kind {
-        Kind::Regression => {
-            c.set_num_labels(1);
-            c.problem_type = Some(ProblemType::Regression);
+    let no_dropout = args.no_dropout;
+    let configure = |c: &mut BertConfig| {
+        if no_dropout {
+            c.hidden_dropout_prob = 0.0;
+            c.attention_probs_dropout_prob = 0.0;
+            c.classifier_dropout = Some(0.0);
         }
-        Kind::Single => c.set_labels(&names),
-        Kind::MultiLabel => {
-            c.set_labels(&names);
-            c.problem_type = Some(ProblemType::MultiLabelClassification);
+        match kind {
+            Kind::Regression => {
+                c.set_num_labels(1);
+                c.problem_type = Some(ProblemType::Regression);
+            }
+            Kind::Single => c.set_labels(&names),
+            Kind::MultiLabel => {
+                c.set_labels(&names);
+                c.problem_type = Some(ProblemType::MultiLabelClassification);
+            }
         }
     };
     let train_device = device.clone().autodiff();

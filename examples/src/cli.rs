@@ -72,7 +72,7 @@ pub struct TrainArgs {
     /// Keep the training data in file order.
     #[arg(long)]
     pub no_shuffle: bool,
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 10)]
     pub logging_steps: usize,
     /// Evaluate every N steps (default: once per epoch and at the end).
     #[arg(long)]
