@@ -12,7 +12,7 @@ use bert_datasets::tasks::classification::{
     read_classification, read_tokenized_classification,
 };
 use bert_datasets::tasks::conll::{align_labels, label_list, read_conll};
-use bert_datasets::tasks::squad::{prepare_features, read_squad, span_text};
+use bert_datasets::tasks::squad::{parse_squad, prepare_features, read_squad, span_text};
 
 fn fixtures() -> PathBuf {
     bert_datasets::fixtures::dir().unwrap()
@@ -247,6 +247,17 @@ fn squad_answer_outside_its_context_is_named() {
     let e = read_squad(&p).unwrap_err().to_string();
     assert!(
         e.contains("question q1") && e.contains("not at character 40"),
+        "{e}"
+    );
+    // A start near usize::MAX used to overflow the end (a panic).
+    let e = parse_squad(
+        br#"{"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "q2", "question": "?", "answers": [{"text": "a", "answer_start": 18446744073709551615}]}]}]}]}"#,
+        "huge.json",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("huge.json") && e.contains("question q2") && e.contains("not at character"),
         "{e}"
     );
 }
@@ -570,4 +581,61 @@ fn tokenized_row_errors_are_named() {
         e.contains("pq_tokenized.parquet") && e.contains("no column `target`"),
         "{e}"
     );
+}
+
+/// `tokenizers` panics when a window has room for no more context than `doc_stride`; found
+/// by fuzzing (`fuzz/`), now an error naming the question.
+#[test]
+fn squad_question_too_long_for_the_window_is_an_error() {
+    let mut examples = read_squad(fixtures().join("data/samples/squad.json")).unwrap();
+    let tok = BertTokenizer::from_pretrained(fixtures().join("models/all-MiniLM-L6-v2")).unwrap();
+    let error = |examples: &[_], max_length| match prepare_features(&tok, examples, max_length, 16)
+    {
+        Ok(f) => panic!("{} features", f.len()),
+        Err(e) => e.to_string(),
+    };
+    // 64 - 3 special tokens - 46 = 15 context tokens a window, not more than the stride.
+    examples[1].question = "why ".repeat(46);
+    let e = error(&examples, 64);
+    assert!(
+        e.contains(&format!("question {}", examples[1].id))
+            && e.contains("its 46 tokens leave 15 of max_length 64"),
+        "{e}"
+    );
+    // Room for 17 > 16 context tokens a window: fine.
+    examples[1].question = "why ".repeat(44);
+    assert!(prepare_features(&tok, &examples, 64, 16).is_ok());
+    let e = error(&examples, 19);
+    assert!(e.contains("max_length 19 leaves no context"), "{e}");
+}
+
+/// Corrupt Parquet files found by fuzzing (`fuzz/`, target `classification_parquet`): the
+/// `parquet` crate panics on them (a negative column offset, a bit-reader assertion, a missing
+/// dictionary decoder); the reader returns errors instead.
+#[test]
+fn corrupt_parquet_is_an_error_not_a_panic() {
+    let c = cols(0.into(), None, 1.into(), true);
+    let e = read_classification(reference("fuzz_negative_offset.parquet"), &c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fuzz_negative_offset.parquet") && e.contains("corrupt Parquet metadata"),
+        "{e}"
+    );
+    for name in ["fuzz_short_buffer.parquet", "fuzz_no_dictionary.parquet"] {
+        let path = reference(name);
+        let a = read_classification(&path, &c)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let b = read_tokenized_classification(&path, "label", false)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let errors: Vec<String> = [a, b].into_iter().filter_map(Result::err).collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(name) && e.contains("corrupt data")),
+            "{name}: {errors:?}"
+        );
+    }
 }

@@ -401,8 +401,26 @@ fn parquet_rows<R: ChunkReader + 'static>(
     label: &Column,
     mut f: impl FnMut(usize, &Map<String, Value>, &[String]) -> Result<(), DataError>,
 ) -> Result<Option<Vec<String>>, DataError> {
-    let reader = SerializedFileReader::new(reader)
+    let file_length = reader.len();
+    let reader = guarded(|| SerializedFileReader::new(reader))
         .map_err(|e| file_err(name, format!("not a readable Parquet file: {e}")))?;
+    // The `parquet` crate panics on column chunks with negative offsets or sizes.
+    for (g, group) in reader.metadata().row_groups().iter().enumerate() {
+        for c in group.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let size = c.compressed_size();
+            if start < 0 || size < 0 || (start as u64).saturating_add(size as u64) > file_length {
+                return Err(file_err(
+                    name,
+                    format!(
+                        "corrupt Parquet metadata: column `{}` of row group {g} lies outside \
+                         the file",
+                        c.column_path()
+                    ),
+                ));
+            }
+        }
+    }
     let meta = reader.metadata().file_metadata();
     let schema = meta.schema();
     let fields = schema.get_fields();
@@ -441,12 +459,14 @@ fn parquet_rows<R: ChunkReader + 'static>(
         .with_fields(selected.iter().map(|&i| fields[i].clone()).collect())
         .build()
         .map_err(|e| file_err(name, format!("Parquet schema: {e}")))?;
-    let rows = reader
-        .get_row_iter(Some(projection))
+    let mut rows = guarded(|| reader.get_row_iter(Some(projection)))
         .map_err(|e| file_err(name, format!("Parquet: {e}")))?;
-    for (i, row) in rows.enumerate() {
-        let line = i + 1;
-        let row = row.map_err(|e| line_err(name, line, format!("Parquet: {e}")))?;
+    for line in 1.. {
+        let Some(row) = guarded(|| rows.next().transpose())
+            .map_err(|e| line_err(name, line, format!("Parquet: {e}")))?
+        else {
+            break;
+        };
         let object: Map<String, Value> = row
             .get_column_iter()
             .map(|(k, v)| (k.clone(), field_json(v)))
@@ -454,6 +474,22 @@ fn parquet_rows<R: ChunkReader + 'static>(
         f(line, &object, &names)?;
     }
     Ok(class_names)
+}
+
+/// Calls into the `parquet` crate, a panic on corrupt data (it has some, see its `# Panics`
+/// sections) becoming an error: with unwinding (Rust's default), not with `panic = "abort"`.
+fn guarded<T>(call: impl FnOnce() -> parquet::errors::Result<T>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("corrupt data (the decoder panicked: {message})"))
+        }
+    }
 }
 
 /// A Parquet value as JSON: numbers, strings, booleans, lists; other types (dates, decimals,

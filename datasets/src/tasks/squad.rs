@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use tokenizers::{Encoding, TruncationStrategy};
+use tokenizers::{Encoding, PostProcessor, TruncationStrategy};
 
 use crate::tasks::{decode_utf8, file_err, read_bytes};
 use crate::{BertTokenizer, DataError};
@@ -70,12 +70,14 @@ pub fn parse_squad(data: &[u8], name: &str) -> Result<Vec<SquadExample>, DataErr
         let chars: Vec<char> = p.context.chars().collect();
         for qa in p.qas {
             for a in &qa.answers {
-                let end = a.answer_start + a.text.chars().count();
-                let found: String = chars
-                    .get(a.answer_start..end)
-                    .map(|s| s.iter().collect())
-                    .unwrap_or_default();
-                if found != a.text {
+                // `checked_add`: an absurd `answer_start` is an error, not an overflow.
+                let found: Option<String> = a
+                    .answer_start
+                    .checked_add(a.text.chars().count())
+                    .and_then(|end| chars.get(a.answer_start..end))
+                    .map(|s| s.iter().collect());
+                if found.as_deref() != Some(a.text.as_str()) {
+                    let found = found.unwrap_or_default();
                     return Err(file_err(
                         name,
                         format!(
@@ -122,13 +124,46 @@ pub fn prepare_features(
     max_length: usize,
     doc_stride: usize,
 ) -> Result<Vec<SquadFeature>, DataError> {
+    let specials = tokenizer
+        .inner
+        .get_post_processor()
+        .map_or(0, |p| p.added_tokens(true));
+    if max_length <= specials + doc_stride {
+        return Err(DataError::Option(format!(
+            "max_length {max_length} leaves no context beyond doc_stride {doc_stride} \
+             ({specials} special tokens)"
+        )));
+    }
     let tok = tokenizer.clone().with_truncation(
         max_length,
         TruncationStrategy::OnlySecond,
         doc_stride,
     )?;
+    let mut plain = tokenizer.inner.clone();
+    plain.with_padding(None);
+    plain
+        .with_truncation(None)
+        .map_err(|e| DataError::Tokenizer(e.to_string()))?;
+    let length = |text: &str| {
+        plain
+            .encode(text, false)
+            .map(|e| e.len())
+            .map_err(|e| DataError::Tokenizer(e.to_string()))
+    };
     let mut features = Vec::new();
     for (example_index, ex) in examples.iter().enumerate() {
+        // `tokenizers` panics when the context must be cut into windows of at most
+        // `doc_stride` tokens: a long question leaves too little room.
+        let question = length(&ex.question)?;
+        let room = max_length.saturating_sub(specials + question);
+        if room <= doc_stride && specials + question + length(&ex.context)? > max_length {
+            return Err(DataError::Option(format!(
+                "question {}: its {question} tokens leave {room} of max_length {max_length} \
+                 for the context, not more than doc_stride {doc_stride}; raise max_length or \
+                 lower doc_stride",
+                ex.id
+            )));
+        }
         let first = tok.encode_pair(&ex.question, &ex.context)?;
         let mut windows = vec![first.clone()];
         windows.extend(first.get_overflowing().iter().cloned());
