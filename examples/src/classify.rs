@@ -64,7 +64,7 @@ pub struct Args {
     /// Labels are numbers to regress on (MSE loss; Pearson/Spearman).
     #[arg(long, conflicts_with = "multi_label")]
     pub regression: bool,
-    /// Each label field lists several classes, comma-separated or a JSON array (BCE loss).
+    /// Each label field lists several classes, comma-separated (BCE loss).
     #[arg(long)]
     pub multi_label: bool,
     /// Names for the class ids in sorted label order, comma-separated (e.g. `negative,positive`).
@@ -175,8 +175,13 @@ fn label_set(field: &str) -> Vec<String> {
         .collect()
 }
 
-/// The examples' targets and the class names.
-fn targets(data: &ClassificationData, kind: Kind) -> (Vec<Vec<f32>>, Vec<String>) {
+/// The examples' targets and the class names; multi-hot rows follow `names` when given (the
+/// training data's), else the names found in `data`.
+fn targets(
+    data: &ClassificationData,
+    kind: Kind,
+    names: Option<&[String]>,
+) -> (Vec<Vec<f32>>, Vec<String>) {
     match kind {
         Kind::Regression => (
             data.examples
@@ -207,9 +212,10 @@ fn targets(data: &ClassificationData, kind: Kind) -> (Vec<Vec<f32>>, Vec<String>
                     Label::Value(v) => vec![v.to_string()],
                 })
                 .collect();
-            let mut names: Vec<String> = sets.iter().flatten().cloned().collect();
-            names.sort();
-            names.dedup();
+            let mut found: Vec<String> = sets.iter().flatten().cloned().collect();
+            found.sort();
+            found.dedup();
+            let names = names.map_or(found, <[String]>::to_vec);
             let rows = sets
                 .iter()
                 .map(|s| {
@@ -558,8 +564,9 @@ pub fn main(args: Args) -> Result<(), Error> {
     if let Some(n) = args.max_eval_samples {
         eval_data.examples.truncate(n);
     }
-    let (train_targets, mut names) = targets(&train_data, kind);
-    let (eval_targets, eval_names) = targets(&eval_data, kind);
+    let (train_targets, mut names) = targets(&train_data, kind, None);
+    let (_, eval_names) = targets(&eval_data, kind, None);
+    let (eval_targets, _) = targets(&eval_data, kind, Some(names.as_slice()));
     if kind == Kind::MultiLabel && eval_names.iter().any(|n| !names.contains(n)) {
         return Err(format!(
             "the evaluation data has labels not in the training data: {:?}",

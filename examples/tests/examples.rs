@@ -168,6 +168,43 @@ fn classify_reads_pairs_regression_and_rejects_unknown_eval_labels() {
         1
     );
 
+    // Multi-label: comma-separated class names → multi-hot targets, BCE, sorted names.
+    let ml = out.join("multi.jsonl");
+    let rows: String = (0..12)
+        .map(|i| {
+            let labels = match i % 3 {
+                0 => "sports",
+                1 => "sports,politics",
+                _ => "arts",
+            };
+            format!("{{\"text\": \"headline {i}\", \"label\": \"{labels}\"}}\n")
+        })
+        .collect();
+    std::fs::write(&ml, rows).unwrap();
+    let o = out.join("multi");
+    let mut a = args(
+        "classify",
+        &[
+            "--model",
+            m,
+            "--train-file",
+            ml.to_str().unwrap(),
+            "--multi-label",
+            "--output-dir",
+            o.to_str().unwrap(),
+        ],
+    );
+    a.extend(STEPS);
+    classify::main(classify::Args::parse_from(a)).unwrap();
+    check_run(&o, "BertForSequenceClassification");
+    let config = BertConfig::from_file(o.join("final_model")).unwrap();
+    assert_eq!(config.num_labels(), 3);
+    assert_eq!(config.id2label.unwrap()[&0], "arts");
+    assert_eq!(
+        config.problem_type,
+        Some(bert::ProblemType::MultiLabelClassification)
+    );
+
     // An evaluation label never seen in training is an error naming the file.
     let (tr, ev) = (out.join("t.csv"), out.join("e.csv"));
     std::fs::write(&tr, "text,label\ngood,pos\nbad,neg\n").unwrap();
