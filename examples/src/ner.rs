@@ -113,12 +113,15 @@ struct Task {
     tokenizer: BertTokenizer,
 }
 
+/// Predicted and gold tags of one sentence.
+type TagRow = (Vec<String>, Vec<String>);
+
 /// Tags at the labelled positions of each row: (predicted, gold).
 fn tags_at_labels(
     logits: Tensor<3>,
     gold: Tensor<2, burn::tensor::Int>,
     labels: &[String],
-) -> Result<Vec<(Vec<String>, Vec<String>)>, Error> {
+) -> Result<Vec<TagRow>, Error> {
     let [b, s, _] = logits.dims();
     let pred: Vec<i64> = logits
         .argmax(2)

@@ -304,14 +304,17 @@ fn item(f: &SquadFeature) -> QuestionAnsweringItem {
     }
 }
 
-/// Start and end logits of each feature, trimmed to its tokens.
+/// Start and end logits of one feature.
+type SpanLogits = (Vec<f32>, Vec<f32>);
+
+/// Start and end logits of each feature, trimmed to its tokens, and the mean loss.
 fn feature_logits(
     model: &BertForQuestionAnswering,
     features: &[SquadFeature],
     batch_size: usize,
     pad_id: u32,
     device: &Device,
-) -> Result<(Vec<(Vec<f32>, Vec<f32>)>, f64), Error> {
+) -> Result<(Vec<SpanLogits>, f64), Error> {
     let batcher = QuestionAnsweringBatcher { pad_id };
     let mut out = Vec::new();
     let (mut loss, mut n) = (0.0, 0usize);
