@@ -13,7 +13,7 @@ use bert::{
     SequenceClassificationLabels,
 };
 use bert_datasets::BertTokenizer;
-use bert_datasets::collate::{TextBatch, TokenizedText, pad_texts};
+use bert_datasets::collate::{TokenizedText, pad_texts};
 use bert_datasets::metrics;
 use bert_datasets::tasks::classification::{
     ClassificationColumns, ClassificationData, Label, read_classification,
@@ -25,7 +25,7 @@ use clap::Parser;
 use serde_json::json;
 
 use crate::{
-    BackendArgs, Error, TrainArgs, TrainDefaults, column, default_model_dir, load_model,
+    BackendArgs, Error, TrainArgs, TrainDefaults, column, load_model,
     save_pretrained_with_tokenizer, softmax, split_indices, to_vec,
 };
 
@@ -126,14 +126,7 @@ type Batch = (BertInput, SequenceClassificationLabels);
 
 fn collate(items: &[Item], kind: Kind, pad_id: u32, device: &Device) -> Batch {
     let texts: Vec<&TokenizedText> = items.iter().map(|i| &i.text).collect();
-    let TextBatch {
-        input_ids,
-        attention_mask,
-        token_type_ids,
-    } = pad_texts(&texts, pad_id, device);
-    let input = BertInput::new(input_ids)
-        .with_attention_mask(attention_mask)
-        .with_token_type_ids(token_type_ids);
+    let input = crate::text_input(pad_texts(&texts, pad_id, device));
     let n = items.len();
     let labels = match kind {
         Kind::Single => SequenceClassificationLabels::Classes(Tensor::from_data(
@@ -403,14 +396,7 @@ fn predict(
         };
         let t = TokenizedText::from(&encoding);
         let b = pad_texts(&[&t], 0, device);
-        let logits = model
-            .forward(
-                BertInput::new(b.input_ids)
-                    .with_attention_mask(b.attention_mask)
-                    .with_token_type_ids(b.token_type_ids),
-                None,
-            )?
-            .logits;
+        let logits = model.forward(crate::text_input(b), None)?.logits;
         let row = to_vec(logits)?;
         let scores: Vec<f32> = match kind {
             Kind::Single => softmax(&row),
@@ -501,10 +487,7 @@ fn align_eval_labels(
 
 pub fn main(args: Args) -> Result<(), Error> {
     let device = args.backend.device()?;
-    let model_dir = match &args.model {
-        Some(d) => d.clone(),
-        None => default_model_dir()?,
-    };
+    let model_dir = crate::model_or_default(&args.model)?;
     let tokenizer = BertTokenizer::from_pretrained(&model_dir)?.with_truncation(
         args.max_length,
         tokenizers::TruncationStrategy::LongestFirst,
@@ -657,20 +640,16 @@ pub fn main(args: Args) -> Result<(), Error> {
         tokenizer: tokenizer.clone(),
     };
     let out = train(&training, model, &batches, &task, &train_device)?;
-    let eval_metrics: BTreeMap<String, f64> = out
-        .state
-        .log_history
-        .iter()
-        .rev()
-        .find(|e| e.get("eval_loss").is_some())
-        .and_then(|e| e.as_object())
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| k.starts_with("eval_"))
-                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let eval_metrics: BTreeMap<String, f64> =
+        crate::last_logged(&out.state.log_history, "eval_loss")
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| k.starts_with("eval_"))
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
     let texts: Vec<String> = if !args.predict.is_empty() {
         args.predict.clone()
     } else if default_data {
@@ -691,8 +670,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             })
         );
     } else {
-        let first = out.step_losses.first().map_or(f64::NAN, |s| s.1);
-        let last = out.step_losses.last().map_or(f64::NAN, |s| s.1);
+        let (first, last) = crate::loss_range(&out.step_losses);
         println!(
             "trained {} steps: loss {first:.4} → {last:.4}",
             out.state.global_step

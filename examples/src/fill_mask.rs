@@ -70,9 +70,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             return Err(format!("no [MASK] token in {text:?}").into());
         }
         let b = pad_texts(&[&t], special.pad, &device);
-        let input = BertInput::new(b.input_ids)
-            .with_attention_mask(b.attention_mask)
-            .with_token_type_ids(b.token_type_ids);
+        let input = crate::text_input(b);
         let logits = mlm_logits(&args, input, &device)?;
         let [_, s, v] = logits.dims();
         let all = to_vec(logits.reshape([s, v]))?;

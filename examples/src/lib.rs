@@ -164,3 +164,34 @@ pub fn model_dir_or_hint(dir: &Path, example: &str) -> Result<(), Error> {
     )
     .into())
 }
+
+/// Padded texts as the model's input (ids, attention mask, token types).
+pub fn text_input(t: bert_datasets::collate::TextBatch) -> bert::BertInput {
+    bert::BertInput::new(t.input_ids)
+        .with_attention_mask(t.attention_mask)
+        .with_token_type_ids(t.token_type_ids)
+}
+
+/// `--model`, or the fixtures' all-MiniLM-L6-v2.
+pub fn model_or_default(model: &Option<PathBuf>) -> Result<PathBuf, Error> {
+    match model {
+        Some(d) => Ok(d.clone()),
+        None => default_model_dir(),
+    }
+}
+
+/// The newest log entry that holds `key` (the last evaluation), or `{}`.
+pub fn last_logged(history: &[serde_json::Value], key: &str) -> serde_json::Value {
+    history
+        .iter()
+        .rev()
+        .find(|e| e.get(key).is_some())
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}))
+}
+
+/// The first and last optimizer-step losses of a run (NaN when none).
+pub fn loss_range(step_losses: &[(usize, f64)]) -> (f64, f64) {
+    let at = |s: Option<&(usize, f64)>| s.map_or(f64::NAN, |s| s.1);
+    (at(step_losses.first()), at(step_losses.last()))
+}

@@ -20,8 +20,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::{
-    BackendArgs, Error, TrainArgs, TrainDefaults, default_model_dir, load_model,
-    save_pretrained_with_tokenizer,
+    BackendArgs, Error, TrainArgs, TrainDefaults, load_model, save_pretrained_with_tokenizer,
 };
 
 #[derive(Debug, Clone, Parser)]
@@ -279,10 +278,7 @@ impl TrainTask<BertForMultipleChoice, Batch> for Task {
 
 pub fn main(args: Args) -> Result<(), Error> {
     let device = args.backend.device()?;
-    let model_dir = match &args.model {
-        Some(d) => d.clone(),
-        None => default_model_dir()?,
-    };
+    let model_dir = crate::model_or_default(&args.model)?;
     let tokenizer = BertTokenizer::from_pretrained(&model_dir)?.with_truncation(
         args.max_length,
         tokenizers::TruncationStrategy::LongestFirst,
@@ -376,8 +372,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             })
         );
     } else {
-        let first = out.step_losses.first().map_or(f64::NAN, |s| s.1);
-        let last = out.step_losses.last().map_or(f64::NAN, |s| s.1);
+        let (first, last) = crate::loss_range(&out.step_losses);
         println!(
             "trained {} steps: loss {first:.4} → {last:.4}",
             out.state.global_step

@@ -22,8 +22,8 @@ use clap::Parser;
 use serde_json::json;
 
 use crate::{
-    BackendArgs, Error, TrainArgs, TrainDefaults, default_model_dir, load_model,
-    save_pretrained_with_tokenizer, split_indices,
+    BackendArgs, Error, TrainArgs, TrainDefaults, load_model, save_pretrained_with_tokenizer,
+    split_indices,
 };
 
 #[derive(Debug, Clone, Parser)]
@@ -76,9 +76,7 @@ pub const EXAMPLE_TEXT: &str = "Hugging Face Inc. is a company based in New York
 type Batch = TokenClassificationBatch;
 
 fn to_input(b: &Batch) -> BertInput {
-    BertInput::new(b.inputs.input_ids.clone())
-        .with_attention_mask(b.inputs.attention_mask.clone())
-        .with_token_type_ids(b.inputs.token_type_ids.clone())
+    crate::text_input(b.inputs.clone())
 }
 
 fn items(
@@ -230,15 +228,7 @@ pub fn tag_text(
     let encoding = tokenizer.encode(text)?;
     let t = TokenizedText::from(&encoding);
     let b = pad_texts(&[&t], 0, device);
-    let logits = model
-        .valid()
-        .forward(
-            BertInput::new(b.input_ids)
-                .with_attention_mask(b.attention_mask)
-                .with_token_type_ids(b.token_type_ids),
-            None,
-        )?
-        .logits;
+    let logits = model.valid().forward(crate::text_input(b), None)?.logits;
     let [_, s, _] = logits.dims();
     let pred: Vec<i64> = logits
         .argmax(2)
@@ -309,10 +299,7 @@ fn print_tagged(v: &serde_json::Value) {
 
 pub fn main(args: Args) -> Result<(), Error> {
     let device = args.backend.device()?;
-    let model_dir = match &args.model {
-        Some(d) => d.clone(),
-        None => default_model_dir()?,
-    };
+    let model_dir = crate::model_or_default(&args.model)?;
     let tokenizer = BertTokenizer::from_pretrained(&model_dir)?.with_truncation(
         args.max_length,
         tokenizers::TruncationStrategy::LongestFirst,
@@ -479,8 +466,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             })
         );
     } else {
-        let first = out.step_losses.first().map_or(f64::NAN, |s| s.1);
-        let last = out.step_losses.last().map_or(f64::NAN, |s| s.1);
+        let (first, last) = crate::loss_range(&out.step_losses);
         println!(
             "trained {} steps: loss {first:.4} → {last:.4}",
             out.state.global_step

@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use bert::{
-    BertConfig, BertForNextSentencePrediction, BertForPreTraining, BertInput, BertPretrained,
-};
+use bert::{BertConfig, BertForNextSentencePrediction, BertForPreTraining, BertPretrained};
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{TokenizedText, pad_texts};
 use clap::Parser;
@@ -41,9 +39,7 @@ pub fn main(args: Args) -> Result<(), Error> {
     let encoding = tokenizer.encode_pair(&args.sentence_a, &args.sentence_b)?;
     let t = TokenizedText::from(&encoding);
     let b = pad_texts(&[&t], tokenizer.special_ids()?.pad, &device);
-    let input = BertInput::new(b.input_ids)
-        .with_attention_mask(b.attention_mask)
-        .with_token_type_ids(b.token_type_ids);
+    let input = crate::text_input(b);
     let config = BertConfig::from_file(&args.model)?;
     let class = config
         .architectures

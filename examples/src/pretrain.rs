@@ -151,9 +151,7 @@ impl Collator {
             .collect();
         let nsp: Vec<i64> = pairs.iter().map(|p| p.next_sentence_label as i64).collect();
         Batch {
-            input: BertInput::new(t.input_ids)
-                .with_attention_mask(t.attention_mask)
-                .with_token_type_ids(t.token_type_ids),
+            input: crate::text_input(t),
             labels: Tensor::from_data(TensorData::new(labels, [b, s]), device),
             next_sentence_label: Tensor::from_data(TensorData::new(nsp, [b]), device),
         }
@@ -420,14 +418,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         tokenizer: tokenizer.clone(),
     };
     let out = train(&training, model, &batches, &task, &train_device)?;
-    let eval = out
-        .state
-        .log_history
-        .iter()
-        .rev()
-        .find(|e| e.get("eval_mlm_loss").is_some())
-        .cloned()
-        .unwrap_or(json!({}));
+    let eval = crate::last_logged(&out.state.log_history, "eval_mlm_loss");
     let final_dir = training.output_dir.join("final_model");
     let ln_vocab = (vocab_size as f64).ln();
     if args.json {
@@ -443,8 +434,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             })
         );
     } else {
-        let first = out.step_losses.first().map_or(f64::NAN, |s| s.1);
-        let last = out.step_losses.last().map_or(f64::NAN, |s| s.1);
+        let (first, last) = crate::loss_range(&out.step_losses);
         println!(
             "trained {} steps: loss (MLM + NSP) {first:.4} → {last:.4}",
             out.state.global_step
@@ -526,9 +516,7 @@ fn causal_collate(blocks: &[Vec<u32>], pad: u32, device: &Device) -> CausalBatch
         })
         .collect();
     CausalBatch {
-        input: BertInput::new(t.input_ids)
-            .with_attention_mask(t.attention_mask)
-            .with_token_type_ids(t.token_type_ids),
+        input: crate::text_input(t),
         labels: Tensor::from_data(TensorData::new(labels, [b, s]), device),
     }
 }
@@ -639,14 +627,7 @@ fn causal_lm(
         tokenizer: tokenizer.clone(),
     };
     let out = train(&training, model, &batches, &task, &train_device)?;
-    let eval = out
-        .state
-        .log_history
-        .iter()
-        .rev()
-        .find(|e| e.get("eval_perplexity").is_some())
-        .cloned()
-        .unwrap_or(json!({}));
+    let eval = crate::last_logged(&out.state.log_history, "eval_perplexity");
     let final_dir = training.output_dir.join("final_model");
     if args.json {
         println!(
@@ -658,8 +639,7 @@ fn causal_lm(
             })
         );
     } else {
-        let first = out.step_losses.first().map_or(f64::NAN, |s| s.1);
-        let last = out.step_losses.last().map_or(f64::NAN, |s| s.1);
+        let (first, last) = crate::loss_range(&out.step_losses);
         println!(
             "trained {} steps: next-token loss {first:.4} → {last:.4}",
             out.state.global_step

@@ -29,8 +29,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::{
-    BackendArgs, Error, TrainArgs, TrainDefaults, default_model_dir, load_model,
-    save_pretrained_with_tokenizer,
+    BackendArgs, Error, TrainArgs, TrainDefaults, load_model, save_pretrained_with_tokenizer,
 };
 
 #[derive(Debug, Clone, Parser)]
@@ -291,9 +290,7 @@ pub fn generate_squad(n: usize, seed: u64) -> serde_json::Value {
 }
 
 fn to_input(b: &QuestionAnsweringBatch) -> BertInput {
-    BertInput::new(b.inputs.input_ids.clone())
-        .with_attention_mask(b.inputs.attention_mask.clone())
-        .with_token_type_ids(b.inputs.token_type_ids.clone())
+    crate::text_input(b.inputs.clone())
 }
 
 fn item(f: &SquadFeature) -> QuestionAnsweringItem {
@@ -469,13 +466,7 @@ fn answer_questions(
     for f in &features {
         let t = item(f).text;
         let b = pad_texts(&[&t], pad_id, device);
-        let o = valid.forward(
-            BertInput::new(b.input_ids)
-                .with_attention_mask(b.attention_mask)
-                .with_token_type_ids(b.token_type_ids),
-            None,
-            None,
-        )?;
+        let o = valid.forward(crate::text_input(b), None, None)?;
         logits.push((crate::to_vec(o.start_logits)?, crate::to_vec(o.end_logits)?));
     }
     let post = Postprocess {
@@ -500,10 +491,7 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), Error> {
 
 pub fn main(args: Args) -> Result<(), Error> {
     let device = args.backend.device()?;
-    let model_dir = match &args.model {
-        Some(d) => d.clone(),
-        None => default_model_dir()?,
-    };
+    let model_dir = crate::model_or_default(&args.model)?;
     let tokenizer = BertTokenizer::from_pretrained(&model_dir)?;
     let pad_id = tokenizer.special_ids()?.pad;
     let questions: Vec<String> = if args.question.is_empty() {
@@ -623,14 +611,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         tokenizer: tokenizer.clone(),
     };
     let out = train(&training, model, &batches, &task, &train_device)?;
-    let eval = out
-        .state
-        .log_history
-        .iter()
-        .rev()
-        .find(|e| e.get("eval_f1").is_some())
-        .cloned()
-        .unwrap_or(json!({}));
+    let eval = crate::last_logged(&out.state.log_history, "eval_f1");
     // A few held-out questions with their predicted answers.
     let (logits, _) = feature_logits(
         &out.model.valid(),
@@ -661,8 +642,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             })
         );
     } else {
-        let first = out.step_losses.first().map_or(f64::NAN, |s| s.1);
-        let last = out.step_losses.last().map_or(f64::NAN, |s| s.1);
+        let (first, last) = crate::loss_range(&out.step_losses);
         println!(
             "trained {} steps: loss {first:.4} → {last:.4}",
             out.state.global_step
