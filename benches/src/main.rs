@@ -147,19 +147,6 @@ fn commit() -> String {
         })
 }
 
-fn set_dtype(device: &mut burn::tensor::Device, dtype: &str) -> Result<(), Error> {
-    use burn::tensor::FloatDType;
-    let d = match dtype {
-        "f32" => return Ok(()),
-        "f16" => FloatDType::F16,
-        "bf16" => FloatDType::BF16,
-        o => return Err(format!("unknown dtype `{o}`; expected f32, f16 or bf16").into()),
-    };
-    device
-        .configure(d)
-        .map_err(|e| format!("the device does not take {dtype}: {e:?}").into())
-}
-
 /// Runs the PyTorch script on the same shapes; its rows (`torch-eager:DEV`, `torch-compile:DEV`)
 /// and the library versions.
 fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Error> {
@@ -233,11 +220,15 @@ fn run(args: RunArgs) -> Result<(), Error> {
         }
     }
     for name in &args.backend {
-        let mut device = bert::backend::device_from_name(name)?;
-        if let Err(e) = set_dtype(&mut device, &args.dtype) {
-            eprintln!("{name}: skipped: {e}");
-            continue;
-        }
+        let backend: bert::backend::Backend = name.parse()?;
+        let precision: bert::backend::Precision = args.dtype.parse()?;
+        let device = match backend.device_with(precision) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{name}: skipped: {e}");
+                continue;
+            }
+        };
         for w in &workloads {
             match measure(
                 w,

@@ -128,6 +128,61 @@ impl Backend {
     }
 }
 
+/// The float precision of a device's tensors, parsed from `--dtype` (`f32`, `f16`, `bf16`).
+/// Anything but `f32` makes every float tensor (weights, activations, gradients, optimizer
+/// state) that precision: Burn's `Device::configure`, not PyTorch-style autocast with f32
+/// master weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    BF16,
+}
+
+impl FromStr for Precision {
+    type Err = BertError;
+
+    fn from_str(s: &str) -> Result<Self, BertError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "float32" | "fp32" => Ok(Self::F32),
+            "f16" | "float16" | "fp16" | "half" => Ok(Self::F16),
+            "bf16" | "bfloat16" => Ok(Self::BF16),
+            o => Err(BertError::Backend(format!(
+                "unknown dtype `{o}`; expected f32, f16 or bf16"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::BF16 => "bf16",
+        })
+    }
+}
+
+impl Backend {
+    /// The device with its float tensors in `precision`, or an error naming a backend that
+    /// does not take it. Call before any tensor is made on the device: Burn fixes a device's
+    /// dtypes at its first tensor.
+    pub fn device_with(self, precision: Precision) -> Result<Device, BertError> {
+        let mut device = self.device()?;
+        let dtype = match precision {
+            Precision::F32 => return Ok(device),
+            Precision::F16 => burn::tensor::FloatDType::F16,
+            Precision::BF16 => burn::tensor::FloatDType::BF16,
+        };
+        device.configure(dtype).map_err(|e| {
+            BertError::Backend(format!("backend `{self}` cannot run in {precision}: {e:?}"))
+        })?;
+        Ok(device)
+    }
+}
+
 /// wgpu: index 0 is the default adapter; `wgpu:N` the N-th discrete GPU.
 #[cfg(feature = "wgpu")]
 fn gpu_kind(index: usize) -> burn::tensor::DeviceKind {
@@ -232,6 +287,15 @@ mod tests {
         assert_eq!("tch-cuda".parse::<Backend>().unwrap(), Backend::TchCuda(0));
         assert_eq!("FLEX".parse::<Backend>().unwrap(), Backend::Flex);
         assert_eq!(Backend::Cuda(2).to_string(), "cuda:2");
+    }
+
+    #[test]
+    fn precisions_parse() {
+        assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::BF16);
+        assert_eq!("FP16".parse::<Precision>().unwrap(), Precision::F16);
+        assert_eq!(Precision::default().to_string(), "f32");
+        let e = "f8".parse::<Precision>().unwrap_err().to_string();
+        assert!(e.contains("unknown dtype `f8`"), "{e}");
     }
 
     #[test]

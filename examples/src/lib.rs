@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bert::backend::Backend;
+use bert::backend::{Backend, Precision};
 use bert::{BertConfig, BertPretrained, Checkpoint};
 use bert_datasets::BertTokenizer;
 use burn::tensor::Device;
@@ -36,16 +36,24 @@ pub struct BackendArgs {
     /// Backend to run on: flex, ndarray, cpu, wgpu, vulkan, tch, tch-cuda, cuda (`cuda:1` for a device index).
     #[arg(long, default_value = "flex", value_parser = parse_backend)]
     pub backend: Backend,
+    /// Float precision of every tensor on the device: f32, f16 or bf16 (where the backend takes it).
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub dtype: Precision,
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
     s.parse::<Backend>().map_err(|e| e.to_string())
 }
 
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse::<Precision>().map_err(|e| e.to_string())
+}
+
 impl BackendArgs {
-    /// The device, or an error naming the Cargo feature to enable.
+    /// The device in the chosen precision, or an error naming the Cargo feature to enable or
+    /// the precision the backend does not take.
     pub fn device(&self) -> Result<Device, bert::BertError> {
-        self.backend.device()
+        self.backend.device_with(self.dtype)
     }
 }
 
