@@ -18,7 +18,7 @@ use bert_datasets::metrics;
 use bert_datasets::tasks::classification::{
     ClassificationColumns, ClassificationData, Label, read_classification,
 };
-use bert_train::{ItemBatches, Metrics, TrainError, TrainTask, train};
+use bert_train::{Metrics, TrainError, TrainTask, train};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::Parser;
@@ -613,11 +613,10 @@ pub fn main(args: Args) -> Result<(), Error> {
         .collect::<Vec<_>>();
     let n_train = train_items.len();
     let collate_device = train_device.clone();
-    let batches = ItemBatches::new(
+    let batches = args.train.item_batches(
+        &DEFAULTS,
         train_items,
-        batch_size,
-        args.train.shuffle(),
-        args.train.seed,
+        |i: &Item| i.text.input_ids.len(),
         move |items: Vec<Item>, _| collate(&items, kind, pad_id, &collate_device),
     );
     let steps_per_epoch = bert_train::BatchSource::len(&batches);

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bert_train::{AdamWArgs, Resume, SchedulerType, TrainingArguments};
+use bert_train::{AdamWArgs, ItemBatches, Resume, SchedulerType, TrainingArguments};
 
 /// Per-example defaults for the arguments whose good value depends on the task.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +72,9 @@ pub struct TrainArgs {
     /// Keep the training data in file order.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// Batch examples of similar length together (HF `group_by_length`): much less padding.
+    #[arg(long)]
+    pub group_by_length: bool,
     #[arg(long, default_value_t = 10)]
     pub logging_steps: usize,
     /// Evaluate every N steps (default: once per epoch and at the end).
@@ -101,6 +104,29 @@ impl TrainArgs {
 
     pub fn shuffle(&self) -> bool {
         !self.no_shuffle
+    }
+
+    /// The training batches: `items` shuffled each epoch by the seed (unless `--no-shuffle`),
+    /// grouped by `length` under `--group-by-length`, collated by `collate`.
+    pub fn item_batches<I: 'static, B: 'static>(
+        &self,
+        d: &TrainDefaults,
+        items: Vec<I>,
+        length: impl Fn(&I) -> usize,
+        collate: impl Fn(Vec<I>, u64) -> B + 'static,
+    ) -> ItemBatches<I, B> {
+        let batches = ItemBatches::new(
+            items,
+            self.batch_size(d),
+            self.shuffle(),
+            self.seed,
+            collate,
+        );
+        if self.group_by_length {
+            batches.group_by_length(length)
+        } else {
+            batches
+        }
     }
 
     /// The trainer's arguments; `steps_per_epoch` sets the default evaluation interval.

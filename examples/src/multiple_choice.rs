@@ -10,7 +10,7 @@ use bert::BertForMultipleChoice;
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{TokenizedText, pad_texts};
 use bert_datasets::tasks::swag::{MultipleChoiceExample, read_swag};
-use bert_train::{ItemBatches, Metrics, TrainError, TrainTask, train};
+use bert_train::{Metrics, TrainError, TrainTask, train};
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
@@ -328,11 +328,16 @@ pub fn main(args: Args) -> Result<(), Error> {
     train_device.seed(args.train.seed);
     let model: BertForMultipleChoice = load_model(&model_dir, |_| {}, &train_device, args.json)?;
     let collate_device = train_device.clone();
-    let batches = ItemBatches::new(
+    let batches = args.train.item_batches(
+        &DEFAULTS,
         train_items,
-        batch_size,
-        args.train.shuffle(),
-        args.train.seed,
+        |i: &Item| {
+            i.choices
+                .iter()
+                .map(|c| c.input_ids.len())
+                .max()
+                .unwrap_or(0)
+        },
         move |items: Vec<Item>, _| collate(&items, pad_id, &collate_device),
     );
     let training = args.train.training_arguments(

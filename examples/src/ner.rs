@@ -14,7 +14,7 @@ use bert_datasets::collate::{
 };
 use bert_datasets::metrics::{EntityScores, entity_scores};
 use bert_datasets::tasks::conll::{TaggedSentence, align_labels, label_list, read_conll};
-use bert_train::{ItemBatches, Metrics, TrainError, TrainTask, train};
+use bert_train::{Metrics, TrainError, TrainTask, train};
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -390,11 +390,10 @@ pub fn main(args: Args) -> Result<(), Error> {
         .collect();
     let n_train = train_items.len();
     let collate_device = train_device.clone();
-    let batches = ItemBatches::new(
+    let batches = args.train.item_batches(
+        &DEFAULTS,
         train_items,
-        batch_size,
-        args.train.shuffle(),
-        args.train.seed,
+        |i: &TokenClassificationItem| i.text.input_ids.len(),
         move |items, _| batcher.batch(items, &collate_device),
     );
     let training = args.train.training_arguments(

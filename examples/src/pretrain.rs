@@ -15,7 +15,7 @@ use bert_datasets::pretraining::{
     MlmMasker, NspOptions, PretrainingPair, create_pairs, read_documents, split_paragraphs,
 };
 use bert_datasets::{BertTokenizer, WordPieceOptions};
-use bert_train::{ItemBatches, Metrics, TrainError, TrainTask, train};
+use bert_train::{Metrics, TrainError, TrainTask, train};
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
@@ -386,11 +386,10 @@ pub fn main(args: Args) -> Result<(), Error> {
     let (n_train, n_eval) = (train_pairs.len(), eval_pairs.len());
     let collate_device = train_device.clone();
     let c2 = collator.clone();
-    let batches = ItemBatches::new(
+    let batches = args.train.item_batches(
+        &DEFAULTS,
         train_pairs,
-        batch_size,
-        args.train.shuffle(),
-        args.train.seed,
+        |p: &PretrainingPair| p.tokens_a.len() + p.tokens_b.len(),
         move |items, key| c2.collate(&items, key, &collate_device),
     );
     let training = args.train.training_arguments(
@@ -602,11 +601,10 @@ fn causal_lm(
     let n_train = train_blocks.len();
     let collate_device = train_device.clone();
     let pad = special.pad;
-    let batches = ItemBatches::new(
+    let batches = args.train.item_batches(
+        &DEFAULTS,
         train_blocks,
-        batch_size,
-        args.train.shuffle(),
-        args.train.seed,
+        |b: &Vec<u32>| b.len(),
         move |items, _| causal_collate(&items, pad, &collate_device),
     );
     let training = args.train.training_arguments(

@@ -18,7 +18,7 @@ use bert_datasets::metrics::{squad_exact_match, squad_f1};
 use bert_datasets::tasks::squad::{
     SquadExample, SquadFeature, best_answer, prepare_features, read_squad,
 };
-use bert_train::{ItemBatches, Metrics, TrainError, TrainTask, train};
+use bert_train::{Metrics, TrainError, TrainTask, train};
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::Device;
@@ -575,11 +575,10 @@ pub fn main(args: Args) -> Result<(), Error> {
     let batch_size = args.train.batch_size(&DEFAULTS);
     let batcher = QuestionAnsweringBatcher { pad_id };
     let collate_device = train_device.clone();
-    let batches = ItemBatches::new(
+    let batches = args.train.item_batches(
+        &DEFAULTS,
         train_features.iter().map(item).collect(),
-        batch_size,
-        args.train.shuffle(),
-        args.train.seed,
+        |i: &QuestionAnsweringItem| i.text.input_ids.len(),
         move |items, _| batcher.batch(items, &collate_device),
     );
     let training = args.train.training_arguments(

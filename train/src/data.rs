@@ -63,15 +63,49 @@ impl<B: Clone> BatchSource<B> for InMemoryBatches<B> {
     }
 }
 
+/// HF's `get_length_grouped_indices` (the `LengthGroupedSampler` behind `group_by_length`):
+/// the epoch's order is split into mega-batches of `mult * batch_size` items
+/// (`mult = min(n / (4 * batch_size), 50)`, at least 1), each sorted by length, longest first,
+/// and the longest item overall is swapped to the very front (so that an out-of-memory shows
+/// on the first step). Batches then hold items of similar length: far less padding.
+pub fn length_grouped_order(
+    lengths: &[usize],
+    batch_size: usize,
+    shuffle: bool,
+    seed: u64,
+    epoch: usize,
+) -> Vec<usize> {
+    let mut order = epoch_order(lengths.len(), shuffle, seed, epoch);
+    let batch_size = batch_size.max(1);
+    let mult = (lengths.len() / (batch_size * 4)).clamp(1, 50);
+    let mega = mult * batch_size;
+    for chunk in order.chunks_mut(mega) {
+        // A stable sort, as Python's `sorted`.
+        chunk.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]));
+    }
+    let mut longest = 0;
+    for start in (0..order.len()).step_by(mega) {
+        if lengths[order[start]] > lengths[order[longest]] {
+            longest = start;
+        }
+    }
+    order.swap(0, longest);
+    order
+}
+
 /// Examples re-shuffled every epoch by `(seed, epoch)` and collated into micro-batches of
 /// `batch_size` (the last one may be smaller), so that every epoch mixes batches anew. The
 /// collate function gets the micro-batch number (`epoch * len + index`) as a seed for
-/// anything random done at batching time, such as dynamic MLM masking.
+/// anything random done at batching time, such as dynamic MLM masking. With
+/// [`ItemBatches::group_by_length`], items of similar length share batches as with HF's
+/// `--group_by_length` ([`length_grouped_order`]).
 pub struct ItemBatches<I, B> {
     pub items: Vec<I>,
     pub batch_size: usize,
     pub shuffle: bool,
     pub seed: u64,
+    /// Item lengths when batches are grouped by length.
+    pub lengths: Option<Vec<usize>>,
     #[allow(clippy::type_complexity)]
     collate: Box<dyn Fn(Vec<I>, u64) -> B>,
 }
@@ -89,7 +123,25 @@ impl<I, B> ItemBatches<I, B> {
             batch_size: batch_size.max(1),
             shuffle,
             seed,
+            lengths: None,
             collate: Box::new(collate),
+        }
+    }
+
+    /// Group items of similar length into batches (HF `group_by_length`); `length` gives an
+    /// item's length in tokens.
+    pub fn group_by_length(mut self, length: impl Fn(&I) -> usize) -> Self {
+        self.lengths = Some(self.items.iter().map(length).collect());
+        self
+    }
+
+    /// The order of the items in `epoch`.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        match &self.lengths {
+            Some(lengths) => {
+                length_grouped_order(lengths, self.batch_size, self.shuffle, self.seed, epoch)
+            }
+            None => epoch_order(self.items.len(), self.shuffle, self.seed, epoch),
         }
     }
 }
@@ -107,12 +159,61 @@ impl<I: Clone, B> BatchSource<B> for ItemBatches<I, B> {
                 self.len()
             )));
         }
-        let order = epoch_order(n, self.shuffle, self.seed, epoch);
+        let order = self.order(epoch);
         let end = ((index + 1) * self.batch_size).min(n);
         let items = order[index * self.batch_size..end]
             .iter()
             .map(|&i| self.items[i].clone())
             .collect();
         Ok((self.collate)(items, (epoch * self.len() + index) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_grouped_order_matches_hf_rules() {
+        // 40 items, batch 2: mult = min(40 / 8, 50) = 5, mega-batches of 10.
+        let lengths: Vec<usize> = (0..40).map(|i| (i * 7919) % 97).collect();
+        let order = length_grouped_order(&lengths, 2, true, 3, 1);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..40).collect::<Vec<_>>(), "a permutation");
+        assert_eq!(
+            lengths[order[0]],
+            *lengths.iter().max().unwrap(),
+            "longest first"
+        );
+        // Inside each mega-batch (past its first item, which the swap may have changed)
+        // lengths never increase.
+        for (m, chunk) in order.chunks(10).enumerate() {
+            for w in chunk[1..].windows(2) {
+                assert!(lengths[w[0]] >= lengths[w[1]], "mega-batch {m}: {chunk:?}");
+            }
+        }
+        // Same (seed, epoch), same order; another epoch, another order.
+        assert_eq!(order, length_grouped_order(&lengths, 2, true, 3, 1));
+        assert_ne!(order, length_grouped_order(&lengths, 2, true, 3, 2));
+    }
+
+    #[test]
+    fn grouping_by_length_cuts_padding() {
+        let lengths: Vec<usize> = (0..400).map(|i| 5 + (i * 31) % 60).collect();
+        let padded = |order: &[usize]| -> usize {
+            order
+                .chunks(8)
+                .map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap())
+                .sum()
+        };
+        let random = padded(&epoch_order(400, true, 0, 0));
+        let grouped = padded(&length_grouped_order(&lengths, 8, true, 0, 0));
+        let real: usize = lengths.iter().sum();
+        assert!(grouped < random, "{grouped} vs {random}");
+        assert!(
+            (grouped as f64) < 1.2 * real as f64,
+            "{grouped} vs {real} real tokens"
+        );
     }
 }
