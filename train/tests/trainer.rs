@@ -157,6 +157,30 @@ fn killed_and_resumed_run_has_the_same_losses() {
         bert::hub::state_dict(&full.model),
         "final model in HF format"
     );
+    // HF logs the rate after the scheduler's step (`get_last_lr()`): linear, warmup 2 of 8
+    // steps, lr(s) = 1e-3 * s / 2 up to step 2, then 1e-3 * (8 - s) / 6.
+    let logged_lr: Vec<f64> = std::fs::read_to_string(full_dir.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter_map(|v| v["learning_rate"].as_f64())
+        .collect();
+    let hf_lr: Vec<f64> = (1..=8)
+        .map(|s: usize| {
+            if s <= 2 {
+                1e-3 * s as f64 / 2.0
+            } else {
+                1e-3 * (8 - s) as f64 / 6.0
+            }
+        })
+        .collect();
+    assert_eq!(logged_lr.len(), 8, "{logged_lr:?}");
+    for (a, b) in logged_lr.iter().zip(&hf_lr) {
+        assert!(
+            (a - b).abs() < 1e-12,
+            "logged {logged_lr:?} vs HF {hf_lr:?}"
+        );
+    }
     let png = std::fs::read(full_dir.join("training.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG", "training.png is a PNG");
 
