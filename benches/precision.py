@@ -22,7 +22,11 @@ import tempfile
 
 
 def run(args, dtype):
-    out_dir = tempfile.mkdtemp(prefix=f"precision-{dtype}-")
+    with tempfile.TemporaryDirectory(prefix=f"precision-{dtype}-") as out_dir:
+        return run_in(args, dtype, out_dir)
+
+
+def run_in(args, dtype, out_dir):
     cmd = [
         args.classify,
         "--backend", args.backend,
