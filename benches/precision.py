@@ -67,6 +67,8 @@ def main():
     p.add_argument("--model")
     p.add_argument("--train-file")
     p.add_argument("--out")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with 1 when a run fails (a NaN loss included), after the report")
     args = p.parse_args()
 
     dtypes = args.dtypes.split(",")
@@ -100,6 +102,9 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=1)
+    failed = [r["dtype"] for r in runs if "error" in r]
+    if failed and args.strict:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Erro
     Ok((rows, v["versions"].clone()))
 }
 
-fn run(args: RunArgs) -> Result<(), Error> {
+fn run(mut args: RunArgs) -> Result<(), Error> {
     let mut results: Vec<Measurement> = Vec::new();
     let mut workloads = Vec::new();
     for &kind in &args.workloads {
@@ -219,9 +219,14 @@ fn run(args: RunArgs) -> Result<(), Error> {
             }
         }
     }
+    let precision: bert::backend::Precision = args.dtype.parse()?;
+    // One spelling (`f32`, not `fp32`) in the rows and for PyTorch.
+    args.dtype = precision.to_string();
+    let mut failed = Vec::new();
     for name in &args.backend {
         let backend: bert::backend::Backend = name.parse()?;
-        let precision: bert::backend::Precision = args.dtype.parse()?;
+        // A backend not compiled in is an error; one that does not take the dtype is skipped.
+        backend.device()?;
         let device = match backend.device_with(precision) {
             Ok(d) => d,
             Err(e) => {
@@ -253,7 +258,13 @@ fn run(args: RunArgs) -> Result<(), Error> {
                     );
                     results.push(m);
                 }
-                Err(e) => eprintln!("{name:>8} {w:?}: failed: {e}"),
+                Err(e) => {
+                    eprintln!("{name:>8} {w:?}: failed: {e}");
+                    failed.push(format!(
+                        "{name} {:?} {} s{} b{}",
+                        w.kind, w.config, w.seq, w.batch
+                    ));
+                }
             }
         }
     }
@@ -309,6 +320,9 @@ fn run(args: RunArgs) -> Result<(), Error> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&file)?)?;
     println!("{}", markdown(std::slice::from_ref(&file)));
     eprintln!("results written to {}", args.out.display());
+    if !failed.is_empty() {
+        return Err(format!("{} workload(s) failed: {}", failed.len(), failed.join(", ")).into());
+    }
     Ok(())
 }
 

@@ -72,7 +72,7 @@ pub struct TrainArgs {
     /// Keep the training data in file order.
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Batch examples of similar length together (HF `group_by_length`): much less padding.
+    /// Batch examples of similar length together (HF's `group_by_length` sampling): much less padding.
     #[arg(long)]
     pub group_by_length: bool,
     #[arg(long, default_value_t = 10)]
@@ -123,7 +123,8 @@ impl TrainArgs {
             collate,
         );
         if self.group_by_length {
-            batches.group_by_length(length)
+            let group_size = self.batch_size(d) * self.gradient_accumulation_steps.max(1);
+            batches.group_by_length(length, group_size)
         } else {
             batches
         }

@@ -331,6 +331,8 @@ pub fn main(args: Args) -> Result<(), Error> {
     let batches = args.train.item_batches(
         &DEFAULTS,
         train_items,
+        // The longest choice sets the padded length (HF would take `len(input_ids)`, the
+        // number of choices, which says nothing of the padding).
         |i: &Item| {
             i.choices
                 .iter()

@@ -63,11 +63,13 @@ impl<B: Clone> BatchSource<B> for InMemoryBatches<B> {
     }
 }
 
-/// HF's `get_length_grouped_indices` (the `LengthGroupedSampler` behind `group_by_length`):
+/// HF's `get_length_grouped_indices` (the `LengthGroupedSampler` of
+/// `train_sampling_strategy="group_by_length"`, `--group_by_length` before transformers 5):
 /// the epoch's order is split into mega-batches of `mult * batch_size` items
 /// (`mult = min(n / (4 * batch_size), 50)`, at least 1), each sorted by length, longest first,
 /// and the longest item overall is swapped to the very front (so that an out-of-memory shows
-/// on the first step). Batches then hold items of similar length: far less padding.
+/// on the first step). Batches then hold items of similar length: far less padding. HF's
+/// Trainer passes the batch size of one optimizer step (micro-batch × accumulation steps).
 pub fn length_grouped_order(
     lengths: &[usize],
     batch_size: usize,
@@ -76,6 +78,9 @@ pub fn length_grouped_order(
     epoch: usize,
 ) -> Vec<usize> {
     let mut order = epoch_order(lengths.len(), shuffle, seed, epoch);
+    if order.is_empty() {
+        return order;
+    }
     let batch_size = batch_size.max(1);
     let mult = (lengths.len() / (batch_size * 4)).clamp(1, 50);
     let mega = mult * batch_size;
@@ -104,8 +109,8 @@ pub struct ItemBatches<I, B> {
     pub batch_size: usize,
     pub shuffle: bool,
     pub seed: u64,
-    /// Item lengths when batches are grouped by length.
-    pub lengths: Option<Vec<usize>>,
+    /// Item lengths and the grouping batch size when batches are grouped by length.
+    pub lengths: Option<(Vec<usize>, usize)>,
     #[allow(clippy::type_complexity)]
     collate: Box<dyn Fn(Vec<I>, u64) -> B>,
 }
@@ -128,18 +133,19 @@ impl<I, B> ItemBatches<I, B> {
         }
     }
 
-    /// Group items of similar length into batches (HF `group_by_length`); `length` gives an
-    /// item's length in tokens.
-    pub fn group_by_length(mut self, length: impl Fn(&I) -> usize) -> Self {
-        self.lengths = Some(self.items.iter().map(length).collect());
+    /// Group items of similar length into batches (HF's length-grouped sampling, see
+    /// [`length_grouped_order`]); `length` gives an item's length in tokens, `group_size` the
+    /// items of one optimizer step (`batch_size × gradient_accumulation_steps`, as HF's Trainer).
+    pub fn group_by_length(mut self, length: impl Fn(&I) -> usize, group_size: usize) -> Self {
+        self.lengths = Some((self.items.iter().map(length).collect(), group_size));
         self
     }
 
     /// The order of the items in `epoch`.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         match &self.lengths {
-            Some(lengths) => {
-                length_grouped_order(lengths, self.batch_size, self.shuffle, self.seed, epoch)
+            Some((lengths, group_size)) => {
+                length_grouped_order(lengths, *group_size, self.shuffle, self.seed, epoch)
             }
             None => epoch_order(self.items.len(), self.shuffle, self.seed, epoch),
         }
@@ -193,6 +199,7 @@ mod tests {
                 assert!(lengths[w[0]] >= lengths[w[1]], "mega-batch {m}: {chunk:?}");
             }
         }
+        assert!(length_grouped_order(&[], 2, true, 3, 1).is_empty());
         // Same (seed, epoch), same order; another epoch, another order.
         assert_eq!(order, length_grouped_order(&lengths, 2, true, 3, 1));
         assert_ne!(order, length_grouped_order(&lengths, 2, true, 3, 2));

@@ -293,11 +293,10 @@ where
         let last = state.global_step == total;
         if state.global_step.is_multiple_of(args.logging_steps) || last {
             let secs = t0.elapsed().as_secs_f64().max(1e-9);
-            // HF logs `get_last_lr()` after the scheduler's step: the rate of the next update.
-            let next_lr = LrScheduler::step(&mut schedule.clone());
+            // As HF's Trainer: the rate this step's update used (read before the scheduler steps).
             let entry = json!({
                 "step": state.global_step, "epoch": state.epoch, "loss": window.0 / window.1 as f64,
-                "learning_rate": next_lr, "grad_norm": grad_norm,
+                "learning_rate": lr, "grad_norm": grad_norm,
                 "micro_batches_per_second": samples_since as f64 / secs,
             });
             append_log(&log_path, &mut state, entry)?;

@@ -157,20 +157,21 @@ fn killed_and_resumed_run_has_the_same_losses() {
         bert::hub::state_dict(&full.model),
         "final model in HF format"
     );
-    // HF logs the rate after the scheduler's step (`get_last_lr()`): linear, warmup 2 of 8
-    // steps, lr(s) = 1e-3 * s / 2 up to step 2, then 1e-3 * (8 - s) / 6.
+    // HF's Trainer logs the rate the step's update used, read before `lr_scheduler.step()`
+    // (transformers 5.24 trainer.py, "get leaning rate before update"): linear, warmup 2 of 8
+    // steps, lr(k) = 1e-3 * k / 2 up to k = 2, then 1e-3 * (8 - k) / 6, logged at step k + 1.
     let logged_lr: Vec<f64> = std::fs::read_to_string(full_dir.join("log.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter_map(|v| v["learning_rate"].as_f64())
         .collect();
-    let hf_lr: Vec<f64> = (1..=8)
-        .map(|s: usize| {
-            if s <= 2 {
-                1e-3 * s as f64 / 2.0
+    let hf_lr: Vec<f64> = (0..8)
+        .map(|k: usize| {
+            if k <= 2 {
+                1e-3 * k as f64 / 2.0
             } else {
-                1e-3 * (8 - s) as f64 / 6.0
+                1e-3 * (8 - k) as f64 / 6.0
             }
         })
         .collect();
