@@ -104,7 +104,8 @@ fn classify_trains_saves_and_predicts() {
         "classify",
         &["--model", m, "--output-dir", o, "--max-train-samples", "24"],
     );
-    a.extend(["--max-eval-samples", "8"]);
+    // The README main job's batching (HF's length-grouped sampling).
+    a.extend(["--max-eval-samples", "8", "--group-by-length"]);
     a.extend(STEPS);
     classify::main(classify::Args::parse_from(a)).unwrap();
     check_run(&out, "BertForSequenceClassification");
@@ -232,6 +233,10 @@ fn unknown_or_missing_backend_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("tpu"), "{e}");
+    let e = classify::Args::try_parse_from(["classify", "--dtype", "f8"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown dtype `f8`"), "{e}");
     if !cfg!(feature = "cuda") {
         let e = classify::main(classify::Args::parse_from([
             "classify",
