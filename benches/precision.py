@@ -2,8 +2,8 @@
 """The accuracy effect of reduced precision: the same short fine-tune in f32 and in f16/bf16.
 
 Runs the `classify` example (all-MiniLM-L6-v2 on the polarity sentences unless `--model` and
-`--train-file` say otherwise) once per dtype on one backend, with dropout off and no shuffling
-so that the runs differ only by precision, and reports the per-step training losses side by
+`--train-file` say otherwise) once per dtype on one backend, with dropout off and the same
+seeded batches so that the runs differ only by precision, and reports the per-step training losses side by
 side, their largest difference, and the held-out metrics.
 
     cargo build --release --example classify [--features wgpu]
@@ -36,7 +36,6 @@ def run_in(args, dtype, out_dir):
         "--max-train-samples", str(args.steps * args.batch_size),
         "--max-eval-samples", str(args.eval_samples),
         "--logging-steps", "1",
-        "--no-shuffle",
         "--no-dropout",
         "--quiet",
         "--json",

@@ -126,15 +126,15 @@ pub fn save_pretrained_with_tokenizer<M: BertPretrained>(
 }
 
 /// A fixed split of `n` items: `(train, eval)` indices, `eval_fraction` of them shuffled out
-/// by `seed`; both lists sorted.
+/// by `seed`. Both lists stay in the shuffled order, as HF's `train_test_split`, so that
+/// `--max-train-samples N` (the first N, as HF's `select(range(N))`) is a random subset even of
+/// a file sorted by label, such as the polarity sentences.
 pub fn split_indices(n: usize, eval_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut StdRng::seed_from_u64(seed));
     let n_eval = ((n as f64) * eval_fraction).round() as usize;
-    let (mut eval, mut train) = (order[..n_eval].to_vec(), order[n_eval..].to_vec());
-    eval.sort_unstable();
-    train.sort_unstable();
-    (train, eval)
+    let train = order.split_off(n_eval);
+    (train, order)
 }
 
 /// Parses a column argument: a number is a 0-based position, anything else a header name.
@@ -202,4 +202,23 @@ pub fn last_logged(history: &[serde_json::Value], key: &str) -> serde_json::Valu
 pub fn loss_range(step_losses: &[(usize, f64)]) -> (f64, f64) {
     let at = |s: Option<&(usize, f64)>| s.map_or(f64::NAN, |s| s.1);
     (at(step_losses.first()), at(step_losses.last()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_indices;
+
+    #[test]
+    fn split_is_fixed_disjoint_and_keeps_the_shuffled_order() {
+        let (train, eval) = split_indices(4000, 0.2, 42);
+        assert_eq!((train.len(), eval.len()), (3200, 800));
+        let mut all: Vec<usize> = train.iter().chain(&eval).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..4000).collect::<Vec<_>>());
+        assert_eq!((train.clone(), eval.clone()), split_indices(4000, 0.2, 42));
+        // A file sorted by label (2000 of each, as the polarity sentences): the first 24
+        // training items hold both halves.
+        let first = &train[..24];
+        assert!(first.iter().any(|&i| i < 2000) && first.iter().any(|&i| i >= 2000));
+    }
 }
