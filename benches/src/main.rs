@@ -136,7 +136,12 @@ fn machine(label: &str) -> Machine {
     }
 }
 
+/// The checkout's commit; `BERT_BENCH_COMMIT` names it where there is no `.git` (a binary
+/// carried to another machine).
 fn commit() -> String {
+    if let Ok(c) = std::env::var("BERT_BENCH_COMMIT") {
+        return c;
+    }
     Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -150,7 +155,15 @@ fn commit() -> String {
 /// Runs the PyTorch script on the same shapes; its rows (`torch-eager:DEV`, `torch-compile:DEV`)
 /// and the library versions.
 fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Error> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pytorch_bench.py");
+    // The checkout this binary was built from, else `benches/` under the working directory
+    // (a binary carried to another machine, run from the repository root).
+    let script = [
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pytorch_bench.py"),
+        PathBuf::from("benches/pytorch_bench.py"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or("benches/pytorch_bench.py not found (run from the repository root)")?;
     let join = |v: &[String]| v.join(",");
     let mut cmd = Command::new(&args.python);
     cmd.arg(&script)

@@ -65,6 +65,11 @@ pub struct Args {
     pub short_seq_prob: f64,
     #[arg(long, default_value_t = 0.15)]
     pub mlm_probability: f64,
+    /// Times the NSP pairs are drawn from the training documents, each time with another seed
+    /// (other chunk lengths, A/B cuts and random B segments), as `create_pretraining_data.py`'s
+    /// `--dupe_factor` (BERT used 10). MLM masks are drawn anew for every batch regardless.
+    #[arg(long, default_value_t = 1)]
+    pub dupe_factor: usize,
     /// Mask all pieces of a word together.
     #[arg(long)]
     pub whole_word_mask: bool,
@@ -332,7 +337,17 @@ pub fn main(args: Args) -> Result<(), Error> {
         short_seq_prob: args.short_seq_prob,
         seed: args.train.seed,
     };
-    let train_pairs = create_pairs(&tokenize(&tokenizer, &train_docs)?, &options)?;
+    if args.dupe_factor == 0 {
+        return Err("--dupe-factor must be ≥ 1".into());
+    }
+    let train_tokens = tokenize(&tokenizer, &train_docs)?;
+    let mut train_pairs = Vec::new();
+    for dupe in 0..args.dupe_factor as u64 {
+        // Duplicate 0 keeps the run's seed; later ones are seeded away from the held-out
+        // pairs' seed + 1.
+        let seed = options.seed.wrapping_add(dupe.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        train_pairs.extend(create_pairs(&train_tokens, &NspOptions { seed, ..options })?);
+    }
     let eval_pairs = create_pairs(
         &tokenize(&tokenizer, &eval_docs)?,
         &NspOptions {

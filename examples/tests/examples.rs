@@ -390,15 +390,16 @@ fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
     let dir = tmp("pretrain");
     let corpus = small_corpus(&dir);
     let (full, cut) = (dir.join("full"), dir.join("cut"));
-    pretrain::main(pretrain_args(&corpus, &full, "4", &[])).unwrap();
+    let dupe = ["--dupe-factor", "2"];
+    pretrain::main(pretrain_args(&corpus, &full, "4", &dupe)).unwrap();
     // The same run killed after its step-2 checkpoint (later files removed), then resumed.
     let tokenizer = full.join("tokenizer/tokenizer.json");
-    let t = ["--tokenizer", tokenizer.to_str().unwrap()];
+    let t = ["--tokenizer", tokenizer.to_str().unwrap(), dupe[0], dupe[1]];
     pretrain::main(pretrain_args(&corpus, &cut, "4", &t)).unwrap();
     for k in ["checkpoint-4", "final_model", "best_model"] {
         std::fs::remove_dir_all(cut.join(k)).unwrap();
     }
-    pretrain::main(pretrain_args(&corpus, &cut, "4", &[t[0], t[1], "--resume"])).unwrap();
+    pretrain::main(pretrain_args(&corpus, &cut, "4", &[t[0], t[1], t[2], t[3], "--resume"])).unwrap();
     let (a, b) = (losses(&full), losses(&cut));
     assert_eq!(a.len(), 4);
     assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
@@ -413,6 +414,10 @@ fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
         .find(|e| e.get("eval_mlm_accuracy").is_some())
         .unwrap();
     assert!(eval["eval_nsp_accuracy"].as_f64().unwrap() >= 0.0);
+    let e = pretrain::main(pretrain_args(&corpus, &dir.join("zero"), "1", &["--dupe-factor", "0"]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--dupe-factor"), "{e}");
 
     let model = full.join("final_model");
     fill_mask::main(fill_mask::Args::parse_from([
