@@ -57,7 +57,8 @@ struct RunArgs {
     /// Timed runs; the median is reported.
     #[arg(long, default_value_t = 5)]
     iters: usize,
-    /// Stop timing a workload after this many seconds (at least one timed run).
+    /// Stop timing a workload once its timed runs add up to this many seconds (the warm-up not
+    /// counted; at least one timed run).
     #[arg(long, default_value_t = 60.0)]
     budget_s: f64,
     /// Also run `benches/pytorch_bench.py` (HF transformers) on the same shapes, eager and

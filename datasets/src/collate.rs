@@ -42,7 +42,24 @@ fn int2(rows: Vec<Vec<i64>>, device: &Device) -> Tensor<2, Int> {
 
 /// Pads `texts` to the longest with `pad_id`.
 pub fn pad_texts(texts: &[&TokenizedText], pad_id: u32, device: &Device) -> TextBatch {
-    let len = texts.iter().map(|t| t.input_ids.len()).max().unwrap_or(0);
+    pad_texts_to(texts, pad_id, 0, device)
+}
+
+/// [`pad_texts`] to at least `min_len` tokens (HF's `padding="max_length"`): every batch gets
+/// one shape, which spares backends that compile kernels per shape (wgpu, vulkan, cuda) a
+/// compilation for each new length.
+pub fn pad_texts_to(
+    texts: &[&TokenizedText],
+    pad_id: u32,
+    min_len: usize,
+    device: &Device,
+) -> TextBatch {
+    let len = texts
+        .iter()
+        .map(|t| t.input_ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(min_len);
     let pad = |v: &[u32], with: i64| -> Vec<i64> {
         v.iter()
             .map(|&x| x as i64)

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use bert::{BertConfig, BertForPreTraining, BertInput, BertLMHeadModel, BertPretrained};
-use bert_datasets::collate::{TokenizedText, pad_texts};
+use bert_datasets::collate::{TokenizedText, pad_texts, pad_texts_to};
 use bert_datasets::pretraining::{
     MlmMasker, NspOptions, PretrainingPair, create_pairs, read_documents, split_paragraphs,
 };
@@ -70,6 +70,10 @@ pub struct Args {
     /// `--dupe_factor` (BERT used 10). MLM masks are drawn anew for every batch regardless.
     #[arg(long, default_value_t = 1)]
     pub dupe_factor: usize,
+    /// Pad every batch to --max-seq-length (HF's `pad_to_max_length`) instead of to its longest
+    /// pair: one shape for all batches, so GPU backends compile their kernels once.
+    #[arg(long)]
+    pub pad_to_max_length: bool,
     /// Mask all pieces of a word together.
     #[arg(long)]
     pub whole_word_mask: bool,
@@ -114,6 +118,8 @@ struct Collator {
     mlm_probability: f64,
     whole_word_mask: bool,
     seed: u64,
+    /// Pad to at least this many tokens (0: to the longest pair).
+    pad_to: usize,
 }
 
 impl Collator {
@@ -148,7 +154,7 @@ impl Collator {
             labels.push(m.labels);
         }
         let refs: Vec<&TokenizedText> = texts.iter().collect();
-        let t = pad_texts(&refs, self.pad, device);
+        let t = pad_texts_to(&refs, self.pad, self.pad_to, device);
         let [b, s] = t.input_ids.dims();
         let labels: Vec<i64> = labels
             .into_iter()
@@ -345,8 +351,13 @@ pub fn main(args: Args) -> Result<(), Error> {
     for dupe in 0..args.dupe_factor as u64 {
         // Duplicate 0 keeps the run's seed; later ones are seeded away from the held-out
         // pairs' seed + 1.
-        let seed = options.seed.wrapping_add(dupe.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        train_pairs.extend(create_pairs(&train_tokens, &NspOptions { seed, ..options })?);
+        let seed = options
+            .seed
+            .wrapping_add(dupe.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        train_pairs.extend(create_pairs(
+            &train_tokens,
+            &NspOptions { seed, ..options },
+        )?);
     }
     let eval_pairs = create_pairs(
         &tokenize(&tokenizer, &eval_docs)?,
@@ -390,6 +401,11 @@ pub fn main(args: Args) -> Result<(), Error> {
         mlm_probability: args.mlm_probability,
         whole_word_mask: args.whole_word_mask,
         seed: args.train.seed,
+        pad_to: if args.pad_to_max_length {
+            args.max_seq_length
+        } else {
+            0
+        },
     };
     let batch_size = args.train.batch_size(&DEFAULTS);
     // Evaluation masks are fixed (key from the end of the u64 range), so numbers compare across steps.

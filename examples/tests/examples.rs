@@ -399,7 +399,13 @@ fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
     for k in ["checkpoint-4", "final_model", "best_model"] {
         std::fs::remove_dir_all(cut.join(k)).unwrap();
     }
-    pretrain::main(pretrain_args(&corpus, &cut, "4", &[t[0], t[1], t[2], t[3], "--resume"])).unwrap();
+    pretrain::main(pretrain_args(
+        &corpus,
+        &cut,
+        "4",
+        &[t[0], t[1], t[2], t[3], "--resume"],
+    ))
+    .unwrap();
     let (a, b) = (losses(&full), losses(&cut));
     assert_eq!(a.len(), 4);
     assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
@@ -414,9 +420,14 @@ fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
         .find(|e| e.get("eval_mlm_accuracy").is_some())
         .unwrap();
     assert!(eval["eval_nsp_accuracy"].as_f64().unwrap() >= 0.0);
-    let e = pretrain::main(pretrain_args(&corpus, &dir.join("zero"), "1", &["--dupe-factor", "0"]))
-        .unwrap_err()
-        .to_string();
+    let e = pretrain::main(pretrain_args(
+        &corpus,
+        &dir.join("zero"),
+        "1",
+        &["--dupe-factor", "0"],
+    ))
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--dupe-factor"), "{e}");
 
     let model = full.join("final_model");
