@@ -19,20 +19,11 @@ const TOPIC_WORDS: u64 = 12;
 const SEGMENT: usize = 6;
 const SEQ: usize = 2 * SEGMENT + 3;
 
+#[derive(Clone)]
 struct Batch {
     input: BertInput,
     labels: Tensor<2, Int>,
     next_sentence_label: Tensor<1, Int>,
-}
-
-impl Clone for Batch {
-    fn clone(&self) -> Self {
-        Self {
-            input: self.input.clone(),
-            labels: self.labels.clone(),
-            next_sentence_label: self.next_sentence_label.clone(),
-        }
-    }
 }
 
 /// SplitMix64: the test's own deterministic stream.
