@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """The benchmark workloads of `benches` in PyTorch + HF transformers, with identical shapes.
 
-BertForSequenceClassification (2 labels, HF's default attention implementation) on the same
-deterministic token ids as the Rust side:
+BertForSequenceClassification (2 labels) on the same deterministic token ids as the Rust side,
+with HF's default `attn_implementation="sdpa"` (PyTorch's fused scaled-dot-product attention;
+row `torch-eager:DEV`, eager mode, as in every earlier results file) and with `--attention
+sdpa,eager` also `attn_implementation="eager"` (`torch-eager-attn:DEV`, attention composed of
+matmul/softmax as our Burn model runs it under autodiff):
   train: forward + cross-entropy + backward + clip_grad_norm_(1.0) + AdamW (two parameter
          groups: weight decay 0.01, none for bias and LayerNorm.weight), dropout on;
   infer: eval mode, torch.no_grad(), logits moved to the host.
-Eager, and with --compile also torch.compile (default mode). The first run is the time to
-first step; `warmup` runs are not timed; the median of `iters` runs is reported. Prints one
-JSON object (rows in the schema of the Rust `Measurement`) on stdout.
+Eager mode, and with --compile also torch.compile (default mode, sdpa). The first
+run is the time to first step; `warmup` runs are not timed; the median and the minimum of
+`iters` runs are reported. f16/bf16 rows are `torch.autocast` (f32 weights, AdamW in f32), and
+say so in their dtype (`bf16-autocast`). --tf32 sets `torch.backends.cuda.matmul.allow_tf32`
+(and cuDNN's); its value is in the output's `versions`. Prints one JSON object (rows in the
+schema of the Rust `Measurement`) on stdout.
 
     python3 benches/pytorch_bench.py --configs tiny,small --seq 128 --batch 8,32 --compile
 """
@@ -46,9 +52,9 @@ def non_embedding_params(c):
 
 
 def flops_per_token(c, kind, seq):
+    """6N (train) or 2N (inference), N the non-embedding parameters: the MFU convention."""
     n = non_embedding_params(c)
-    attn = c.num_hidden_layers * c.hidden_size * seq
-    return 6.0 * n + 12.0 * attn if kind == "train" else 2.0 * n + 4.0 * attn
+    return 6.0 * n if kind == "train" else 2.0 * n
 
 
 def ids(batch, seq, vocab):
@@ -88,10 +94,11 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, compile_):
+def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, compile_, attention="sdpa"):
     torch.manual_seed(0)
     config = bench_config(name)
-    model = BertForSequenceClassification(config).to(device)
+    model = BertForSequenceClassification(config, attn_implementation=attention).to(device)
+    assert model.config._attn_implementation == attention, model.config._attn_implementation
     input_ids = ids(batch, seq, config.vocab_size).to(device)
     labels = torch.tensor([i % 2 for i in range(batch)], device=device)
     autocast = dtype != "f32"
@@ -148,8 +155,8 @@ def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, comp
         "config": name,
         "batch": batch,
         "seq": seq,
-        "backend": f"torch-{'compile' if compile_ else 'eager'}:{device.type}",
-        "dtype": dtype,
+        "backend": f"torch-{'compile' if compile_ else 'eager'}{'-attn' if attention == 'eager' else ''}:{device.type}",
+        "dtype": dtype if dtype == "f32" else f"{dtype}-autocast",
         "median_ms": med,
         "min_ms": min(times),
         "tokens_per_s": tokens_per_s,
@@ -175,26 +182,33 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=60.0)
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    p.add_argument("--attention", default="sdpa", help="sdpa and/or eager (HF attn_implementation), comma-separated")
+    p.add_argument("--tf32", choices=["on", "off"], default="off",
+                   help="torch.backends.cuda.matmul.allow_tf32 (and cudnn.allow_tf32); PyTorch's default is off")
     a = p.parse_args()
     device = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
+    torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
     rows = []
-    variants = [False, True] if a.compile else [False]
+    variants = [(False, att) for att in a.attention.split(",")] + ([(True, "sdpa")] if a.compile else [])
     for kind in a.workloads.split(","):
         for name in a.configs.split(","):
             for seq in map(int, a.seq.split(",")):
                 for batch in map(int, a.batch.split(",")):
-                    for c in variants:
+                    for c, att in variants:
                         try:
-                            r = measure(kind, name, batch, seq, device, a.dtype, a.warmup, a.iters, a.budget_s, c)
+                            r = measure(kind, name, batch, seq, device, a.dtype, a.warmup, a.iters, a.budget_s, c, att)
                         except Exception as e:  # noqa: BLE001 - report and go on (e.g. no compiler)
-                            print(f"torch {'compile' if c else 'eager'} {kind} {name} s{seq} b{batch}: failed: {e}", file=sys.stderr)
+                            print(f"torch {'compile' if c else att} {kind} {name} s{seq} b{batch}: failed: {e}", file=sys.stderr)
                             continue
                         print(f"{r['backend']:>18} {kind} {name} s{seq} b{batch}: {r['tokens_per_s']:.0f} tokens/s, "
                               f"{r['median_ms']:.1f} ms/step (first {r['first_step_ms']:.0f} ms)", file=sys.stderr)
                         rows.append(r)
     json.dump({
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
+                     "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                     "allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                     "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"},
         "results": rows,
     }, sys.stdout)
 

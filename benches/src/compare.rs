@@ -30,6 +30,9 @@ pub struct Results {
     pub date: String,
     pub torch_version: Option<String>,
     pub transformers_version: Option<String>,
+    /// `torch.backends.cuda.matmul.allow_tf32` in the PyTorch rows (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_allow_tf32: Option<bool>,
     pub results: Vec<Measurement>,
 }
 
@@ -53,7 +56,7 @@ pub fn mfu(m: &Measurement, machine: &Machine) -> Option<f64> {
         return None;
     }
     let (_, f32_peak, half_peak) = GPU_PEAKS.iter().find(|(n, _, _)| gpu.contains(n))?;
-    let peak = if m.dtype == "f32" {
+    let peak = if base_dtype(&m.dtype) == "f32" {
         f32_peak
     } else {
         half_peak
@@ -78,15 +81,56 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
+/// The precision a row computes in, without how (`bf16-pure`, `bf16-autocast` → `bf16`).
+fn base_dtype(dtype: &str) -> &str {
+    dtype.split('-').next().unwrap_or(dtype)
+}
+
+/// Gives rows without a ratio to PyTorch (a backend benchmarked in another call of the same
+/// session, e.g. `tch-cuda` from its own binary) the ratio to the `torch-eager` row of the
+/// same machine label, workload and precision, from any of the files.
+pub fn fill_ratios(files: &mut [Results]) {
+    let eager: Vec<(String, crate::workload::Workload, String, f64)> = files
+        .iter()
+        .flat_map(|f| {
+            f.results
+                .iter()
+                .filter(|m| m.backend.starts_with("torch-eager:"))
+                .map(|m| {
+                    (
+                        f.machine.label.clone(),
+                        m.workload.clone(),
+                        base_dtype(&m.dtype).to_string(),
+                        m.tokens_per_s,
+                    )
+                })
+        })
+        .collect();
+    for f in files.iter_mut() {
+        for m in f
+            .results
+            .iter_mut()
+            .filter(|m| m.ratio_to_pytorch.is_none())
+        {
+            m.ratio_to_pytorch = eager
+                .iter()
+                .find(|(label, w, d, _)| {
+                    *label == f.machine.label && *w == m.workload && d == base_dtype(&m.dtype)
+                })
+                .map(|(.., tps)| m.tokens_per_s / tps);
+        }
+    }
+}
+
 /// The Markdown table of every row of every file.
 pub fn markdown(files: &[Results]) -> String {
     let mut out = String::from(
-        "| machine | workload | backend | dtype | tokens/s | samples/s | ms/step (median) | first step ms | peak RSS MiB | device MiB | × PyTorch eager | MFU |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| machine | workload | backend | dtype | tokens/s | samples/s | ms/step (median) | ms/step (min) | first step ms | peak RSS MiB | device MiB | × PyTorch eager | MFU |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for f in files {
         for m in &f.results {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
                 f.machine.label,
                 workload_name(m),
                 m.backend,
@@ -94,6 +138,7 @@ pub fn markdown(files: &[Results]) -> String {
                 m.tokens_per_s,
                 m.samples_per_s,
                 m.median_ms,
+                m.min_ms,
                 m.first_step_ms,
                 opt(m.peak_rss_mib, 0),
                 opt(m.device_reserved_mib, 0),

@@ -9,9 +9,9 @@
 //!
 //! Each is run `warmup` times (the first run's time is reported as time to first step:
 //! kernel compilation and autotuning on GPU backends), then `iters` times; the median is
-//! reported. FLOPs per token (for MFU): `6·N + 12·L·H·S` for training and `2·N + 4·L·H·S`
-//! for inference, N = non-embedding parameters, L layers, H hidden size, S sequence length
-//! (the dense matmuls and the attention score/value products; PaLM's appendix B formula).
+//! reported with the minimum. FLOPs per token (for MFU): `6·N` for training and `2·N` for
+//! inference, N = non-embedding parameters (result files before 2026-12 also counted the
+//! attention products, `12·L·H·S`; each row carries its own `flops_per_token`).
 
 pub mod compare;
 pub mod memory;

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-use benches::compare::{Machine, Results, charts, markdown};
+use benches::compare::{Machine, Results, charts, fill_ratios, markdown};
 use benches::workload::{Kind, Measurement, Workload, measure};
 use clap::{Parser, Subcommand};
 
@@ -28,14 +28,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Measure workloads on one or more backends (and PyTorch), write a results JSON.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Merge results JSON files into a Markdown table and bar charts.
     Compare(CompareArgs),
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Backends, comma-separated (flex, ndarray, cpu, wgpu, vulkan, tch, tch-cuda, cuda).
+    /// Backends, comma-separated (flex, ndarray, cpu, wgpu, vulkan, tch, tch-cuda, cuda), or
+    /// `none` (with --pytorch: PyTorch's rows alone).
     #[arg(long, default_value = "flex", value_delimiter = ',')]
     backend: Vec<String>,
     /// BERT sizes: tiny (2L/128H), small (4L/256H), base (12L/768H).
@@ -62,11 +63,20 @@ struct RunArgs {
     #[arg(long, default_value_t = 60.0)]
     budget_s: f64,
     /// Also run `benches/pytorch_bench.py` (HF transformers) on the same shapes, eager and
-    /// with --pytorch-compile also `torch.compile`, and give each row its ratio to eager.
+    /// with --pytorch-compile also `torch.compile`, and give each row its ratio to eager. It runs
+    /// first, before any Burn device exists.
     #[arg(long)]
     pytorch: bool,
     #[arg(long)]
     pytorch_compile: bool,
+    /// HF `attn_implementation`s for PyTorch: sdpa (HF's default: `torch-eager` rows) and/or
+    /// eager (`torch-eager-attn` rows).
+    #[arg(long, default_value = "sdpa")]
+    pytorch_attention: String,
+    /// `torch.backends.cuda.matmul.allow_tf32` for PyTorch: on or off (PyTorch's default).
+    /// CubeCL's f32 matmul on CUDA runs on TF32 tensor cores where its autotune picks them.
+    #[arg(long, default_value = "off")]
+    pytorch_tf32: String,
     /// Device for PyTorch: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pytorch_device: String,
@@ -197,7 +207,9 @@ fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Erro
             "--iters",
             &args.iters.to_string(),
         ])
-        .args(["--budget-s", &args.budget_s.to_string()]);
+        .args(["--budget-s", &args.budget_s.to_string()])
+        .args(["--attention", &args.pytorch_attention])
+        .args(["--tf32", &args.pytorch_tf32]);
     if args.pytorch_compile {
         cmd.arg("--compile");
     }
@@ -236,6 +248,23 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
     let precision: bert::backend::Precision = args.dtype.parse()?;
     // One spelling (`f32`, not `fp32`) in the rows and for PyTorch.
     args.dtype = precision.to_string();
+    args.backend.retain(|b| b != "none");
+    // Every backend name is checked before anything runs.
+    for name in &args.backend {
+        name.parse::<bert::backend::Backend>()?;
+    }
+    // PyTorch first, in a child process, while no Burn device holds memory or threads.
+    let torch = if args.pytorch {
+        Some(pytorch(&args)?)
+    } else {
+        None
+    };
+    // Burn's f16/bf16 make every tensor that type (no f32 master weights); PyTorch's rows are
+    // autocast and say so (`bf16-autocast`).
+    let burn_dtype = match precision {
+        bert::backend::Precision::F32 => args.dtype.clone(),
+        _ => format!("{}-pure", args.dtype),
+    };
     let mut failed = Vec::new();
     for name in &args.backend {
         let backend: bert::backend::Backend = name.parse()?;
@@ -253,7 +282,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 w,
                 &device,
                 name,
-                &args.dtype,
+                &burn_dtype,
                 args.warmup,
                 args.iters,
                 args.budget_s,
@@ -282,17 +311,8 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
             }
         }
     }
-    let mut versions = serde_json::Value::Null;
-    if args.pytorch {
-        let (rows, v) = pytorch(&args)?;
-        versions = v;
-        for r in &mut results {
-            r.ratio_to_pytorch = rows
-                .iter()
-                .find(|t| t.backend.starts_with("torch-eager") && t.workload == r.workload)
-                .map(|t| r.tokens_per_s / t.tokens_per_s);
-        }
-        for r in &rows {
+    if let Some((rows, _)) = &torch {
+        for r in rows {
             eprintln!(
                 "{:>8} {:?} {} s{} b{}: {:.0} tokens/s, {:.1} ms/step",
                 r.backend,
@@ -304,15 +324,23 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 r.median_ms
             );
         }
-        let eager: Vec<Measurement> = rows.clone();
-        results.extend(rows.into_iter().map(|mut t| {
-            t.ratio_to_pytorch = eager
+        results.extend(rows.iter().cloned());
+        // Every row's ratio to PyTorch eager (HF's default sdpa attention) on its workload.
+        let eager: Vec<(Workload, f64)> = rows
+            .iter()
+            .filter(|t| t.backend.starts_with("torch-eager:"))
+            .map(|t| (t.workload.clone(), t.tokens_per_s))
+            .collect();
+        for r in &mut results {
+            r.ratio_to_pytorch = eager
                 .iter()
-                .find(|e| e.backend.starts_with("torch-eager") && e.workload == t.workload)
-                .map(|e| t.tokens_per_s / e.tokens_per_s);
-            t
-        }));
+                .find(|(w, _)| *w == r.workload)
+                .map(|(_, tps)| r.tokens_per_s / tps);
+        }
     }
+    let versions = torch
+        .as_ref()
+        .map_or(serde_json::Value::Null, |(_, v)| v.clone());
     let file = Results {
         machine: machine(&args.label),
         burn_version: benches::BURN_VERSION.into(),
@@ -326,6 +354,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
             }),
         torch_version: versions["torch"].as_str().map(str::to_string),
         transformers_version: versions["transformers"].as_str().map(str::to_string),
+        torch_allow_tf32: versions["allow_tf32"].as_bool(),
         results,
     };
     if let Some(d) = args.out.parent() {
@@ -341,7 +370,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
 }
 
 fn compare(args: CompareArgs) -> Result<(), Error> {
-    let files = args
+    let mut files = args
         .files
         .iter()
         .map(|p| -> Result<Results, Error> {
@@ -349,6 +378,7 @@ fn compare(args: CompareArgs) -> Result<(), Error> {
             Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    fill_ratios(&mut files);
     let table = markdown(&files);
     std::fs::write(&args.markdown, &table)?;
     let ratio_png = args.png.with_file_name(format!(
@@ -372,7 +402,7 @@ fn compare(args: CompareArgs) -> Result<(), Error> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Run(a) => run(a),
+        Cmd::Run(a) => run(*a),
         Cmd::Compare(a) => compare(a),
     };
     match result {

@@ -64,13 +64,13 @@ pub fn non_embedding_params(c: &BertConfig) -> usize {
     c.num_hidden_layers * layer + h * h + h + h * c.num_labels() + c.num_labels()
 }
 
-/// FLOPs per token: `6N + 12·L·H·S` (train) or `2N + 4·L·H·S` (inference).
-pub fn flops_per_token(c: &BertConfig, kind: Kind, seq: usize) -> f64 {
+/// FLOPs per token as MFU counts them: `6N` (train) or `2N` (inference), N the non-embedding
+/// parameters (the attention score/value products are left out, as in the usual MFU figure).
+pub fn flops_per_token(c: &BertConfig, kind: Kind, _seq: usize) -> f64 {
     let n = non_embedding_params(c) as f64;
-    let attn = (c.num_hidden_layers * c.hidden_size * seq) as f64;
     match kind {
-        Kind::Train => 6.0 * n + 12.0 * attn,
-        Kind::Infer => 2.0 * n + 4.0 * attn,
+        Kind::Train => 6.0 * n,
+        Kind::Infer => 2.0 * n,
     }
 }
 

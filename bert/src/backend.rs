@@ -116,12 +116,18 @@ impl Backend {
             }
             Self::TchCuda(i) => {
                 #[cfg(feature = "tch")]
-                return Ok(Device::libtorch_cuda(i));
+                {
+                    nvidia_driver(self)?;
+                    return Ok(Device::libtorch_cuda(i));
+                }
                 return Err(missing());
             }
             Self::Cuda(i) => {
                 #[cfg(feature = "cuda")]
-                return Ok(Device::cuda(i));
+                {
+                    nvidia_driver(self)?;
+                    return Ok(Device::cuda(i));
+                }
                 return Err(missing());
             }
         })
@@ -181,6 +187,59 @@ impl Backend {
         })?;
         Ok(device)
     }
+}
+
+/// CubeCL CUDA and libtorch's CUDA open the NVIDIA driver library at run time, and panic when
+/// it is missing (CubeCL in its device thread, burn-tch on the first tensor): check first, and
+/// name what is missing.
+#[cfg(any(feature = "cuda", feature = "tch"))]
+fn nvidia_driver(backend: Backend) -> Result<(), BertError> {
+    const NAMES: [&str; 2] = ["libcuda.so.1", "libcuda.so"];
+    // SAFETY: loading the NVIDIA driver library runs its initialisers, which cudarc would run
+    // anyway when the device starts.
+    let found = NAMES
+        .iter()
+        .any(|n| unsafe { libloading::Library::new(n) }.is_ok());
+    if found {
+        Ok(())
+    } else {
+        Err(BertError::Backend(format!(
+            "backend `{backend}`: the NVIDIA driver library ({}) is not found on this machine; \
+             install the driver or add its folder to LD_LIBRARY_PATH",
+            NAMES.join(" or ")
+        )))
+    }
+}
+
+/// Where Burn itself makes tensors on its default device (`Device::default()`, e.g. when
+/// burn-optim loads an optimizer record), that device must start. With the `cuda` feature
+/// compiled in, Burn's default is CUDA unless `BURN_DEVICE` names another backend; on a
+/// machine without the NVIDIA driver that would panic inside Burn. Returns an error naming the
+/// fix instead.
+pub fn check_burn_default_device() -> Result<(), BertError> {
+    check_default_device(std::env::var_os("BURN_DEVICE").is_some())
+}
+
+fn check_default_device(burn_device_set: bool) -> Result<(), BertError> {
+    if burn_device_set {
+        return Ok(());
+    }
+    #[cfg(feature = "cuda")]
+    nvidia_driver(Backend::Cuda(0)).map_err(|e| {
+        BertError::Backend(format!(
+            "Burn's default device is CUDA in this build and cannot start ({e}); set \
+             BURN_DEVICE to the backend in use (flex, ndarray, cpu, wgpu, vulkan or tch)"
+        ))
+    })?;
+    Ok(())
+}
+
+/// The backend the tests run on: `$BERT_TEST_BACKEND` (default `flex`), so that one test
+/// binary runs on every compiled-in backend. Panics with the reason when it is unknown or not
+/// compiled in.
+pub fn test_device() -> Device {
+    let name = std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into());
+    device_from_name(&name).unwrap_or_else(|e| panic!("BERT_TEST_BACKEND: {e}"))
 }
 
 /// wgpu: index 0 is the default adapter; `wgpu:N` the N-th discrete GPU.
@@ -313,6 +372,34 @@ mod tests {
                 .to_string()
                 .contains("bad device index")
         );
+    }
+
+    #[test]
+    fn an_unusable_default_device_names_burn_device() {
+        assert!(check_default_device(true).is_ok());
+        #[cfg(feature = "cuda")]
+        match nvidia_driver(Backend::Cuda(0)) {
+            Ok(()) => assert!(check_default_device(false).is_ok()),
+            Err(_) => {
+                let e = check_default_device(false).unwrap_err().to_string();
+                assert!(
+                    e.contains("set BURN_DEVICE") && e.contains("NVIDIA driver"),
+                    "{e}"
+                );
+                for b in [Backend::Cuda(0), Backend::TchCuda(1)]
+                    .into_iter()
+                    .filter(|b| b.is_compiled())
+                {
+                    let e = b.device().unwrap_err().to_string();
+                    assert!(
+                        e.contains(&format!("backend `{b}`: the NVIDIA driver")),
+                        "{e}"
+                    );
+                }
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        assert!(check_default_device(false).is_ok());
     }
 
     #[test]

@@ -57,13 +57,13 @@ pub fn check_labels<const D: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
 
     // torch.nn.functional.cross_entropy(torch.tensor([[1.,2.,3.],[1.,0.,-1.],[0.5,0.5,0.]]),
     //     torch.tensor([2,-100,0])) mean of 0.40760596 and 0.95802009
     #[test]
     fn cross_entropy_ignores_minus_100() {
-        let d = Device::default();
+        let d = crate::backend::test_device();
         let logits =
             Tensor::<2>::from_data([[1.0, 2.0, 3.0], [1.0, 0.0, -1.0], [0.5, 0.5, 0.0]], &d);
         let labels = Tensor::<1, Int>::from_data(TensorData::from([2i64, -100, 0]), &d);
@@ -78,7 +78,7 @@ mod tests {
     //     torch.tensor([[1., 0.], [1., 0.]])) == 7.9329...
     #[test]
     fn bce_matches_torch() {
-        let d = Device::default();
+        let d = crate::backend::test_device();
         let x = Tensor::<2>::from_data([[2.0, -1.0], [0.0, 30.0]], &d);
         let y = Tensor::<2>::from_data([[1.0, 0.0], [1.0, 0.0]], &d);
         let loss: f32 = bce_with_logits(x, y).into_scalar();
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn out_of_range_labels_are_named() {
-        let d = Device::default();
+        let d = crate::backend::test_device();
         let labels = Tensor::<1, Int>::from_data(TensorData::from([0i64, 5, -100]), &d);
         let e = check_labels("labels", &labels, 3, Some(IGNORE_INDEX)).unwrap_err();
         assert!(e.to_string().contains("labels contains 5"), "{e}");

@@ -24,7 +24,7 @@ fn rows(t: burn::tensor::Tensor<2, burn::tensor::Int>) -> Vec<Vec<i64>> {
 
 #[test]
 fn token_classification_batch_is_padded_and_masked() {
-    let device = Device::default();
+    let device = Device::flex();
     let items = vec![
         TokenClassificationItem {
             text: text(&[101, 7, 8, 102], &[0, 0, 0, 0]),

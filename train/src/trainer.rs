@@ -210,6 +210,9 @@ where
             .map_err(|e| load(MODEL_FILE, &e))?;
         let record = OptimizerRecord::load(dir.join(OPTIMIZER_FILE))
             .map_err(|e| load(OPTIMIZER_FILE, &e))?;
+        // burn-optim materialises the state on Burn's default device (moved to each
+        // parameter's device at the next step): that device must start.
+        bert::backend::check_burn_default_device().map_err(|e| load(OPTIMIZER_FILE, &e))?;
         optim = optim.load_record(record);
         let record = LrSchedulerRecord::load(dir.join(SCHEDULER_FILE))
             .map_err(|e| load(SCHEDULER_FILE, &e))?;

@@ -17,12 +17,17 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
 fn device() -> Device {
-    let name = std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into());
-    bert::backend::device_from_name(&name).unwrap().autodiff()
+    bert::backend::test_device().autodiff()
 }
 
+/// The HF model of the parity tests, from the checkout this binary was built from, else under
+/// the working directory (a binary carried to a GPU machine, run from the repository root).
 fn case_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/reference/seq_cls_single")
+    let case = "bert/tests/reference/seq_cls_single";
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(case);
+    if built.is_dir() { built } else { case.into() }
 }
 
 fn reference() -> Value {

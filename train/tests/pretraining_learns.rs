@@ -113,8 +113,7 @@ fn nsp_accuracy(model: &BertForPreTraining, batches: &[Batch]) -> f64 {
 
 #[test]
 fn next_sentence_prediction_generalises_to_held_out_pairs() {
-    let name = std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into());
-    let device = bert::backend::device_from_name(&name).unwrap().autodiff();
+    let device = bert::backend::test_device().autodiff();
     let mut config = BertConfig::tiny(4 + (TOPICS * TOPIC_WORDS) as usize, 64, 2, 4);
     config.max_position_embeddings = 32;
     config.pad_token_id = Some(PAD as usize);

@@ -22,8 +22,7 @@ fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn device() -> Device {
-    let name = std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into());
-    bert::backend::device_from_name(&name).unwrap().autodiff()
+    bert::backend::test_device().autodiff()
 }
 
 fn int2(v: &Value, device: &Device) -> Tensor<2, Int> {

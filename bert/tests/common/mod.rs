@@ -7,18 +7,26 @@ use std::path::{Path, PathBuf};
 use bert::tensors_file::{HostTensor, NamedTensors, read_tensors};
 use burn::tensor::Device;
 
-/// The backend under test: `$BERT_TEST_BACKEND` (default `flex`), so that one test binary
-/// runs on every compiled-in backend.
+/// The backend under test: `$BERT_TEST_BACKEND` (default `flex`).
 pub fn device() -> Device {
-    let name = std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into());
-    bert::backend::device_from_name(&name).unwrap_or_else(|e| panic!("BERT_TEST_BACKEND: {e}"))
+    bert::backend::test_device()
+}
+
+/// `bert/tests/reference`: where the checkout this binary was built from has it, else under
+/// the working directory (a test binary carried to a GPU machine and run from the repository
+/// root, `gpu/run.sh`).
+pub fn reference_dir() -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/reference");
+    if built.is_dir() {
+        built
+    } else {
+        PathBuf::from("bert/tests/reference")
+    }
 }
 
 /// `bert/tests/reference/<case>`: an HF model directory with HF's inputs and outputs.
 pub fn case_dir(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/reference")
-        .join(case)
+    reference_dir().join(case)
 }
 
 pub fn case_json(case: &str) -> serde_json::Value {
