@@ -1,6 +1,9 @@
 //! What the trainer reads: micro-batches by (epoch, index), reproducibly shuffled by seed and
 //! epoch, so that a resumed run sees exactly the batches the interrupted one would have.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -20,12 +23,33 @@ pub trait BatchSource<B> {
     fn get(&self, epoch: usize, index: usize) -> Result<B, TrainError>;
 }
 
-/// Batches held in memory, optionally shuffled each epoch by `(seed, epoch)`.
+/// The order of the epoch asked last, kept so that the micro-batches of one epoch compute it
+/// once, not once each (the trainer asks for them in epoch order).
+#[derive(Debug, Clone, Default)]
+struct EpochOrder(RefCell<Option<(usize, Rc<Vec<usize>>)>>);
+
+impl EpochOrder {
+    fn get(&self, epoch: usize, compute: impl FnOnce() -> Vec<usize>) -> Rc<Vec<usize>> {
+        let mut cached = self.0.borrow_mut();
+        match &*cached {
+            Some((e, order)) if *e == epoch => order.clone(),
+            _ => {
+                let order = Rc::new(compute());
+                *cached = Some((epoch, order.clone()));
+                order
+            }
+        }
+    }
+}
+
+/// Batches held in memory, optionally shuffled each epoch by `(seed, epoch)`. The epoch's order
+/// is computed once and kept: set the fields before the first [`BatchSource::get`].
 #[derive(Debug, Clone)]
 pub struct InMemoryBatches<B> {
     pub batches: Vec<B>,
     pub shuffle: bool,
     pub seed: u64,
+    order: EpochOrder,
 }
 
 impl<B> InMemoryBatches<B> {
@@ -34,6 +58,7 @@ impl<B> InMemoryBatches<B> {
             batches,
             shuffle,
             seed,
+            order: EpochOrder::default(),
         }
     }
 }
@@ -55,7 +80,9 @@ impl<B: Clone> BatchSource<B> for InMemoryBatches<B> {
     }
 
     fn get(&self, epoch: usize, index: usize) -> Result<B, TrainError> {
-        let order = epoch_order(self.batches.len(), self.shuffle, self.seed, epoch);
+        let order = self.order.get(epoch, || {
+            epoch_order(self.batches.len(), self.shuffle, self.seed, epoch)
+        });
         let i = *order.get(index).ok_or_else(|| {
             TrainError::Argument(format!("batch index {index} out of {}", self.batches.len()))
         })?;
@@ -103,7 +130,8 @@ pub fn length_grouped_order(
 /// collate function gets the micro-batch number (`epoch * len + index`) as a seed for
 /// anything random done at batching time, such as dynamic MLM masking. With
 /// [`ItemBatches::group_by_length`], items of similar length share batches as with HF's
-/// `--group_by_length` ([`length_grouped_order`]).
+/// `--group_by_length` ([`length_grouped_order`]). The epoch's order is computed once per
+/// epoch and kept: set the fields before the first [`BatchSource::get`].
 pub struct ItemBatches<I, B> {
     pub items: Vec<I>,
     pub batch_size: usize,
@@ -113,6 +141,7 @@ pub struct ItemBatches<I, B> {
     pub lengths: Option<(Vec<usize>, usize)>,
     #[allow(clippy::type_complexity)]
     collate: Box<dyn Fn(Vec<I>, u64) -> B>,
+    cached_order: EpochOrder,
 }
 
 impl<I, B> ItemBatches<I, B> {
@@ -130,6 +159,7 @@ impl<I, B> ItemBatches<I, B> {
             seed,
             lengths: None,
             collate: Box::new(collate),
+            cached_order: EpochOrder::default(),
         }
     }
 
@@ -138,6 +168,7 @@ impl<I, B> ItemBatches<I, B> {
     /// items of one optimizer step (`batch_size × gradient_accumulation_steps`, as HF's Trainer).
     pub fn group_by_length(mut self, length: impl Fn(&I) -> usize, group_size: usize) -> Self {
         self.lengths = Some((self.items.iter().map(length).collect(), group_size));
+        self.cached_order = EpochOrder::default();
         self
     }
 
@@ -165,7 +196,7 @@ impl<I: Clone, B> BatchSource<B> for ItemBatches<I, B> {
                 self.len()
             )));
         }
-        let order = self.order(epoch);
+        let order = self.cached_order.get(epoch, || self.order(epoch));
         let end = ((index + 1) * self.batch_size).min(n);
         let items = order[index * self.batch_size..end]
             .iter()
@@ -203,6 +234,24 @@ mod tests {
         // Same (seed, epoch), same order; another epoch, another order.
         assert_eq!(order, length_grouped_order(&lengths, 2, true, 3, 1));
         assert_ne!(order, length_grouped_order(&lengths, 2, true, 3, 2));
+    }
+
+    #[test]
+    fn batches_follow_the_epoch_order_across_epochs() {
+        let items: Vec<usize> = (0..10).collect();
+        let b =
+            ItemBatches::new(items, 3, true, 7, |v, _| v).group_by_length(|&i| (i * 37) % 11, 3);
+        for epoch in [0, 1, 0, 2] {
+            let got: Vec<usize> = (0..b.len())
+                .flat_map(|i| b.get(epoch, i).unwrap())
+                .collect();
+            assert_eq!(got, b.order(epoch), "epoch {epoch}");
+        }
+        let m = InMemoryBatches::new((0..5).collect::<Vec<usize>>(), true, 3);
+        for epoch in [4, 1, 4] {
+            let got: Vec<usize> = (0..5).map(|i| m.get(epoch, i).unwrap()).collect();
+            assert_eq!(got, epoch_order(5, true, 3, epoch), "epoch {epoch}");
+        }
     }
 
     #[test]
