@@ -26,6 +26,7 @@ pub mod loss;
 pub mod model;
 pub mod output;
 pub mod pooler;
+pub mod reads;
 pub mod tensors_file;
 
 pub use any::AnyBert;
@@ -34,5 +35,5 @@ pub use config::{BertConfig, ProblemType};
 pub use error::{BertError, Result};
 pub use heads::*;
 pub use hub::{BertPretrained, Checkpoint, LoadReport};
-pub use model::{BertInput, BertModel};
+pub use model::{BertInput, BertModel, Bounds, HostBounds, bounds};
 pub use output::*;

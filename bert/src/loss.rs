@@ -32,18 +32,22 @@ pub fn bce_with_logits<const D: usize>(logits: Tensor<D>, target: Tensor<D>) -> 
     loss.mean()
 }
 
-/// Errors unless every label is in `0..classes` or equal to `ignore_index`.
+/// Errors unless every label is in `0..classes` or equal to `ignore_index`. `known`: the
+/// labels' range taken on the host ([`crate::HostBounds`]), checked without a device read.
 pub fn check_labels<const D: usize>(
     name: &str,
     labels: &Tensor<D, Int>,
+    known: Option<crate::model::Bounds>,
     classes: usize,
     ignore_index: Option<i64>,
 ) -> Result<()> {
-    let mut l = labels.clone();
-    if let Some(ignore) = ignore_index {
-        l = l.clone().mask_fill(l.equal_elem(ignore), 0);
-    }
-    let (min, max) = crate::model::min_max(&l);
+    let (min, max) = known.unwrap_or_else(|| {
+        let mut l = labels.clone();
+        if let Some(ignore) = ignore_index {
+            l = l.clone().mask_fill(l.equal_elem(ignore), 0);
+        }
+        crate::model::min_max(&l)
+    });
     if min < 0 || max >= classes as i64 {
         let v = if min < 0 { min } else { max };
         let ignore = ignore_index.map_or(String::new(), |i| format!(" or {i} (ignored)"));
@@ -90,8 +94,16 @@ mod tests {
     fn out_of_range_labels_are_named() {
         let d = crate::backend::test_device();
         let labels = Tensor::<1, Int>::from_data(TensorData::from([0i64, 5, -100]), &d);
-        let e = check_labels("labels", &labels, 3, Some(IGNORE_INDEX)).unwrap_err();
+        let e = check_labels("labels", &labels, None, 3, Some(IGNORE_INDEX)).unwrap_err();
         assert!(e.to_string().contains("labels contains 5"), "{e}");
-        assert!(check_labels("labels", &labels, 6, Some(IGNORE_INDEX)).is_ok());
+        assert!(check_labels("labels", &labels, None, 6, Some(IGNORE_INDEX)).is_ok());
+        // The same from bounds taken on the host, and no device read for them.
+        let host = crate::model::bounds([0, 5, -100], Some(IGNORE_INDEX));
+        assert_eq!(host, (0, 5));
+        let reads = crate::reads::count();
+        let e = check_labels("labels", &labels, Some(host), 3, Some(IGNORE_INDEX)).unwrap_err();
+        assert!(e.to_string().contains("labels contains 5"), "{e}");
+        assert!(check_labels("labels", &labels, Some(host), 6, Some(IGNORE_INDEX)).is_ok());
+        assert_eq!(crate::reads::count(), reads, "host bounds need no read");
     }
 }

@@ -9,8 +9,36 @@ use crate::config::BertConfig;
 use crate::embeddings::BertEmbeddings;
 use crate::error::{BertError, Result};
 use crate::layer::BertEncoder;
+use crate::loss::IGNORE_INDEX;
 use crate::output::BaseModelOutputWithPoolingAndCrossAttentions;
 use crate::pooler::BertPooler;
+
+/// `(min, max)` of an integer tensor's values.
+pub type Bounds = (i64, i64);
+
+/// `(min, max)` of `values`, leaving out `ignore` (HF's -100 for labels). With nothing left,
+/// `(i64::MAX, i64::MIN)`: an empty range that every check passes.
+pub fn bounds(values: impl IntoIterator<Item = i64>, ignore: Option<i64>) -> Bounds {
+    values
+        .into_iter()
+        .filter(|&v| Some(v) != ignore)
+        .fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
+}
+
+/// Value ranges of a batch's integer tensors, taken on the host where the batch was built (the
+/// collators, from the very vectors the tensors were made of). With them the model and the
+/// heads check ids and labels against the config on the host, and a forward pass reads nothing
+/// back from the device. A range left `None` is checked on the device instead: its min and max
+/// are read back, one sync each (the default, for inputs built by hand).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostBounds {
+    pub input_ids: Option<Bounds>,
+    pub token_type_ids: Option<Bounds>,
+    /// The head's labels, the ignore index left out.
+    pub labels: Option<Bounds>,
+    /// `BertForPreTraining`'s second labels.
+    pub next_sentence_label: Option<Bounds>,
+}
 
 /// The arguments of HF's `BertModel.forward`, batch-first `[batch, seq]`.
 #[derive(Debug, Clone)]
@@ -30,6 +58,8 @@ pub struct BertInput {
     pub past_key_values: Option<KvCache>,
     /// Decoder: return the keys/values for the next step.
     pub use_cache: bool,
+    /// Value ranges known on the host ([`HostBounds`]): checks without device reads.
+    pub host_bounds: HostBounds,
 }
 
 impl BertInput {
@@ -43,7 +73,20 @@ impl BertInput {
             encoder_attention_mask: None,
             past_key_values: None,
             use_cache: false,
+            host_bounds: HostBounds::default(),
         }
+    }
+
+    /// Value ranges taken on the host where the batch was built ([`HostBounds`]).
+    pub fn with_host_bounds(mut self, bounds: HostBounds) -> Self {
+        self.host_bounds = bounds;
+        self
+    }
+
+    /// The labels' range, from the values the label tensor was made of (-100 left out).
+    pub fn with_label_values(mut self, labels: &[i64]) -> Self {
+        self.host_bounds.labels = Some(bounds(labels.iter().copied(), Some(IGNORE_INDEX)));
+        self
     }
 
     pub fn with_attention_mask(mut self, mask: Tensor<2, Int>) -> Self {
@@ -104,6 +147,7 @@ impl BertInput {
             check_range(
                 "token_type_ids",
                 t,
+                self.host_bounds.token_type_ids,
                 config.type_vocab_size,
                 "type_vocab_size",
             )?;
@@ -113,6 +157,7 @@ impl BertInput {
             check_range(
                 "position_ids",
                 p,
+                None,
                 config.max_position_embeddings,
                 "max_position_embeddings",
             )?;
@@ -120,6 +165,7 @@ impl BertInput {
         check_range(
             "input_ids",
             &self.input_ids,
+            self.host_bounds.input_ids,
             config.vocab_size,
             "vocab_size",
         )?;
@@ -148,25 +194,23 @@ impl BertInput {
 /// The smallest and largest value, read back in one device sync.
 pub(crate) fn min_max<const D: usize>(t: &Tensor<D, Int>) -> (i64, i64) {
     let both = Tensor::cat(vec![t.clone().min(), t.clone().max()], 0);
-    let v: Vec<i64> = both
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec()
-        .unwrap_or_default();
+    let v = crate::reads::ints(both);
     (
         v.first().copied().unwrap_or(0),
         v.get(1).copied().unwrap_or(0),
     )
 }
 
-/// Errors unless every value of `t` is in `0..limit`.
+/// Errors unless every value of `t` is in `0..limit`; `known` bounds are checked on the host,
+/// else min and max are read from the device.
 pub(crate) fn check_range<const D: usize>(
     name: &str,
     t: &Tensor<D, Int>,
+    known: Option<Bounds>,
     limit: usize,
     limit_name: &str,
 ) -> Result<()> {
-    let (min, max) = min_max(t);
+    let (min, max) = known.unwrap_or_else(|| min_max(t));
     if min < 0 || max >= limit as i64 {
         let v = if min < 0 { min } else { max };
         return Err(BertError::Input(format!(

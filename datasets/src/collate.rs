@@ -33,6 +33,10 @@ pub struct TextBatch {
     pub input_ids: Tensor<2, Int>,
     pub attention_mask: Tensor<2, Int>,
     pub token_type_ids: Tensor<2, Int>,
+    /// `(min, max)` of `input_ids` and of `token_type_ids`, taken from the host vectors they
+    /// were made of: the model checks them against its config without reading the device
+    /// (`bert::HostBounds`).
+    pub id_bounds: [(i64, i64); 2],
 }
 
 fn int2(rows: Vec<Vec<i64>>, device: &Device) -> Tensor<2, Int> {
@@ -67,7 +71,30 @@ pub fn pad_texts_to(
             .take(len)
             .collect()
     };
+    let range = |ids: &mut dyn Iterator<Item = u32>, pad: u32, padded: bool| {
+        let (lo, hi) = ids.fold((u32::MAX, 0), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        let (lo, hi) = if padded {
+            (lo.min(pad), hi.max(pad))
+        } else {
+            (lo, hi)
+        };
+        (lo as i64, hi as i64)
+    };
+    let padded = texts.iter().any(|t| t.input_ids.len() < len);
+    let id_bounds = [
+        range(
+            &mut texts.iter().flat_map(|t| t.input_ids.iter().copied()),
+            pad_id,
+            padded,
+        ),
+        range(
+            &mut texts.iter().flat_map(|t| t.token_type_ids.iter().copied()),
+            0,
+            padded,
+        ),
+    ];
     TextBatch {
+        id_bounds,
         input_ids: int2(
             texts
                 .iter()
@@ -158,6 +185,8 @@ pub struct TokenClassificationBatch {
     pub inputs: TextBatch,
     /// `[b, seq]`, -100 on padding.
     pub labels: Tensor<2, Int>,
+    /// `(min, max)` of the labels, -100 left out, from the host values (`bert::HostBounds`).
+    pub label_bounds: (i64, i64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -174,7 +203,7 @@ impl Batcher<TokenClassificationItem, TokenClassificationBatch> for TokenClassif
         let texts: Vec<&TokenizedText> = items.iter().map(|i| &i.text).collect();
         let inputs = pad_texts(&texts, self.pad_id, device);
         let len = inputs.input_ids.dims()[1];
-        let labels = items
+        let labels: Vec<Vec<i64>> = items
             .iter()
             .map(|i| {
                 i.labels
@@ -185,9 +214,15 @@ impl Batcher<TokenClassificationItem, TokenClassificationBatch> for TokenClassif
                     .collect()
             })
             .collect();
+        let label_bounds = labels
+            .iter()
+            .flatten()
+            .filter(|&&l| l != -100)
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &l| (lo.min(l), hi.max(l)));
         TokenClassificationBatch {
             inputs,
             labels: int2(labels, device),
+            label_bounds,
         }
     }
 }

@@ -126,16 +126,17 @@ type Batch = (BertInput, SequenceClassificationLabels);
 
 fn collate(items: &[Item], kind: Kind, pad_id: u32, device: &Device) -> Batch {
     let texts: Vec<&TokenizedText> = items.iter().map(|i| &i.text).collect();
-    let input = crate::text_input(pad_texts(&texts, pad_id, device));
+    let mut input = crate::text_input(pad_texts(&texts, pad_id, device));
     let n = items.len();
     let labels = match kind {
-        Kind::Single => SequenceClassificationLabels::Classes(Tensor::from_data(
-            TensorData::new(
-                items.iter().map(|i| i.target[0] as i64).collect::<Vec<_>>(),
-                [n],
-            ),
-            device,
-        )),
+        Kind::Single => {
+            let classes: Vec<i64> = items.iter().map(|i| i.target[0] as i64).collect();
+            input = input.with_label_values(&classes);
+            SequenceClassificationLabels::Classes(Tensor::from_data(
+                TensorData::new(classes, [n]),
+                device,
+            ))
+        }
         Kind::Regression | Kind::MultiLabel => {
             let width = items.first().map_or(1, |i| i.target.len());
             SequenceClassificationLabels::Values(Tensor::from_data(

@@ -173,11 +173,18 @@ pub fn model_dir_or_hint(dir: &Path, example: &str) -> Result<(), Error> {
     .into())
 }
 
-/// Padded texts as the model's input (ids, attention mask, token types).
+/// Padded texts as the model's input (ids, attention mask, token types), with the ids' ranges
+/// taken on the host (checked against the config without a device read).
 pub fn text_input(t: bert_datasets::collate::TextBatch) -> bert::BertInput {
+    let [ids, types] = t.id_bounds;
     bert::BertInput::new(t.input_ids)
         .with_attention_mask(t.attention_mask)
         .with_token_type_ids(t.token_type_ids)
+        .with_host_bounds(bert::HostBounds {
+            input_ids: Some(ids),
+            token_type_ids: Some(types),
+            ..Default::default()
+        })
 }
 
 /// `--model`, or the fixtures' all-MiniLM-L6-v2.

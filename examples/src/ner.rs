@@ -76,7 +76,9 @@ pub const EXAMPLE_TEXT: &str = "Hugging Face Inc. is a company based in New York
 type Batch = TokenClassificationBatch;
 
 fn to_input(b: &Batch) -> BertInput {
-    crate::text_input(b.inputs.clone())
+    let mut input = crate::text_input(b.inputs.clone());
+    input.host_bounds.labels = Some(b.label_bounds);
+    input
 }
 
 fn items(

@@ -161,8 +161,10 @@ impl Collator {
             .flat_map(|l| l.into_iter().chain(std::iter::repeat(-100)).take(s))
             .collect();
         let nsp: Vec<i64> = pairs.iter().map(|p| p.next_sentence_label as i64).collect();
+        let mut input = crate::text_input(t).with_label_values(&labels);
+        input.host_bounds.next_sentence_label = Some(bert::bounds(nsp.iter().copied(), None));
         Batch {
-            input: crate::text_input(t),
+            input,
             labels: Tensor::from_data(TensorData::new(labels, [b, s]), device),
             next_sentence_label: Tensor::from_data(TensorData::new(nsp, [b]), device),
         }
@@ -546,7 +548,7 @@ fn causal_collate(blocks: &[Vec<u32>], pad: u32, device: &Device) -> CausalBatch
         })
         .collect();
     CausalBatch {
-        input: crate::text_input(t),
+        input: crate::text_input(t).with_label_values(&labels),
         labels: Tensor::from_data(TensorData::new(labels, [b, s]), device),
     }
 }

@@ -1,7 +1,8 @@
 //! Checkpoints written atomically and verified before they are loaded.
 //!
-//! `output_dir/checkpoint-{step}/` holds `model.bpk` (Burn record), `optimizer.bpk`,
-//! `scheduler.bpk` and `trainer_state.json`, which lists every file with its size. A checkpoint
+//! `output_dir/checkpoint-{step}/` holds `model.bpk` (Burn record), `optimizer.json` and
+//! `optimizer.safetensors` ([`crate::MultiTensorAdamW`]), `scheduler.bpk` and
+//! `trainer_state.json`, which lists every file with its size. A checkpoint
 //! is written into `.tmp-checkpoint-{step}`, each file synced, then renamed into place: a crash
 //! leaves either the whole checkpoint or a temporary folder that is never read. Loading checks
 //! the listed sizes first, so a truncated or partial checkpoint is refused with a clear error.
@@ -16,7 +17,6 @@ use crate::TrainError;
 
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const MODEL_FILE: &str = "model.bpk";
-pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub const SCHEDULER_FILE: &str = "scheduler.bpk";
 
 /// HF's `trainer_state.json`, plus the file manifest.
@@ -121,7 +121,12 @@ pub fn verify(dir: &Path) -> Result<TrainerState, TrainError> {
     let state: TrainerState = serde_json::from_str(&text).map_err(|e| {
         TrainError::Checkpoint(format!("{}: corrupted {STATE_FILE}: {e}", dir.display()))
     })?;
-    for required in [MODEL_FILE, OPTIMIZER_FILE, SCHEDULER_FILE] {
+    for required in [
+        MODEL_FILE,
+        crate::adamw::STATE_FILE,
+        crate::adamw::MOMENTS_FILE,
+        SCHEDULER_FILE,
+    ] {
         if !state.files.contains_key(required) {
             return Err(TrainError::Checkpoint(format!(
                 "{}: {STATE_FILE} lists no {required}",

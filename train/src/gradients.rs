@@ -30,8 +30,8 @@ fn for_each_grad<M: Module, F: GradFn>(module: &M, grads: &mut GradientsParams, 
     v.f
 }
 
-/// The L2 norm over all gradients of `module` together (one device sync).
-pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> f64 {
+/// The L2 norm over all gradients of `module` together, on the device (no read).
+pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Tensor<1> {
     struct SumSquares(Option<Tensor<1>>);
     impl GradFn for SumSquares {
         fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
@@ -43,21 +43,35 @@ pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> f
             None
         }
     }
-    let sum = for_each_grad(module, grads, SumSquares(None)).0;
-    sum.map_or(0.0, |s| (s.into_scalar::<f32>() as f64).sqrt())
+    match for_each_grad(module, grads, SumSquares(None)).0 {
+        Some(sum) => sum.sqrt(),
+        None => {
+            let mut devices = module.devices();
+            let device = devices.pop().unwrap_or_default();
+            Tensor::zeros([1], &device)
+        }
+    }
 }
 
-/// Scales every gradient by `max_norm / (norm + 1e-6)` when that is below 1, exactly as
-/// `clip_grad_norm_(params, max_norm)`; returns the norm before clipping (HF logs it as
-/// `grad_norm`). A non-finite `max_norm` only measures.
-pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+/// `torch.nn.utils.clip_grad_norm_(params, max_norm)`: scales every gradient by
+/// `min(1, max_norm / (norm + 1e-6))`, computed and applied on the device as torch does (no
+/// read, so no host sync: every gradient is multiplied, by 1 when the norm is under the limit),
+/// and returns the norm before clipping (HF logs it as `grad_norm`). A non-finite `max_norm`
+/// only measures.
+pub fn clip_grad_norm<M: Module>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> Tensor<1> {
     let norm = global_grad_norm(module, grads);
-    let coef = max_norm / (norm + 1e-6);
-    if max_norm.is_finite() && coef < 1.0 {
-        struct Scale(f64);
+    if max_norm.is_finite() {
+        let max = Tensor::<1>::full([1], max_norm, &norm.device());
+        let coef = (max / norm.clone().add_scalar(1e-6)).clamp_max(1.0);
+        struct Scale(Tensor<1>);
         impl GradFn for Scale {
             fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
-                Some(grad.mul_scalar(self.0))
+                let coef: Tensor<D> = self.0.clone().reshape([1; D]);
+                Some(grad * coef)
             }
         }
         for_each_grad(module, grads, Scale(coef));

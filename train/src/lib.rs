@@ -3,6 +3,7 @@
 //! `LrScheduler`s ([`schedule`]), global gradient-norm clipping and accumulation
 //! ([`gradients`]).
 
+pub mod adamw;
 pub mod checkpoint;
 pub mod data;
 pub mod gradients;
@@ -11,6 +12,7 @@ pub mod plot;
 pub mod schedule;
 pub mod trainer;
 
+pub use adamw::MultiTensorAdamW;
 pub use data::{BatchSource, InMemoryBatches, ItemBatches};
 pub use gradients::{accumulate_scaled, clip_grad_norm, global_grad_norm};
 pub use optimizer::{AdamWArgs, ParamGroupSummary, adamw_with_no_decay};

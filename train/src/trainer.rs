@@ -4,11 +4,15 @@
 //!
 //! Exact resume: everything a step depends on is a function of the step number or is in the
 //! checkpoint. The micro-batch stream is `(epoch, index)` of a seeded per-epoch order, the
-//! device RNG (dropout) is re-seeded from `seed` and the micro-batch number before each
-//! forward pass, and the model, optimizer and scheduler states are saved. A run killed at step
-//! `k` and resumed from its last checkpoint gives the same loss at every later step on CPU
-//! backends. (Burn's device RNG is process-wide: two trainings running at once in one process
-//! draw from the same generator.)
+//! device RNG (dropout) is re-seeded from `seed` and the step at every `save_steps` boundary,
+//! and the model, optimizer and scheduler states are saved. A run killed at step `k` and
+//! resumed from its last checkpoint gives the same loss at every later step on CPU backends.
+//! (Burn's device RNG is process-wide: two trainings running at once in one process draw from
+//! the same generator.)
+//!
+//! No host sync inside a step: losses and gradient norms stay on the device and are read at
+//! logging steps (`logging_steps`), all pending steps in one read; clipping scales on the
+//! device.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,17 +22,17 @@ use std::time::Instant;
 
 use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::module::Module;
-use burn::optim::{GradientsParams, OptimizerRecord};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::checkpoint::{self, MODEL_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, TrainerState};
+use crate::checkpoint::{self, MODEL_FILE, SCHEDULER_FILE, TrainerState};
 use crate::data::BatchSource;
 use crate::plot::{Panel, Series};
 use crate::{
-    AdamWArgs, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
-    adamw_with_no_decay, clip_grad_norm, get_scheduler, warmup_steps,
+    AdamWArgs, MultiTensorAdamW, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
+    get_scheduler, warmup_steps,
 };
 
 /// Evaluation metrics by name (`eval_loss`, `eval_accuracy`, …).
@@ -185,7 +189,7 @@ where
         warmup,
         total,
     )?;
-    let mut optim = adamw_with_no_decay(&args.optim);
+    let mut optim = MultiTensorAdamW::new(&args.optim);
     fs::create_dir_all(&args.output_dir)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", args.output_dir.display())))?;
 
@@ -208,12 +212,15 @@ where
         model = model
             .try_load_file(dir.join(MODEL_FILE))
             .map_err(|e| load(MODEL_FILE, &e))?;
-        let record = OptimizerRecord::load(dir.join(OPTIMIZER_FILE))
-            .map_err(|e| load(OPTIMIZER_FILE, &e))?;
-        // burn-optim materialises the state on Burn's default device (moved to each
-        // parameter's device at the next step): that device must start.
-        bert::backend::check_burn_default_device().map_err(|e| load(OPTIMIZER_FILE, &e))?;
-        optim = optim.load_record(record);
+        optim = optim.load(dir, device)?;
+        if optim.steps() != state.global_step {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: the optimizer has taken {} steps but the trainer state is at {}",
+                dir.display(),
+                optim.steps(),
+                state.global_step
+            )));
+        }
         let record = LrSchedulerRecord::load(dir.join(SCHEDULER_FILE))
             .map_err(|e| load(SCHEDULER_FILE, &e))?;
         schedule.load_record(record);
@@ -260,41 +267,48 @@ where
     let mut stopped_early = false;
     let mut t0 = Instant::now();
     let mut samples_since = 0usize;
+    // Each step's loss and grad norm stay on the device until a logging step reads them all at
+    // once: nothing in a step waits for the device.
+    let mut pending: Vec<(usize, Tensor<1>, Tensor<1>)> = Vec::new();
     for step in start..total {
         let lr = LrScheduler::step(&mut schedule);
+        if reseed_at(args, step, start) {
+            device.seed(args.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        }
         let mut acc: Option<GradientsParams> = None;
-        let mut loss_sum = 0.0;
+        let mut loss_sum: Option<Tensor<1>> = None;
         for k in 0..accum {
             let micro = step * accum + k;
-            device.seed(args.seed.wrapping_mul(1_000_003).wrapping_add(micro as u64));
             let batch = data.get(micro / micro_per_epoch, micro % micro_per_epoch)?;
             let loss = task.loss(&model, batch)?;
-            let value: f32 = loss.clone().into_scalar();
-            if !value.is_finite() {
-                return Err(TrainError::Argument(format!(
-                    "loss is {value} at step {} (micro-batch {k})",
-                    step + 1
-                )));
-            }
-            loss_sum += value as f64;
+            let value = loss.clone().detach();
+            loss_sum = Some(match loss_sum {
+                Some(sum) => sum + value,
+                None => value,
+            });
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             acc = Some(accumulate_scaled(&model, acc, grads, 1.0 / accum as f64));
             samples_since += 1;
         }
-        let mut grads = acc.expect("accumulation ≥ 1");
-        let grad_norm = clip_grad_norm(&model, &mut grads, args.max_grad_norm);
-        model = optim.step(lr, model, grads);
-        let loss = loss_sum / accum as f64;
+        let grads = acc.expect("accumulation ≥ 1");
+        let (stepped, grad_norm) = optim.step(lr, model, grads, args.max_grad_norm)?;
+        model = stepped;
+        let loss = loss_sum.expect("accumulation ≥ 1").div_scalar(accum as f64);
         state.global_step = step + 1;
         state.epoch = (state.global_step * accum) as f64 / micro_per_epoch as f64;
-        step_losses.push((state.global_step, loss));
-        window.0 += loss;
-        window.1 += 1;
+        pending.push((state.global_step, loss, grad_norm));
         bar.set_position(state.global_step as u64);
-        bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
 
         let last = state.global_step == total;
         if state.global_step.is_multiple_of(args.logging_steps) || last {
+            let read = read_pending(&mut pending)?;
+            let (_, loss, grad_norm) = *read.last().expect("this step is pending");
+            for &(step, loss, _) in &read {
+                step_losses.push((step, loss));
+                window.0 += loss;
+                window.1 += 1;
+            }
+            bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
             let secs = t0.elapsed().as_secs_f64().max(1e-9);
             // As HF's Trainer: the rate this step's update used (read before the scheduler steps).
             let entry = json!({
@@ -362,6 +376,12 @@ where
             break;
         }
     }
+    if !pending.is_empty() {
+        // Early stopping between logging steps.
+        for (step, loss, _) in read_pending(&mut pending)? {
+            step_losses.push((step, loss));
+        }
+    }
     bar.finish_and_clear();
     plot_history(&args.output_dir.join("training.png"), &state.log_history)?;
     task.save_pretrained(&model, &args.output_dir.join("final_model"))?;
@@ -373,10 +393,46 @@ where
     })
 }
 
+/// Where the device RNG (dropout) is re-seeded: at the first step of a call and at every
+/// `save_steps` boundary, from `seed` and the step. A run resumed from a checkpoint written at a
+/// boundary re-seeds there exactly as the uninterrupted run did, so both draw the same dropout
+/// masks afterwards (exact resume), without a per-micro-batch seed, which flushes the device's
+/// queue on fused backends.
+fn reseed_at(args: &TrainingArguments, step: usize, start: usize) -> bool {
+    step == start || args.save_steps.is_some_and(|n| step.is_multiple_of(n))
+}
+
+/// Reads the pending steps' losses and grad norms in one device read; a non-finite loss is an
+/// error naming its step.
+fn read_pending(
+    pending: &mut Vec<(usize, Tensor<1>, Tensor<1>)>,
+) -> Result<Vec<(usize, f64, f64)>, TrainError> {
+    let steps: Vec<usize> = pending.iter().map(|p| p.0).collect();
+    let n = steps.len();
+    let tensors: Vec<Tensor<1>> = pending
+        .iter()
+        .map(|p| p.1.clone())
+        .chain(pending.iter().map(|p| p.2.clone()))
+        .collect();
+    pending.clear();
+    let values = bert::reads::floats(Tensor::cat(tensors, 0));
+    let out: Vec<(usize, f64, f64)> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (s, values[i] as f64, values[n + i] as f64))
+        .collect();
+    if let Some((step, loss, _)) = out.iter().find(|(_, l, _)| !l.is_finite()) {
+        return Err(TrainError::Argument(format!(
+            "loss is {loss} at step {step}"
+        )));
+    }
+    Ok(out)
+}
+
 fn save_checkpoint<M: Module>(
     args: &TrainingArguments,
     model: &M,
-    optim: &burn::optim::ModuleOptimizer,
+    optim: &MultiTensorAdamW,
     schedule: &crate::HfSchedule,
     state: &TrainerState,
 ) -> Result<(), TrainError> {
@@ -393,10 +449,7 @@ fn save_checkpoint<M: Module>(
                 .clone()
                 .save_file(dir.join(MODEL_FILE))
                 .map_err(|e| err(MODEL_FILE, &e))?;
-            optim
-                .to_record()
-                .save(dir.join(OPTIMIZER_FILE))
-                .map_err(|e| err(OPTIMIZER_FILE, &e))?;
+            optim.save(dir)?;
             schedule
                 .to_record()
                 .save(dir.join(SCHEDULER_FILE))

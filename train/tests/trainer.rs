@@ -39,10 +39,19 @@ fn batches(device: &Device) -> Vec<Batch> {
         .unwrap()
         .iter()
         .map(|b| {
+            let ids: Vec<Vec<i64>> = serde_json::from_value(b["input_ids"].clone()).unwrap();
+            let types: Vec<Vec<i64>> = serde_json::from_value(b["token_type_ids"].clone()).unwrap();
+            let labels: Vec<i64> = serde_json::from_value(b["labels"].clone()).unwrap();
+            // Ranges taken on the host, as the collators do: no device read to check them.
             let input = BertInput::new(int2(&b["input_ids"], device))
                 .with_attention_mask(int2(&b["attention_mask"], device))
-                .with_token_type_ids(int2(&b["token_type_ids"], device));
-            let labels: Vec<i64> = serde_json::from_value(b["labels"].clone()).unwrap();
+                .with_token_type_ids(int2(&b["token_type_ids"], device))
+                .with_host_bounds(bert::HostBounds {
+                    input_ids: Some(bert::bounds(ids.concat(), None)),
+                    token_type_ids: Some(bert::bounds(types.concat(), None)),
+                    ..Default::default()
+                })
+                .with_label_values(&labels);
             let labels = Tensor::from_data(TensorData::new(labels, [3]), device);
             (input, SequenceClassificationLabels::Classes(labels))
         })
@@ -59,10 +68,12 @@ fn model(device: &Device, seed: u64) -> BertForSequenceClassification {
     BertForSequenceClassification::new(&config, device)
 }
 
-/// Sequence classification; fails on the `fail_at`-th loss call (a simulated kill).
+/// Sequence classification; fails on the `fail_at`-th loss call (a simulated kill). Records
+/// the device reads made so far (`bert::reads`) at every loss call.
 struct Task {
     calls: Cell<usize>,
     fail_at: Option<usize>,
+    reads: std::cell::RefCell<Vec<usize>>,
 }
 
 impl Task {
@@ -70,6 +81,7 @@ impl Task {
         Self {
             calls: Cell::new(0),
             fail_at,
+            reads: Default::default(),
         }
     }
 }
@@ -81,6 +93,7 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
         (input, labels): Batch,
     ) -> Result<Tensor<1>, TrainError> {
         self.calls.set(self.calls.get() + 1);
+        self.reads.borrow_mut().push(bert::reads::count());
         if self.fail_at == Some(self.calls.get()) {
             return Err(TrainError::Argument("killed".into()));
         }
@@ -289,5 +302,55 @@ fn bad_arguments_are_named() {
         e.contains("warmup steps (20) exceed the total training steps (8)"),
         "{e}"
     );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// No device read inside a training step: the loss and the grad norm are read at logging steps
+/// only (all pending steps at once), clipping scales on the device, and the ids and labels are
+/// checked from ranges taken on the host.
+#[test]
+fn steps_between_logging_steps_read_nothing_from_the_device() {
+    let _rng = rng_lock();
+    let device = device();
+    let dir = tmp("reads");
+    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let mut a = args(&dir);
+    a.max_steps = Some(9);
+    a.logging_steps = 4;
+    a.save_steps = None;
+    a.max_grad_norm = 0.5;
+    let task = Task::new(None);
+    let start = bert::reads::count();
+    let out = train(&a, model(&device, 1), &data, &task, &device).unwrap();
+    // Two micro-batches a step; the reads made before each loss call, from the run's start.
+    let reads: Vec<usize> = task.reads.borrow().iter().map(|r| r - start).collect();
+    assert_eq!(reads.len(), 18);
+    for (call, &r) in reads.iter().enumerate() {
+        let step = call / 2 + 1;
+        // Steps 1-4 read nothing; step 4 logs (one read), so do steps 8 and 9 (the last).
+        let want = if step <= 4 {
+            0
+        } else if step <= 8 {
+            1
+        } else {
+            2
+        };
+        assert_eq!(r, want, "loss call {call} (step {step}): reads {reads:?}");
+    }
+    assert_eq!(bert::reads::count() - start, 3, "one read per logging step");
+    // Every step's loss was read back, finite, in order.
+    let steps: Vec<usize> = out.step_losses.iter().map(|s| s.0).collect();
+    assert_eq!(steps, (1..=9).collect::<Vec<_>>());
+    assert!(out.step_losses.iter().all(|s| s.1.is_finite()));
+    // Without host ranges the model checks on the device: one read for the ids, one for the
+    // token types and one for the labels, every micro-batch.
+    let (input, labels) = batches(&device).remove(0);
+    let m = model(&device, 1);
+    let before = bert::reads::count();
+    m.forward(input.clone(), Some(labels.clone())).unwrap();
+    assert_eq!(bert::reads::count(), before);
+    m.forward(input.with_host_bounds(Default::default()), Some(labels))
+        .unwrap();
+    assert_eq!(bert::reads::count(), before + 3);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -32,6 +32,7 @@ impl BertLMHeadModel {
         input: BertInput,
         labels: Option<Tensor<2, Int>>,
     ) -> Result<CausalLMOutputWithCrossAttentions> {
+        let known = input.host_bounds;
         let out = self.bert.forward(input)?;
         let logits = self.cls.predictions.forward(
             out.last_hidden_state,
@@ -47,7 +48,7 @@ impl BertLMHeadModel {
                         [b, s]
                     )));
                 }
-                check_labels("labels", &labels, v, Some(IGNORE_INDEX))?;
+                check_labels("labels", &labels, known.labels, v, Some(IGNORE_INDEX))?;
                 // HF ForCausalLMLoss: labels shifted left, the last position padded with -100.
                 let device = labels.device();
                 let shifted = Tensor::cat(

@@ -30,6 +30,7 @@ impl BertForMaskedLM {
         input: BertInput,
         labels: Option<Tensor<2, Int>>,
     ) -> Result<MaskedLMOutput> {
+        let known = input.host_bounds;
         let out = self.bert.forward(input)?;
         let logits = self.cls.predictions.forward(
             out.last_hidden_state,
@@ -38,7 +39,7 @@ impl BertForMaskedLM {
         let loss = match labels {
             Some(labels) => {
                 let [b, s, v] = logits.dims();
-                check_labels("labels", &labels, v, Some(IGNORE_INDEX))?;
+                check_labels("labels", &labels, known.labels, v, Some(IGNORE_INDEX))?;
                 Some(cross_entropy(
                     logits.clone().reshape([b * s, v]),
                     labels.reshape([b * s]),

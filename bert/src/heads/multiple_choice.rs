@@ -65,7 +65,7 @@ impl BertForMultipleChoice {
         let loss = match labels {
             Some(labels) => {
                 check_shape("labels", &labels.dims(), &[b])?;
-                check_labels("labels", &labels, c, Some(IGNORE_INDEX))?;
+                check_labels("labels", &labels, None, c, Some(IGNORE_INDEX))?;
                 Some(cross_entropy(logits.clone(), labels, IGNORE_INDEX))
             }
             None => None,

@@ -30,6 +30,7 @@ impl BertForNextSentencePrediction {
         input: BertInput,
         labels: Option<Tensor<1, Int>>,
     ) -> Result<NextSentencePredictorOutput> {
+        let known = input.host_bounds;
         let out = self.bert.forward(input)?;
         let pooled = out
             .pooler_output
@@ -37,7 +38,7 @@ impl BertForNextSentencePrediction {
         let logits = self.cls.seq_relationship.forward(pooled);
         let loss = match labels {
             Some(labels) => {
-                check_labels("labels", &labels, 2, Some(IGNORE_INDEX))?;
+                check_labels("labels", &labels, known.labels, 2, Some(IGNORE_INDEX))?;
                 Some(cross_entropy(logits.clone(), labels, IGNORE_INDEX))
             }
             None => None,

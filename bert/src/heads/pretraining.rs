@@ -32,6 +32,7 @@ impl BertForPreTraining {
         labels: Option<Tensor<2, Int>>,
         next_sentence_label: Option<Tensor<1, Int>>,
     ) -> Result<BertForPreTrainingOutput> {
+        let known = input.host_bounds;
         let out = self.bert.forward(input)?;
         let pooled = out.pooler_output.expect("BertForPreTraining has a pooler");
         let prediction_logits = self.cls.predictions.forward(
@@ -42,8 +43,14 @@ impl BertForPreTraining {
         let loss = match (labels, next_sentence_label) {
             (Some(labels), Some(nsp)) => {
                 let [b, s, v] = prediction_logits.dims();
-                check_labels("labels", &labels, v, Some(IGNORE_INDEX))?;
-                check_labels("next_sentence_label", &nsp, 2, Some(IGNORE_INDEX))?;
+                check_labels("labels", &labels, known.labels, v, Some(IGNORE_INDEX))?;
+                check_labels(
+                    "next_sentence_label",
+                    &nsp,
+                    known.next_sentence_label,
+                    2,
+                    Some(IGNORE_INDEX),
+                )?;
                 let mlm = cross_entropy(
                     prediction_logits.clone().reshape([b * s, v]),
                     labels.reshape([b * s]),

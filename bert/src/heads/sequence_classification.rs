@@ -59,6 +59,7 @@ impl BertForSequenceClassification {
         labels: Option<SequenceClassificationLabels>,
     ) -> Result<SequenceClassifierOutput> {
         let [batch, _] = input.dims();
+        let known = input.host_bounds;
         let out = self.bert.forward(input)?;
         let pooled = out
             .pooler_output
@@ -86,7 +87,7 @@ impl BertForSequenceClassification {
                         SequenceClassificationLabels::Classes(l),
                     ) => {
                         check_shape("labels", &l.dims(), &[batch])?;
-                        check_labels("labels", &l, num_labels, Some(IGNORE_INDEX))?;
+                        check_labels("labels", &l, known.labels, num_labels, Some(IGNORE_INDEX))?;
                         cross_entropy(logits.clone(), l, IGNORE_INDEX)
                     }
                     (

@@ -37,6 +37,7 @@ impl BertForTokenClassification {
     ) -> Result<TokenClassifierOutput> {
         let [b, s] = input.dims();
         let attention_mask = input.attention_mask.clone();
+        let known = input.host_bounds;
         let out = self.bert.forward(input)?;
         let logits = self
             .classifier
@@ -45,7 +46,13 @@ impl BertForTokenClassification {
         let loss = match labels {
             Some(mut labels) => {
                 check_shape("labels", &labels.dims(), &[b, s])?;
-                check_labels("labels", &labels, num_labels, Some(IGNORE_INDEX))?;
+                check_labels(
+                    "labels",
+                    &labels,
+                    known.labels,
+                    num_labels,
+                    Some(IGNORE_INDEX),
+                )?;
                 if let Some(mask) = attention_mask {
                     // active_loss = attention_mask == 1; other positions get the ignore index.
                     labels = labels.mask_fill(mask.not_equal_elem(1), IGNORE_INDEX);
