@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use benches::compare::{Machine, Results, charts, fill_ratios, markdown};
-use benches::workload::{Kind, Measurement, Workload, measure};
+use benches::workload::{Kind, Measurement, Runs, Workload, measure};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -62,6 +62,14 @@ struct RunArgs {
     /// counted; at least one timed run).
     #[arg(long, default_value_t = 60.0)]
     budget_s: f64,
+    /// Training: sync after the forward pass, the backward pass and the optimizer step, and
+    /// report where the step's time goes (host dispatch vs device wait per phase).
+    #[arg(long)]
+    profile: bool,
+    /// Training: also measure each backend with Burn's per-tensor AdamW and clipping (rows
+    /// `NAME/per-tensor-adamw`), the optimizer before the multi-tensor one.
+    #[arg(long)]
+    per_tensor_adamw: bool,
     /// Also run `benches/pytorch_bench.py` (HF transformers) on the same shapes, eager and
     /// with --pytorch-compile also `torch.compile`, and give each row its ratio to eager. It runs
     /// first, before any Burn device exists.
@@ -277,17 +285,51 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 continue;
             }
         };
-        for w in &workloads {
+        let variants: &[bool] = if args.per_tensor_adamw {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for (w, &per_tensor_adamw) in workloads
+            .iter()
+            .flat_map(|w| variants.iter().map(move |v| (w, v)))
+            .filter(|(w, v)| !**v || w.kind == Kind::Train)
+        {
+            let label = if per_tensor_adamw {
+                format!("{name}/per-tensor-adamw")
+            } else {
+                name.clone()
+            };
+            let name = &label;
             match measure(
                 w,
                 &device,
                 name,
                 &burn_dtype,
-                args.warmup,
-                args.iters,
-                args.budget_s,
+                Runs {
+                    warmup: args.warmup,
+                    iters: args.iters,
+                    budget_s: args.budget_s,
+                    profile: args.profile,
+                    per_tensor_adamw,
+                },
             ) {
                 Ok(m) => {
+                    if let Some(b) = &m.breakdown {
+                        eprintln!(
+                            "{name:>8} {:?} {} s{} b{}: forward {:.1} + {:.1} ms, backward {:.1} + {:.1} ms, optimizer {:.1} + {:.1} ms (host + wait)",
+                            w.kind,
+                            w.config,
+                            w.seq,
+                            w.batch,
+                            b.forward_host_ms,
+                            b.forward_wait_ms,
+                            b.backward_host_ms,
+                            b.backward_wait_ms,
+                            b.optimizer_host_ms,
+                            b.optimizer_wait_ms
+                        );
+                    }
                     eprintln!(
                         "{name:>8} {:?} {} s{} b{}: {:.0} tokens/s, {:.1} ms/step (first {:.0} ms), {} iters",
                         w.kind,

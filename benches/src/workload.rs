@@ -2,10 +2,12 @@
 
 use std::time::Instant;
 
-use bert::{BertConfig, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
-use bert_train::{AdamWArgs, adamw_with_no_decay, clip_grad_norm};
+use bert::{
+    BertConfig, BertForSequenceClassification, BertInput, HostBounds, SequenceClassificationLabels,
+};
+use bert_train::{AdamWArgs, MultiTensorAdamW, adamw_with_no_decay, clip_grad_norm};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::memory;
@@ -95,10 +97,32 @@ pub struct Measurement {
     /// Tokens/s over PyTorch eager's in the same run (filled in when PyTorch ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio_to_pytorch: Option<f64>,
+    /// `--profile`: where a training step's time goes (medians over the timed steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<Breakdown>,
 }
 
-/// Deterministic token ids in `[1, vocab)` (no padding, full attention).
-fn ids(batch: usize, seq: usize, vocab: usize, device: &Device) -> Tensor<2, Int> {
+/// A training step in phases, each followed by a device sync (`--profile`; the syncs make the
+/// step slower than an unprofiled one on asynchronous backends). `*_host_ms`: the time the host
+/// spends recording and launching the phase's work; `*_wait_ms`: the time then spent waiting
+/// for the device to finish it. A phase whose host time dominates is bound by dispatch, not by
+/// the device.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// Forward pass and loss.
+    pub forward_host_ms: f64,
+    pub forward_wait_ms: f64,
+    /// `loss.backward()`.
+    pub backward_host_ms: f64,
+    pub backward_wait_ms: f64,
+    /// Global-norm clipping and the AdamW step.
+    pub optimizer_host_ms: f64,
+    pub optimizer_wait_ms: f64,
+}
+
+/// The model input: deterministic token ids in `[1, vocab)` (no padding, full attention), with
+/// their range taken on the host, as a collator gives it (no device read to check them).
+fn input(batch: usize, seq: usize, vocab: usize, device: &Device) -> BertInput {
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let v: Vec<i64> = (0..batch * seq)
         .map(|_| {
@@ -108,7 +132,12 @@ fn ids(batch: usize, seq: usize, vocab: usize, device: &Device) -> Tensor<2, Int
             1 + (x % (vocab as u64 - 1)) as i64
         })
         .collect();
-    Tensor::from_data(TensorData::new(v, [batch, seq]), device)
+    let bounds = HostBounds {
+        input_ids: Some(bert::bounds(v.iter().copied(), None)),
+        ..Default::default()
+    };
+    BertInput::new(Tensor::from_data(TensorData::new(v, [batch, seq]), device))
+        .with_host_bounds(bounds)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -123,17 +152,37 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 type Error = Box<dyn std::error::Error>;
 
-/// Runs `w` `warmup` + `iters` times on `device` (`budget_s` caps the timed runs' total, the
-/// warm-up not counted: fewer iterations when a step is slow, never fewer than one).
+/// How to run a workload.
+#[derive(Debug, Clone, Copy)]
+pub struct Runs {
+    /// Unmeasured runs first (at least one: the time to first step).
+    pub warmup: usize,
+    /// Timed runs (at least one).
+    pub iters: usize,
+    /// Stop timing once the timed runs add up to this many seconds (never fewer than one).
+    pub budget_s: f64,
+    /// Training: sync after each phase and report the [`Breakdown`].
+    pub profile: bool,
+    /// Training: Burn's per-tensor `ModuleOptimizer` and per-tensor clipping (as before the
+    /// multi-tensor AdamW), for before/after comparisons in one run.
+    pub per_tensor_adamw: bool,
+}
+
+/// Runs `w` on `device` as `runs` says.
 pub fn measure(
     w: &Workload,
     device: &Device,
     backend: &str,
     dtype: &str,
-    warmup: usize,
-    iters: usize,
-    budget_s: f64,
+    runs: Runs,
 ) -> Result<Measurement, Error> {
+    let Runs {
+        warmup,
+        iters,
+        budget_s,
+        profile,
+        per_tensor_adamw,
+    } = runs;
     let config = bench_config(&w.config)?;
     if w.seq > config.max_position_embeddings {
         return Err(format!("seq {} > max_position_embeddings", w.seq).into());
@@ -143,31 +192,60 @@ pub fn measure(
     let mut first = None;
     let total = warmup.max(1) + iters.max(1);
     let labels: Vec<i64> = (0..w.batch).map(|i| (i % 2) as i64).collect();
+    let mut phases: Vec<[f64; 6]> = Vec::new();
+    let sync = |d: &Device| d.sync().map_err(|e| format!("{e:?}"));
     match w.kind {
         Kind::Train => {
             let ad = device.clone().autodiff();
             ad.seed(0);
             let mut model = BertForSequenceClassification::new(&config, &ad);
-            let mut optim = adamw_with_no_decay(&AdamWArgs {
+            let adamw = AdamWArgs {
                 weight_decay: 0.01,
                 ..AdamWArgs::default()
-            });
-            let input = BertInput::new(ids(w.batch, w.seq, config.vocab_size, &ad));
+            };
+            let mut optim = MultiTensorAdamW::new(&adamw);
+            let mut per_tensor = adamw_with_no_decay(&adamw);
+            let input = input(w.batch, w.seq, config.vocab_size, &ad).with_label_values(&labels);
             let labels = SequenceClassificationLabels::Classes(Tensor::from_data(
                 TensorData::new(labels, [w.batch]),
                 &ad,
             ));
             for k in 0..total {
                 let t = Instant::now();
+                // Phase boundaries: [host done, device done] for each of the three phases.
+                let mut marks = [0.0f64; 6];
+                let mut mark = |i: usize, d: &Device| -> Result<(), Error> {
+                    if profile {
+                        marks[2 * i] = t.elapsed().as_secs_f64() * 1e3;
+                        sync(d)?;
+                        marks[2 * i + 1] = t.elapsed().as_secs_f64() * 1e3;
+                    }
+                    Ok(())
+                };
                 let loss = model
                     .forward(input.clone(), Some(labels.clone()))?
                     .loss
                     .expect("labels");
-                let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-                clip_grad_norm(&model, &mut grads, 1.0);
-                model = optim.step(1e-5, model, grads);
-                ad.sync().map_err(|e| format!("{e:?}"))?;
+                mark(0, &ad)?;
+                let grads = loss.backward();
+                mark(1, &ad)?;
+                let mut grads = GradientsParams::from_grads(grads, &model);
+                model = if per_tensor_adamw {
+                    clip_grad_norm(&model, &mut grads, 1.0);
+                    per_tensor.step(1e-5, model, grads)
+                } else {
+                    optim.step(1e-5, model, grads, 1.0)?.0
+                };
+                mark(2, &ad)?;
+                sync(&ad)?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
+                if profile && k >= warmup.max(1) {
+                    let mut d = [0.0; 6];
+                    for i in 0..6 {
+                        d[i] = marks[i] - if i == 0 { 0.0 } else { marks[i - 1] };
+                    }
+                    phases.push(d);
+                }
                 record(k, ms, warmup, &mut first, &mut times);
                 if times.iter().sum::<f64>() / 1e3 > budget_s {
                     break;
@@ -176,7 +254,7 @@ pub fn measure(
         }
         Kind::Infer => {
             let model = BertForSequenceClassification::new(&config, device);
-            let input = BertInput::new(ids(w.batch, w.seq, config.vocab_size, device));
+            let input = input(w.batch, w.seq, config.vocab_size, device);
             for k in 0..total {
                 let t = Instant::now();
                 let logits = model.forward(input.clone(), None)?.logits;
@@ -211,6 +289,17 @@ pub fn measure(
         flops_per_token: fpt,
         achieved_tflops: tokens_per_s * fpt / 1e12,
         ratio_to_pytorch: None,
+        breakdown: (!phases.is_empty()).then(|| {
+            let m = |i: usize| median(phases.iter().map(|p| p[i]).collect());
+            Breakdown {
+                forward_host_ms: m(0),
+                forward_wait_ms: m(1),
+                backward_host_ms: m(2),
+                backward_wait_ms: m(3),
+                optimizer_host_ms: m(4),
+                optimizer_wait_ms: m(5),
+            }
+        }),
     })
 }
 
