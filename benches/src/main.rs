@@ -66,10 +66,11 @@ struct RunArgs {
     /// report where the step's time goes (host dispatch vs device wait per phase).
     #[arg(long)]
     profile: bool,
-    /// Training: also measure each backend with Burn's per-tensor AdamW and clipping (rows
-    /// `NAME/per-tensor-adamw`), the optimizer before the multi-tensor one.
+    /// Training: also measure each backend with Burn's `ModuleOptimizer` after
+    /// `clip_grad_norm` (rows `NAME/burn-optimizer`), the trainer's optimizer before
+    /// `bert_train::AdamW`.
     #[arg(long)]
-    per_tensor_adamw: bool,
+    burn_optimizer: bool,
     /// Also run `benches/pytorch_bench.py` (HF transformers) on the same shapes, eager and
     /// with --pytorch-compile also `torch.compile`, and give each row its ratio to eager. It runs
     /// first, before any Burn device exists.
@@ -285,18 +286,18 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 continue;
             }
         };
-        let variants: &[bool] = if args.per_tensor_adamw {
+        let variants: &[bool] = if args.burn_optimizer {
             &[false, true]
         } else {
             &[false]
         };
-        for (w, &per_tensor_adamw) in workloads
+        for (w, &burn_optimizer) in workloads
             .iter()
             .flat_map(|w| variants.iter().map(move |v| (w, v)))
             .filter(|(w, v)| !**v || w.kind == Kind::Train)
         {
-            let label = if per_tensor_adamw {
-                format!("{name}/per-tensor-adamw")
+            let label = if burn_optimizer {
+                format!("{name}/burn-optimizer")
             } else {
                 name.clone()
             };
@@ -311,7 +312,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                     iters: args.iters,
                     budget_s: args.budget_s,
                     profile: args.profile,
-                    per_tensor_adamw,
+                    burn_optimizer,
                 },
             ) {
                 Ok(m) => {

@@ -5,7 +5,7 @@ use std::time::Instant;
 use bert::{
     BertConfig, BertForSequenceClassification, BertInput, HostBounds, SequenceClassificationLabels,
 };
-use bert_train::{AdamWArgs, MultiTensorAdamW, adamw_with_no_decay, clip_grad_norm};
+use bert_train::{AdamW, AdamWArgs, adamw_with_no_decay, clip_grad_norm};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -163,9 +163,9 @@ pub struct Runs {
     pub budget_s: f64,
     /// Training: sync after each phase and report the [`Breakdown`].
     pub profile: bool,
-    /// Training: Burn's per-tensor `ModuleOptimizer` and per-tensor clipping (as before the
-    /// multi-tensor AdamW), for before/after comparisons in one run.
-    pub per_tensor_adamw: bool,
+    /// Training: Burn's `ModuleOptimizer` after `clip_grad_norm` (the trainer's optimizer
+    /// before `bert_train::AdamW`), for before/after comparisons in one run.
+    pub burn_optimizer: bool,
 }
 
 /// Runs `w` on `device` as `runs` says.
@@ -181,7 +181,7 @@ pub fn measure(
         iters,
         budget_s,
         profile,
-        per_tensor_adamw,
+        burn_optimizer,
     } = runs;
     let config = bench_config(&w.config)?;
     if w.seq > config.max_position_embeddings {
@@ -203,8 +203,8 @@ pub fn measure(
                 weight_decay: 0.01,
                 ..AdamWArgs::default()
             };
-            let mut optim = MultiTensorAdamW::new(&adamw);
-            let mut per_tensor = adamw_with_no_decay(&adamw);
+            let mut optim = AdamW::new(&adamw);
+            let mut burn_optim = adamw_with_no_decay(&adamw);
             let input = input(w.batch, w.seq, config.vocab_size, &ad).with_label_values(&labels);
             let labels = SequenceClassificationLabels::Classes(Tensor::from_data(
                 TensorData::new(labels, [w.batch]),
@@ -230,9 +230,9 @@ pub fn measure(
                 let grads = loss.backward();
                 mark(1, &ad)?;
                 let mut grads = GradientsParams::from_grads(grads, &model);
-                model = if per_tensor_adamw {
+                model = if burn_optimizer {
                     clip_grad_norm(&model, &mut grads, 1.0);
-                    per_tensor.step(1e-5, model, grads)
+                    burn_optim.step(1e-5, model, grads)
                 } else {
                     optim.step(1e-5, model, grads, 1.0)?.0
                 };

@@ -1,7 +1,7 @@
 //! Checkpoints written atomically and verified before they are loaded.
 //!
 //! `output_dir/checkpoint-{step}/` holds `model.bpk` (Burn record), `optimizer.json` and
-//! `optimizer.safetensors` ([`crate::MultiTensorAdamW`]), `scheduler.bpk` and
+//! `optimizer.safetensors` ([`crate::AdamW`]), `scheduler.bpk` and
 //! `trainer_state.json`, which lists every file with its size. A checkpoint
 //! is written into `.tmp-checkpoint-{step}`, each file synced, then renamed into place: a crash
 //! leaves either the whole checkpoint or a temporary folder that is never read. Loading checks

@@ -12,7 +12,7 @@ pub mod plot;
 pub mod schedule;
 pub mod trainer;
 
-pub use adamw::MultiTensorAdamW;
+pub use adamw::AdamW;
 pub use data::{BatchSource, InMemoryBatches, ItemBatches};
 pub use gradients::{accumulate_scaled, clip_grad_norm, global_grad_norm};
 pub use optimizer::{AdamWArgs, ParamGroupSummary, adamw_with_no_decay};

@@ -31,7 +31,7 @@ use crate::checkpoint::{self, MODEL_FILE, SCHEDULER_FILE, TrainerState};
 use crate::data::BatchSource;
 use crate::plot::{Panel, Series};
 use crate::{
-    AdamWArgs, MultiTensorAdamW, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
+    AdamW, AdamWArgs, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
     get_scheduler, warmup_steps,
 };
 
@@ -189,7 +189,7 @@ where
         warmup,
         total,
     )?;
-    let mut optim = MultiTensorAdamW::new(&args.optim);
+    let mut optim = AdamW::new(&args.optim);
     fs::create_dir_all(&args.output_dir)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", args.output_dir.display())))?;
 
@@ -432,7 +432,7 @@ fn read_pending(
 fn save_checkpoint<M: Module>(
     args: &TrainingArguments,
     model: &M,
-    optim: &MultiTensorAdamW,
+    optim: &AdamW,
     schedule: &crate::HfSchedule,
     state: &TrainerState,
 ) -> Result<(), TrainError> {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use bert::hub::{BertPretrained, state_dict};
 use bert::{BertForSequenceClassification, BertInput, SequenceClassificationLabels};
 use bert_train::{
-    AdamWArgs, MultiTensorAdamW, ParamGroupSummary, SchedulerType, accumulate_scaled,
-    adamw_with_no_decay, clip_grad_norm, get_scheduler,
+    AdamW, AdamWArgs, ParamGroupSummary, SchedulerType, accumulate_scaled, adamw_with_no_decay,
+    clip_grad_norm, get_scheduler,
 };
 use burn::lr_scheduler::LrScheduler;
 use burn::module::{Module, ModuleVisitor, Param};
@@ -50,9 +50,9 @@ fn batch(b: &Value, device: &Device) -> (BertInput, SequenceClassificationLabels
     (input, SequenceClassificationLabels::Classes(labels))
 }
 
-/// `multi_tensor`: [`MultiTensorAdamW`] (what the trainer uses) instead of Burn's per-tensor
-/// `ModuleOptimizer` with [`clip_grad_norm`].
-fn finetune(clip: bool, multi_tensor: bool) {
+/// `ours`: [`AdamW`] (what the trainer uses: clipping in the step, its own state) instead of
+/// Burn's `ModuleOptimizer` after [`clip_grad_norm`].
+fn finetune(clip: bool, ours: bool) {
     let r = reference();
     let run = &r[if clip { "clip" } else { "no_clip" }];
     let device = device();
@@ -72,7 +72,7 @@ fn finetune(clip: bool, multi_tensor: bool) {
     // embeddings LayerNorm (2) + 10 per layer + pooler and classifier biases (2)
     assert_eq!(summary.no_decay_tensors, 2 + 2 * 10 + 2, "{summary}");
     let mut optim = adamw_with_no_decay(&args);
-    let mut multi = MultiTensorAdamW::new(&args);
+    let mut multi = AdamW::new(&args);
     let max_norm = if clip { 1.0 } else { f64::INFINITY };
     let mut schedule = get_scheduler(
         SchedulerType::Linear,
@@ -94,7 +94,7 @@ fn finetune(clip: bool, multi_tensor: bool) {
         let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
         let loss_value: f32 = loss.clone().into_scalar();
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let norm = if multi_tensor {
+        let norm = if ours {
             let (stepped, norm) = multi.step(lr, model, grads, max_norm).unwrap();
             model = stepped;
             norm
@@ -144,12 +144,12 @@ fn adamw_with_global_clipping_matches_torch() {
 }
 
 #[test]
-fn multi_tensor_adamw_matches_torch() {
+fn trainer_adamw_matches_torch() {
     finetune(false, true);
 }
 
 #[test]
-fn multi_tensor_adamw_with_global_clipping_matches_torch() {
+fn trainer_adamw_with_global_clipping_matches_torch() {
     finetune(true, true);
 }
 
