@@ -97,7 +97,9 @@ def sync(device):
 def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, compile_, attention="sdpa"):
     torch.manual_seed(0)
     config = bench_config(name)
-    model = BertForSequenceClassification(config, attn_implementation=attention).to(device)
+    # `_from_config` takes `attn_implementation` on transformers 4.x and 5.x (the constructor
+    # does not on 5.x).
+    model = BertForSequenceClassification._from_config(config, attn_implementation=attention).to(device)
     assert model.config._attn_implementation == attention, model.config._attn_implementation
     input_ids = ids(batch, seq, config.vocab_size).to(device)
     labels = torch.tensor([i % 2 for i in range(batch)], device=device)
@@ -198,8 +200,10 @@ def main():
                     for c, att in variants:
                         try:
                             r = measure(kind, name, batch, seq, device, a.dtype, a.warmup, a.iters, a.budget_s, c, att)
-                        except Exception as e:  # noqa: BLE001 - report and go on (e.g. no compiler)
+                        except Exception as e:  # noqa: BLE001 - torch.compile may lack a compiler here
                             print(f"torch {'compile' if c else att} {kind} {name} s{seq} b{batch}: failed: {e}", file=sys.stderr)
+                            if not c:
+                                raise  # an eager row that fails is an error, not a missing row
                             continue
                         print(f"{r['backend']:>18} {kind} {name} s{seq} b{batch}: {r['tokens_per_s']:.0f} tokens/s, "
                               f"{r['median_ms']:.1f} ms/step (first {r['first_step_ms']:.0f} ms)", file=sys.stderr)

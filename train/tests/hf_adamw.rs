@@ -149,7 +149,7 @@ fn trainer_adamw_matches_torch() {
 }
 
 #[test]
-fn trainer_adamw_with_global_clipping_matches_torch() {
+fn trainer_adamw_clipping_in_the_step_matches_torch() {
     finetune(true, true);
 }
 
