@@ -25,6 +25,24 @@ pub struct BertForPreTrainingOutput {
     pub seq_relationship_logits: Tensor<2>,
 }
 
+/// `BertForPreTraining::forward_masked`'s output: the MLM logits of the masked rows only.
+#[derive(Debug, Clone)]
+pub struct BertForPreTrainingMaskedOutput {
+    /// MLM loss over the masked rows + NSP loss.
+    pub loss: Tensor<1>,
+    /// `[n, vocab]`, row `i` for `MaskedPositions::positions[i]`.
+    pub prediction_logits: Tensor<2>,
+    pub seq_relationship_logits: Tensor<2>,
+}
+
+/// `BertForMaskedLM::forward_masked`'s output: the logits of the masked rows only.
+#[derive(Debug, Clone)]
+pub struct MaskedLMRowsOutput {
+    pub loss: Tensor<1>,
+    /// `[n, vocab]`, row `i` for `MaskedPositions::positions[i]`.
+    pub logits: Tensor<2>,
+}
+
 /// `BertForMaskedLM`'s output.
 #[derive(Debug, Clone)]
 pub struct MaskedLMOutput {

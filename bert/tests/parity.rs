@@ -7,8 +7,8 @@ mod common;
 use bert::hub::{BertPretrained, grad_dict};
 use bert::tensors_file::NamedTensors;
 use bert::{
-    AnyBert, BertForMaskedLM, BertForSequenceClassification, BertInput,
-    SequenceClassificationLabels,
+    AnyBert, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertInput,
+    MaskedPositions, SequenceClassificationLabels,
 };
 use common::*;
 
@@ -123,6 +123,53 @@ fn masked_lm_gradients_match_hf_through_the_tied_decoder() {
     let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
     let grads = loss.backward();
     check_grads(case, grad_dict(&model, &grads));
+}
+
+/// HF's inputs of `case` and its labels as masked rows (padded to a multiple of 8).
+fn masked_case(case: &str, device: &burn::tensor::Device) -> (BertInput, MaskedPositions) {
+    let x = inputs(case);
+    let input = BertInput::new(x["input_ids"].int("input_ids", device).unwrap())
+        .with_attention_mask(x["attention_mask"].int("attention_mask", device).unwrap())
+        .with_token_type_ids(x["token_type_ids"].int("token_type_ids", device).unwrap());
+    let labels: Vec<i64> = x["labels"].to_f32().iter().map(|&l| l as i64).collect();
+    let seq = x["labels"].shape[1];
+    let masked = MaskedPositions::from_labels(&labels, seq, 8, device).unwrap();
+    assert!(masked.num_labelled > 0 && masked.num_labelled < labels.len() / 2);
+    (input, masked)
+}
+
+/// The MLM head on the masked rows only gives HF's loss and HF's gradients (the tied decoder
+/// included), from the full-sequence forward HF runs.
+#[test]
+fn masked_lm_on_masked_positions_matches_hf() {
+    let case = "masked_lm";
+    let device = device().autodiff();
+    let model = BertForMaskedLM::from_pretrained(case_dir(case), &device).unwrap();
+    let (input, masked) = masked_case(case, &device);
+    let out = model.forward_masked(input, &masked).unwrap();
+    let loss = NamedTensors::from([(
+        "loss".to_string(),
+        bert::tensors_file::HostTensor::scalar(out.loss.clone()),
+    )]);
+    assert_close(case, &loss, &outputs(case), TOL, |n| n == "loss");
+    check_grads(case, grad_dict(&model, &out.loss.backward()));
+}
+
+#[test]
+fn pretraining_on_masked_positions_matches_hf() {
+    let case = "pretraining";
+    let device = device();
+    let model = BertForPreTraining::from_pretrained(case_dir(case), &device).unwrap();
+    let (input, masked) = masked_case(case, &device);
+    let nsp = inputs(case)["next_sentence_label"]
+        .int("next_sentence_label", &device)
+        .unwrap();
+    let out = model.forward_masked(input, &masked, nsp).unwrap();
+    let loss = NamedTensors::from([(
+        "loss".to_string(),
+        bert::tensors_file::HostTensor::scalar(out.loss),
+    )]);
+    assert_close(case, &loss, &outputs(case), TOL, |n| n == "loss");
 }
 
 #[test]

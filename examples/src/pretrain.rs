@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use bert::{BertConfig, BertForPreTraining, BertInput, BertLMHeadModel, BertPretrained};
+use bert::{
+    BertConfig, BertForPreTraining, BertInput, BertLMHeadModel, BertPretrained, MaskedPositions,
+};
 use bert_datasets::collate::{TokenizedText, pad_texts, pad_texts_to};
 use bert_datasets::pretraining::{
     MlmMasker, NspOptions, PretrainingPair, create_pairs, read_documents, split_paragraphs,
@@ -100,7 +102,8 @@ pub const DEFAULTS: TrainDefaults = TrainDefaults {
 #[derive(Debug, Clone)]
 struct Batch {
     input: BertInput,
-    labels: Tensor<2, Int>,
+    /// The MLM labels as masked rows: the prediction head runs on those only.
+    masked: MaskedPositions,
     next_sentence_label: Tensor<1, Int>,
 }
 
@@ -120,6 +123,8 @@ struct Collator {
     seed: u64,
     /// Pad to at least this many tokens (0: to the longest pair).
     pad_to: usize,
+    /// Pad the masked rows to a multiple of this (few distinct shapes for GPU backends).
+    masked_rows_multiple: usize,
 }
 
 impl Collator {
@@ -163,9 +168,12 @@ impl Collator {
         let nsp: Vec<i64> = pairs.iter().map(|p| p.next_sentence_label as i64).collect();
         let mut input = crate::text_input(t).with_label_values(&labels);
         input.host_bounds.next_sentence_label = Some(bert::bounds(nsp.iter().copied(), None));
+        debug_assert_eq!(labels.len(), b * s);
+        let masked = MaskedPositions::from_labels(&labels, s, self.masked_rows_multiple, device)
+            .expect("labels padded to [batch, seq] and a multiple ≥ 1");
         Batch {
             input,
-            labels: Tensor::from_data(TensorData::new(labels, [b, s]), device),
+            masked,
             next_sentence_label: Tensor::from_data(TensorData::new(nsp, [b]), device),
         }
     }
@@ -179,9 +187,8 @@ struct Task {
 impl TrainTask<BertForPreTraining, Batch> for Task {
     fn loss(&self, model: &BertForPreTraining, b: Batch) -> Result<Tensor<1>, TrainError> {
         Ok(model
-            .forward(b.input, Some(b.labels), Some(b.next_sentence_label))?
-            .loss
-            .expect("labels"))
+            .forward_masked(b.input, &b.masked, b.next_sentence_label)?
+            .loss)
     }
 
     fn evaluate(&self, model: &BertForPreTraining) -> Result<Option<Metrics>, TrainError> {
@@ -189,37 +196,34 @@ impl TrainTask<BertForPreTraining, Batch> for Task {
             return Ok(None);
         }
         let model = model.valid();
-        let (mut mlm_loss_sum, mut masked, mut mlm_right) = (0.0, 0i64, 0i64);
+        let (mut mlm_loss_sum, mut masked, mut mlm_right) = (0.0, 0usize, 0i64);
         let (mut nsp_right, mut pairs, mut loss) = (0i64, 0usize, 0.0);
         for b in &self.eval {
-            let out = model.forward(
-                b.input.clone(),
-                Some(b.labels.clone()),
-                Some(b.next_sentence_label.clone()),
-            )?;
-            let [n, s, v] = out.prediction_logits.dims();
-            loss += out.loss.expect("labels").into_scalar::<f32>() as f64 * n as f64;
+            let out =
+                model.forward_masked(b.input.clone(), &b.masked, b.next_sentence_label.clone())?;
+            let n = b.next_sentence_label.dims()[0];
+            loss += out.loss.into_scalar::<f32>() as f64 * n as f64;
             pairs += n;
-            // Token-level MLM loss and accuracy over the masked positions.
-            let labels = b.labels.clone().reshape([n * s]);
+            // Token-level MLM loss and accuracy over the masked rows (padding rows are -100).
+            let labels = b.masked.labels.clone();
+            let rows = labels.dims()[0];
             let keep = labels.clone().greater_equal_elem(0);
-            let count: i64 = keep.clone().int().sum().into_scalar();
-            let logits = out.prediction_logits.reshape([n * s, v]);
-            let logp = burn::tensor::activation::log_softmax(logits.clone(), 1);
+            let logp = burn::tensor::activation::log_softmax(out.prediction_logits.clone(), 1);
             let picked = logp
-                .gather(1, labels.clone().clamp_min(0).reshape([n * s, 1]))
-                .reshape([n * s]);
+                .gather(1, labels.clone().clamp_min(0).reshape([rows, 1]))
+                .reshape([rows]);
             let nll: f32 = (picked.neg() * keep.clone().float()).sum().into_scalar();
-            let right: i64 = logits
+            let right: i64 = out
+                .prediction_logits
                 .argmax(1)
-                .reshape([n * s])
+                .reshape([rows])
                 .equal(labels)
                 .bool_and(keep)
                 .int()
                 .sum()
                 .into_scalar();
             mlm_loss_sum += nll as f64;
-            masked += count;
+            masked += b.masked.num_labelled;
             mlm_right += right;
             let nsp: i64 = out
                 .seq_relationship_logits
@@ -408,6 +412,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         } else {
             0
         },
+        masked_rows_multiple: if args.pad_to_max_length { 64 } else { 1 },
     };
     let batch_size = args.train.batch_size(&DEFAULTS);
     // Evaluation masks are fixed (key from the end of the u64 range), so numbers compare across steps.

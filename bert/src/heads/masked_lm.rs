@@ -5,10 +5,11 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::Result;
+use crate::heads::masked_positions::MaskedPositions;
 use crate::heads::prediction::BertOnlyMLMHead;
 use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
 use crate::model::{BertInput, BertModel};
-use crate::output::MaskedLMOutput;
+use crate::output::{MaskedLMOutput, MaskedLMRowsOutput};
 
 #[derive(Module, Debug)]
 pub struct BertForMaskedLM {
@@ -49,5 +50,31 @@ impl BertForMaskedLM {
             None => None,
         };
         Ok(MaskedLMOutput { loss, logits })
+    }
+
+    /// Training on the masked positions only: the prediction head runs on the labelled rows
+    /// (`masked`), not on every position; the loss equals [`Self::forward`]'s with the same
+    /// labels.
+    pub fn forward_masked(
+        &self,
+        input: BertInput,
+        masked: &MaskedPositions,
+    ) -> Result<MaskedLMRowsOutput> {
+        let out = self.bert.forward(input)?;
+        let logits = self.cls.predictions.forward_rows(
+            masked.gather(out.last_hidden_state),
+            self.bert.embeddings.word_embeddings.weight.val(),
+        );
+        let v = logits.dims()[1];
+        let labels = masked.labels.clone();
+        check_labels(
+            "labels",
+            &labels,
+            Some(masked.label_bounds),
+            v,
+            Some(IGNORE_INDEX),
+        )?;
+        let loss = cross_entropy(logits.clone(), labels, IGNORE_INDEX);
+        Ok(MaskedLMRowsOutput { loss, logits })
     }
 }

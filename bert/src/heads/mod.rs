@@ -2,6 +2,7 @@
 
 pub mod lm_head;
 pub mod masked_lm;
+pub mod masked_positions;
 pub mod multiple_choice;
 pub mod nsp;
 pub mod prediction;
@@ -12,6 +13,7 @@ pub mod token_classification;
 
 pub use lm_head::BertLMHeadModel;
 pub use masked_lm::BertForMaskedLM;
+pub use masked_positions::MaskedPositions;
 pub use multiple_choice::BertForMultipleChoice;
 pub use nsp::BertForNextSentencePrediction;
 pub use pretraining::BertForPreTraining;

@@ -29,7 +29,7 @@ impl BertPredictionHeadTransform {
         }
     }
 
-    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
+    pub fn forward<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
         self.LayerNorm
             .forward(self.act.forward(self.dense.forward(hidden)))
     }
@@ -65,16 +65,22 @@ impl BertLMPredictionHead {
 
     /// `hidden`: `[b, s, h]`; `word_embeddings`: `[vocab, h]` → logits `[b, s, vocab]`.
     pub fn forward(&self, hidden: Tensor<3>, word_embeddings: Tensor<2>) -> Tensor<3> {
-        let hidden = self.transform.forward(hidden);
         let [b, s, h] = hidden.dims();
+        let logits = self.forward_rows(hidden.reshape([b * s, h]), word_embeddings);
+        let vocab = logits.dims()[1];
+        logits.reshape([b, s, vocab])
+    }
+
+    /// The same on rows `[n, h]` → `[n, vocab]`: the masked positions only
+    /// ([`crate::MaskedPositions`]).
+    pub fn forward_rows(&self, hidden: Tensor<2>, word_embeddings: Tensor<2>) -> Tensor<2> {
+        let hidden = self.transform.forward(hidden);
         let weight = match &self.decoder {
             Some(d) => d.weight.val(),
             None => word_embeddings,
         };
         let vocab = weight.dims()[0];
-        let logits = hidden.reshape([b * s, h]).matmul(weight.transpose())
-            + self.bias.val().reshape([1, vocab]);
-        logits.reshape([b, s, vocab])
+        hidden.matmul(weight.transpose()) + self.bias.val().reshape([1, vocab])
     }
 }
 

@@ -5,10 +5,11 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::Result;
+use crate::heads::masked_positions::MaskedPositions;
 use crate::heads::prediction::BertPreTrainingHeads;
 use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
 use crate::model::{BertInput, BertModel};
-use crate::output::BertForPreTrainingOutput;
+use crate::output::{BertForPreTrainingMaskedOutput, BertForPreTrainingOutput};
 
 #[derive(Module, Debug)]
 pub struct BertForPreTraining {
@@ -62,6 +63,52 @@ impl BertForPreTraining {
         };
         Ok(BertForPreTrainingOutput {
             loss,
+            prediction_logits,
+            seq_relationship_logits,
+        })
+    }
+
+    /// Training on the masked positions only (the original BERT's `masked_lm_positions`):
+    /// the MLM head runs on the labelled rows, not on every position; the loss equals
+    /// [`Self::forward`]'s with the same labels.
+    pub fn forward_masked(
+        &self,
+        input: BertInput,
+        masked: &MaskedPositions,
+        next_sentence_label: Tensor<1, Int>,
+    ) -> Result<BertForPreTrainingMaskedOutput> {
+        let known = input.host_bounds;
+        let out = self.bert.forward(input)?;
+        let pooled = out.pooler_output.expect("BertForPreTraining has a pooler");
+        let prediction_logits = self.cls.predictions.forward_rows(
+            masked.gather(out.last_hidden_state),
+            self.bert.embeddings.word_embeddings.weight.val(),
+        );
+        let seq_relationship_logits = self.cls.seq_relationship.forward(pooled);
+        let v = prediction_logits.dims()[1];
+        let labels = masked.labels.clone();
+        check_labels(
+            "labels",
+            &labels,
+            Some(masked.label_bounds),
+            v,
+            Some(IGNORE_INDEX),
+        )?;
+        check_labels(
+            "next_sentence_label",
+            &next_sentence_label,
+            known.next_sentence_label,
+            2,
+            Some(IGNORE_INDEX),
+        )?;
+        let mlm = cross_entropy(prediction_logits.clone(), labels, IGNORE_INDEX);
+        let nsp = cross_entropy(
+            seq_relationship_logits.clone(),
+            next_sentence_label,
+            IGNORE_INDEX,
+        );
+        Ok(BertForPreTrainingMaskedOutput {
+            loss: mlm + nsp,
             prediction_logits,
             seq_relationship_logits,
         })
