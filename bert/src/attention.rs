@@ -100,7 +100,7 @@ impl BertSelfAttention {
         if let Some(mask) = mask {
             scores = scores + mask;
         }
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = crate::dropout::forward(&self.dropout, softmax(scores, 3));
         let context = probs
             .matmul(value.clone())
             .swap_dims(1, 2)
@@ -126,7 +126,7 @@ impl BertSelfOutput {
     }
 
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        let hidden = self.dropout.forward(self.dense.forward(hidden));
+        let hidden = crate::dropout::forward(&self.dropout, self.dense.forward(hidden));
         self.LayerNorm.forward(hidden + input)
     }
 }

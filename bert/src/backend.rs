@@ -75,6 +75,7 @@ impl Backend {
     /// The Burn device, or an error saying which feature to enable.
     #[allow(deprecated, unreachable_code, unused_variables)] // ndarray and tch are deprecated upstream
     pub fn device(self) -> Result<Device, BertError> {
+        keep_freed_memory();
         let missing = || {
             BertError::Backend(format!(
                 "backend `{}` is not compiled in: rebuild with `--features {}` (this build has: {})",
@@ -383,5 +384,26 @@ mod tests {
             assert!(e.contains(&format!("--features {}", b.feature())), "{e}");
         }
         assert!(Backend::Flex.is_compiled() == cfg!(feature = "flex"));
+    }
+}
+
+/// Tunes glibc's `malloc` for tensor-sized blocks, once per process (called by
+/// [`Backend::device`]). By default glibc serves every block over 128 KiB with its own `mmap`
+/// and returns freed memory to the OS, so each op's fresh output of a few MiB is faulted in
+/// and zeroed by the kernel page by page. Here blocks up to 32 MiB come from the heap and freed
+/// memory stays for the next op. Measured on 2 cores, flex, BERT-tiny training s128 b8: 87–90 →
+/// 70–75 ms per step (the same run, alternating). mimalloc was measured too and lost at
+/// BERT-base (5.5 → 7.7 s per step). No effect on other C libraries.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only sets allocator parameters; valid at any time.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            }
+        });
     }
 }

@@ -55,15 +55,28 @@ impl BertEmbeddings {
         position_ids: Option<Tensor<2, Int>>,
         past_len: usize,
     ) -> Tensor<3> {
-        let [batch, seq] = input_ids.dims();
-        let device = input_ids.device();
-        let position_ids = position_ids.unwrap_or_else(|| {
-            Tensor::arange(past_len as i64..(past_len + seq) as i64, &device)
-                .reshape([1, seq])
-                .expand([batch, seq])
-        });
-        let token_type_ids = token_type_ids.unwrap_or_else(|| Tensor::zeros([batch, seq], &device));
-
+        let seq = input_ids.dims()[1];
+        // HF's default positions are `past_len..past_len + seq` in every row: one slice of the
+        // table, broadcast over the batch (its gradient is a sum over the batch, not a scatter
+        // of `batch · seq` rows); the same for all-zero token types (row 0).
+        let positions = match position_ids {
+            Some(ids) => self.position_embeddings.forward(ids),
+            None => self
+                .position_embeddings
+                .weight
+                .val()
+                .slice(past_len..past_len + seq)
+                .unsqueeze_dim::<3>(0),
+        };
+        let token_types = match token_type_ids {
+            Some(ids) => self.token_type_embeddings.forward(ids),
+            None => self
+                .token_type_embeddings
+                .weight
+                .val()
+                .slice(0..1)
+                .unsqueeze_dim::<3>(0),
+        };
         let mut words = self.word_embeddings.forward(input_ids.clone());
         if let Some(pad) = self.pad_token_id {
             // nn.Embedding(padding_idx=pad): same value, no gradient into the padding row.
@@ -73,9 +86,7 @@ impl BertEmbeddings {
                 .expand(words.dims());
             words = words.clone().mask_where(is_pad, words.detach());
         }
-        let embeddings = words
-            + self.token_type_embeddings.forward(token_type_ids)
-            + self.position_embeddings.forward(position_ids);
-        self.dropout.forward(self.LayerNorm.forward(embeddings))
+        let embeddings = words + token_types + positions;
+        crate::dropout::forward(&self.dropout, self.LayerNorm.forward(embeddings))
     }
 }

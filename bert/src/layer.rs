@@ -48,7 +48,7 @@ impl BertOutput {
     }
 
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        let hidden = self.dropout.forward(self.dense.forward(hidden));
+        let hidden = crate::dropout::forward(&self.dropout, self.dense.forward(hidden));
         self.LayerNorm.forward(hidden + input)
     }
 }

@@ -15,6 +15,7 @@ pub mod any;
 pub mod attention;
 pub mod backend;
 pub mod config;
+pub mod dropout;
 pub mod embeddings;
 pub mod error;
 pub mod heads;

@@ -273,7 +273,9 @@ where
     for step in start..total {
         let lr = LrScheduler::step(&mut schedule);
         if reseed_at(args, step, start) {
-            device.seed(args.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+            let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
+            device.seed(seed);
+            bert::dropout::seed(seed);
         }
         let mut acc: Option<GradientsParams> = None;
         let mut loss_sum: Option<Tensor<1>> = None;

@@ -60,7 +60,7 @@ impl BertForMultipleChoice {
             .expect("BertForMultipleChoice has a pooler");
         let logits = self
             .classifier
-            .forward(self.dropout.forward(pooled))
+            .forward(crate::dropout::forward(&self.dropout, pooled))
             .reshape([b, c]);
         let loss = match labels {
             Some(labels) => {

@@ -64,7 +64,9 @@ impl BertForSequenceClassification {
         let pooled = out
             .pooler_output
             .expect("BertForSequenceClassification has a pooler");
-        let logits = self.classifier.forward(self.dropout.forward(pooled));
+        let logits = self
+            .classifier
+            .forward(crate::dropout::forward(&self.dropout, pooled));
         let num_labels = logits.dims()[1];
         let loss = match labels {
             None => None,

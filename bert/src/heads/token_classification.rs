@@ -39,9 +39,10 @@ impl BertForTokenClassification {
         let attention_mask = input.attention_mask.clone();
         let known = input.host_bounds;
         let out = self.bert.forward(input)?;
-        let logits = self
-            .classifier
-            .forward(self.dropout.forward(out.last_hidden_state));
+        let logits = self.classifier.forward(crate::dropout::forward(
+            &self.dropout,
+            out.last_hidden_state,
+        ));
         let num_labels = logits.dims()[2];
         let loss = match labels {
             Some(mut labels) => {
