@@ -27,7 +27,7 @@ import time
 
 import torch
 import transformers
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
 
 CONFIGS = {"tiny": (2, 128, 2), "small": (4, 256, 4), "base": (12, 768, 12)}
 
@@ -54,7 +54,22 @@ def non_embedding_params(c):
 def flops_per_token(c, kind, seq):
     """6N (train) or 2N (inference), N the non-embedding parameters: the MFU convention."""
     n = non_embedding_params(c)
-    return 6.0 * n if kind == "train" else 2.0 * n
+    return 2.0 * n if kind == "infer" else 6.0 * n
+
+
+def mlm_labels(input_ids):
+    """The Rust side's MLM labels: a position is labelled (with its own id) when the xorshift64
+    stream from seed 0x9E3779B97F4A7C15 draws < 15 of 100 there."""
+    x = 0x9E3779B97F4A7C15
+    mask = (1 << 64) - 1
+    flat = input_ids.reshape(-1).tolist()
+    out = []
+    for i in flat:
+        x ^= (x << 13) & mask
+        x ^= x >> 7
+        x ^= (x << 17) & mask
+        out.append(i if x % 100 < 15 else -100)
+    return torch.tensor(out, dtype=torch.long).reshape(input_ids.shape)
 
 
 def ids(batch, seq, vocab):
@@ -99,16 +114,21 @@ def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, comp
     config = bench_config(name)
     # `_from_config` takes `attn_implementation` on transformers 4.x and 5.x (the constructor
     # does not on 5.x).
-    model = BertForSequenceClassification._from_config(config, attn_implementation=attention).to(device)
+    cls = BertForPreTraining if kind == "pretrain" else BertForSequenceClassification
+    model = cls._from_config(config, attn_implementation=attention).to(device)
     assert model.config._attn_implementation == attention, model.config._attn_implementation
     input_ids = ids(batch, seq, config.vocab_size).to(device)
     labels = torch.tensor([i % 2 for i in range(batch)], device=device)
+    # pretrain: HF's BertForPreTraining loss, MLM over every position's logits + NSP.
+    extra = {"labels": labels}
+    if kind == "pretrain":
+        extra = {"labels": mlm_labels(input_ids.cpu()).to(device), "next_sentence_label": labels}
     autocast = dtype != "f32"
     amp = {"f16": torch.float16, "bf16": torch.bfloat16}.get(dtype)
     reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    if kind == "train":
+    if kind in ("train", "pretrain"):
         model.train()
         no_decay = ["bias", "LayerNorm.weight"]
         groups = [
@@ -120,7 +140,7 @@ def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, comp
 
         def step():
             with torch.autocast(device.type, dtype=amp, enabled=autocast):
-                loss = fwd(input_ids=input_ids, labels=labels).loss
+                loss = fwd(input_ids=input_ids, **extra).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()

@@ -70,6 +70,7 @@ fn workload_name(m: &Measurement) -> String {
         match m.workload.kind {
             Kind::Train => "train",
             Kind::Infer => "infer",
+            Kind::Pretrain => "pretrain",
         },
         m.workload.config,
         m.workload.seq,

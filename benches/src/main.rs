@@ -46,7 +46,8 @@ struct RunArgs {
     seq: Vec<usize>,
     #[arg(long, default_value = "8,32", value_delimiter = ',')]
     batch: Vec<usize>,
-    /// train (forward + loss + backward + AdamW) and/or infer (forward).
+    /// train (sequence classification: forward + loss + backward + AdamW), infer (forward),
+    /// pretrain (BertForPreTraining, MLM at 15% on the masked rows + NSP, trained as train).
     #[arg(long, default_value = "train,infer", value_delimiter = ',')]
     workloads: Vec<Kind>,
     /// Float type: f32, f16 or bf16 (where the backend supports it).
@@ -71,6 +72,10 @@ struct RunArgs {
     /// `bert_train::AdamW`.
     #[arg(long)]
     burn_optimizer: bool,
+    /// Pretraining: also measure each backend with the MLM head over every position as HF's
+    /// `BertForPreTraining.forward` runs it (rows `NAME/all-positions`), not the masked rows only.
+    #[arg(long)]
+    mlm_all_positions: bool,
     /// Also run `benches/pytorch_bench.py` (HF transformers) on the same shapes, eager and
     /// with --pytorch-compile also `torch.compile`, and give each row its ratio to eager. It runs
     /// first, before any Burn device exists.
@@ -205,6 +210,7 @@ fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Erro
                     .map(|k| match k {
                         Kind::Train => "train".to_string(),
                         Kind::Infer => "infer".to_string(),
+                        Kind::Pretrain => "pretrain".to_string(),
                     })
                     .collect::<Vec<_>>(),
             ),
@@ -286,21 +292,22 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 continue;
             }
         };
-        let variants: &[bool] = if args.burn_optimizer {
-            &[false, true]
-        } else {
-            &[false]
-        };
-        for (w, &burn_optimizer) in workloads
+        // Row variants: (label suffix, Burn's optimizer, MLM head over every position).
+        let mut variants = vec![("", false, false)];
+        if args.burn_optimizer {
+            variants.push(("/burn-optimizer", true, false));
+        }
+        if args.mlm_all_positions {
+            variants.push(("/all-positions", false, true));
+        }
+        for (w, &(suffix, burn_optimizer, mlm_all_positions)) in workloads
             .iter()
             .flat_map(|w| variants.iter().map(move |v| (w, v)))
-            .filter(|(w, v)| !**v || w.kind == Kind::Train)
+            .filter(|(w, (_, burn, all))| {
+                (!burn || w.kind != Kind::Infer) && (!all || w.kind == Kind::Pretrain)
+            })
         {
-            let label = if burn_optimizer {
-                format!("{name}/burn-optimizer")
-            } else {
-                name.clone()
-            };
+            let label = format!("{name}{suffix}");
             let name = &label;
             match measure(
                 w,
@@ -313,6 +320,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                     budget_s: args.budget_s,
                     profile: args.profile,
                     burn_optimizer,
+                    mlm_all_positions,
                 },
             ) {
                 Ok(m) => {

@@ -3,11 +3,13 @@
 use std::time::Instant;
 
 use bert::{
-    BertConfig, BertForSequenceClassification, BertInput, HostBounds, SequenceClassificationLabels,
+    BertConfig, BertForPreTraining, BertForSequenceClassification, BertInput, HostBounds,
+    MaskedPositions, SequenceClassificationLabels,
 };
 use bert_train::{AdamW, AdamWArgs, adamw_with_no_decay, clip_grad_norm};
+use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::memory;
@@ -15,8 +17,13 @@ use crate::memory;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// `BertForSequenceClassification`: forward, loss, backward, clipping, AdamW.
     Train,
+    /// `BertForSequenceClassification` forward.
     Infer,
+    /// `BertForPreTraining` (MLM at 15% + NSP), trained as `train`; the MLM head on the masked
+    /// positions only (`forward_masked`), or with `--mlm-all-positions` on every position as HF.
+    Pretrain,
 }
 
 impl std::str::FromStr for Kind {
@@ -25,7 +32,10 @@ impl std::str::FromStr for Kind {
         match s {
             "train" => Ok(Kind::Train),
             "infer" => Ok(Kind::Infer),
-            o => Err(format!("unknown workload `{o}`; expected train or infer")),
+            "pretrain" => Ok(Kind::Pretrain),
+            o => Err(format!(
+                "unknown workload `{o}`; expected train, infer or pretrain"
+            )),
         }
     }
 }
@@ -71,7 +81,7 @@ pub fn non_embedding_params(c: &BertConfig) -> usize {
 pub fn flops_per_token(c: &BertConfig, kind: Kind, _seq: usize) -> f64 {
     let n = non_embedding_params(c) as f64;
     match kind {
-        Kind::Train => 6.0 * n,
+        Kind::Train | Kind::Pretrain => 6.0 * n,
         Kind::Infer => 2.0 * n,
     }
 }
@@ -123,21 +133,86 @@ pub struct Breakdown {
 /// The model input: deterministic token ids in `[1, vocab)` (no padding, full attention), with
 /// their range taken on the host, as a collator gives it (no device read to check them).
 fn input(batch: usize, seq: usize, vocab: usize, device: &Device) -> BertInput {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let v: Vec<i64> = (0..batch * seq)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            1 + (x % (vocab as u64 - 1)) as i64
-        })
-        .collect();
+    let v = input_ids(batch, seq, vocab);
     let bounds = HostBounds {
         input_ids: Some(bert::bounds(v.iter().copied(), None)),
         ..Default::default()
     };
     BertInput::new(Tensor::from_data(TensorData::new(v, [batch, seq]), device))
         .with_host_bounds(bounds)
+}
+
+/// Token ids in `[1, vocab)` from a xorshift64 stream (`pytorch_bench.py` draws the same).
+fn input_ids(batch: usize, seq: usize, vocab: usize) -> Vec<i64> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..batch * seq)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            1 + (x % (vocab as u64 - 1)) as i64
+        })
+        .collect()
+}
+
+/// Training steps of `model` on `loss` (forward + loss), then backward, global-norm clipping
+/// at 1.0 and an AdamW step (weight decay 0.01 with HF's no-decay group), as `runs` says.
+fn train_loop<M: Module>(
+    mut model: M,
+    loss: impl Fn(&M) -> Result<Tensor<1>, Error>,
+    ad: &Device,
+    runs: Runs,
+    first: &mut Option<f64>,
+    times: &mut Vec<f64>,
+    phases: &mut Vec<[f64; 6]>,
+) -> Result<(), Error> {
+    let sync = |d: &Device| d.sync().map_err(|e| format!("{e:?}"));
+    let adamw = AdamWArgs {
+        weight_decay: 0.01,
+        ..AdamWArgs::default()
+    };
+    let mut optim = AdamW::new(&adamw);
+    let mut burn_optim = adamw_with_no_decay(&adamw);
+    let total = runs.warmup.max(1) + runs.iters.max(1);
+    for k in 0..total {
+        let t = Instant::now();
+        // Phase boundaries: [host done, device done] for each of the three phases.
+        let mut marks = [0.0f64; 6];
+        let mut mark = |i: usize, d: &Device| -> Result<(), Error> {
+            if runs.profile {
+                marks[2 * i] = t.elapsed().as_secs_f64() * 1e3;
+                sync(d)?;
+                marks[2 * i + 1] = t.elapsed().as_secs_f64() * 1e3;
+            }
+            Ok(())
+        };
+        let l = loss(&model)?;
+        mark(0, ad)?;
+        let grads = l.backward();
+        mark(1, ad)?;
+        let mut grads = GradientsParams::from_grads(grads, &model);
+        model = if runs.burn_optimizer {
+            clip_grad_norm(&model, &mut grads, 1.0);
+            burn_optim.step(1e-5, model, grads)
+        } else {
+            optim.step(1e-5, model, grads, 1.0)?.0
+        };
+        mark(2, ad)?;
+        sync(ad)?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        if runs.profile && k >= runs.warmup.max(1) {
+            let mut d = [0.0; 6];
+            for i in 0..6 {
+                d[i] = marks[i] - if i == 0 { 0.0 } else { marks[i - 1] };
+            }
+            phases.push(d);
+        }
+        record(k, ms, runs.warmup, first, times);
+        if times.iter().sum::<f64>() / 1e3 > runs.budget_s {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -166,6 +241,24 @@ pub struct Runs {
     /// Training: Burn's `ModuleOptimizer` after `clip_grad_norm` (the trainer's optimizer
     /// before `bert_train::AdamW`), for before/after comparisons in one run.
     pub burn_optimizer: bool,
+    /// Pretraining: the MLM head over every position (HF's `BertForPreTraining.forward`)
+    /// instead of the masked rows only.
+    pub mlm_all_positions: bool,
+}
+
+/// The pretraining labels: a position is labelled with its own id where the xorshift64 stream
+/// from `0x9E37_79B9_7F4A_7C15` draws < 15 of 100 (`pytorch_bench.py` draws the same).
+fn mlm_labels(input_ids: &[i64]) -> Vec<i64> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    input_ids
+        .iter()
+        .map(|&id| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x % 100 < 15 { id } else { -100 }
+        })
+        .collect()
 }
 
 /// Runs `w` on `device` as `runs` says.
@@ -180,8 +273,7 @@ pub fn measure(
         warmup,
         iters,
         budget_s,
-        profile,
-        burn_optimizer,
+        ..
     } = runs;
     let config = bench_config(&w.config)?;
     if w.seq > config.max_position_embeddings {
@@ -193,64 +285,46 @@ pub fn measure(
     let total = warmup.max(1) + iters.max(1);
     let labels: Vec<i64> = (0..w.batch).map(|i| (i % 2) as i64).collect();
     let mut phases: Vec<[f64; 6]> = Vec::new();
-    let sync = |d: &Device| d.sync().map_err(|e| format!("{e:?}"));
     match w.kind {
         Kind::Train => {
             let ad = device.clone().autodiff();
             ad.seed(0);
-            let mut model = BertForSequenceClassification::new(&config, &ad);
-            let adamw = AdamWArgs {
-                weight_decay: 0.01,
-                ..AdamWArgs::default()
-            };
-            let mut optim = AdamW::new(&adamw);
-            let mut burn_optim = adamw_with_no_decay(&adamw);
+            let model = BertForSequenceClassification::new(&config, &ad);
             let input = input(w.batch, w.seq, config.vocab_size, &ad).with_label_values(&labels);
             let labels = SequenceClassificationLabels::Classes(Tensor::from_data(
                 TensorData::new(labels, [w.batch]),
                 &ad,
             ));
-            for k in 0..total {
-                let t = Instant::now();
-                // Phase boundaries: [host done, device done] for each of the three phases.
-                let mut marks = [0.0f64; 6];
-                let mut mark = |i: usize, d: &Device| -> Result<(), Error> {
-                    if profile {
-                        marks[2 * i] = t.elapsed().as_secs_f64() * 1e3;
-                        sync(d)?;
-                        marks[2 * i + 1] = t.elapsed().as_secs_f64() * 1e3;
-                    }
-                    Ok(())
-                };
-                let loss = model
-                    .forward(input.clone(), Some(labels.clone()))?
+            let loss = |m: &BertForSequenceClassification| -> Result<Tensor<1>, Error> {
+                Ok(m.forward(input.clone(), Some(labels.clone()))?
                     .loss
-                    .expect("labels");
-                mark(0, &ad)?;
-                let grads = loss.backward();
-                mark(1, &ad)?;
-                let mut grads = GradientsParams::from_grads(grads, &model);
-                model = if burn_optimizer {
-                    clip_grad_norm(&model, &mut grads, 1.0);
-                    burn_optim.step(1e-5, model, grads)
+                    .expect("labels"))
+            };
+            train_loop(model, loss, &ad, runs, &mut first, &mut times, &mut phases)?;
+        }
+        Kind::Pretrain => {
+            let ad = device.clone().autodiff();
+            ad.seed(0);
+            let model = BertForPreTraining::new(&config, &ad);
+            let ids = input_ids(w.batch, w.seq, config.vocab_size);
+            let mlm = mlm_labels(&ids);
+            let mut input = input(w.batch, w.seq, config.vocab_size, &ad).with_label_values(&mlm);
+            input.host_bounds.next_sentence_label =
+                Some(bert::bounds(labels.iter().copied(), None));
+            let masked = MaskedPositions::from_labels(&mlm, w.seq, 1, &ad)?;
+            let mlm = Tensor::<2, Int>::from_data(TensorData::new(mlm, [w.batch, w.seq]), &ad);
+            let nsp = Tensor::<1, Int>::from_data(TensorData::new(labels, [w.batch]), &ad);
+            let all = runs.mlm_all_positions;
+            let loss = |m: &BertForPreTraining| -> Result<Tensor<1>, Error> {
+                Ok(if all {
+                    m.forward(input.clone(), Some(mlm.clone()), Some(nsp.clone()))?
+                        .loss
+                        .expect("labels")
                 } else {
-                    optim.step(1e-5, model, grads, 1.0)?.0
-                };
-                mark(2, &ad)?;
-                sync(&ad)?;
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                if profile && k >= warmup.max(1) {
-                    let mut d = [0.0; 6];
-                    for i in 0..6 {
-                        d[i] = marks[i] - if i == 0 { 0.0 } else { marks[i - 1] };
-                    }
-                    phases.push(d);
-                }
-                record(k, ms, warmup, &mut first, &mut times);
-                if times.iter().sum::<f64>() / 1e3 > budget_s {
-                    break;
-                }
-            }
+                    m.forward_masked(input.clone(), &masked, nsp.clone())?.loss
+                })
+            };
+            train_loop(model, loss, &ad, runs, &mut first, &mut times, &mut phases)?;
         }
         Kind::Infer => {
             let model = BertForSequenceClassification::new(&config, device);

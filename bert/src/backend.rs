@@ -314,6 +314,27 @@ pub fn device_from_name(name: &str) -> Result<Device, BertError> {
     name.parse::<Backend>()?.device()
 }
 
+/// Tunes glibc's `malloc` for tensor-sized blocks, once per process (called by
+/// [`Backend::device`]). By default glibc serves every block over 128 KiB with its own `mmap`
+/// and returns freed memory to the OS, so each op's fresh output of a few MiB is faulted in
+/// and zeroed by the kernel page by page. Here blocks up to 32 MiB come from the heap and freed
+/// memory stays for the next op. Measured on 2 cores, flex, BERT-tiny training s128 b8: 87–90 →
+/// 70–75 ms per step (the same run, alternating). mimalloc was measured too and lost at
+/// BERT-base (5.5 → 7.7 s per step). No effect on other C libraries.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only sets allocator parameters; valid at any time.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,26 +405,5 @@ mod tests {
             assert!(e.contains(&format!("--features {}", b.feature())), "{e}");
         }
         assert!(Backend::Flex.is_compiled() == cfg!(feature = "flex"));
-    }
-}
-
-/// Tunes glibc's `malloc` for tensor-sized blocks, once per process (called by
-/// [`Backend::device`]). By default glibc serves every block over 128 KiB with its own `mmap`
-/// and returns freed memory to the OS, so each op's fresh output of a few MiB is faulted in
-/// and zeroed by the kernel page by page. Here blocks up to 32 MiB come from the heap and freed
-/// memory stays for the next op. Measured on 2 cores, flex, BERT-tiny training s128 b8: 87–90 →
-/// 70–75 ms per step (the same run, alternating). mimalloc was measured too and lost at
-/// BERT-base (5.5 → 7.7 s per step). No effect on other C libraries.
-pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only sets allocator parameters; valid at any time.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-            }
-        });
     }
 }

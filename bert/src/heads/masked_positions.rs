@@ -34,7 +34,7 @@ impl MaskedPositions {
         pad_to_multiple_of: usize,
         device: &Device,
     ) -> Result<Self> {
-        if seq == 0 || labels.len() % seq != 0 {
+        if seq == 0 || !labels.len().is_multiple_of(seq) {
             return Err(BertError::Input(format!(
                 "masked positions: {} labels do not make rows of seq length {seq}",
                 labels.len()
