@@ -49,10 +49,13 @@ pub const GPU_PEAKS: [(&str, f64, f64); 5] = [
 /// Model FLOPs utilisation of a row on `machine`, if its GPU's peak is known.
 pub fn mfu(m: &Measurement, machine: &Machine) -> Option<f64> {
     let gpu = machine.gpu.as_deref()?;
-    // CPU backends, and PyTorch rows run on the CPU (`torch-eager:cpu`).
-    if ["flex", "ndarray", "cpu", "tch"].contains(&m.backend.as_str())
-        || m.backend.ends_with(":cpu")
-    {
+    // CPU backends (`flex`, `flex/burn-optimizer`, …), and PyTorch rows run on the CPU
+    // (`torch-eager:cpu`).
+    let base = m.backend.split('/').next().unwrap_or_default();
+    let on_cpu = base
+        .parse::<bert::backend::Backend>()
+        .is_ok_and(|b| !b.spec().gpu);
+    if on_cpu || m.backend.ends_with(":cpu") {
         return None;
     }
     let (_, f32_peak, half_peak) = GPU_PEAKS.iter().find(|(n, _, _)| gpu.contains(n))?;

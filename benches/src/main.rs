@@ -35,9 +35,8 @@ enum Cmd {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Backends, comma-separated (flex, ndarray, cpu, wgpu, vulkan, tch, tch-cuda, cuda), or
-    /// `none` (with --pytorch: PyTorch's rows alone).
-    #[arg(long, default_value = "flex", value_delimiter = ',')]
+    #[arg(long, default_value = "flex", value_delimiter = ',',
+          help = format!("Backends, comma-separated ({}), or `none` (with --pytorch: PyTorch's rows alone)", bert::backend::names()))]
     backend: Vec<String>,
     /// BERT sizes: tiny (2L/128H), small (4L/256H), base (12L/768H).
     #[arg(long, default_value = "tiny,small", value_delimiter = ',')]

@@ -1,15 +1,9 @@
 //! The one place that maps backend names to Burn devices. Everything else takes a `Device`.
 //!
-//! | `--backend`         | Cargo feature | device                                  |
-//! |---------------------|---------------|-----------------------------------------|
-//! | `flex` (default)    | `flex`        | `Device::flex()`, pure-Rust CPU         |
-//! | `ndarray`           | `ndarray`     | `Device::ndarray()`, CPU                |
-//! | `cpu`               | `cpu`         | `Device::cpu()`, CubeCL CPU (MLIR)      |
-//! | `wgpu`              | `wgpu`        | `Device::wgpu(DefaultDevice)`, any API  |
-//! | `vulkan`            | `vulkan`      | `Device::vulkan(DefaultDevice)`         |
-//! | `tch`               | `tch`         | `Device::libtorch()`, libtorch CPU      |
-//! | `tch-cuda[:N]`      | `tch`         | `Device::libtorch_cuda(N)`              |
-//! | `cuda[:N]`          | `cuda`        | `Device::cuda(N)`, CubeCL CUDA          |
+//! [`BACKENDS`] is the list: names, aliases, Cargo features, device indices and what each
+//! runs on. Parsing (`--backend`), display, `--help` texts ([`names`]), [`compiled`] and the
+//! test backend all read it; [`Backend::device`] is the one `match` that builds the devices
+//! (each behind its feature).
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,45 +25,141 @@ pub enum Backend {
     Cuda(usize),
 }
 
-/// Every backend name with the Cargo feature that compiles it in.
-pub const BACKENDS: [(&str, &str); 8] = [
-    ("flex", "flex"),
-    ("ndarray", "ndarray"),
-    ("cpu", "cpu"),
-    ("wgpu", "wgpu"),
-    ("vulkan", "vulkan"),
-    ("tch", "tch"),
-    ("tch-cuda", "tch"),
-    ("cuda", "cuda"),
+/// One backend: its `--backend` name, other accepted names, the Cargo feature that compiles
+/// it in, whether it takes a device index (`cuda:1`), and what it runs on.
+#[derive(Debug)]
+pub struct BackendSpec {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub feature: &'static str,
+    pub compiled: bool,
+    pub indexed: bool,
+    /// Runs on a GPU (MFU is reported for it).
+    pub gpu: bool,
+    pub runs_on: &'static str,
+    make: fn(usize) -> Backend,
+}
+
+/// Every backend, once.
+pub const BACKENDS: [BackendSpec; 8] = [
+    BackendSpec {
+        name: "flex",
+        aliases: &[],
+        feature: "flex",
+        compiled: cfg!(feature = "flex"),
+        indexed: false,
+        gpu: false,
+        runs_on: "CPU, pure Rust (`Device::flex()`; the default)",
+        make: |_| Backend::Flex,
+    },
+    BackendSpec {
+        name: "ndarray",
+        aliases: &[],
+        feature: "ndarray",
+        compiled: cfg!(feature = "ndarray"),
+        indexed: false,
+        gpu: false,
+        runs_on: "CPU (`Device::ndarray()`)",
+        make: |_| Backend::NdArray,
+    },
+    BackendSpec {
+        name: "cpu",
+        aliases: &[],
+        feature: "cpu",
+        compiled: cfg!(feature = "cpu"),
+        indexed: false,
+        gpu: false,
+        runs_on: "CPU, CubeCL through MLIR/LLVM (`Device::cpu()`)",
+        make: |_| Backend::Cpu,
+    },
+    BackendSpec {
+        name: "wgpu",
+        aliases: &[],
+        feature: "wgpu",
+        compiled: cfg!(feature = "wgpu"),
+        indexed: true,
+        gpu: true,
+        runs_on: "GPU through wgpu, any graphics API (`wgpu:N`: the N-th discrete GPU)",
+        make: Backend::Wgpu,
+    },
+    BackendSpec {
+        name: "vulkan",
+        aliases: &[],
+        feature: "vulkan",
+        compiled: cfg!(feature = "vulkan"),
+        indexed: true,
+        gpu: true,
+        runs_on: "GPU through Vulkan (CubeCL SPIR-V)",
+        make: Backend::Vulkan,
+    },
+    BackendSpec {
+        name: "tch",
+        aliases: &["libtorch"],
+        feature: "tch",
+        compiled: cfg!(feature = "tch"),
+        indexed: false,
+        gpu: false,
+        runs_on: "CPU through libtorch (`Device::libtorch()`)",
+        make: |_| Backend::Tch,
+    },
+    BackendSpec {
+        name: "tch-cuda",
+        aliases: &["libtorch-cuda"],
+        feature: "tch",
+        compiled: cfg!(feature = "tch"),
+        indexed: true,
+        gpu: true,
+        runs_on: "NVIDIA GPU through libtorch (`Device::libtorch_cuda(N)`)",
+        make: Backend::TchCuda,
+    },
+    BackendSpec {
+        name: "cuda",
+        aliases: &[],
+        feature: "cuda",
+        compiled: cfg!(feature = "cuda"),
+        indexed: true,
+        gpu: true,
+        runs_on: "NVIDIA GPU, CubeCL CUDA (`Device::cuda(N)`)",
+        make: Backend::Cuda,
+    },
 ];
 
+/// The backend names for help texts: `flex, ndarray, …, cuda`.
+pub fn names() -> String {
+    BACKENDS.map(|b| b.name).join(", ")
+}
+
 impl Backend {
+    /// This backend's row of [`BACKENDS`].
+    pub fn spec(self) -> &'static BackendSpec {
+        let kind = std::mem::discriminant(&self);
+        BACKENDS
+            .iter()
+            .find(|b| std::mem::discriminant(&(b.make)(0)) == kind)
+            .expect("every backend has a row in BACKENDS")
+    }
+
     /// The name without index.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Flex => "flex",
-            Self::NdArray => "ndarray",
-            Self::Cpu => "cpu",
-            Self::Wgpu(_) => "wgpu",
-            Self::Vulkan(_) => "vulkan",
-            Self::Tch => "tch",
-            Self::TchCuda(_) => "tch-cuda",
-            Self::Cuda(_) => "cuda",
-        }
+        self.spec().name
     }
 
     /// The Cargo feature that compiles this backend in.
     pub fn feature(self) -> &'static str {
-        BACKENDS
-            .iter()
-            .find(|(n, _)| *n == self.name())
-            .map(|(_, f)| *f)
-            .unwrap_or("flex")
+        self.spec().feature
+    }
+
+    /// The device index (0 for backends without one).
+    pub fn index(self) -> usize {
+        match self {
+            Self::Wgpu(i) | Self::Vulkan(i) | Self::TchCuda(i) | Self::Cuda(i) => i,
+            Self::Flex | Self::NdArray | Self::Cpu | Self::Tch => 0,
+        }
     }
 
     /// Whether this build has the backend's feature.
     pub fn is_compiled(self) -> bool {
-        compiled().contains(&self.feature())
+        self.spec().compiled
     }
 
     /// The Burn device, or an error saying which feature to enable.
@@ -231,28 +321,12 @@ fn gpu_kind(index: usize) -> burn::tensor::DeviceKind {
 
 /// The backend features this build was compiled with.
 pub fn compiled() -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if cfg!(feature = "flex") {
-        v.push("flex");
-    }
-    if cfg!(feature = "ndarray") {
-        v.push("ndarray");
-    }
-    if cfg!(feature = "cpu") {
-        v.push("cpu");
-    }
-    if cfg!(feature = "wgpu") {
-        v.push("wgpu");
-    }
-    if cfg!(feature = "vulkan") {
-        v.push("vulkan");
-    }
-    if cfg!(feature = "tch") {
-        v.push("tch");
-    }
-    if cfg!(feature = "cuda") {
-        v.push("cuda");
-    }
+    let mut v: Vec<&'static str> = BACKENDS
+        .iter()
+        .filter(|b| b.compiled)
+        .map(|b| b.feature)
+        .collect();
+    v.dedup();
     v
 }
 
@@ -270,41 +344,30 @@ impl FromStr for Backend {
             }
             None => (s.clone(), None),
         };
-        let i = index.unwrap_or(0);
-        let backend = match name.as_str() {
-            "flex" => Self::Flex,
-            "ndarray" => Self::NdArray,
-            "cpu" => Self::Cpu,
-            "wgpu" => Self::Wgpu(i),
-            "vulkan" => Self::Vulkan(i),
-            "tch" | "libtorch" => Self::Tch,
-            "tch-cuda" | "libtorch-cuda" => Self::TchCuda(i),
-            "cuda" => Self::Cuda(i),
-            _ => {
-                let names: Vec<_> = BACKENDS.iter().map(|(n, _)| *n).collect();
-                return Err(BertError::Backend(format!(
+        let spec = BACKENDS
+            .iter()
+            .find(|b| b.name == name || b.aliases.contains(&name.as_str()))
+            .ok_or_else(|| {
+                BertError::Backend(format!(
                     "unknown backend `{name}`; expected one of: {}",
-                    names.join(", ")
-                )));
-            }
-        };
-        if index.is_some() && matches!(backend, Self::Flex | Self::NdArray | Self::Cpu | Self::Tch)
-        {
+                    names()
+                ))
+            })?;
+        if index.is_some() && !spec.indexed {
             return Err(BertError::Backend(format!(
                 "backend `{name}` takes no device index"
             )));
         }
+        let backend = (spec.make)(index.unwrap_or(0));
         Ok(backend)
     }
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Wgpu(i) | Self::Vulkan(i) | Self::TchCuda(i) | Self::Cuda(i) if *i > 0 => {
-                write!(f, "{}:{i}", self.name())
-            }
-            _ => f.write_str(self.name()),
+        match self.index() {
+            0 => f.write_str(self.name()),
+            i => write!(f, "{}:{i}", self.name()),
         }
     }
 }
@@ -345,6 +408,36 @@ mod tests {
         assert_eq!("tch-cuda".parse::<Backend>().unwrap(), Backend::TchCuda(0));
         assert_eq!("FLEX".parse::<Backend>().unwrap(), Backend::Flex);
         assert_eq!(Backend::Cuda(2).to_string(), "cuda:2");
+    }
+
+    /// Every row parses back to its own backend, by name and by alias, and names are unique.
+    #[test]
+    fn the_table_round_trips() {
+        for spec in &BACKENDS {
+            let b: Backend = spec.name.parse().unwrap();
+            assert_eq!(b.spec().name, spec.name);
+            assert_eq!(b.to_string(), spec.name);
+            for alias in spec.aliases {
+                assert_eq!(alias.parse::<Backend>().unwrap(), b);
+            }
+            if spec.indexed {
+                assert_eq!(
+                    format!("{}:3", spec.name)
+                        .parse::<Backend>()
+                        .unwrap()
+                        .index(),
+                    3
+                );
+            }
+        }
+        let mut all: Vec<_> = BACKENDS
+            .iter()
+            .flat_map(|b| std::iter::once(&b.name).chain(b.aliases))
+            .collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "a name or alias used twice");
     }
 
     #[test]

@@ -29,12 +29,12 @@ pub use cli::{TrainArgs, TrainDefaults};
 /// Errors of an example's body.
 pub type Error = Box<dyn std::error::Error>;
 
-/// `--backend NAME`: flex (default), ndarray, cpu, wgpu, vulkan, tch, tch-cuda, cuda; GPU
-/// backends take an index (`cuda:1`).
+/// `--backend NAME` (the names of `bert::backend::BACKENDS`); GPU backends take an index
+/// (`cuda:1`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackendArgs {
-    /// Backend to run on: flex, ndarray, cpu, wgpu, vulkan, tch, tch-cuda, cuda (`cuda:1` for a device index).
-    #[arg(long, default_value = "flex", value_parser = parse_backend)]
+    #[arg(long, default_value = "flex", value_parser = parse_backend,
+          help = format!("Backend to run on: {} (`cuda:1` for a device index)", bert::backend::names()))]
     pub backend: Backend,
     /// Float precision of every tensor on the device: f32, f16 or bf16 (where the backend takes it).
     #[arg(long, default_value = "f32", value_parser = parse_precision)]
