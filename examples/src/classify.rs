@@ -281,7 +281,7 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
             loss += out.loss.expect("labels").into_scalar::<f32>() as f64 * b as f64;
             n += b;
             let width = out.logits.dims()[1];
-            let v = to_vec(out.logits).map_err(|e| TrainError::Argument(e.to_string()))?;
+            let v = to_vec(out.logits).map_err(|e| TrainError::Evaluation(e.to_string()))?;
             logits.extend(v.chunks(width).map(<[f32]>::to_vec));
             gold.extend(targets.iter().cloned());
         }

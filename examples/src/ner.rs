@@ -185,7 +185,7 @@ impl TrainTask<BertForTokenClassification, Batch> for Task {
             n += b;
             rows.extend(
                 tags_at_labels(out.logits, batch.labels.clone(), &self.labels)
-                    .map_err(|e| TrainError::Argument(e.to_string()))?,
+                    .map_err(|e| TrainError::Evaluation(e.to_string()))?,
             );
         }
         let s = scores(&rows);

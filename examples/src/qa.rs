@@ -412,7 +412,7 @@ impl TrainTask<BertForQuestionAnswering, QuestionAnsweringBatch> for Task {
         if self.examples.is_empty() {
             return Ok(None);
         }
-        let err = |e: Error| TrainError::Argument(e.to_string());
+        let err = |e: Error| TrainError::Evaluation(e.to_string());
         let (logits, loss) = feature_logits(
             &model.valid(),
             &self.features,

@@ -84,7 +84,7 @@ impl<B: Clone> BatchSource<B> for InMemoryBatches<B> {
             epoch_order(self.batches.len(), self.shuffle, self.seed, epoch)
         });
         let i = *order.get(index).ok_or_else(|| {
-            TrainError::Argument(format!("batch index {index} out of {}", self.batches.len()))
+            TrainError::Data(format!("batch index {index} out of {}", self.batches.len()))
         })?;
         Ok(self.batches[i].clone())
     }
@@ -191,7 +191,7 @@ impl<I: Clone, B> BatchSource<B> for ItemBatches<I, B> {
     fn get(&self, epoch: usize, index: usize) -> Result<B, TrainError> {
         let n = self.items.len();
         if index >= self.len() {
-            return Err(TrainError::Argument(format!(
+            return Err(TrainError::Data(format!(
                 "batch index {index} out of {}",
                 self.len()
             )));

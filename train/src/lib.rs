@@ -19,13 +19,28 @@ pub use optimizer::{AdamWArgs, ParamGroupSummary, adamw_with_no_decay};
 pub use schedule::{HfSchedule, SchedulerType, get_scheduler, warmup_steps};
 pub use trainer::{Metrics, Resume, TrainOutput, TrainTask, TrainingArguments, train};
 
-/// Errors of the training engine, each naming the bad value.
+/// Errors of the training engine, each saying what failed and naming the bad value.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// A training argument out of range or inconsistent (caught before training starts, or
+    /// when it first applies, e.g. an unknown `metric_for_best_model`).
     #[error("invalid training argument: {0}")]
     Argument(String),
+    /// Writing, verifying or loading a checkpoint.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// The training data: a batch source that cannot give the batch asked for.
+    #[error("training data: {0}")]
+    Data(String),
+    /// The loss stopped being finite (read at a logging step).
+    #[error("training diverged: the loss is {loss} at step {step}")]
+    NonFiniteLoss { step: usize, loss: f64 },
+    /// A task's evaluation failed (its metrics or post-processing).
+    #[error("evaluation: {0}")]
+    Evaluation(String),
+    /// Drawing a chart of the log.
+    #[error("plot: {0}")]
+    Plot(String),
     #[error(transparent)]
     Bert(#[from] bert::BertError),
 }

@@ -166,8 +166,8 @@ pub fn bar_chart(
         .filter(|v| v.is_finite() && *v > 0.0)
         .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     if lo > hi {
-        return Err(TrainError::Argument(format!(
-            "plot {}: nothing to draw",
+        return Err(TrainError::Plot(format!(
+            "{}: nothing to draw",
             path.display()
         )));
     }

@@ -117,10 +117,9 @@ pub trait TrainTask<M, B> {
         Ok(None)
     }
 
-    /// Writes the model in HF format (for `best_model/` and `final_model/`).
-    fn save_pretrained(&self, _model: &M, _dir: &Path) -> Result<(), TrainError> {
-        Ok(())
-    }
+    /// Writes the model in HF format (for `best_model/` and `final_model/`); no default, so
+    /// that a task cannot silently save nothing.
+    fn save_pretrained(&self, model: &M, dir: &Path) -> Result<(), TrainError>;
 }
 
 /// The result of [`train`].
@@ -424,9 +423,10 @@ fn read_pending(
         .map(|(i, &s)| (s, values[i] as f64, values[n + i] as f64))
         .collect();
     if let Some((step, loss, _)) = out.iter().find(|(_, l, _)| !l.is_finite()) {
-        return Err(TrainError::Argument(format!(
-            "loss is {loss} at step {step}"
-        )));
+        return Err(TrainError::NonFiniteLoss {
+            step: *step,
+            loss: *loss,
+        });
     }
     Ok(out)
 }

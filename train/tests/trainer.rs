@@ -73,6 +73,8 @@ fn model(device: &Device, seed: u64) -> BertForSequenceClassification {
 struct Task {
     calls: Cell<usize>,
     fail_at: Option<usize>,
+    /// The loss call from which the loss is NaN (a diverged run).
+    nan_from: Option<usize>,
     reads: std::cell::RefCell<Vec<usize>>,
 }
 
@@ -81,6 +83,7 @@ impl Task {
         Self {
             calls: Cell::new(0),
             fail_at,
+            nan_from: None,
             reads: Default::default(),
         }
     }
@@ -97,10 +100,14 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
         if self.fail_at == Some(self.calls.get()) {
             return Err(TrainError::Argument("killed".into()));
         }
-        Ok(model
+        let loss = model
             .forward(input, Some(labels))?
             .loss
-            .expect("labels given"))
+            .expect("labels given");
+        Ok(match self.nan_from {
+            Some(k) if self.calls.get() >= k => loss * f32::NAN,
+            _ => loss,
+        })
     }
     fn save_pretrained(
         &self,
@@ -300,6 +307,29 @@ fn bad_arguments_are_named() {
         .to_string();
     assert!(
         e.contains("warmup steps (20) exceed the total training steps (8)"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A loss that stops being finite ends the run with an error naming the step (read at the
+/// logging step; the optimizer step of a NaN loss is not taken silently into a saved model).
+#[test]
+fn a_diverged_loss_is_named_with_its_step() {
+    let _rng = rng_lock();
+    let device = device();
+    let dir = tmp("nan");
+    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let mut task = Task::new(None);
+    task.nan_from = Some(7); // micro-batch 7 = optimizer step 4 (2 micro-batches per step)
+    let e = train(&args(&dir), model(&device, 1), &data, &task, &device).unwrap_err();
+    assert!(
+        matches!(e, TrainError::NonFiniteLoss { step: 4, .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("training diverged: the loss is NaN at step 4"),
         "{e}"
     );
     std::fs::remove_dir_all(dir).ok();
