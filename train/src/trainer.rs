@@ -169,7 +169,7 @@ fn validate(args: &TrainingArguments, micro_per_epoch: usize) -> Result<(), Trai
 /// Trains `model` on `data` with `task`'s loss. `model` lives on an autodiff device.
 pub fn train<M, B>(
     args: &TrainingArguments,
-    mut model: M,
+    model: M,
     data: &dyn BatchSource<B>,
     task: &dyn TrainTask<M, B>,
     device: &Device,
@@ -191,81 +191,32 @@ where
     let mut optim = AdamW::new(&args.optim);
     fs::create_dir_all(&args.output_dir)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", args.output_dir.display())))?;
-
     let mut state = TrainerState {
         max_steps: total,
         ..TrainerState::default()
     };
-    let resume_from = match &args.resume {
-        Resume::No => None,
-        Resume::Latest => checkpoint::list_checkpoints(&args.output_dir)
-            .pop()
-            .map(|(_, p)| p),
-        Resume::Checkpoint(p) => Some(p.clone()),
-    };
-    if let Some(dir) = &resume_from {
-        state = checkpoint::verify(dir)?;
-        let load = |what: &str, e: &dyn std::fmt::Display| {
-            TrainError::Checkpoint(format!("{}: cannot load {what}: {e}", dir.display()))
-        };
-        model = model
-            .try_load_file(dir.join(MODEL_FILE))
-            .map_err(|e| load(MODEL_FILE, &e))?;
-        optim = optim.load(dir, device)?;
-        if optim.steps() != state.global_step {
-            return Err(TrainError::Checkpoint(format!(
-                "{}: the optimizer has taken {} steps but the trainer state is at {}",
-                dir.display(),
-                optim.steps(),
-                state.global_step
-            )));
-        }
-        let record = LrSchedulerRecord::load(dir.join(SCHEDULER_FILE))
-            .map_err(|e| load(SCHEDULER_FILE, &e))?;
-        schedule.load_record(record);
-        if schedule.current_step != state.global_step {
-            return Err(TrainError::Checkpoint(format!(
-                "{}: scheduler is at step {} but the trainer state at {}",
-                dir.display(),
-                schedule.current_step,
-                state.global_step
-            )));
-        }
-        state.max_steps = total;
-    }
+    let (mut model, resumed_from) =
+        resume(args, model, &mut optim, &mut schedule, &mut state, device)?;
 
     let log_path = args.output_dir.join("log.jsonl");
     rewrite_log(&log_path, &state.log_history)?;
-    let groups = ParamGroupSummary::of(&model);
     let start = state.global_step;
     if args.progress {
         eprintln!(
             "training {total} steps ({micro_per_epoch} micro-batches per epoch, accumulation {accum}, warmup {warmup}, {} schedule){}",
             args.lr_scheduler_type.name(),
-            resume_from.as_ref().map_or(String::new(), |d| format!(
+            resumed_from.as_ref().map_or(String::new(), |d| format!(
                 ", resumed from {} at step {start}",
                 d.display()
             ))
         );
-        eprintln!("{groups}");
+        eprintln!("{}", ParamGroupSummary::of(&model));
     }
-    let bar = if args.progress {
-        ProgressBar::new(total as u64).with_position(start as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
-        )
-        .expect("valid template"),
-    );
+    let bar = progress_bar(args.progress, total, start);
 
     let mut step_losses = Vec::new();
-    let mut window = (0.0, 0usize);
+    let mut log = LogWindow::new();
     let mut stopped_early = false;
-    let mut t0 = Instant::now();
-    let mut samples_since = 0usize;
     // Each step's loss and grad norm stay on the device until a logging step reads them all at
     // once: nothing in a step waits for the device.
     let mut pending: Vec<(usize, Tensor<1>, Tensor<1>)> = Vec::new();
@@ -276,25 +227,10 @@ where
             device.seed(seed);
             bert::dropout::seed(seed);
         }
-        let mut acc: Option<GradientsParams> = None;
-        let mut loss_sum: Option<Tensor<1>> = None;
-        for k in 0..accum {
-            let micro = step * accum + k;
-            let batch = data.get(micro / micro_per_epoch, micro % micro_per_epoch)?;
-            let loss = task.loss(&model, batch)?;
-            let value = loss.clone().detach();
-            loss_sum = Some(match loss_sum {
-                Some(sum) => sum + value,
-                None => value,
-            });
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            acc = Some(accumulate_scaled(&model, acc, grads, 1.0 / accum as f64));
-            samples_since += 1;
-        }
-        let grads = acc.expect("accumulation ≥ 1");
+        let (grads, loss) = accumulate(&model, data, task, step, accum)?;
+        log.micro_batches += accum;
         let (stepped, grad_norm) = optim.step(lr, model, grads, args.max_grad_norm)?;
         model = stepped;
-        let loss = loss_sum.expect("accumulation ≥ 1").div_scalar(accum as f64);
         state.global_step = step + 1;
         state.epoch = (state.global_step * accum) as f64 / micro_per_epoch as f64;
         pending.push((state.global_step, loss, grad_norm));
@@ -303,66 +239,20 @@ where
         let last = state.global_step == total;
         if state.global_step.is_multiple_of(args.logging_steps) || last {
             let read = read_pending(&mut pending)?;
-            let (_, loss, grad_norm) = *read.last().expect("this step is pending");
-            for &(step, loss, _) in &read {
-                step_losses.push((step, loss));
-                window.0 += loss;
-                window.1 += 1;
-            }
-            bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
-            let secs = t0.elapsed().as_secs_f64().max(1e-9);
-            // As HF's Trainer: the rate this step's update used (read before the scheduler steps).
-            let entry = json!({
-                "step": state.global_step, "epoch": state.epoch, "loss": window.0 / window.1 as f64,
-                "learning_rate": lr, "grad_norm": grad_norm,
-                "micro_batches_per_second": samples_since as f64 / secs,
-            });
+            step_losses.extend(read.iter().map(|&(s, l, _)| (s, l)));
+            let entry = log.entry(&state, &read, lr);
+            bar.set_message(format!(
+                "loss {:.4} lr {lr:.2e}",
+                read.last().expect("this step").1
+            ));
             append_log(&log_path, &mut state, entry)?;
-            window = (0.0, 0);
-            samples_since = 0;
-            t0 = Instant::now();
         }
-        if (args
+        let eval_now = args
             .eval_steps
             .is_some_and(|n| state.global_step.is_multiple_of(n))
-            || (last && args.eval_steps.is_some()))
-            && let Some(metrics) = task.evaluate(&model)?
-        {
-            let mut entry = json!({ "step": state.global_step, "epoch": state.epoch });
-            for (k, v) in &metrics {
-                entry[k] = json!(v);
-            }
-            append_log(&log_path, &mut state, entry)?;
-            bar.println(format!("step {}: {metrics:?}", state.global_step));
-            let value = *metrics.get(&args.metric_for_best_model).ok_or_else(|| {
-                TrainError::Argument(format!(
-                    "metric_for_best_model `{}` is not among the evaluation metrics {:?}",
-                    args.metric_for_best_model,
-                    metrics.keys().collect::<Vec<_>>()
-                ))
-            })?;
-            let improved = match state.best_metric {
-                None => true,
-                Some(best) => {
-                    (args.greater_is_better && value > best)
-                        || (!args.greater_is_better && value < best)
-                }
-            };
-            if improved {
-                state.best_metric = Some(value);
-                state.patience_used = 0;
-                let dir = args.output_dir.join("best_model");
-                task.save_pretrained(&model, &dir)?;
-                state.best_model_checkpoint = Some(dir.display().to_string());
-            } else {
-                state.patience_used += 1;
-                if args
-                    .early_stopping_patience
-                    .is_some_and(|p| state.patience_used >= p)
-                {
-                    stopped_early = true;
-                }
-            }
+            || (last && args.eval_steps.is_some());
+        if eval_now {
+            stopped_early = evaluate(args, &model, task, &mut state, &log_path, &bar)?;
         }
         if args
             .save_steps
@@ -377,12 +267,12 @@ where
             break;
         }
     }
-    if !pending.is_empty() {
-        // Early stopping between logging steps.
-        for (step, loss, _) in read_pending(&mut pending)? {
-            step_losses.push((step, loss));
-        }
-    }
+    // Early stopping between logging steps leaves steps unread.
+    step_losses.extend(
+        read_pending(&mut pending)?
+            .into_iter()
+            .map(|(s, l, _)| (s, l)),
+    );
     bar.finish_and_clear();
     plot_history(&args.output_dir.join("training.png"), &state.log_history)?;
     task.save_pretrained(&model, &args.output_dir.join("final_model"))?;
@@ -392,6 +282,183 @@ where
         step_losses,
         stopped_early,
     })
+}
+
+/// `--resume`: loads the model, optimizer, scheduler and trainer state of the checkpoint
+/// `args.resume` names (verified first, and checked to agree on the step); returns the model
+/// and the checkpoint's folder, or the model untouched when not resuming.
+fn resume<M: Module>(
+    args: &TrainingArguments,
+    model: M,
+    optim: &mut AdamW,
+    schedule: &mut crate::HfSchedule,
+    state: &mut TrainerState,
+    device: &Device,
+) -> Result<(M, Option<PathBuf>), TrainError> {
+    let dir = match &args.resume {
+        Resume::No => return Ok((model, None)),
+        Resume::Latest => match checkpoint::list_checkpoints(&args.output_dir).pop() {
+            Some((_, p)) => p,
+            None => return Ok((model, None)),
+        },
+        Resume::Checkpoint(p) => p.clone(),
+    };
+    let max_steps = state.max_steps;
+    *state = checkpoint::verify(&dir)?;
+    let load = |what: &str, e: &dyn std::fmt::Display| {
+        TrainError::Checkpoint(format!("{}: cannot load {what}: {e}", dir.display()))
+    };
+    let model = model
+        .try_load_file(dir.join(MODEL_FILE))
+        .map_err(|e| load(MODEL_FILE, &e))?;
+    *optim = std::mem::replace(optim, AdamW::new(&args.optim)).load(&dir, device)?;
+    if optim.steps() != state.global_step {
+        return Err(TrainError::Checkpoint(format!(
+            "{}: the optimizer has taken {} steps but the trainer state is at {}",
+            dir.display(),
+            optim.steps(),
+            state.global_step
+        )));
+    }
+    let record =
+        LrSchedulerRecord::load(dir.join(SCHEDULER_FILE)).map_err(|e| load(SCHEDULER_FILE, &e))?;
+    schedule.load_record(record);
+    if schedule.current_step != state.global_step {
+        return Err(TrainError::Checkpoint(format!(
+            "{}: scheduler is at step {} but the trainer state at {}",
+            dir.display(),
+            schedule.current_step,
+            state.global_step
+        )));
+    }
+    state.max_steps = max_steps;
+    Ok((model, Some(dir)))
+}
+
+fn progress_bar(show: bool, total: usize, start: usize) -> ProgressBar {
+    let bar = if show {
+        ProgressBar::new(total as u64).with_position(start as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Gradient accumulation: the `accum` micro-batches of optimizer step `step`, each loss's
+/// gradients scaled by `1 / accum` and summed; returns them and the step's mean loss, on the
+/// device.
+fn accumulate<M: Module + 'static, B>(
+    model: &M,
+    data: &dyn BatchSource<B>,
+    task: &dyn TrainTask<M, B>,
+    step: usize,
+    accum: usize,
+) -> Result<(GradientsParams, Tensor<1>), TrainError> {
+    let per_epoch = data.len();
+    let mut acc: Option<GradientsParams> = None;
+    let mut loss_sum: Option<Tensor<1>> = None;
+    for k in 0..accum {
+        let micro = step * accum + k;
+        let batch = data.get(micro / per_epoch, micro % per_epoch)?;
+        let loss = task.loss(model, batch)?;
+        let value = loss.clone().detach();
+        loss_sum = Some(match loss_sum {
+            Some(sum) => sum + value,
+            None => value,
+        });
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        acc = Some(accumulate_scaled(model, acc, grads, 1.0 / accum as f64));
+    }
+    let loss = loss_sum.expect("accumulation ≥ 1").div_scalar(accum as f64);
+    Ok((acc.expect("accumulation ≥ 1"), loss))
+}
+
+/// The losses and throughput since the last logging step (HF's `logging_steps` entry).
+struct LogWindow {
+    since: Instant,
+    micro_batches: usize,
+}
+
+impl LogWindow {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            micro_batches: 0,
+        }
+    }
+
+    /// The log entry of this logging step from the steps `read` since the last one (the mean
+    /// loss over them, the last step's grad norm), and a new window.
+    fn entry(
+        &mut self,
+        state: &TrainerState,
+        read: &[(usize, f64, f64)],
+        lr: f64,
+    ) -> serde_json::Value {
+        let secs = self.since.elapsed().as_secs_f64().max(1e-9);
+        let mean = read.iter().map(|r| r.1).sum::<f64>() / read.len().max(1) as f64;
+        let grad_norm = read.last().map_or(f64::NAN, |r| r.2);
+        // As HF's Trainer: the rate this step's update used (read before the scheduler steps).
+        let entry = json!({
+            "step": state.global_step, "epoch": state.epoch, "loss": mean,
+            "learning_rate": lr, "grad_norm": grad_norm,
+            "micro_batches_per_second": self.micro_batches as f64 / secs,
+        });
+        *self = Self::new();
+        entry
+    }
+}
+
+/// An evaluation: logs the task's metrics, saves `best_model/` when `metric_for_best_model`
+/// improved, counts early-stopping patience; returns whether to stop.
+fn evaluate<M, B>(
+    args: &TrainingArguments,
+    model: &M,
+    task: &dyn TrainTask<M, B>,
+    state: &mut TrainerState,
+    log_path: &Path,
+    bar: &ProgressBar,
+) -> Result<bool, TrainError> {
+    let Some(metrics) = task.evaluate(model)? else {
+        return Ok(false);
+    };
+    let mut entry = json!({ "step": state.global_step, "epoch": state.epoch });
+    for (k, v) in &metrics {
+        entry[k] = json!(v);
+    }
+    append_log(log_path, state, entry)?;
+    bar.println(format!("step {}: {metrics:?}", state.global_step));
+    let value = *metrics.get(&args.metric_for_best_model).ok_or_else(|| {
+        TrainError::Argument(format!(
+            "metric_for_best_model `{}` is not among the evaluation metrics {:?}",
+            args.metric_for_best_model,
+            metrics.keys().collect::<Vec<_>>()
+        ))
+    })?;
+    let improved = match state.best_metric {
+        None => true,
+        Some(best) => {
+            (args.greater_is_better && value > best) || (!args.greater_is_better && value < best)
+        }
+    };
+    if improved {
+        state.best_metric = Some(value);
+        state.patience_used = 0;
+        let dir = args.output_dir.join("best_model");
+        task.save_pretrained(model, &dir)?;
+        state.best_model_checkpoint = Some(dir.display().to_string());
+        return Ok(false);
+    }
+    state.patience_used += 1;
+    Ok(args
+        .early_stopping_patience
+        .is_some_and(|p| state.patience_used >= p))
 }
 
 /// Where the device RNG (dropout) is re-seeded: at the first step of a call and at every
@@ -408,6 +475,9 @@ fn reseed_at(args: &TrainingArguments, step: usize, start: usize) -> bool {
 fn read_pending(
     pending: &mut Vec<(usize, Tensor<1>, Tensor<1>)>,
 ) -> Result<Vec<(usize, f64, f64)>, TrainError> {
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
     let steps: Vec<usize> = pending.iter().map(|p| p.0).collect();
     let n = steps.len();
     let tensors: Vec<Tensor<1>> = pending
