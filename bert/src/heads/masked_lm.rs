@@ -65,16 +65,7 @@ impl BertForMaskedLM {
             masked.gather(out.last_hidden_state),
             self.bert.embeddings.word_embeddings.weight.val(),
         );
-        let v = logits.dims()[1];
-        let labels = masked.labels.clone();
-        check_labels(
-            "labels",
-            &labels,
-            Some(masked.label_bounds),
-            v,
-            Some(IGNORE_INDEX),
-        )?;
-        let loss = cross_entropy(logits.clone(), labels, IGNORE_INDEX);
+        let loss = masked.loss(logits.clone())?;
         Ok(MaskedLMRowsOutput { loss, logits })
     }
 }

@@ -9,7 +9,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::{BertError, Result};
-use crate::loss::IGNORE_INDEX;
+use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
 use crate::model::{Bounds, bounds};
 
 #[derive(Debug, Clone)]
@@ -61,6 +61,20 @@ impl MaskedPositions {
             label_bounds: bounds(picked, Some(IGNORE_INDEX)),
             num_labelled,
         })
+    }
+
+    /// The mean cross-entropy of `logits` (`[n, vocab]`, one row per position) against the
+    /// labels, after checking them against the vocabulary on the host.
+    pub fn loss(&self, logits: Tensor<2>) -> Result<Tensor<1>> {
+        let vocab = logits.dims()[1];
+        check_labels(
+            "labels",
+            &self.labels,
+            Some(self.label_bounds),
+            vocab,
+            Some(IGNORE_INDEX),
+        )?;
+        Ok(cross_entropy(logits, self.labels.clone(), IGNORE_INDEX))
     }
 
     /// Rows of `hidden` (`[batch, seq, h]`) at the positions → `[n, h]`.

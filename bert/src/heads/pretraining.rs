@@ -85,15 +85,6 @@ impl BertForPreTraining {
             self.bert.embeddings.word_embeddings.weight.val(),
         );
         let seq_relationship_logits = self.cls.seq_relationship.forward(pooled);
-        let v = prediction_logits.dims()[1];
-        let labels = masked.labels.clone();
-        check_labels(
-            "labels",
-            &labels,
-            Some(masked.label_bounds),
-            v,
-            Some(IGNORE_INDEX),
-        )?;
         check_labels(
             "next_sentence_label",
             &next_sentence_label,
@@ -101,7 +92,7 @@ impl BertForPreTraining {
             2,
             Some(IGNORE_INDEX),
         )?;
-        let mlm = cross_entropy(prediction_logits.clone(), labels, IGNORE_INDEX);
+        let mlm = masked.loss(prediction_logits.clone())?;
         let nsp = cross_entropy(
             seq_relationship_logits.clone(),
             next_sentence_label,
