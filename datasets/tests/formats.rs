@@ -604,7 +604,13 @@ fn squad_question_too_long_for_the_window_is_an_error() {
     );
     // Room for 17 > 16 context tokens a window: fine.
     examples[1].question = "why ".repeat(44);
-    assert!(prepare_features(&tok, &examples, 64, 16).is_ok());
+    let features = prepare_features(&tok, &examples, 64, 16).unwrap();
+    let long = features.iter().filter(|f| f.example_index == 1);
+    assert!(long.clone().count() >= 1);
+    assert!(
+        long.clone().all(|f| f.encoding.get_ids().len() <= 64),
+        "every window fits max_length"
+    );
     let e = error(&examples, 19);
     assert!(e.contains("max_length 19 leaves no context"), "{e}");
 }

@@ -416,7 +416,11 @@ fn streaming_needs_two_documents_and_passes_errors_on() {
         .unwrap()
         .collect();
     assert_eq!(encoded.len(), 3, "two documents, then the error");
-    assert!(encoded[0].is_ok() && encoded[1].is_ok());
+    let docs: Vec<_> = encoded[..2].iter().map(|d| d.as_ref().unwrap()).collect();
+    assert!(
+        docs.iter().all(|d| !d.is_empty()),
+        "two non-empty documents"
+    );
     let e = encoded[2].as_ref().unwrap_err().to_string();
     assert_eq!(e, "bad:5: invalid UTF-8");
     assert!(stream_pairs(Vec::new(), &NspOptions::default(), 1).is_err());
