@@ -134,7 +134,7 @@ mod tests {
             (1700..2400).contains(&kept),
             "kept {kept} of 4096 at p = 0.5"
         );
-        // Inference (no autodiff device) and `valid()` leave the input as it is.
+        // Inference (no autodiff device) leaves the input as it is.
         let plain = Tensor::<2>::ones([4, 4], &crate::backend::test_device());
         assert_eq!(forward(&drop, plain.clone()).into_data(), plain.into_data());
     }

@@ -166,9 +166,9 @@ impl Collator {
             .flat_map(|l| l.into_iter().chain(std::iter::repeat(-100)).take(s))
             .collect();
         let nsp: Vec<i64> = pairs.iter().map(|p| p.next_sentence_label as i64).collect();
-        let mut input = crate::text_input(t).with_label_values(&labels);
+        // The MLM labels' range comes with `masked` (forward_masked checks it from there).
+        let mut input = crate::text_input(t);
         input.host_bounds.next_sentence_label = Some(bert::bounds(nsp.iter().copied(), None));
-        debug_assert_eq!(labels.len(), b * s);
         let masked = MaskedPositions::from_labels(&labels, s, self.masked_rows_multiple, device)
             .expect("labels padded to [batch, seq] and a multiple ≥ 1");
         Batch {

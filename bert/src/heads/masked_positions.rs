@@ -55,10 +55,11 @@ impl MaskedPositions {
         let n = num_labelled.div_ceil(pad_to_multiple_of).max(1) * pad_to_multiple_of;
         positions.resize(n, 0);
         picked.resize(n, IGNORE_INDEX);
+        let label_bounds = bounds(picked.iter().copied(), Some(IGNORE_INDEX));
         Ok(Self {
             positions: Tensor::from_data(TensorData::new(positions, [n]), device),
-            labels: Tensor::from_data(TensorData::new(picked.clone(), [n]), device),
-            label_bounds: bounds(picked, Some(IGNORE_INDEX)),
+            labels: Tensor::from_data(TensorData::new(picked, [n]), device),
+            label_bounds,
             num_labelled,
         })
     }
