@@ -386,6 +386,21 @@ pub trait BertPretrained: Module + Sized {
         Self::from_checkpoint(config, checkpoint, device)
     }
 
+    /// Loads an HF model directory after `configure` adapts its config, as HF's
+    /// `from_pretrained(dir, num_labels=…, id2label=…, hidden_dropout_prob=…)`: a head the
+    /// checkpoint lacks (a `BertModel` checkpoint under a classifier) is newly initialised and
+    /// named in the report's warnings.
+    fn from_pretrained_with_config(
+        dir: impl AsRef<Path>,
+        configure: impl FnOnce(&mut BertConfig),
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
+        let dir = dir.as_ref();
+        let mut config = BertConfig::from_file(dir)?;
+        configure(&mut config);
+        Self::from_checkpoint(config, Checkpoint::read(dir)?, device)
+    }
+
     /// Builds the model from a config and the tensors of a checkpoint.
     fn from_checkpoint(
         config: BertConfig,

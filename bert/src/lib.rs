@@ -18,6 +18,7 @@ pub mod config;
 pub mod dropout;
 pub mod embeddings;
 pub mod error;
+pub mod fixtures;
 pub mod heads;
 pub mod hub;
 pub mod init;

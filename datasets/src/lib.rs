@@ -2,12 +2,14 @@
 //! data, MLM masking and NSP pairs ([`pretraining`]).
 
 pub mod collate;
-pub mod fixtures;
 pub mod metrics;
 pub mod pretraining;
+pub mod synthetic;
 pub mod tasks;
 pub mod tokenization;
 
+/// The real fixtures (weights and data); they live in `bert` so that its tests need no data crate.
+pub use bert::fixtures;
 pub use tokenization::{BertTokenizer, SpecialIds, WordPieceOptions};
 
 /// Errors of the data pipeline, naming the file, line and problem where there is one.
@@ -25,4 +27,6 @@ pub enum DataError {
     Tokenizer(String),
     #[error("invalid data option: {0}")]
     Option(String),
+    #[error(transparent)]
+    Bert(#[from] bert::BertError),
 }

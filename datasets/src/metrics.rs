@@ -4,6 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::tasks::classification::Label;
+use crate::tasks::squad::SquadExample;
+
 /// Fraction of equal pairs.
 pub fn accuracy<T: PartialEq>(pred: &[T], gold: &[T]) -> f64 {
     if gold.is_empty() {
@@ -230,6 +233,94 @@ pub fn squad_f1(prediction: &str, golds: &[&str]) -> f64 {
             2.0 * precision * recall / (precision + recall)
         })
         .fold(0.0, f64::max)
+}
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    (0..row.len())
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+        .unwrap_or(0)
+}
+
+/// The metrics of HF's GLUE/`run_glue.py` for a problem type, named as HF names them (no
+/// `eval_` prefix): single-label → accuracy, F1 (binary for two classes, else macro) and
+/// Matthews correlation; regression → Pearson and Spearman (`spearmanr`); multi-label →
+/// subset accuracy and micro F1 (a logit above 0 is a predicted label). `logits[i]` is the
+/// model's row for the example labelled `labels[i]`.
+pub fn classification_metrics(
+    problem_type: bert::ProblemType,
+    logits: &[Vec<f32>],
+    labels: &[Label],
+) -> BTreeMap<String, f64> {
+    use bert::ProblemType::*;
+    let mut m = BTreeMap::new();
+    match problem_type {
+        SingleLabelClassification => {
+            let pred: Vec<usize> = logits.iter().map(|r| argmax(r)).collect();
+            let gold: Vec<usize> = labels.iter().map(|g| g.value() as usize).collect();
+            let classes = logits.first().map_or(2, Vec::len);
+            m.insert("accuracy".into(), accuracy(&pred, &gold));
+            let f1 = if classes == 2 {
+                f1_binary(&pred, &gold, 1)
+            } else {
+                f1_macro(&pred, &gold)
+            };
+            m.insert("f1".into(), f1);
+            m.insert(
+                "matthews_correlation".into(),
+                matthews_corrcoef(&pred, &gold),
+            );
+        }
+        Regression => {
+            let pred: Vec<f64> = logits.iter().map(|r| r[0] as f64).collect();
+            let gold: Vec<f64> = labels.iter().map(|g| g.value() as f64).collect();
+            m.insert("pearson".into(), pearson(&pred, &gold));
+            m.insert("spearmanr".into(), spearman(&pred, &gold));
+        }
+        MultiLabelClassification => {
+            let pred: Vec<Vec<bool>> = logits
+                .iter()
+                .map(|r| r.iter().map(|&x| x > 0.0).collect())
+                .collect();
+            let gold: Vec<Vec<bool>> = labels
+                .iter()
+                .map(|l| match l {
+                    Label::MultiHot(r) => r.iter().map(|&x| x > 0.5).collect(),
+                    other => vec![other.value() > 0.5],
+                })
+                .collect();
+            m.insert("subset_accuracy".into(), accuracy(&pred, &gold));
+            let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
+            for (p, g) in pred.iter().flatten().zip(gold.iter().flatten()) {
+                match (p, g) {
+                    (true, true) => tp += 1.0,
+                    (true, false) => fp += 1.0,
+                    (false, true) => fn_ += 1.0,
+                    _ => {}
+                }
+            }
+            m.insert("f1_micro".into(), f1_from(tp, fp, fn_).2);
+        }
+    }
+    m
+}
+
+/// The official SQuAD script's exact match and F1 over `examples`, in percent:
+/// `predictions[i]` is the answer text for `examples[i]`; a question without answers (v2)
+/// has the empty answer as its gold.
+pub fn squad_scores(examples: &[SquadExample], predictions: &[String]) -> (f64, f64) {
+    let (mut em, mut f1) = (0.0, 0.0);
+    for (ex, pred) in examples.iter().zip(predictions) {
+        let golds: Vec<&str> = if ex.answers.is_empty() {
+            vec![""]
+        } else {
+            ex.answers.iter().map(|a| a.0.as_str()).collect()
+        };
+        em += squad_exact_match(pred, &golds);
+        f1 += squad_f1(pred, &golds);
+    }
+    let n = examples.len().max(1) as f64;
+    (100.0 * em / n, 100.0 * f1 / n)
 }
 
 #[cfg(test)]

@@ -78,6 +78,16 @@ impl BertTokenizer {
         Ok(Self { inner })
     }
 
+    /// A `tokenizer.json` file, or a model directory ([`Self::from_pretrained`]).
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, DataError> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            Self::from_pretrained(path)
+        } else {
+            Self::from_file(path)
+        }
+    }
+
     /// A model directory: `tokenizer.json` if present, else `vocab.txt` with the options of
     /// `tokenizer_config.json` (`do_lower_case`, `strip_accents`, `tokenize_chinese_chars`).
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self, DataError> {
@@ -216,6 +226,17 @@ impl BertTokenizer {
         Ok(self)
     }
 
+    /// Truncates to `max_length` tokens (longest sequence first for pairs), as HF's
+    /// `truncation=True, max_length=N`; 0 is an error.
+    pub fn with_max_length(self, max_length: usize) -> Result<Self, DataError> {
+        if max_length == 0 {
+            return Err(DataError::Option(
+                "max_length is 0; it must be at least 1 (and at most the model's max_position_embeddings)".into(),
+            ));
+        }
+        self.with_truncation(max_length, TruncationStrategy::LongestFirst, 0)
+    }
+
     /// Pad each batch to its longest sequence (`None`) or to a fixed length, with `[PAD]`.
     pub fn with_padding(mut self, to_length: Option<usize>) -> Result<Self, DataError> {
         let pad_id = self
@@ -260,6 +281,26 @@ impl BertTokenizer {
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
+    }
+
+    /// Writes `tokenizer.json` (and `vocab.txt` for WordPiece, which HF's slow
+    /// `BertTokenizer` reads) into `dir`, beside a model's `save_pretrained`.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<(), DataError> {
+        let dir = dir.as_ref();
+        let err = |e: &dyn std::fmt::Display| DataError::File {
+            path: dir.display().to_string(),
+            message: format!("cannot save the tokenizer: {e}"),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        self.inner
+            .save(dir.join("tokenizer.json"), false)
+            .map_err(|e| err(&e))?;
+        use tokenizers::Model;
+        self.inner
+            .get_model()
+            .save(dir, None)
+            .map_err(|e| err(&e))?;
+        Ok(())
     }
 
     pub fn vocab_size(&self) -> usize {

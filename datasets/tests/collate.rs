@@ -41,17 +41,68 @@ fn token_classification_batch_is_padded_and_masked() {
         &device,
     );
     assert_eq!(
-        rows(b.inputs.input_ids),
+        rows(b.input.input_ids.clone()),
         [vec![101, 7, 8, 102], vec![101, 9, 102, 0]]
     );
     assert_eq!(
-        rows(b.inputs.attention_mask),
+        rows(b.input.attention_mask.clone().unwrap()),
         [vec![1, 1, 1, 1], vec![1, 1, 1, 0]]
     );
     assert_eq!(
         rows(b.labels),
         [vec![-100, 1, 2, -100], vec![-100, 3, -100, -100]]
     );
+    // Ranges taken on the host: ids with the padding id, labels without -100.
+    let h = b.input.host_bounds;
+    assert_eq!(
+        (h.input_ids, h.token_type_ids, h.labels),
+        (Some((0, 102)), Some((0, 0)), Some((1, 3)))
+    );
+}
+
+#[test]
+fn classification_batches_follow_the_label_kind() {
+    let device = Device::flex();
+    let item = |label| ClassificationItem {
+        text: text(&[101, 5, 102], &[0, 0, 0]),
+        label,
+    };
+    let batcher = ClassificationBatcher { pad_id: 0 };
+    let b = burn::data::dataloader::batcher::Batcher::batch(
+        &batcher,
+        vec![
+            item(Label::MultiHot(vec![1.0, 0.0, 1.0])),
+            item(Label::MultiHot(vec![0.0, 1.0, 0.0])),
+        ],
+        &device,
+    );
+    let bert::SequenceClassificationLabels::Values(v) = b.labels else {
+        panic!("multi-hot rows are float targets")
+    };
+    assert_eq!(v.dims(), [2, 3]);
+    assert_eq!(
+        v.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
+        [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    );
+    let b = burn::data::dataloader::batcher::Batcher::batch(
+        &batcher,
+        vec![item(Label::Value(0.5)), item(Label::Value(2.5))],
+        &device,
+    );
+    let bert::SequenceClassificationLabels::Values(v) = b.labels else {
+        panic!("regression targets")
+    };
+    assert_eq!(v.dims(), [2, 1]);
+    let b = burn::data::dataloader::batcher::Batcher::batch(
+        &batcher,
+        vec![item(Label::Class(1)), item(Label::Class(0))],
+        &device,
+    );
+    assert!(matches!(
+        b.labels,
+        bert::SequenceClassificationLabels::Classes(_)
+    ));
+    assert_eq!(b.input.host_bounds.labels, Some((0, 1)));
 }
 
 #[test]
@@ -71,7 +122,7 @@ fn data_loader_serves_classification_batches_shuffled_by_seed() {
         let mut labels = Vec::new();
         for batch in loader.iter() {
             let batch = batch.unwrap();
-            let ClassificationTargets::Classes(c) = batch.labels else {
+            let bert::SequenceClassificationLabels::Classes(c) = batch.labels else {
                 panic!("classes")
             };
             labels.extend(c.into_data().convert::<i64>().try_to_vec::<i64>().unwrap());

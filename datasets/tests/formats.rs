@@ -342,7 +342,7 @@ fn classes(data: &[Label]) -> Vec<usize> {
     data.iter()
         .map(|l| match l {
             Label::Class(c) => *c,
-            Label::Value(v) => panic!("a value {v}"),
+            other => panic!("not a class: {other:?}"),
         })
         .collect()
 }

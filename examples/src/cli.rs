@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use bert_train::{AdamWArgs, ItemBatches, Resume, SchedulerType, TrainingArguments};
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::Device;
 
 /// Per-example defaults for the arguments whose good value depends on the task.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +130,21 @@ impl TrainArgs {
         } else {
             batches
         }
+    }
+
+    /// [`Self::item_batches`] collated by a Burn `Batcher` on `device`.
+    pub fn batches<I: Clone + Send + 'static, B: 'static>(
+        &self,
+        d: &TrainDefaults,
+        items: Vec<I>,
+        length: impl Fn(&I) -> usize,
+        batcher: impl Batcher<I, B> + 'static,
+        device: &Device,
+    ) -> ItemBatches<I, B> {
+        let device = device.clone();
+        self.item_batches(d, items, length, move |items, _| {
+            batcher.batch(items, &device)
+        })
     }
 
     /// The trainer's arguments; `steps_per_epoch` sets the default evaluation interval.

@@ -11,7 +11,9 @@ use burn::tensor::Tensor;
 use clap::Parser;
 use serde_json::json;
 
-use crate::{BackendArgs, Error, model_dir_or_hint, softmax, to_vec};
+use bert_train::tasks::{rows, softmax};
+
+use crate::{BackendArgs, Error, model_dir_or_hint};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fill_mask", about = "Predict the [MASK] tokens of a text")]
@@ -70,10 +72,10 @@ pub fn main(args: Args) -> Result<(), Error> {
             return Err(format!("no [MASK] token in {text:?}").into());
         }
         let b = pad_texts(&[&t], special.pad, &device);
-        let input = crate::text_input(b);
+        let input = b;
         let logits = mlm_logits(&args, input, &device)?;
         let [_, s, v] = logits.dims();
-        let all = to_vec(logits.reshape([s, v]))?;
+        let all = rows(logits.reshape([s, v]))?.concat();
         let mut masks = Vec::new();
         for &p in &positions {
             let probs = softmax(&all[p * v..(p + 1) * v]);

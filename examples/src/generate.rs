@@ -12,7 +12,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::{BackendArgs, Error, softmax, to_vec};
+use bert_train::tasks::{rows, softmax};
+
+use crate::{BackendArgs, Error};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "generate", about = "Generate text with a BertLMHeadModel")]
@@ -112,7 +114,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             for _ in 0..args.max_new_tokens {
                 let out = model.forward(input.clone(), None)?;
                 let [_, l, v] = out.logits.dims();
-                let last = to_vec(out.logits.slice([0..1, l - 1..l, 0..v]).reshape([1, v]))?;
+                let last = rows(out.logits.slice([0..1, l - 1..l, 0..v]).reshape([1, v]))?.concat();
                 let next = sample(&last, args.temperature, args.top_k, &mut rng) as i64;
                 ids.push(next);
                 if Some(next) == eos {

@@ -3,16 +3,13 @@
 //! example's body is a module here (`classify`, `ner`, …) so that the tests can run it; the
 //! files in `examples/` only parse the command line.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bert::backend::{Backend, Precision};
-use bert::{BertConfig, BertPretrained, Checkpoint};
-use bert_datasets::BertTokenizer;
+use bert::{BertConfig, BertPretrained};
 use burn::tensor::Device;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 pub mod classify;
 pub mod cli;
@@ -78,23 +75,16 @@ pub fn fixtures_dir() -> Result<PathBuf, Error> {
     Ok(bert_datasets::fixtures::dir()?)
 }
 
-/// The fixtures' pretrained all-MiniLM-L6-v2 (`BertModel` weights and tokenizer).
-pub fn default_model_dir() -> Result<PathBuf, Error> {
-    Ok(fixtures_dir()?.join("models/all-MiniLM-L6-v2"))
-}
-
 /// Loads class `M` from an HF model directory after `configure` adapts its config (labels,
-/// dropout), printing HF's warnings: a head missing from the checkpoint (a `BertModel`
-/// checkpoint such as all-MiniLM-L6-v2) is newly initialised and reported as HF does.
+/// dropout), printing HF's warnings unless `quiet`: a head missing from the checkpoint (a
+/// `BertModel` checkpoint such as all-MiniLM-L6-v2) is newly initialised and reported as HF does.
 pub fn load_model<M: BertPretrained>(
     dir: &Path,
     configure: impl FnOnce(&mut BertConfig),
     device: &Device,
     quiet: bool,
 ) -> Result<M, Error> {
-    let mut config = BertConfig::from_file(dir)?;
-    configure(&mut config);
-    let (model, report) = M::from_checkpoint(config, Checkpoint::read(dir)?, device)?;
+    let (model, report) = M::from_pretrained_with_config(dir, configure, device)?;
     if !quiet {
         for w in report.warnings() {
             eprintln!("warning: {w}");
@@ -103,38 +93,9 @@ pub fn load_model<M: BertPretrained>(
     Ok(model)
 }
 
-/// Writes the model and its tokenizer (`tokenizer.json`, and `vocab.txt` for WordPiece) as an
-/// HF model directory.
-pub fn save_pretrained_with_tokenizer<M: BertPretrained>(
-    model: &M,
-    tokenizer: &BertTokenizer,
-    dir: &Path,
-) -> Result<(), bert::BertError> {
-    model.save_pretrained(dir)?;
-    let err = |e: &dyn std::fmt::Display| bert::BertError::Input(format!("{}: {e}", dir.display()));
-    tokenizer
-        .inner
-        .save(dir.join("tokenizer.json"), false)
-        .map_err(|e| err(&e))?;
-    use tokenizers::Model;
-    tokenizer
-        .inner
-        .get_model()
-        .save(dir, None)
-        .map_err(|e| err(&e))?;
-    Ok(())
-}
-
-/// A fixed split of `n` items: `(train, eval)` indices, `eval_fraction` of them shuffled out
-/// by `seed`. Both lists stay in the shuffled order, as HF's `train_test_split`, so that
-/// `--max-train-samples N` (the first N, as HF's `select(range(N))`) is a random subset even of
-/// a file sorted by label, such as the polarity sentences.
-pub fn split_indices(n: usize, eval_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    let n_eval = ((n as f64) * eval_fraction).round() as usize;
-    let train = order.split_off(n_eval);
-    (train, order)
+/// The fixtures' pretrained all-MiniLM-L6-v2 (`BertModel` weights and tokenizer).
+pub fn default_model_dir() -> Result<PathBuf, Error> {
+    Ok(fixtures_dir()?.join("models/all-MiniLM-L6-v2"))
 }
 
 /// Parses a column argument: a number is a 0-based position, anything else a header name.
@@ -143,22 +104,6 @@ pub fn column(s: &str) -> bert_datasets::tasks::classification::Column {
         Ok(i) => i.into(),
         Err(_) => s.into(),
     }
-}
-
-/// A float tensor's values on the host.
-pub fn to_vec(t: burn::tensor::Tensor<2>) -> Result<Vec<f32>, Error> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| format!("{e:?}").into())
-}
-
-/// Softmax of one row of logits.
-pub fn softmax(row: &[f32]) -> Vec<f32> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }
 
 /// An error with the command that makes the missing model directory.
@@ -171,20 +116,6 @@ pub fn model_dir_or_hint(dir: &Path, example: &str) -> Result<(), Error> {
         dir.display()
     )
     .into())
-}
-
-/// Padded texts as the model's input (ids, attention mask, token types), with the ids' ranges
-/// taken on the host (checked against the config without a device read).
-pub fn text_input(t: bert_datasets::collate::TextBatch) -> bert::BertInput {
-    let [ids, types] = t.id_bounds;
-    bert::BertInput::new(t.input_ids)
-        .with_attention_mask(t.attention_mask)
-        .with_token_type_ids(t.token_type_ids)
-        .with_host_bounds(bert::HostBounds {
-            input_ids: Some(ids),
-            token_type_ids: Some(types),
-            ..Default::default()
-        })
 }
 
 /// `--model`, or the fixtures' all-MiniLM-L6-v2.
@@ -205,27 +136,55 @@ pub fn last_logged(history: &[serde_json::Value], key: &str) -> serde_json::Valu
         .unwrap_or_else(|| serde_json::json!({}))
 }
 
+/// Keeps the first `n` items (`--max-train-samples N`, HF's `select(range(N))`).
+pub fn truncate<T>(items: &mut Vec<T>, n: Option<usize>) {
+    if let Some(n) = n {
+        items.truncate(n);
+    }
+}
+
+/// The evaluation metrics of the last evaluation (`eval_*` of the newest log entry with
+/// `eval_loss`).
+pub fn last_eval(history: &[serde_json::Value]) -> BTreeMap<String, f64> {
+    last_logged(history, "eval_loss")
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| k.starts_with("eval_"))
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Prints a finished run: steps, first → last loss, the last evaluation, where the model is
+/// (as one JSON line with `--json`).
+pub fn report<M>(out: &bert_train::TrainOutput<M>, output_dir: &Path, as_json: bool) {
+    let eval = last_eval(&out.state.log_history);
+    let final_dir = output_dir.join("final_model");
+    if as_json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "steps": out.state.global_step, "step_losses": out.step_losses,
+                "eval": eval, "output_dir": final_dir,
+            })
+        );
+        return;
+    }
+    let (first, last) = loss_range(&out.step_losses);
+    println!(
+        "trained {} steps: loss {first:.4} → {last:.4}",
+        out.state.global_step
+    );
+    for (k, v) in &eval {
+        println!("  {k} = {v:.4}");
+    }
+    println!("model saved to {}", final_dir.display());
+}
+
 /// The first and last optimizer-step losses of a run (NaN when none).
 pub fn loss_range(step_losses: &[(usize, f64)]) -> (f64, f64) {
     let at = |s: Option<&(usize, f64)>| s.map_or(f64::NAN, |s| s.1);
     (at(step_losses.first()), at(step_losses.last()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_indices;
-
-    #[test]
-    fn split_is_fixed_disjoint_and_keeps_the_shuffled_order() {
-        let (train, eval) = split_indices(4000, 0.2, 42);
-        assert_eq!((train.len(), eval.len()), (3200, 800));
-        let mut all: Vec<usize> = train.iter().chain(&eval).copied().collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..4000).collect::<Vec<_>>());
-        assert_eq!((train.clone(), eval.clone()), split_indices(4000, 0.2, 42));
-        // A file sorted by label (2000 of each, as the polarity sentences): the first 24
-        // training items hold both halves.
-        let first = &train[..24];
-        assert!(first.iter().any(|&i| i < 2000) && first.iter().any(|&i| i >= 2000));
-    }
 }

@@ -10,7 +10,9 @@ use bert_datasets::collate::{TokenizedText, pad_texts};
 use clap::Parser;
 use serde_json::json;
 
-use crate::{BackendArgs, Error, model_dir_or_hint, softmax, to_vec};
+use bert_train::tasks::{rows, softmax};
+
+use crate::{BackendArgs, Error, model_dir_or_hint};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "nsp", about = "Next sentence prediction: does B follow A?")]
@@ -39,7 +41,7 @@ pub fn main(args: Args) -> Result<(), Error> {
     let encoding = tokenizer.encode_pair(&args.sentence_a, &args.sentence_b)?;
     let t = TokenizedText::from(&encoding);
     let b = pad_texts(&[&t], tokenizer.special_ids()?.pad, &device);
-    let input = crate::text_input(b);
+    let input = b;
     let config = BertConfig::from_file(&args.model)?;
     let class = config
         .architectures
@@ -55,7 +57,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             .forward(input, None)?
             .logits
     };
-    let logits = to_vec(logits)?;
+    let logits = rows(logits)?.concat();
     let p = softmax(&logits);
     let is_next = logits[0] > logits[1];
     if args.json {

@@ -10,6 +10,7 @@ pub mod gradients;
 pub mod optimizer;
 pub mod plot;
 pub mod schedule;
+pub mod tasks;
 pub mod trainer;
 
 pub use adamw::AdamW;
@@ -43,4 +44,7 @@ pub enum TrainError {
     Plot(String),
     #[error(transparent)]
     Bert(#[from] bert::BertError),
+    /// Reading, tokenizing or saving task data (the tokenizer beside a saved model).
+    #[error(transparent)]
+    Dataset(#[from] bert_datasets::DataError),
 }

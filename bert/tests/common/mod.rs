@@ -44,7 +44,7 @@ pub fn outputs(case: &str) -> NamedTensors {
 
 /// The real fixtures (`shared/fixtures/fetch.sh`), fetched if needed.
 pub fn fixtures() -> PathBuf {
-    bert_datasets::fixtures::dir().unwrap_or_else(|e| panic!("{e}"))
+    bert::fixtures::dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Largest absolute difference; panics on shape mismatch.

@@ -11,8 +11,8 @@ pub mod stream;
 
 pub use corpus::{Document, DocumentReader, documents, read_documents, split_paragraphs};
 pub use masking::{MaskedLm, MlmMasker};
-pub use nsp::{NspOptions, PretrainingPair, create_pairs};
+pub use nsp::{NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, group_texts};
 pub use stream::{
     PretrainingExample, TokenizedDocument, continuation_table, encode_documents, mask_pairs,
-    stream_pairs,
+    stream_pairs, tokenize_documents,
 };

@@ -57,6 +57,38 @@ impl PretrainingPair {
     }
 }
 
+/// [`create_pairs`] `dupe_factor` times, each with another seed (other chunk lengths, A/B cuts
+/// and random B segments), as `create_pretraining_data.py`'s `--dupe_factor` (BERT used 10).
+/// Duplicate 0 keeps `options.seed`; the others are seeded away from it by a large odd step.
+pub fn create_pairs_duplicated(
+    documents: &[Vec<Vec<u32>>],
+    options: &NspOptions,
+    dupe_factor: usize,
+) -> Result<Vec<PretrainingPair>, DataError> {
+    if dupe_factor == 0 {
+        return Err(DataError::Option("dupe_factor must be ≥ 1".into()));
+    }
+    let mut pairs = Vec::new();
+    for dupe in 0..dupe_factor as u64 {
+        let seed = options
+            .seed
+            .wrapping_add(dupe.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        pairs.extend(create_pairs(documents, &NspOptions { seed, ..*options })?);
+    }
+    Ok(pairs)
+}
+
+/// HF `run_clm.py`'s `group_texts`: the documents' ids concatenated and cut into blocks of
+/// `block_size - 1` tokens, each after `[CLS]` (`cls`); a last block of one token is dropped.
+pub fn group_texts(documents: &[Vec<Vec<u32>>], block_size: usize, cls: u32) -> Vec<Vec<u32>> {
+    let stream: Vec<u32> = documents.iter().flatten().flatten().copied().collect();
+    stream
+        .chunks(block_size.saturating_sub(1).max(1))
+        .filter(|c| c.len() > 1)
+        .map(|c| std::iter::once(cls).chain(c.iter().copied()).collect())
+        .collect()
+}
+
 /// Pairs from tokenized documents (each a list of sentences, each a list of token ids).
 pub fn create_pairs(
     documents: &[Vec<Vec<u32>>],

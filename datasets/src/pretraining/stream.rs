@@ -248,6 +248,14 @@ where
     }
 }
 
+/// Documents of sentences tokenized in memory ([`encode_documents`] collected).
+pub fn tokenize_documents(
+    tokenizer: &BertTokenizer,
+    documents: &[Document],
+) -> Result<Vec<TokenizedDocument>, DataError> {
+    encode_documents(documents.iter().cloned().map(Ok), tokenizer, 256)?.collect()
+}
+
 /// For each id of the tokenizer's vocabulary, whether it is a `##` continuation piece.
 pub fn continuation_table(tokenizer: &BertTokenizer) -> Vec<bool> {
     let mut table = vec![false; tokenizer.vocab_size()];

@@ -15,10 +15,10 @@ use parquet::record::Field;
 use parquet::schema::types::Type;
 use serde_json::{Map, Value};
 
-use crate::DataError;
 use crate::collate::{ClassificationItem, TokenizedText};
 pub use crate::tasks::Format;
 use crate::tasks::{decode_utf8, file_err, line_err, read_bytes};
+use crate::{BertTokenizer, DataError};
 
 /// A column by header name or by 0-based position.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,11 +51,23 @@ pub struct ClassificationColumns {
     pub regression: bool,
 }
 
-/// A label: a class id or a regression target.
+/// A label: a class id, a regression target, or a multi-hot row (multi-label).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Label {
     Class(usize),
     Value(f32),
+    MultiHot(Vec<f32>),
+}
+
+impl Label {
+    /// The class id or target as a number (the first value of a multi-hot row).
+    pub fn value(&self) -> f32 {
+        match self {
+            Label::Class(c) => *c as f32,
+            Label::Value(v) => *v,
+            Label::MultiHot(v) => v.first().copied().unwrap_or(0.0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +89,178 @@ pub struct ClassificationData {
 pub struct TokenizedClassificationData {
     pub items: Vec<ClassificationItem>,
     pub id2label: Vec<String>,
+}
+
+impl ClassificationData {
+    /// The examples at `indices`, with the same class names.
+    pub fn select(&self, indices: &[usize]) -> Self {
+        Self {
+            examples: indices.iter().map(|&i| self.examples[i].clone()).collect(),
+            id2label: self.id2label.clone(),
+        }
+    }
+
+    /// Renumbers the class ids onto `names` (the training data's), as HF's `run_glue.py` maps
+    /// an evaluation set's labels through the training set's `label2id`. A class not in
+    /// `names` is an error naming the data (`name`) and the label.
+    pub fn align_labels(&mut self, names: &[String], name: &str) -> Result<(), DataError> {
+        for e in &mut self.examples {
+            if let Label::Class(c) = e.label {
+                let label = &self.id2label[c];
+                let id = names.iter().position(|n| n == label).ok_or_else(|| {
+                    file_err(
+                        name,
+                        format!(
+                            "label `{label}` does not occur in the training data (labels: {names:?})"
+                        ),
+                    )
+                })?;
+                e.label = Label::Class(id);
+            }
+        }
+        self.id2label = names.to_vec();
+        Ok(())
+    }
+
+    /// Multi-label data: each label field lists classes (a JSON array or comma-separated
+    /// names) and becomes a multi-hot row over `names` (the training data's), or over the
+    /// sorted names found here when `None`. A name outside given `names` is an error.
+    pub fn to_multi_hot(&mut self, names: Option<&[String]>, name: &str) -> Result<(), DataError> {
+        let sets: Vec<Vec<String>> = self
+            .examples
+            .iter()
+            .map(|e| match &e.label {
+                Label::Class(c) => label_set(&self.id2label[*c]),
+                other => vec![other.value().to_string()],
+            })
+            .collect();
+        let mut found: Vec<String> = sets.iter().flatten().cloned().collect();
+        found.sort();
+        found.dedup();
+        let names = match names {
+            Some(n) => {
+                let unknown: Vec<&String> = found.iter().filter(|f| !n.contains(f)).collect();
+                if !unknown.is_empty() {
+                    return Err(file_err(
+                        name,
+                        format!("labels not in the training data: {unknown:?}"),
+                    ));
+                }
+                n.to_vec()
+            }
+            None => found,
+        };
+        for (e, set) in self.examples.iter_mut().zip(&sets) {
+            e.label = Label::MultiHot(
+                names
+                    .iter()
+                    .map(|n| if set.contains(n) { 1.0 } else { 0.0 })
+                    .collect(),
+            );
+        }
+        self.id2label = names;
+        Ok(())
+    }
+
+    /// Tokenized items (pairs when the examples have a second text), truncated as
+    /// `tokenizer` is.
+    pub fn tokenize(
+        &self,
+        tokenizer: &BertTokenizer,
+    ) -> Result<Vec<ClassificationItem>, DataError> {
+        let encodings = match self.examples.first().and_then(|e| e.text_pair.as_ref()) {
+            Some(_) => tokenizer.encode_batch(
+                self.examples
+                    .iter()
+                    .map(|e| (e.text.as_str(), e.text_pair.as_deref().unwrap_or_default()))
+                    .collect(),
+            )?,
+            None => {
+                tokenizer.encode_batch(self.examples.iter().map(|e| e.text.as_str()).collect())?
+            }
+        };
+        Ok(encodings
+            .iter()
+            .zip(&self.examples)
+            .map(|(enc, e)| ClassificationItem {
+                text: enc.into(),
+                label: e.label.clone(),
+            })
+            .collect())
+    }
+}
+
+/// HF `run_glue.py`'s data: the training file and the validation file, or without one a
+/// held-out `validation_split` of the training file (fixed by `seed`, [`train_test_split`]).
+/// Single-label: the evaluation classes are renumbered onto the training classes, and fewer
+/// than two classes is an error (one class would make a regression head). Multi-label: the
+/// label fields become multi-hot rows over the training data's names.
+///
+/// [`train_test_split`]: crate::tasks::train_test_split
+pub fn load_train_eval(
+    train: &Path,
+    validation: Option<&Path>,
+    columns: &ClassificationColumns,
+    problem_type: bert::ProblemType,
+    validation_split: f64,
+    seed: u64,
+) -> Result<(ClassificationData, ClassificationData), DataError> {
+    use bert::ProblemType::*;
+    let train_name = train.display().to_string();
+    let data = read_classification(train, columns)?;
+    let (mut train_data, mut eval_data, eval_name) = match validation {
+        Some(p) => (
+            data,
+            read_classification(p, columns)?,
+            p.display().to_string(),
+        ),
+        None => {
+            let (tr, ev) =
+                crate::tasks::train_test_split(data.examples.len(), validation_split, seed)?;
+            (data.select(&tr), data.select(&ev), train_name.clone())
+        }
+    };
+    match problem_type {
+        SingleLabelClassification => {
+            if train_data.id2label.len() < 2 {
+                return Err(file_err(
+                    &train_name,
+                    format!(
+                        "{} class(es) {:?} in the training data: classification needs at least 2 (for numbers to regress on, ask for regression)",
+                        train_data.id2label.len(),
+                        train_data.id2label
+                    ),
+                ));
+            }
+            if validation.is_some() {
+                eval_data.align_labels(&train_data.id2label.clone(), &eval_name)?;
+            }
+        }
+        MultiLabelClassification => {
+            train_data.to_multi_hot(None, &train_name)?;
+            eval_data.to_multi_hot(Some(&train_data.id2label.clone()), &eval_name)?;
+        }
+        Regression => {}
+    }
+    Ok((train_data, eval_data))
+}
+
+/// Splits a multi-label field: a JSON array or comma-separated names.
+pub fn label_set(field: &str) -> Vec<String> {
+    let field = field.trim();
+    if field.starts_with('[')
+        && let Ok(v) = serde_json::from_str::<Vec<Value>>(field)
+    {
+        return v
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+            .collect();
+    }
+    field
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 struct RawRow {

@@ -7,8 +7,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::DataError;
+use crate::collate::TokenClassificationItem;
 use crate::tasks::{decode_utf8, file_err, line_err, read_bytes};
+use crate::{BertTokenizer, DataError};
 
 /// One sentence: words and their tags.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,4 +116,117 @@ pub fn align_labels(
         previous = *w;
     }
     Ok(out)
+}
+
+/// [`label_list`] completed with both the B- and the I- tag of every entity type (an
+/// evaluation set may hold a tag the training set lacks), sorted.
+pub fn bio_label_list(sentences: &[TaggedSentence]) -> Vec<String> {
+    let mut labels = label_list(sentences);
+    let types: Vec<String> = labels
+        .iter()
+        .filter_map(|l| l.split_once('-').map(|(_, t)| t.to_string()))
+        .collect();
+    for t in types {
+        for p in ["B", "I"] {
+            let tag = format!("{p}-{t}");
+            if !labels.contains(&tag) {
+                labels.push(tag);
+            }
+        }
+    }
+    labels.sort();
+    labels
+}
+
+/// HF `run_ner.py`'s `tokenize_and_align_labels`: the sentences' words tokenized (truncated as
+/// `tokenizer` is) with their tags aligned to the pieces ([`align_labels`]). `name` (the file)
+/// names the data in errors.
+pub fn tokenize_and_align_labels(
+    tokenizer: &BertTokenizer,
+    sentences: &[TaggedSentence],
+    labels: &[String],
+    label_all_tokens: bool,
+    name: &str,
+) -> Result<Vec<TokenClassificationItem>, DataError> {
+    let words: Vec<Vec<&str>> = sentences
+        .iter()
+        .map(|s| s.words.iter().map(String::as_str).collect())
+        .collect();
+    let encodings = tokenizer.encode_batch(words)?;
+    encodings
+        .iter()
+        .zip(sentences)
+        .map(|(e, s)| {
+            let labels = align_labels(e.get_word_ids(), &s.tags, labels, label_all_tokens)
+                .map_err(|err| file_err(name, err.to_string()))?;
+            Ok(TokenClassificationItem {
+                text: e.into(),
+                labels,
+            })
+        })
+        .collect()
+}
+
+/// A word of a tagged text, with its character span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaggedWord {
+    pub word: String,
+    pub tag: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// An entity: a B-/I- run of words, its type and character span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub entity: String,
+    pub word: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// HF's token-classification pipeline with `aggregation_strategy="first"`: each word (the
+/// tokens of one word id) takes its first piece's predicted tag; the words' BIO tags group into
+/// entities. `tags[i]` is token `i`'s predicted tag name; spans are in characters of `text`.
+pub fn group_words(
+    text: &str,
+    encoding: &tokenizers::Encoding,
+    tags: &[String],
+) -> (Vec<TaggedWord>, Vec<Entity>) {
+    let chars: Vec<char> = text.chars().collect();
+    let span = |a: usize, z: usize| {
+        chars[a.min(z)..z.min(chars.len())]
+            .iter()
+            .collect::<String>()
+    };
+    let mut words: Vec<TaggedWord> = Vec::new();
+    let mut last = None;
+    for (i, w) in encoding.get_word_ids().iter().enumerate() {
+        let Some(w) = w else { continue };
+        let (a, z) = encoding.get_offsets()[i];
+        match words.last_mut() {
+            Some(word) if last == Some(*w) => {
+                word.end = z;
+                word.word = span(word.start, z);
+            }
+            _ => words.push(TaggedWord {
+                word: span(a, z),
+                tag: tags.get(i).cloned().unwrap_or_else(|| "O".into()),
+                start: a,
+                end: z,
+            }),
+        }
+        last = Some(*w);
+    }
+    let word_tags: Vec<&str> = words.iter().map(|w| w.tag.as_str()).collect();
+    let entities = crate::metrics::bio_entities(&word_tags)
+        .into_iter()
+        .map(|(ty, s, e)| Entity {
+            entity: ty,
+            word: span(words[s].start, words[e - 1].end),
+            start: words[s].start,
+            end: words[e - 1].end,
+        })
+        .collect();
+    (words, entities)
 }

@@ -11,7 +11,32 @@ pub mod swag;
 
 use std::path::Path;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
 use crate::DataError;
+
+/// A fixed split of `n` items, HF's `train_test_split`: `(train, test)` indices, a
+/// `test_fraction` of them (in (0, 1)) shuffled out by `seed`. Both lists stay in the shuffled
+/// order, so that the first N training items (`--max-train-samples N`, HF's
+/// `select(range(N))`) are a random subset even of a file sorted by label.
+pub fn train_test_split(
+    n: usize,
+    test_fraction: f64,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>), DataError> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(DataError::Option(format!(
+            "the held-out fraction is {test_fraction}; it must be in (0, 1)"
+        )));
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let n_test = ((n as f64) * test_fraction).round() as usize;
+    let train = order.split_off(n_test);
+    Ok((train, order))
+}
 
 /// A table format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,5 +108,35 @@ pub(crate) fn file_err(name: &str, message: impl Into<String>) -> DataError {
     DataError::File {
         path: name.to_string(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::train_test_split;
+
+    #[test]
+    fn split_is_fixed_disjoint_and_keeps_the_shuffled_order() {
+        let (train, eval) = train_test_split(4000, 0.2, 42).unwrap();
+        assert_eq!((train.len(), eval.len()), (3200, 800));
+        let mut all: Vec<usize> = train.iter().chain(&eval).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..4000).collect::<Vec<_>>());
+        assert_eq!(
+            (train.clone(), eval.clone()),
+            train_test_split(4000, 0.2, 42).unwrap()
+        );
+        // A file sorted by label (2000 of each, as the polarity sentences): the first 24
+        // training items hold both halves.
+        let first = &train[..24];
+        assert!(first.iter().any(|&i| i < 2000) && first.iter().any(|&i| i >= 2000));
+    }
+
+    #[test]
+    fn a_fraction_outside_0_1_is_refused() {
+        for f in [0.0, 1.0, 1.5, -0.2, f64::NAN] {
+            let e = train_test_split(10, f, 0).unwrap_err().to_string();
+            assert!(e.contains("must be in (0, 1)"), "{f}: {e}");
+        }
     }
 }

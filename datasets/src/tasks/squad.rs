@@ -285,3 +285,57 @@ pub fn best_answer(
         },
     }
 }
+
+/// The n-best post-processing options of HF's `postprocess_qa_predictions`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Postprocess {
+    /// Start and end logits considered per window.
+    pub n_best_size: usize,
+    /// Longest answer in tokens.
+    pub max_answer_length: usize,
+    /// SQuAD v2: the empty answer may win.
+    pub version_2_with_negative: bool,
+}
+
+impl Default for Postprocess {
+    /// HF's `run_qa.py`: 20, 30, v1.
+    fn default() -> Self {
+        Self {
+            n_best_size: 20,
+            max_answer_length: 30,
+            version_2_with_negative: false,
+        }
+    }
+}
+
+/// HF's `postprocess_qa_predictions`: the best answer of every example over all its windows.
+/// `logits[i]` are the `(start_logits, end_logits)` of `features[i]`, trimmed to its tokens.
+pub fn postprocess_qa_predictions(
+    examples: &[SquadExample],
+    features: &[SquadFeature],
+    logits: &[(Vec<f32>, Vec<f32>)],
+    p: &Postprocess,
+) -> Vec<AnswerCandidate> {
+    let mut by_example: Vec<Vec<usize>> = vec![Vec::new(); examples.len()];
+    for (i, f) in features.iter().enumerate() {
+        if let Some(v) = by_example.get_mut(f.example_index) {
+            v.push(i);
+        }
+    }
+    examples
+        .iter()
+        .zip(by_example)
+        .map(|(example, idx)| {
+            let feats: Vec<&SquadFeature> = idx.iter().map(|&i| &features[i]).collect();
+            let l: Vec<_> = idx.iter().map(|&i| logits[i].clone()).collect();
+            best_answer(
+                example,
+                &feats,
+                &l,
+                p.n_best_size,
+                p.max_answer_length,
+                p.version_2_with_negative,
+            )
+        })
+        .collect()
+}

@@ -133,3 +133,40 @@ pub fn parse_swag(
     }
     Ok(out)
 }
+
+/// Each example's context paired with each of its endings, tokenized (truncated as
+/// `tokenizer` is). Every example needs the same number of endings; `name` (the file) names
+/// the data in errors.
+pub fn tokenize_choices(
+    tokenizer: &crate::BertTokenizer,
+    examples: &[MultipleChoiceExample],
+    name: &str,
+) -> Result<Vec<crate::collate::MultipleChoiceItem>, DataError> {
+    let n = examples.first().map_or(0, |e| e.choices.len());
+    if let Some(e) = examples.iter().find(|e| e.choices.len() != n) {
+        return Err(crate::tasks::file_err(
+            name,
+            format!(
+                "every item needs the same number of endings ({n}), one has {}: {:?}",
+                e.choices.len(),
+                e.context
+            ),
+        ));
+    }
+    let pairs: Vec<(&str, &str)> = examples
+        .iter()
+        .flat_map(|e| e.choices.iter().map(|c| (e.context.as_str(), c.as_str())))
+        .collect();
+    let encodings = tokenizer.encode_batch(pairs)?;
+    Ok(examples
+        .iter()
+        .zip(encodings.chunks(n.max(1)))
+        .map(|(e, enc)| crate::collate::MultipleChoiceItem {
+            choices: enc
+                .iter()
+                .map(crate::collate::TokenizedText::from)
+                .collect(),
+            label: e.label,
+        })
+        .collect())
+}

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::DataError;
+use crate::BertError;
 
 /// The fixtures folder (`models/all-MiniLM-L6-v2/`, `data/…`), fetching it if needed.
-pub fn dir() -> Result<PathBuf, DataError> {
+pub fn dir() -> Result<PathBuf, BertError> {
     if let Ok(dir) = std::env::var("BERT_FIXTURES") {
         let dir = PathBuf::from(dir);
         if dir
@@ -18,10 +18,7 @@ pub fn dir() -> Result<PathBuf, DataError> {
         }
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/fetch.sh");
-    let fail = |message: String| DataError::File {
-        path: script.display().to_string(),
-        message,
-    };
+    let fail = |message: String| BertError::Input(format!("{}: {message}", script.display()));
     if !script.is_file() {
         return Err(fail(
             "missing: set BERT_FIXTURES, or keep shared/ beside the checkout".into(),

@@ -1,0 +1,148 @@
+//! Language modelling: BERT pretraining (masked LM + next sentence prediction, HF's
+//! `DataCollatorForLanguageModeling` / `DataCollatorForWholeWordMask` over NSP pairs) and
+//! causal LM (next-token labels, the model shifts them).
+
+use bert::{BertInput, MaskedPositions};
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::{TokenizedText, int1, int2, pad_labels, pad_texts, pad_texts_to};
+use crate::pretraining::{MlmMasker, PretrainingPair, continuation_table};
+use crate::{BertTokenizer, DataError};
+
+/// `BertForPreTraining::forward_masked`'s arguments.
+#[derive(Debug, Clone)]
+pub struct PretrainingBatch {
+    pub input: BertInput,
+    /// The MLM labels as masked rows: the prediction head runs on those only.
+    pub masked: MaskedPositions,
+    pub next_sentence_label: Tensor<1, Int>,
+}
+
+/// Masks NSP pairs anew for every batch (dynamic masking, 80/10/10 as BERT), from a seed and
+/// the batch's key: a resumed run draws the same masks.
+#[derive(Debug, Clone)]
+pub struct PretrainingCollator {
+    pub cls: u32,
+    pub sep: u32,
+    pub pad: u32,
+    pub mask: u32,
+    pub vocab_size: u32,
+    /// Never masked.
+    pub specials: Vec<u32>,
+    /// `##` pieces, for whole-word masking.
+    pub is_continuation: Vec<bool>,
+    pub mlm_probability: f64,
+    /// Mask all pieces of a word together.
+    pub whole_word_mask: bool,
+    pub seed: u64,
+    /// Pad to at least this many tokens (0: to the longest pair).
+    pub pad_to: usize,
+    /// Pad the masked rows to a multiple of this (few distinct shapes for GPU backends).
+    pub masked_rows_multiple: usize,
+}
+
+impl PretrainingCollator {
+    /// BERT's defaults over `tokenizer`'s vocabulary: 15% masked, token-level, padded to the
+    /// longest pair.
+    pub fn new(tokenizer: &BertTokenizer, seed: u64) -> Result<Self, DataError> {
+        let s = tokenizer.special_ids()?;
+        Ok(Self {
+            cls: s.cls,
+            sep: s.sep,
+            pad: s.pad,
+            mask: s.mask,
+            vocab_size: tokenizer.vocab_size() as u32,
+            specials: vec![s.cls, s.sep, s.pad, s.mask, s.unk],
+            is_continuation: continuation_table(tokenizer),
+            mlm_probability: 0.15,
+            whole_word_mask: false,
+            seed,
+            pad_to: 0,
+            masked_rows_multiple: 1,
+        })
+    }
+
+    /// Pads the pairs and draws their masks from `(seed, key)`.
+    pub fn collate(
+        &self,
+        pairs: &[PretrainingPair],
+        key: u64,
+        device: &Device,
+    ) -> PretrainingBatch {
+        let mut masker = MlmMasker::new(
+            self.mask,
+            self.vocab_size,
+            self.specials.clone(),
+            self.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        masker.mlm_probability = self.mlm_probability;
+        masker.whole_word_mask = self.whole_word_mask;
+        let mut texts = Vec::with_capacity(pairs.len());
+        let mut labels = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            let (ids, types) = p.to_input(self.cls, self.sep);
+            let cont: Vec<bool> = ids
+                .iter()
+                .map(|&i| {
+                    self.is_continuation
+                        .get(i as usize)
+                        .copied()
+                        .unwrap_or(false)
+                })
+                .collect();
+            let m = masker.mask(&ids, &cont);
+            texts.push(TokenizedText {
+                input_ids: m.input_ids,
+                token_type_ids: types,
+            });
+            labels.push(m.labels);
+        }
+        let refs: Vec<&TokenizedText> = texts.iter().collect();
+        let mut input = pad_texts_to(&refs, self.pad, self.pad_to, device);
+        let s = input.input_ids.dims()[1];
+        let labels = pad_labels(labels.iter().map(Vec::as_slice), s).concat();
+        let nsp: Vec<i64> = pairs.iter().map(|p| p.next_sentence_label as i64).collect();
+        // The MLM labels' range comes with `masked` (forward_masked checks it from there).
+        input.host_bounds.next_sentence_label = Some(bert::bounds(nsp.iter().copied(), None));
+        let masked = MaskedPositions::from_labels(&labels, s, self.masked_rows_multiple, device)
+            .expect("labels padded to [batch, seq] and a multiple ≥ 1");
+        PretrainingBatch {
+            input,
+            masked,
+            next_sentence_label: int1(nsp, device),
+        }
+    }
+}
+
+/// `BertLMHeadModel`'s arguments: the labels are the ids (HF shifts them inside the model).
+#[derive(Debug, Clone)]
+pub struct CausalLmBatch {
+    pub input: BertInput,
+    /// `[b, seq]`, -100 on padding.
+    pub labels: Tensor<2, Int>,
+}
+
+/// Pads blocks of ids; each block is its own labels.
+#[derive(Debug, Clone, Copy)]
+pub struct CausalLmBatcher {
+    pub pad_id: u32,
+}
+
+impl Batcher<Vec<u32>, CausalLmBatch> for CausalLmBatcher {
+    fn batch(&self, blocks: Vec<Vec<u32>>, device: &Device) -> CausalLmBatch {
+        let texts: Vec<TokenizedText> = blocks.iter().cloned().map(TokenizedText::single).collect();
+        let refs: Vec<&TokenizedText> = texts.iter().collect();
+        let input = pad_texts(&refs, self.pad_id, device);
+        let s = input.input_ids.dims()[1];
+        let ids: Vec<Vec<i64>> = blocks
+            .iter()
+            .map(|b| b.iter().map(|&i| i as i64).collect())
+            .collect();
+        let labels = pad_labels(ids.iter().map(Vec::as_slice), s);
+        CausalLmBatch {
+            input: input.with_label_values(&labels.concat()),
+            labels: int2(labels, device),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Token classification (HF's `DataCollatorForTokenClassification`): a label per token, -100
+//! on padding and on the pieces that carry none.
+
+use bert::BertInput;
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::{TokenizedText, int2, pad_labels, pad_texts};
+
+/// A token classification item: a label per token (-100 where none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenClassificationItem {
+    pub text: TokenizedText,
+    pub labels: Vec<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenClassificationBatch {
+    /// With the labels' host range (`HostBounds::labels`).
+    pub input: BertInput,
+    /// `[b, seq]`, -100 on padding.
+    pub labels: Tensor<2, Int>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TokenClassificationBatcher {
+    pub pad_id: u32,
+}
+
+impl Batcher<TokenClassificationItem, TokenClassificationBatch> for TokenClassificationBatcher {
+    fn batch(
+        &self,
+        items: Vec<TokenClassificationItem>,
+        device: &Device,
+    ) -> TokenClassificationBatch {
+        let texts: Vec<&TokenizedText> = items.iter().map(|i| &i.text).collect();
+        let input = pad_texts(&texts, self.pad_id, device);
+        let len = input.input_ids.dims()[1];
+        let labels = pad_labels(items.iter().map(|i| i.labels.as_slice()), len);
+        TokenClassificationBatch {
+            input: input.with_label_values(&labels.concat()),
+            labels: int2(labels, device),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The tasks the trainer runs, one per head family (HF's `run_glue.py`, `run_ner.py`,
+//! `run_qa.py`, `run_swag.py`, `run_mlm.py`/`run_clm.py` as library code): each holds its
+//! evaluation data, implements [`TrainTask`](crate::TrainTask) (loss, HF-named evaluation
+//! metrics, `save_pretrained` with the tokenizer), and offers the head's inference as HF's
+//! pipelines do (classify texts, tag words, answer questions).
+//!
+//! | head                             | task                                  |
+//! |----------------------------------|---------------------------------------|
+//! | `BertForSequenceClassification`  | [`SequenceClassificationTask`]        |
+//! | `BertForTokenClassification`     | [`TokenClassificationTask`]           |
+//! | `BertForQuestionAnswering`       | [`QuestionAnsweringTask`]             |
+//! | `BertForMultipleChoice`          | [`MultipleChoiceTask`]                |
+//! | `BertForPreTraining`             | [`PretrainingTask`]                   |
+//! | `BertLMHeadModel`                | [`CausalLmTask`]                      |
+
+mod language_modeling;
+mod multiple_choice;
+mod question_answering;
+mod sequence_classification;
+mod token_classification;
+
+pub use language_modeling::{CausalLmTask, PretrainingTask};
+pub use multiple_choice::MultipleChoiceTask;
+pub use question_answering::{Answer, QuestionAnsweringTask, answer_questions};
+pub use sequence_classification::{
+    SequenceClassificationTask, TextClassification, classify, softmax,
+};
+pub use token_classification::{TagRows, TaggedText, TokenClassificationTask, scores, tag};
+
+use std::path::Path;
+
+use bert::BertPretrained;
+use bert_datasets::BertTokenizer;
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::{Device, Tensor};
+
+use crate::TrainError;
+
+/// Writes the model and its tokenizer as one HF model directory.
+pub fn save_with_tokenizer<M: BertPretrained>(
+    model: &M,
+    tokenizer: &BertTokenizer,
+    dir: &Path,
+) -> Result<(), TrainError> {
+    model.save_pretrained(dir)?;
+    tokenizer.save_pretrained(dir)?;
+    Ok(())
+}
+
+/// `items` collated in chunks of `batch_size` on `device`, in order (evaluation batches).
+pub fn eval_batches<I: Clone, B>(
+    items: &[I],
+    batch_size: usize,
+    batcher: &impl Batcher<I, B>,
+    device: &Device,
+) -> Result<Vec<B>, TrainError> {
+    if batch_size == 0 {
+        return Err(TrainError::Argument("the batch size must be ≥ 1".into()));
+    }
+    Ok(items
+        .chunks(batch_size)
+        .map(|c| batcher.batch(c.to_vec(), device))
+        .collect())
+}
+
+/// The rows of a `[rows, width]` tensor on the host.
+pub fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>, TrainError> {
+    let width = t.dims()[1].max(1);
+    let v: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| TrainError::Evaluation(format!("{e:?}")))?;
+    Ok(v.chunks(width).map(<[f32]>::to_vec).collect())
+}
+
+/// A mean over batches weighted by their sizes (a loss averaged per example).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WeightedMean {
+    sum: f64,
+    n: usize,
+}
+
+impl WeightedMean {
+    /// Adds a batch's mean `loss` (read from the device) over `n` examples.
+    pub fn add(&mut self, loss: Tensor<1>, n: usize) {
+        self.sum += loss.into_scalar::<f32>() as f64 * n as f64;
+        self.n += n;
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.sum / self.n.max(1) as f64
+    }
+}
+
+/// The name of class `i` in the model's config (`LABEL_i` when it has none, as HF).
+pub fn label_name(config: &bert::BertConfig, i: usize) -> String {
+    config
+        .id2label
+        .as_ref()
+        .and_then(|m| m.get(&i).cloned())
+        .unwrap_or_else(|| format!("LABEL_{i}"))
+}
