@@ -11,8 +11,8 @@
 //! ```
 
 pub mod activation;
-pub mod any;
 pub mod attention;
+pub mod auto;
 pub mod backend;
 pub mod config;
 pub mod dropout;
@@ -31,8 +31,8 @@ pub mod pooler;
 pub mod reads;
 pub mod tensors_file;
 
-pub use any::AnyBert;
 pub use attention::KvCache;
+pub use auto::{AnyBert, AutoClass, CLASS_NAMES};
 pub use config::{BertConfig, ProblemType};
 pub use error::{BertError, Result};
 pub use heads::*;

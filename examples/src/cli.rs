@@ -133,7 +133,7 @@ impl TrainArgs {
     }
 
     /// [`Self::item_batches`] collated by a Burn `Batcher` on `device`.
-    pub fn batches<I: Clone + Send + 'static, B: 'static>(
+    pub fn batches<I: 'static, B: 'static>(
         &self,
         d: &TrainDefaults,
         items: Vec<I>,

@@ -23,6 +23,11 @@ pub mod qa;
 
 pub use cli::{TrainArgs, TrainDefaults};
 
+/// The README's Rust programs, compiled (not run: they train) by `cargo test`'s doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Errors of an example's body.
 pub type Error = Box<dyn std::error::Error>;
 

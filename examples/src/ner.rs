@@ -11,7 +11,7 @@ use bert::{BertForTokenClassification, BertPretrained};
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{TokenClassificationBatcher, TokenClassificationItem};
 use bert_datasets::tasks::conll::{bio_label_list, read_conll, tokenize_and_align_labels};
-use bert_datasets::tasks::train_test_split;
+use bert_datasets::tasks::split;
 use bert_train::tasks::{TaggedText, TokenClassificationTask, scores, tag};
 use bert_train::train;
 use clap::Parser;
@@ -118,10 +118,8 @@ pub fn main(args: Args) -> Result<(), Error> {
     let (mut train_s, mut eval_s, eval_path) = match &args.validation_file {
         Some(p) => (sentences, read_conll(p)?, p.clone()),
         None => {
-            let (tr, ev) =
-                train_test_split(sentences.len(), args.validation_split, args.train.seed)?;
-            let pick = |idx: Vec<usize>| idx.into_iter().map(|i| sentences[i].clone()).collect();
-            (pick(tr), pick(ev), train_path.clone())
+            let (tr, ev) = split(sentences, args.validation_split, args.train.seed)?;
+            (tr, ev, train_path.clone())
         }
     };
     // Labels of the whole training data (before --max-train-samples).

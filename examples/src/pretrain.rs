@@ -15,7 +15,7 @@ use bert_datasets::pretraining::{
     Document, NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, group_texts,
     read_documents, split_paragraphs, tokenize_documents,
 };
-use bert_datasets::tasks::train_test_split;
+use bert_datasets::tasks::split;
 use bert_datasets::{BertTokenizer, WordPieceOptions};
 use bert_train::tasks::{CausalLmTask, PretrainingTask, eval_batches};
 use bert_train::train;
@@ -118,9 +118,7 @@ impl Args {
             )
             .into());
         }
-        let (train, eval) = train_test_split(docs.len(), self.eval_fraction, self.train.seed)?;
-        let pick = |idx: Vec<usize>| idx.into_iter().map(|i| docs[i].clone()).collect();
-        Ok((pick(train), pick(eval)))
+        Ok(split(docs, self.eval_fraction, self.train.seed)?)
     }
 
     /// The tokenizer: given, the model's, the one an earlier run saved, or WordPiece trained on

@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -161,6 +163,26 @@ impl<I, B> ItemBatches<I, B> {
             collate: Box::new(collate),
             cached_order: EpochOrder::default(),
         }
+    }
+
+    /// [`Self::new`] collated by a Burn `Batcher` (the `bert_datasets::collate` collators) on
+    /// `device`.
+    pub fn from_batcher(
+        items: Vec<I>,
+        batch_size: usize,
+        shuffle: bool,
+        seed: u64,
+        batcher: impl Batcher<I, B> + 'static,
+        device: &Device,
+    ) -> Self
+    where
+        I: 'static,
+        B: 'static,
+    {
+        let device = device.clone();
+        Self::new(items, batch_size, shuffle, seed, move |items, _| {
+            batcher.batch(items, &device)
+        })
     }
 
     /// Group items of similar length into batches (HF's length-grouped sampling, see

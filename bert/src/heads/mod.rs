@@ -27,19 +27,6 @@ use crate::config::BertConfig;
 use crate::hub::BertPretrained;
 use crate::model::BertModel;
 
-/// The HF class names this crate implements, `BertModel` first.
-pub const CLASS_NAMES: [&str; 9] = [
-    "BertModel",
-    "BertForPreTraining",
-    "BertForMaskedLM",
-    "BertLMHeadModel",
-    "BertForNextSentencePrediction",
-    "BertForSequenceClassification",
-    "BertForMultipleChoice",
-    "BertForTokenClassification",
-    "BertForQuestionAnswering",
-];
-
 macro_rules! pretrained {
     ($($class:ident),*) => {$(
         impl BertPretrained for $class {

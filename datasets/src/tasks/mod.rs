@@ -111,6 +111,23 @@ pub(crate) fn file_err(name: &str, message: impl Into<String>) -> DataError {
     }
 }
 
+/// `items` split by [`train_test_split`]: `(train, test)`, each in the shuffled order.
+pub fn split<T>(
+    items: Vec<T>,
+    test_fraction: f64,
+    seed: u64,
+) -> Result<(Vec<T>, Vec<T>), DataError> {
+    let (train, test) = train_test_split(items.len(), test_fraction, seed)?;
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    let mut take = |idx: Vec<usize>| -> Vec<T> {
+        idx.into_iter()
+            .map(|i| slots[i].take().expect("each index once"))
+            .collect()
+    };
+    let test = take(test);
+    Ok((take(train), test))
+}
+
 #[cfg(test)]
 mod tests {
     use super::train_test_split;
