@@ -194,6 +194,24 @@ impl BertConfig {
         self.label2id = Some((0..n).map(|i| (format!("LABEL_{i}"), i)).collect());
     }
 
+    /// A sequence-classification head for `problem_type` (HF's `from_pretrained(…,
+    /// num_labels=…, id2label=…, problem_type=…)`): one output for regression, else a class
+    /// per name of `labels`.
+    pub fn set_problem_type<S: AsRef<str>>(&mut self, problem_type: ProblemType, labels: &[S]) {
+        match problem_type {
+            ProblemType::Regression => self.set_num_labels(1),
+            _ => self.set_labels(labels),
+        }
+        self.problem_type = Some(problem_type);
+    }
+
+    /// Every dropout probability 0 (hidden, attention and classifier): deterministic training.
+    pub fn disable_dropout(&mut self) {
+        self.hidden_dropout_prob = 0.0;
+        self.attention_probs_dropout_prob = 0.0;
+        self.classifier_dropout = Some(0.0);
+    }
+
     /// Sets label names (index = class id), filling `id2label` and `label2id`.
     pub fn set_labels<S: AsRef<str>>(&mut self, names: &[S]) {
         self.id2label = Some(

@@ -137,7 +137,7 @@ pub fn bio_entities(tags: &[&str]) -> Vec<(String, usize, usize)> {
 }
 
 /// Entity-level scores (seqeval, strict IOB2): overall and per type.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct EntityScores {
     pub precision: f64,
     pub recall: f64,

@@ -5,18 +5,13 @@
 //! With no data arguments it fine-tunes all-MiniLM-L6-v2 on the movie-review polarity
 //! sentences of the fixtures (a fixed 80/20 split) and predicts a few reviews.
 
-use std::path::PathBuf;
-
-use bert::{BertConfig, BertForSequenceClassification, BertPretrained, ProblemType};
-use bert_datasets::BertTokenizer;
+use bert::{BertForSequenceClassification, BertPretrained, ProblemType};
 use bert_datasets::collate::{ClassificationBatcher, ClassificationItem};
 use bert_datasets::tasks::classification::{ClassificationColumns, load_train_eval};
 use bert_train::tasks::{SequenceClassificationTask, TextClassification, classify};
-use bert_train::train;
 use clap::Parser;
-use serde_json::json;
 
-use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, column, load_model};
+use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, column, load_model};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -26,17 +21,12 @@ use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, column, load_model};
 pub struct Args {
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// HF model directory to start from: a `BertModel` checkpoint gets a new classifier head
-    /// (default: all-MiniLM-L6-v2 from the fixtures).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// CSV, TSV, JSONL or Parquet training file (default: the fixtures' polarity sentences).
-    #[arg(long)]
-    pub train_file: Option<PathBuf>,
-    /// Evaluation file; without it --validation-split of the training file is held out.
-    #[arg(long)]
-    pub validation_file: Option<PathBuf>,
-    /// Fraction of the training file held out for evaluation (a fixed split by --seed).
+    /// A CSV, TSV, JSONL or Parquet --train-file (default: the fixtures' polarity sentences);
+    /// without --validation-file, --validation-split of it is held out.
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Fraction of the training file held out for evaluation when there is no --validation-file
+    /// (a fixed split by --seed).
     #[arg(long, default_value_t = 0.2)]
     pub validation_split: f64,
     /// Column of the text: a header name or a 0-based position.
@@ -62,12 +52,6 @@ pub struct Args {
     /// Longest input in tokens.
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
-    /// Use only the first N training examples.
-    #[arg(long)]
-    pub max_train_samples: Option<usize>,
-    /// Use only the first N evaluation examples.
-    #[arg(long)]
-    pub max_eval_samples: Option<usize>,
     /// Texts to classify after training (a pair as `A ||| B`). With --model and no
     /// --train-file: predict only, with the model's own head.
     #[arg(long)]
@@ -75,9 +59,6 @@ pub struct Args {
     /// Set every dropout probability to 0 (deterministic training, e.g. to compare backends).
     #[arg(long)]
     pub no_dropout: bool,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub train: TrainArgs,
 }
@@ -107,7 +88,7 @@ impl Args {
     }
 
     fn columns(&self) -> ClassificationColumns {
-        match self.train_file {
+        match self.task.train_file {
             // The polarity CSV: `"label","text"`, no header.
             None => ClassificationColumns {
                 text: 1.into(),
@@ -141,25 +122,10 @@ impl Args {
                 }
                 Ok(given)
             }
-            None if self.train_file.is_none() => Ok(vec!["negative".into(), "positive".into()]),
+            None if self.task.train_file.is_none() => {
+                Ok(vec!["negative".into(), "positive".into()])
+            }
             None => Ok(data),
-        }
-    }
-
-    /// HF's `from_pretrained(…, num_labels, id2label, problem_type)`, and no dropout on request.
-    fn configure(&self, names: &[String]) -> impl FnOnce(&mut BertConfig) {
-        let (problem, no_dropout, names) = (self.problem_type(), self.no_dropout, names.to_vec());
-        move |c: &mut BertConfig| {
-            if no_dropout {
-                c.hidden_dropout_prob = 0.0;
-                c.attention_probs_dropout_prob = 0.0;
-                c.classifier_dropout = Some(0.0);
-            }
-            match problem {
-                ProblemType::Regression => c.set_num_labels(1),
-                _ => c.set_labels(&names),
-            }
-            c.problem_type = Some(problem);
         }
     }
 }
@@ -167,15 +133,7 @@ impl Args {
 fn print_predictions(predictions: &[TextClassification], as_json: bool) {
     for p in predictions {
         if as_json {
-            let scores: serde_json::Map<_, _> = p
-                .scores
-                .iter()
-                .map(|(n, s)| (n.clone(), json!(s)))
-                .collect();
-            println!(
-                "{}",
-                json!({ "text": p.text, "label": p.label, "value": p.value, "scores": scores })
-            );
+            println!("{}", serde_json::to_string(p).unwrap_or_default());
             continue;
         }
         println!("\n{}", p.text);
@@ -188,77 +146,86 @@ fn print_predictions(predictions: &[TextClassification], as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let device = args.backend.device()?;
-    let model_dir = crate::model_or_default(&args.model)?;
-    let tokenizer = BertTokenizer::from_pretrained(&model_dir)?.with_max_length(args.max_length)?;
-    if !args.predict.is_empty() && args.train_file.is_none() && args.model.is_some() {
-        let model = BertForSequenceClassification::from_pretrained(&model_dir, &device)?;
+    let run = args
+        .task
+        .setup(&args.backend, args.train.seed, Some(args.max_length))?;
+    let (tokenizer, device) = (&run.tokenizer, &run.device);
+    if args.task.predict_only(!args.predict.is_empty()) {
+        let model = BertForSequenceClassification::from_pretrained(&run.model_dir, device)?;
         print_predictions(
-            &classify(&model, &tokenizer, &args.predict, &device)?,
-            args.json,
+            &classify(&model, tokenizer, &args.predict, device)?,
+            args.task.json,
         );
         return Ok(());
     }
-    let train_path = match &args.train_file {
+    let train_path = match &args.task.train_file {
         Some(p) => p.clone(),
         None => crate::fixtures_dir()?.join("data/polarity/sentences.csv"),
     };
     let (mut train_data, mut eval_data) = load_train_eval(
         &train_path,
-        args.validation_file.as_deref(),
+        args.task.validation_file.as_deref(),
         &args.columns(),
         args.problem_type(),
         args.validation_split,
         args.train.seed,
     )?;
-    crate::truncate(&mut train_data.examples, args.max_train_samples);
-    crate::truncate(&mut eval_data.examples, args.max_eval_samples);
+    args.task
+        .truncate(&mut train_data.examples, &mut eval_data.examples);
     let names = args.label_names(train_data.id2label.clone())?;
-
-    let train_device = device.clone().autodiff();
-    train_device.seed(args.train.seed);
-    let model: BertForSequenceClassification =
-        load_model(&model_dir, args.configure(&names), &train_device, args.json)?;
+    let json = args.task.json;
+    let model: BertForSequenceClassification = load_model(
+        &run.model_dir,
+        |c| {
+            c.set_problem_type(args.problem_type(), &names);
+            if args.no_dropout {
+                c.disable_dropout();
+            }
+        },
+        &run.train_device,
+        json,
+    )?;
     let batch_size = args.train.batch_size(&DEFAULTS);
+    let eval_items = eval_data.tokenize(tokenizer)?;
     let task = SequenceClassificationTask::new(
         args.problem_type(),
-        &eval_data.tokenize(&tokenizer)?,
+        &eval_items,
         batch_size,
         tokenizer.clone(),
-        &device,
+        device,
     )?;
-    let pad_id = tokenizer.special_ids()?.pad;
     let batches = args.train.batches(
         &DEFAULTS,
-        train_data.tokenize(&tokenizer)?,
+        train_data.tokenize(tokenizer)?,
         |i: &ClassificationItem| i.text.len(),
-        ClassificationBatcher { pad_id },
-        &train_device,
+        ClassificationBatcher {
+            pad_id: tokenizer.special_ids()?.pad,
+        },
+        &run.train_device,
     );
-    let training = args.train.training_arguments(
-        &DEFAULTS,
-        batches.items.len().div_ceil(batch_size),
-        !task.eval.is_empty(),
-    );
-    if !args.json {
+    if !json {
         eprintln!(
             "classify: {} training / {} evaluation examples from {}, labels {names:?}, model {} on {}",
             train_data.examples.len(),
-            eval_data.examples.len(),
+            eval_items.len(),
             train_path.display(),
-            model_dir.display(),
+            run.model_dir.display(),
             args.backend.backend
         );
     }
-    let out = train(&training, model, &batches, &task, &train_device)?;
-    crate::report(&out, &training.output_dir, args.json);
-    let texts: Vec<String> = match (&args.predict[..], &args.train_file) {
+    let out = args.train.fit(
+        &DEFAULTS,
+        model,
+        &batches,
+        &task,
+        !eval_items.is_empty(),
+        &run,
+        json,
+    )?;
+    let texts: Vec<String> = match (&args.predict[..], &args.task.train_file) {
         ([], None) => DEFAULT_PREDICT.iter().map(|s| s.to_string()).collect(),
         (texts, _) => texts.to_vec(),
     };
-    print_predictions(
-        &classify(&out.model, &tokenizer, &texts, &device)?,
-        args.json,
-    );
+    print_predictions(&classify(&out.model, tokenizer, &texts, device)?, json);
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use bert_datasets::BertTokenizer;
 use bert_train::{AdamWArgs, ItemBatches, Resume, SchedulerType, TrainingArguments};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
@@ -194,5 +195,97 @@ impl TrainArgs {
             },
             progress: !self.quiet,
         }
+    }
+}
+
+/// The data and model arguments of the fine-tuning examples (HF's `ModelArguments` and
+/// `DataTrainingArguments` names).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TaskArgs {
+    /// HF model directory to start from; a `BertModel` checkpoint gets a new head, reported as
+    /// HF reports it (default: all-MiniLM-L6-v2 from the fixtures).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Training file (default: the example's data from the fixtures, or generated).
+    #[arg(long)]
+    pub train_file: Option<PathBuf>,
+    /// Evaluation file.
+    #[arg(long)]
+    pub validation_file: Option<PathBuf>,
+    /// Use only the first N training examples (HF's `select(range(N))`).
+    #[arg(long)]
+    pub max_train_samples: Option<usize>,
+    /// Use only the first N evaluation examples.
+    #[arg(long)]
+    pub max_eval_samples: Option<usize>,
+    /// Print the results as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a fine-tuning example starts from.
+pub struct Setup {
+    /// Evaluation and prediction.
+    pub device: Device,
+    /// Training: the autodiff device, seeded.
+    pub train_device: Device,
+    pub model_dir: PathBuf,
+    /// Truncating to the example's `--max-length` where it has one.
+    pub tokenizer: BertTokenizer,
+}
+
+impl TaskArgs {
+    /// The devices, the model directory and its tokenizer.
+    pub fn setup(
+        &self,
+        backend: &crate::BackendArgs,
+        seed: u64,
+        max_length: Option<usize>,
+    ) -> Result<Setup, crate::Error> {
+        let device = backend.device()?;
+        let train_device = device.clone().autodiff();
+        train_device.seed(seed);
+        let model_dir = crate::model_or_default(&self.model)?;
+        let mut tokenizer = BertTokenizer::from_pretrained(&model_dir)?;
+        if let Some(n) = max_length {
+            tokenizer = tokenizer.with_max_length(n)?;
+        }
+        Ok(Setup {
+            device,
+            train_device,
+            model_dir,
+            tokenizer,
+        })
+    }
+
+    /// The predict-only mode: a saved --model and no --train-file.
+    pub fn predict_only(&self, asked: bool) -> bool {
+        asked && self.train_file.is_none() && self.model.is_some()
+    }
+
+    /// Keeps the first --max-train-samples and --max-eval-samples.
+    pub fn truncate<T, E>(&self, train: &mut Vec<T>, eval: &mut Vec<E>) {
+        crate::truncate(train, self.max_train_samples);
+        crate::truncate(eval, self.max_eval_samples);
+    }
+}
+
+impl TrainArgs {
+    /// Trains with `task` (evaluating when it has evaluation data) and prints the run's report.
+    pub fn fit<M: burn::module::Module + 'static, I: Clone, B>(
+        &self,
+        d: &TrainDefaults,
+        model: M,
+        batches: &ItemBatches<I, B>,
+        task: &dyn bert_train::TrainTask<M, B>,
+        has_eval: bool,
+        setup: &Setup,
+        json: bool,
+    ) -> Result<bert_train::TrainOutput<M>, crate::Error> {
+        let steps_per_epoch = bert_train::BatchSource::len(batches);
+        let training = self.training_arguments(d, steps_per_epoch, has_eval);
+        let out = bert_train::train(&training, model, batches, task, &setup.train_device)?;
+        crate::report(&out, &training.output_dir, json);
+        Ok(out)
     }
 }

@@ -21,7 +21,7 @@ pub mod nsp;
 pub mod pretrain;
 pub mod qa;
 
-pub use cli::{TrainArgs, TrainDefaults};
+pub use cli::{Setup, TaskArgs, TrainArgs, TrainDefaults};
 
 /// The README's Rust programs, compiled (not run: they train) by `cargo test`'s doctests.
 #[cfg(doctest)]

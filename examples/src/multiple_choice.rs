@@ -9,15 +9,13 @@
 use std::path::PathBuf;
 
 use bert::BertForMultipleChoice;
-use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{MultipleChoiceBatcher, MultipleChoiceItem};
 use bert_datasets::synthetic;
 use bert_datasets::tasks::swag::{read_swag, tokenize_choices};
-use bert_train::{Metrics, TrainTask, tasks::MultipleChoiceTask, train};
+use bert_train::{Metrics, TrainTask, tasks::MultipleChoiceTask};
 use clap::Parser;
-use serde_json::json;
 
-use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, load_model};
+use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -27,25 +25,14 @@ use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, load_model};
 pub struct Args {
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// HF model directory to start from (default: all-MiniLM-L6-v2 from the fixtures).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// SWAG CSV or JSONL training file (default: generated items).
-    #[arg(long)]
-    pub train_file: Option<PathBuf>,
-    #[arg(long)]
-    pub validation_file: Option<PathBuf>,
+    /// A SWAG CSV or JSONL --train-file (default: generated items).
+    #[command(flatten)]
+    pub task: TaskArgs,
     /// Generated training items when no --train-file is given (a quarter more for eval).
     #[arg(long, default_value_t = 400)]
     pub generate: usize,
     #[arg(long, default_value_t = 64)]
     pub max_length: usize,
-    #[arg(long)]
-    pub max_train_samples: Option<usize>,
-    #[arg(long)]
-    pub max_eval_samples: Option<usize>,
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub train: TrainArgs,
 }
@@ -61,8 +48,8 @@ impl Args {
     /// The training and evaluation files, generated into `output_dir/data/` without
     /// --train-file.
     fn files(&self) -> Result<(PathBuf, Option<PathBuf>), Error> {
-        if let Some(p) = &self.train_file {
-            return Ok((p.clone(), self.validation_file.clone()));
+        if let Some(p) = &self.task.train_file {
+            return Ok((p.clone(), self.task.validation_file.clone()));
         }
         let data = self.train.output_dir.join("data");
         std::fs::create_dir_all(&data)?;
@@ -75,14 +62,15 @@ impl Args {
             &e,
             synthetic::swag((self.generate / 4).max(1), self.train.seed + 1),
         )?;
-        Ok((t, Some(self.validation_file.clone().unwrap_or(e))))
+        Ok((t, Some(self.task.validation_file.clone().unwrap_or(e))))
     }
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let device = args.backend.device()?;
-    let model_dir = crate::model_or_default(&args.model)?;
-    let tokenizer = BertTokenizer::from_pretrained(&model_dir)?.with_max_length(args.max_length)?;
+    let run = args
+        .task
+        .setup(&args.backend, args.train.seed, Some(args.max_length))?;
+    let (tokenizer, json) = (&run.tokenizer, args.task.json);
     let (train_path, eval_path) = args.files()?;
     let mut train_examples = read_swag(&train_path)?;
     let mut eval_examples = eval_path
@@ -90,20 +78,16 @@ pub fn main(args: Args) -> Result<(), Error> {
         .map(read_swag)
         .transpose()?
         .unwrap_or_default();
-    crate::truncate(&mut train_examples, args.max_train_samples);
-    crate::truncate(&mut eval_examples, args.max_eval_samples);
+    args.task.truncate(&mut train_examples, &mut eval_examples);
     let name = |p: &PathBuf| p.display().to_string();
-    let train_items = tokenize_choices(&tokenizer, &train_examples, &name(&train_path))?;
+    let train_items = tokenize_choices(tokenizer, &train_examples, &name(&train_path))?;
     let eval_items = match &eval_path {
-        Some(p) => tokenize_choices(&tokenizer, &eval_examples, &name(p))?,
+        Some(p) => tokenize_choices(tokenizer, &eval_examples, &name(p))?,
         None => Vec::new(),
     };
-
-    let train_device = device.clone().autodiff();
-    train_device.seed(args.train.seed);
-    let model: BertForMultipleChoice = load_model(&model_dir, |_| {}, &train_device, args.json)?;
+    let model: BertForMultipleChoice = load_model(&run.model_dir, |_| {}, &run.train_device, json)?;
     let batch_size = args.train.batch_size(&DEFAULTS);
-    let task = MultipleChoiceTask::new(&eval_items, batch_size, tokenizer.clone(), &device)?;
+    let task = MultipleChoiceTask::new(&eval_items, batch_size, tokenizer.clone(), &run.device)?;
     let batches = args.train.batches(
         &DEFAULTS,
         train_items,
@@ -113,35 +97,37 @@ pub fn main(args: Args) -> Result<(), Error> {
         MultipleChoiceBatcher {
             pad_id: tokenizer.special_ids()?.pad,
         },
-        &train_device,
+        &run.train_device,
     );
-    let training = args.train.training_arguments(
-        &DEFAULTS,
-        batches.items.len().div_ceil(batch_size),
-        !task.eval.is_empty(),
-    );
-    if !args.json {
+    if !json {
         eprintln!(
             "multiple_choice: {} training / {} evaluation items from {}, model {} on {}",
             train_examples.len(),
             eval_examples.len(),
             train_path.display(),
-            model_dir.display(),
+            run.model_dir.display(),
             args.backend.backend
         );
     }
     let before = task.evaluate(&model)?;
-    let out = train(&training, model, &batches, &task, &train_device)?;
-    crate::report(&out, &training.output_dir, args.json);
+    args.train.fit(
+        &DEFAULTS,
+        model,
+        &batches,
+        &task,
+        !eval_items.is_empty(),
+        &run,
+        json,
+    )?;
     let acc = |m: Option<Metrics>| {
         m.and_then(|m| m.get("eval_accuracy").copied())
             .unwrap_or(f64::NAN)
     };
     let chance = 1.0 / eval_examples.first().map_or(4, |e| e.choices.len()) as f64;
-    if args.json {
+    if json {
         println!(
             "{}",
-            json!({"eval_accuracy_before": acc(before), "chance": chance})
+            serde_json::json!({"eval_accuracy_before": acc(before), "chance": chance})
         );
     } else {
         println!(

@@ -8,16 +8,13 @@
 use std::path::PathBuf;
 
 use bert::{BertForTokenClassification, BertPretrained};
-use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{TokenClassificationBatcher, TokenClassificationItem};
 use bert_datasets::tasks::conll::{bio_label_list, read_conll, tokenize_and_align_labels};
 use bert_datasets::tasks::split;
-use bert_train::tasks::{TaggedText, TokenClassificationTask, scores, tag};
-use bert_train::train;
+use bert_train::tasks::{TagRows, TaggedText, TokenClassificationTask, scores, tag};
 use clap::Parser;
-use serde_json::json;
 
-use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, load_model};
+use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -27,14 +24,9 @@ use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, load_model};
 pub struct Args {
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// HF model directory to start from (default: all-MiniLM-L6-v2 from the fixtures).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// CoNLL-2003 or `token<TAB>tag` training file (default: WNUT-16 from the fixtures).
-    #[arg(long)]
-    pub train_file: Option<PathBuf>,
-    #[arg(long)]
-    pub validation_file: Option<PathBuf>,
+    /// A CoNLL-2003 or `token<TAB>tag` --train-file (default: WNUT-16 from the fixtures).
+    #[command(flatten)]
+    pub task: TaskArgs,
     /// Fraction of the training sentences held out when no --validation-file is given.
     #[arg(long, default_value_t = 0.2)]
     pub validation_split: f64,
@@ -43,15 +35,9 @@ pub struct Args {
     pub label_all_tokens: bool,
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
-    #[arg(long)]
-    pub max_train_samples: Option<usize>,
-    #[arg(long)]
-    pub max_eval_samples: Option<usize>,
     /// Texts to tag after training. With --model and no --train-file: tag only.
     #[arg(long)]
     pub predict: Vec<String>,
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub train: TrainArgs,
 }
@@ -68,20 +54,7 @@ pub const EXAMPLE_TEXT: &str = "Hugging Face Inc. is a company based in New York
 
 fn print_tagged(t: &TaggedText, as_json: bool) {
     if as_json {
-        let words: Vec<_> = t
-            .words
-            .iter()
-            .map(|w| json!({"word": w.word, "tag": w.tag}))
-            .collect();
-        let entities: Vec<_> = t
-            .entities
-            .iter()
-            .map(|e| json!({"entity": e.entity, "word": e.word, "start": e.start, "end": e.end}))
-            .collect();
-        println!(
-            "{}",
-            json!({"text": t.text, "words": words, "entities": entities})
-        );
+        println!("{}", serde_json::to_string(t).unwrap_or_default());
         return;
     }
     let words: Vec<String> = t
@@ -96,26 +69,27 @@ fn print_tagged(t: &TaggedText, as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let device = args.backend.device()?;
-    let model_dir = crate::model_or_default(&args.model)?;
-    let tokenizer = BertTokenizer::from_pretrained(&model_dir)?.with_max_length(args.max_length)?;
+    let run = args
+        .task
+        .setup(&args.backend, args.train.seed, Some(args.max_length))?;
+    let (tokenizer, device, json) = (&run.tokenizer, &run.device, args.task.json);
     let texts = match &args.predict[..] {
         [] => vec![EXAMPLE_TEXT.to_string()],
         t => t.to_vec(),
     };
-    if !args.predict.is_empty() && args.train_file.is_none() && args.model.is_some() {
-        let model = BertForTokenClassification::from_pretrained(&model_dir, &device)?;
+    if args.task.predict_only(!args.predict.is_empty()) {
+        let model = BertForTokenClassification::from_pretrained(&run.model_dir, device)?;
         for t in &texts {
-            print_tagged(&tag(&model, &tokenizer, t, &device)?, args.json);
+            print_tagged(&tag(&model, tokenizer, t, device)?, json);
         }
         return Ok(());
     }
-    let train_path = match &args.train_file {
+    let train_path = match &args.task.train_file {
         Some(p) => p.clone(),
         None => crate::fixtures_dir()?.join("data/wnut16/train.txt"),
     };
     let sentences = read_conll(&train_path)?;
-    let (mut train_s, mut eval_s, eval_path) = match &args.validation_file {
+    let (mut train_s, mut eval_s, eval_path) = match &args.task.validation_file {
         Some(p) => (sentences, read_conll(p)?, p.clone()),
         None => {
             let (tr, ev) = split(sentences, args.validation_split, args.train.seed)?;
@@ -124,26 +98,17 @@ pub fn main(args: Args) -> Result<(), Error> {
     };
     // Labels of the whole training data (before --max-train-samples).
     let labels = bio_label_list(&train_s);
-    crate::truncate(&mut train_s, args.max_train_samples);
-    crate::truncate(&mut eval_s, args.max_eval_samples);
+    args.task.truncate(&mut train_s, &mut eval_s);
     let items = |s, path: &PathBuf| {
-        tokenize_and_align_labels(
-            &tokenizer,
-            s,
-            &labels,
-            args.label_all_tokens,
-            &path.display().to_string(),
-        )
+        let name = path.display().to_string();
+        tokenize_and_align_labels(tokenizer, s, &labels, args.label_all_tokens, &name)
     };
     let (train_items, eval_items) = (items(&train_s, &train_path)?, items(&eval_s, &eval_path)?);
-
-    let train_device = device.clone().autodiff();
-    train_device.seed(args.train.seed);
     let model: BertForTokenClassification = load_model(
-        &model_dir,
+        &run.model_dir,
         |c| c.set_labels(&labels),
-        &train_device,
-        args.json,
+        &run.train_device,
+        json,
     )?;
     let batch_size = args.train.batch_size(&DEFAULTS);
     let task = TokenClassificationTask::new(
@@ -151,7 +116,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         &eval_items,
         batch_size,
         tokenizer.clone(),
-        &device,
+        device,
     )?;
     let batches = args.train.batches(
         &DEFAULTS,
@@ -160,44 +125,40 @@ pub fn main(args: Args) -> Result<(), Error> {
         TokenClassificationBatcher {
             pad_id: tokenizer.special_ids()?.pad,
         },
-        &train_device,
+        &run.train_device,
     );
-    let training = args.train.training_arguments(
-        &DEFAULTS,
-        batches.items.len().div_ceil(batch_size),
-        !task.eval.is_empty(),
-    );
-    if !args.json {
+    if !json {
         eprintln!(
             "ner: {} training / {} evaluation sentences from {}, {} labels, model {} on {}",
             train_s.len(),
             eval_s.len(),
             train_path.display(),
             labels.len(),
-            model_dir.display(),
+            run.model_dir.display(),
             args.backend.backend
         );
     }
-    let out = train(&training, model, &batches, &task, &train_device)?;
-    crate::report(&out, &training.output_dir, args.json);
-
+    let out = args.train.fit(
+        &DEFAULTS,
+        model,
+        &batches,
+        &task,
+        !eval_items.is_empty(),
+        &run,
+        json,
+    )?;
     // Per-type scores, and the all-`O` baseline on the same evaluation data.
     let (_, rows) = task.predict_eval(&out.model)?;
-    let s = scores(&rows);
-    let all_o = rows
-        .iter()
-        .map(|(_, g)| (vec!["O".to_string(); g.len()], g.clone()))
-        .collect();
-    if args.json {
+    let (s, all_o) = (scores(&rows), scores(&all_o_rows(&rows)));
+    if json {
         println!(
             "{}",
-            json!({"per_type": s.per_type, "f1": s.f1, "all_o_baseline_f1": scores(&all_o).f1})
+            serde_json::json!({"entities": s, "all_o_baseline_f1": all_o.f1})
         );
     } else {
         println!(
             "entities: F1 {:.4} (all-O baseline F1 {:.4})",
-            s.f1,
-            scores(&all_o).f1
+            s.f1, all_o.f1
         );
         println!(
             "  {:<14} {:>9} {:>9} {:>9} {:>7}",
@@ -208,7 +169,14 @@ pub fn main(args: Args) -> Result<(), Error> {
         }
     }
     for t in &texts {
-        print_tagged(&tag(&out.model, &tokenizer, t, &device)?, args.json);
+        print_tagged(&tag(&out.model, tokenizer, t, device)?, json);
     }
     Ok(())
+}
+
+/// Every gold row tagged all `O`: the baseline a model must beat.
+fn all_o_rows(rows: &TagRows) -> TagRows {
+    rows.iter()
+        .map(|(_, g)| (vec!["O".to_string(); g.len()], g.clone()))
+        .collect()
 }

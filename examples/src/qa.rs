@@ -9,16 +9,13 @@
 use std::path::PathBuf;
 
 use bert::{BertForQuestionAnswering, BertPretrained};
-use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{QuestionAnsweringBatcher, QuestionAnsweringItem};
 use bert_datasets::synthetic;
 use bert_datasets::tasks::squad::{Postprocess, SquadExample, prepare_features, read_squad};
 use bert_train::tasks::{Answer, QuestionAnsweringTask, answer_questions};
-use bert_train::train;
 use clap::Parser;
-use serde_json::json;
 
-use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, load_model};
+use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -28,15 +25,10 @@ use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, load_model};
 pub struct Args {
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// HF model directory to start from (default: all-MiniLM-L6-v2 from the fixtures).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// SQuAD JSON training file (default: generated questions + the fixtures' SQuAD sample).
-    #[arg(long)]
-    pub train_file: Option<PathBuf>,
-    /// SQuAD JSON evaluation file.
-    #[arg(long)]
-    pub validation_file: Option<PathBuf>,
+    /// A SQuAD JSON --train-file and --validation-file (default: generated questions + the
+    /// fixtures' SQuAD sample).
+    #[command(flatten)]
+    pub task: TaskArgs,
     /// Generated training questions when no --train-file is given (a quarter more for eval).
     #[arg(long, default_value_t = 600)]
     pub generate: usize,
@@ -53,17 +45,11 @@ pub struct Args {
     /// SQuAD v2: questions may have no answer (the empty answer can win).
     #[arg(long)]
     pub version_2_with_negative: bool,
-    #[arg(long)]
-    pub max_train_samples: Option<usize>,
-    #[arg(long)]
-    pub max_eval_samples: Option<usize>,
     /// A question to answer over --context after training (default: HF's QA example).
     #[arg(long)]
     pub question: Vec<String>,
     #[arg(long)]
     pub context: Option<String>,
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub train: TrainArgs,
 }
@@ -95,11 +81,12 @@ impl Args {
     /// `output_dir/data/`) with the fixtures' SQuAD sample.
     fn data(&self) -> Result<(Vec<SquadExample>, Vec<SquadExample>), Error> {
         let validation = self
+            .task
             .validation_file
             .as_deref()
             .map(read_squad)
             .transpose()?;
-        if let Some(p) = &self.train_file {
+        if let Some(p) = &self.task.train_file {
             return Ok((read_squad(p)?, validation.unwrap_or_default()));
         }
         let data = self.train.output_dir.join("data");
@@ -135,10 +122,7 @@ impl Args {
 fn print_answers(answers: &[Answer], as_json: bool) {
     for a in answers {
         if as_json {
-            println!(
-                "{}",
-                json!({"question": a.question, "answer": a.answer, "score": a.score})
-            );
+            println!("{}", serde_json::to_string(a).unwrap_or_default());
         } else {
             println!(
                 "{}\n  answer: {:?} (score {:.2})",
@@ -149,9 +133,8 @@ fn print_answers(answers: &[Answer], as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let device = args.backend.device()?;
-    let model_dir = crate::model_or_default(&args.model)?;
-    let tokenizer = BertTokenizer::from_pretrained(&model_dir)?;
+    let run = args.task.setup(&args.backend, args.train.seed, None)?;
+    let (tokenizer, device, json) = (&run.tokenizer, &run.device, args.task.json);
     let questions = match &args.question[..] {
         [] => EXAMPLE_QUESTIONS.iter().map(|s| s.to_string()).collect(),
         q => q.to_vec(),
@@ -161,32 +144,25 @@ pub fn main(args: Args) -> Result<(), Error> {
     let answer = |model: &BertForQuestionAnswering| {
         answer_questions(
             model,
-            &tokenizer,
+            tokenizer,
             &questions,
             context,
             windows,
             &args.postprocess(),
-            &device,
+            device,
         )
     };
-    if !args.question.is_empty() && args.train_file.is_none() && args.model.is_some() {
-        let model = BertForQuestionAnswering::from_pretrained(&model_dir, &device)?;
-        print_answers(&answer(&model)?, args.json);
+    if args.task.predict_only(!args.question.is_empty()) {
+        let model = BertForQuestionAnswering::from_pretrained(&run.model_dir, device)?;
+        print_answers(&answer(&model)?, json);
         return Ok(());
     }
     let (mut train_examples, mut eval_examples) = args.data()?;
-    crate::truncate(&mut train_examples, args.max_train_samples);
-    crate::truncate(&mut eval_examples, args.max_eval_samples);
-    let train_features = prepare_features(
-        &tokenizer,
-        &train_examples,
-        args.max_length,
-        args.doc_stride,
-    )?;
-
-    let train_device = device.clone().autodiff();
-    train_device.seed(args.train.seed);
-    let model: BertForQuestionAnswering = load_model(&model_dir, |_| {}, &train_device, args.json)?;
+    args.task.truncate(&mut train_examples, &mut eval_examples);
+    let features = |e| prepare_features(tokenizer, e, args.max_length, args.doc_stride);
+    let train_features = features(&train_examples)?;
+    let model: BertForQuestionAnswering =
+        load_model(&run.model_dir, |_| {}, &run.train_device, json)?;
     let batch_size = args.train.batch_size(&DEFAULTS);
     let batches = args.train.batches(
         &DEFAULTS,
@@ -198,46 +174,43 @@ pub fn main(args: Args) -> Result<(), Error> {
         QuestionAnsweringBatcher {
             pad_id: tokenizer.special_ids()?.pad,
         },
-        &train_device,
+        &run.train_device,
     );
-    let training = args.train.training_arguments(
-        &DEFAULTS,
-        batches.items.len().div_ceil(batch_size),
-        !eval_examples.is_empty(),
-    );
-    if !args.json {
+    if !json {
         eprintln!(
             "qa: {} training questions ({} windows), {} evaluation questions, model {} on {}",
             train_examples.len(),
             train_features.len(),
             eval_examples.len(),
-            model_dir.display(),
+            run.model_dir.display(),
             args.backend.backend
         );
     }
     let task = QuestionAnsweringTask {
-        features: prepare_features(&tokenizer, &eval_examples, args.max_length, args.doc_stride)?,
+        features: features(&eval_examples)?,
         examples: eval_examples,
         batch_size,
         postprocess: args.postprocess(),
         tokenizer: tokenizer.clone(),
         device: device.clone(),
     };
-    let out = train(&training, model, &batches, &task, &train_device)?;
-    crate::report(&out, &training.output_dir, args.json);
+    let has_eval = !task.examples.is_empty();
+    let out = args
+        .train
+        .fit(&DEFAULTS, model, &batches, &task, has_eval, &run, json)?;
     // A few held-out questions with their predicted answers, then the example context.
     let (predicted, _) = task.predict_eval(&out.model)?;
     for (e, a) in task.examples.iter().zip(&predicted).take(5) {
         let gold = e.answers.first().map(|g| g.0.as_str()).unwrap_or_default();
-        if args.json {
+        if json {
             println!(
                 "{}",
-                json!({"question": e.question, "answer": a.text, "gold": gold})
+                serde_json::json!({"question": e.question, "answer": a.text, "gold": gold})
             );
         } else {
             println!("  {}  → {:?} (gold {gold:?})", e.question, a.text);
         }
     }
-    print_answers(&answer(&out.model)?, args.json);
+    print_answers(&answer(&out.model)?, json);
     Ok(())
 }

@@ -168,7 +168,7 @@ pub fn tokenize_and_align_labels(
 }
 
 /// A word of a tagged text, with its character span.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TaggedWord {
     pub word: String,
     pub tag: String,
@@ -177,7 +177,7 @@ pub struct TaggedWord {
 }
 
 /// An entity: a B-/I- run of words, its type and character span.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Entity {
     pub entity: String,
     pub word: String,

@@ -36,7 +36,7 @@ pub struct QuestionAnsweringTask {
 type SpanLogits = (Vec<f32>, Vec<f32>);
 
 /// A question's answer and its score (start + end logit).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Answer {
     pub question: String,
     pub answer: String,

@@ -92,7 +92,7 @@ impl TrainTask<BertForSequenceClassification, ClassificationBatch> for SequenceC
 
 /// One text's prediction: the best label and every label's score (softmax for single-label,
 /// sigmoid for multi-label, the value itself for regression), in the config's label order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TextClassification {
     pub text: String,
     pub label: String,

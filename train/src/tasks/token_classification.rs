@@ -146,7 +146,7 @@ impl TrainTask<BertForTokenClassification, TokenClassificationBatch> for TokenCl
 }
 
 /// A text tagged word by word, and its entities.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TaggedText {
     pub text: String,
     pub words: Vec<TaggedWord>,
