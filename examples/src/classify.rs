@@ -220,7 +220,6 @@ pub fn main(args: Args) -> Result<(), Error> {
         &task,
         !eval_items.is_empty(),
         &run,
-        json,
     )?;
     let texts: Vec<String> = match (&args.predict[..], &args.task.train_file) {
         ([], None) => DEFAULT_PREDICT.iter().map(|s| s.to_string()).collect(),

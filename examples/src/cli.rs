@@ -232,6 +232,8 @@ pub struct Setup {
     pub model_dir: PathBuf,
     /// Truncating to the example's `--max-length` where it has one.
     pub tokenizer: BertTokenizer,
+    /// `--json`: results as JSON lines, no summaries on stderr.
+    pub json: bool,
 }
 
 impl TaskArgs {
@@ -255,6 +257,7 @@ impl TaskArgs {
             train_device,
             model_dir,
             tokenizer,
+            json: self.json,
         })
     }
 
@@ -280,12 +283,11 @@ impl TrainArgs {
         task: &dyn bert_train::TrainTask<M, B>,
         has_eval: bool,
         setup: &Setup,
-        json: bool,
     ) -> Result<bert_train::TrainOutput<M>, crate::Error> {
         let steps_per_epoch = bert_train::BatchSource::len(batches);
         let training = self.training_arguments(d, steps_per_epoch, has_eval);
         let out = bert_train::train(&training, model, batches, task, &setup.train_device)?;
-        crate::report(&out, &training.output_dir, json);
+        crate::report(&out, &training.output_dir, setup.json);
         Ok(out)
     }
 }

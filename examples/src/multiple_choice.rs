@@ -117,7 +117,6 @@ pub fn main(args: Args) -> Result<(), Error> {
         &task,
         !eval_items.is_empty(),
         &run,
-        json,
     )?;
     let acc = |m: Option<Metrics>| {
         m.and_then(|m| m.get("eval_accuracy").copied())

@@ -145,7 +145,6 @@ pub fn main(args: Args) -> Result<(), Error> {
         &task,
         !eval_items.is_empty(),
         &run,
-        json,
     )?;
     // Per-type scores, and the all-`O` baseline on the same evaluation data.
     let (_, rows) = task.predict_eval(&out.model)?;

@@ -197,7 +197,7 @@ pub fn main(args: Args) -> Result<(), Error> {
     let has_eval = !task.examples.is_empty();
     let out = args
         .train
-        .fit(&DEFAULTS, model, &batches, &task, has_eval, &run, json)?;
+        .fit(&DEFAULTS, model, &batches, &task, has_eval, &run)?;
     // A few held-out questions with their predicted answers, then the example context.
     let (predicted, _) = task.predict_eval(&out.model)?;
     for (e, a) in task.examples.iter().zip(&predicted).take(5) {
