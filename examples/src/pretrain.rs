@@ -12,13 +12,14 @@ use std::path::PathBuf;
 use bert::{BertConfig, BertForPreTraining, BertLMHeadModel, BertPretrained};
 use bert_datasets::collate::{CausalLmBatcher, PretrainingCollator};
 use bert_datasets::pretraining::{
-    Document, NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, group_texts,
-    read_documents, split_paragraphs, tokenize_documents,
+    CorpusFormat, Document, DocumentStream, NspOptions, PretrainingPair, create_pairs,
+    create_pairs_duplicated, encode_documents, group_texts, is_held_out, stream_documents,
+    stream_pairs, tokenize_documents,
 };
 use bert_datasets::tasks::split;
 use bert_datasets::{BertTokenizer, WordPieceOptions};
 use bert_train::tasks::{CausalLmTask, PretrainingTask, eval_batches};
-use bert_train::train;
+use bert_train::{ItemStream, StreamedBatches, TrainError, train};
 use burn::tensor::Device;
 use clap::Parser;
 
@@ -83,6 +84,17 @@ pub struct Args {
     /// Fraction of documents held out for evaluation.
     #[arg(long, default_value_t = 0.05)]
     pub eval_fraction: f64,
+    /// Stream the corpus instead of loading it (HF's `--streaming`): documents are read,
+    /// tokenized and paired as training goes, through a shuffle buffer, with bounded memory
+    /// for a corpus of any size. Held-out documents are picked by a hash of their index.
+    #[arg(long, conflicts_with_all = ["causal_lm", "dupe_factor"])]
+    pub streaming: bool,
+    /// With --streaming: pairs in the shuffle buffer.
+    #[arg(long, default_value_t = 10_000)]
+    pub shuffle_buffer: usize,
+    /// Held-out pairs at most (with --streaming: 1,000 unless given).
+    #[arg(long)]
+    pub max_eval_samples: Option<usize>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -97,23 +109,27 @@ pub const DEFAULTS: TrainDefaults = TrainDefaults {
 };
 
 impl Args {
+    /// The corpus file and its layout.
+    fn corpus(&self) -> Result<(PathBuf, CorpusFormat), Error> {
+        let paragraphs = CorpusFormat::Paragraphs { heading_words: 4 };
+        Ok(match &self.corpus {
+            Some(p) if self.paragraphs => (p.clone(), paragraphs),
+            Some(p) => (p.clone(), CorpusFormat::Sentences),
+            None => (
+                crate::fixtures_dir()?.join("data/corpus/jargon.txt"),
+                paragraphs,
+            ),
+        })
+    }
+
     /// The corpus's documents, split into training and held-out documents.
     fn documents(&self) -> Result<(Vec<Document>, Vec<Document>), Error> {
-        let corpus = match &self.corpus {
-            Some(p) => p.clone(),
-            None => crate::fixtures_dir()?.join("data/corpus/jargon.txt"),
-        };
-        let docs = if self.paragraphs || self.corpus.is_none() {
-            let text = std::fs::read_to_string(&corpus)
-                .map_err(|e| format!("{}: {e}", corpus.display()))?;
-            split_paragraphs(&text, 4)
-        } else {
-            read_documents(&corpus)?
-        };
+        let (path, format) = self.corpus()?;
+        let docs = stream_documents(&path, format)?.collect::<Result<Vec<_>, _>>()?;
         if docs.len() < 4 {
             return Err(format!(
                 "{}: {} documents; pretraining needs at least 4 (blank lines separate documents)",
-                corpus.display(),
+                path.display(),
                 docs.len()
             )
             .into());
@@ -122,8 +138,11 @@ impl Args {
     }
 
     /// The tokenizer: given, the model's, the one an earlier run saved, or WordPiece trained on
-    /// the training documents (and saved in `output_dir/tokenizer/`).
-    fn tokenizer(&self, train_docs: &[Document]) -> Result<BertTokenizer, Error> {
+    /// the training `sentences` (and saved in `output_dir/tokenizer/`).
+    fn tokenizer(
+        &self,
+        sentences: impl Iterator<Item = String> + Send,
+    ) -> Result<BertTokenizer, Error> {
         let saved = self.train.output_dir.join("tokenizer");
         if let Some(t) = self.tokenizer.as_ref().or(self.model.as_ref()) {
             return Ok(BertTokenizer::from_path(t)?);
@@ -131,11 +150,29 @@ impl Args {
         if self.train.resume.is_some() && saved.join("tokenizer.json").is_file() {
             return Ok(BertTokenizer::from_file(saved.join("tokenizer.json"))?);
         }
-        let words = train_docs.iter().flatten();
-        let t =
-            BertTokenizer::train_wordpiece(words, self.vocab_size, 2, WordPieceOptions::default())?;
+        let t = BertTokenizer::train_wordpiece(
+            sentences,
+            self.vocab_size,
+            2,
+            WordPieceOptions::default(),
+        )?;
         t.save_pretrained(&saved)?;
         Ok(t)
+    }
+
+    /// Dynamic MLM masking as asked.
+    fn collator(&self, tokenizer: &BertTokenizer) -> Result<PretrainingCollator, Error> {
+        Ok(PretrainingCollator {
+            mlm_probability: self.mlm_probability,
+            whole_word_mask: self.whole_word_mask,
+            pad_to: if self.pad_to_max_length {
+                self.max_seq_length
+            } else {
+                0
+            },
+            masked_rows_multiple: if self.pad_to_max_length { 64 } else { 1 },
+            ..PretrainingCollator::new(tokenizer, self.train.seed)?
+        })
     }
 
     /// The model: loaded from --model, or new from the size arguments.
@@ -180,8 +217,11 @@ pub fn main(args: Args) -> Result<(), Error> {
         return Err("--dupe-factor must be ≥ 1".into());
     }
     let device = args.backend.device()?;
+    if args.streaming {
+        return streamed(&args, &device);
+    }
     let (train_docs, eval_docs) = args.documents()?;
-    let tokenizer = args.tokenizer(&train_docs)?;
+    let tokenizer = args.tokenizer(train_docs.iter().flatten().cloned())?;
     let (train_tokens, eval_tokens) = (
         tokenize_documents(&tokenizer, &train_docs)?,
         tokenize_documents(&tokenizer, &eval_docs)?,
@@ -230,26 +270,17 @@ pub fn main(args: Args) -> Result<(), Error> {
         seed: args.train.seed,
     };
     let train_pairs = create_pairs_duplicated(&train_tokens, &options, args.dupe_factor)?;
-    let eval_pairs = create_pairs(
+    let mut eval_pairs = create_pairs(
         &eval_tokens,
         &NspOptions {
             seed: args.train.seed + 1,
             ..options
         },
     )?;
+    crate::truncate(&mut eval_pairs, args.max_eval_samples);
     summary("pairs", train_pairs.len(), eval_pairs.len());
     let model: BertForPreTraining = args.model(&tokenizer, &train_device)?;
-    let collator = PretrainingCollator {
-        mlm_probability: args.mlm_probability,
-        whole_word_mask: args.whole_word_mask,
-        pad_to: if args.pad_to_max_length {
-            args.max_seq_length
-        } else {
-            0
-        },
-        masked_rows_multiple: if args.pad_to_max_length { 64 } else { 1 },
-        ..PretrainingCollator::new(&tokenizer, args.train.seed)?
-    };
+    let collator = args.collator(&tokenizer)?;
     let task = PretrainingTask::new(
         &eval_pairs,
         &collator,
@@ -279,5 +310,82 @@ pub fn main(args: Args) -> Result<(), Error> {
             final_dir.display()
         );
     }
+    Ok(())
+}
+
+/// `--streaming`: the corpus read, tokenized, paired and shuffled as training goes.
+fn streamed(args: &Args, device: &Device) -> Result<(), Error> {
+    let (path, format) = args.corpus()?;
+    let (fraction, seed) = (args.eval_fraction, args.train.seed);
+    // The documents of one side of the split, streamed.
+    let side = move |held_out: bool| -> Result<DocumentStream, Error> {
+        let docs = stream_documents(&path, format)?.enumerate();
+        Ok(Box::new(
+            docs.filter(move |(i, _)| is_held_out(*i, fraction, seed) == held_out)
+                .map(|(_, d)| d),
+        ))
+    };
+    let sentences = side(false)?.map_while(Result::ok).flatten();
+    let tokenizer = args.tokenizer(sentences)?;
+    let options = NspOptions {
+        max_seq_length: args.max_seq_length,
+        short_seq_prob: args.short_seq_prob,
+        seed,
+    };
+    // Held-out pairs: the first --max-eval-samples of the held-out documents' pairs.
+    let eval_docs = encode_documents(side(true)?, &tokenizer, 64)?;
+    let eval_pairs: Vec<PretrainingPair> = stream_pairs(
+        eval_docs,
+        &NspOptions {
+            seed: seed + 1,
+            ..options
+        },
+        256,
+    )?
+    .take(args.max_eval_samples.unwrap_or(1000))
+    .collect::<Result<_, _>>()?;
+    let open_tokenizer = tokenizer.clone();
+    let open = move || -> Result<ItemStream<PretrainingPair>, TrainError> {
+        let docs = side(false).map_err(|e| TrainError::Data(e.to_string()))?;
+        let pairs = stream_pairs(encode_documents(docs, &open_tokenizer, 64)?, &options, 256)?;
+        Ok(Box::new(pairs.map(|p| p.map_err(TrainError::from))))
+    };
+    let train_device = device.clone().autodiff();
+    train_device.seed(seed);
+    let model: BertForPreTraining = args.model(&tokenizer, &train_device)?;
+    let collator = args.collator(&tokenizer)?;
+    let batch_size = args.train.batch_size(&DEFAULTS);
+    let task = PretrainingTask::new(
+        &eval_pairs,
+        &collator,
+        batch_size,
+        tokenizer.clone(),
+        device,
+    )?;
+    let collate_device = train_device.clone();
+    let batches = StreamedBatches::new(
+        open,
+        batch_size,
+        args.shuffle_buffer,
+        seed,
+        move |items, key| collator.collate(&items, key, &collate_device),
+    )?;
+    if !args.json {
+        eprintln!(
+            "pretrain --streaming: {} → {} training pairs a pass, {} held out; vocab {} on {}",
+            args.corpus()?.0.display(),
+            batches.items(),
+            eval_pairs.len(),
+            tokenizer.vocab_size(),
+            args.backend.backend
+        );
+    }
+    let training = args.train.training_arguments(
+        &DEFAULTS,
+        bert_train::BatchSource::len(&batches),
+        !eval_pairs.is_empty(),
+    );
+    let out = train(&training, model, &batches, &task, &train_device)?;
+    crate::report(&out, &training.output_dir, args.json);
     Ok(())
 }

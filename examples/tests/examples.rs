@@ -384,6 +384,42 @@ fn pretrain_args(corpus: &Path, out: &Path, steps: &str, extra: &[&str]) -> pret
     pretrain::Args::parse_from(a)
 }
 
+/// `--streaming`: the corpus streamed through a shuffle buffer; a run killed after its step-2
+/// checkpoint and resumed re-opens the stream and continues the uninterrupted run's losses.
+#[test]
+fn pretrain_streams_its_corpus_and_resumes_exactly() {
+    let _l = lock();
+    let dir = tmp("pretrain-stream");
+    let corpus = small_corpus(&dir);
+    let (full, cut) = (dir.join("full"), dir.join("cut"));
+    let stream = [
+        "--streaming",
+        "--shuffle-buffer",
+        "32",
+        "--max-eval-samples",
+        "8",
+    ];
+    pretrain::main(pretrain_args(&corpus, &full, "4", &stream)).unwrap();
+    let tokenizer = full.join("tokenizer/tokenizer.json");
+    let mut t = vec!["--tokenizer", tokenizer.to_str().unwrap()];
+    t.extend(stream);
+    pretrain::main(pretrain_args(&corpus, &cut, "4", &t)).unwrap();
+    for k in ["checkpoint-4", "final_model", "best_model"] {
+        std::fs::remove_dir_all(cut.join(k)).unwrap();
+    }
+    t.push("--resume");
+    pretrain::main(pretrain_args(&corpus, &cut, "4", &t)).unwrap();
+    let (a, b) = (losses(&full), losses(&cut));
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.0, y.0);
+        assert!((x.1 - y.1).abs() < 1e-6, "{a:?} vs {b:?}");
+    }
+    assert!(log(&full).iter().any(|e| e.get("eval_mlm_loss").is_some()));
+    assert!(full.join("final_model/tokenizer.json").is_file());
+}
+
 #[test]
 fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
     let _l = lock();

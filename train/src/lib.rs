@@ -10,6 +10,7 @@ pub mod gradients;
 pub mod optimizer;
 pub mod plot;
 pub mod schedule;
+pub mod streamed;
 pub mod tasks;
 pub mod trainer;
 
@@ -18,6 +19,7 @@ pub use data::{BatchSource, InMemoryBatches, ItemBatches};
 pub use gradients::{accumulate_scaled, clip_grad_norm, global_grad_norm};
 pub use optimizer::{AdamWArgs, ParamGroupSummary, adamw_with_no_decay};
 pub use schedule::{HfSchedule, SchedulerType, get_scheduler, warmup_steps};
+pub use streamed::{ItemStream, StreamedBatches};
 pub use trainer::{Metrics, Resume, TrainOutput, TrainTask, TrainingArguments, train};
 
 /// Errors of the training engine, each saying what failed and naming the bad value.

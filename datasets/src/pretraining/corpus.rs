@@ -100,45 +100,123 @@ impl<R: BufRead> Iterator for DocumentReader<R> {
     }
 }
 
+/// How a corpus file lays out its documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorpusFormat {
+    /// BERT's: one sentence per line, a blank line between documents ([`documents`]).
+    Sentences,
+    /// Plain paragraphs; a heading (a paragraph of fewer than `heading_words` words) starts a
+    /// document ([`paragraph_documents`]).
+    Paragraphs { heading_words: usize },
+}
+
+/// A corpus file's documents, read lazily (only the current document is held).
+pub type DocumentStream = Box<dyn Iterator<Item = Result<Document, DataError>> + Send>;
+
+/// Opens `path` and reads its documents lazily in `format`.
+pub fn stream_documents(path: &Path, format: CorpusFormat) -> Result<DocumentStream, DataError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| DataError::File {
+        path: name.clone(),
+        message: e.to_string(),
+    })?;
+    let reader = std::io::BufReader::new(file);
+    Ok(match format {
+        CorpusFormat::Sentences => Box::new(documents(reader, name)),
+        CorpusFormat::Paragraphs { heading_words } => {
+            Box::new(paragraph_documents(reader, name, heading_words))
+        }
+    })
+}
+
+/// A split of a stream by document index (a stream cannot be shuffled and cut as HF's
+/// `train_test_split` does): document `i` is held out when a hash of `(seed, i)` falls below
+/// `fraction`, so about that fraction is, spread over the whole corpus, the same each time.
+pub fn is_held_out(index: usize, fraction: f64, seed: u64) -> bool {
+    // SplitMix64 of (seed, index): uniform in [0, 1).
+    let mut z = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 / (1u64 << 53) as f64) < fraction
+}
+
 /// Plain paragraphs (blank-line separated, lines wrapped) to documents of sentences.
 /// Sentences end at `.`, `!` or `?` followed by white space; a short line of fewer than
 /// `heading_words` words (a heading) starts a new document.
 pub fn split_paragraphs(text: &str, heading_words: usize) -> Vec<Document> {
-    let mut docs: Vec<Document> = vec![Vec::new()];
-    for paragraph in text
-        .split("\n\n")
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-    {
-        if paragraph.is_empty() {
-            continue;
-        }
-        if paragraph.split(' ').count() < heading_words {
-            if !docs.last().is_some_and(Vec::is_empty) {
-                docs.push(Vec::new());
-            }
-            continue;
-        }
-        let doc = docs.last_mut().expect("one document");
-        let mut start = 0;
-        let chars: Vec<(usize, char)> = paragraph.char_indices().collect();
-        for (k, &(i, c)) in chars.iter().enumerate() {
-            let ends =
-                matches!(c, '.' | '!' | '?') && chars.get(k + 1).is_none_or(|&(_, n)| n == ' ');
-            if ends {
-                let s = paragraph[start..i + c.len_utf8()].trim();
-                if !s.is_empty() {
-                    doc.push(s.to_string());
+    paragraph_documents(text.as_bytes(), "text", heading_words)
+        .collect::<Result<_, _>>()
+        .expect("a &str is UTF-8 and reading it cannot fail")
+}
+
+/// [`split_paragraphs`] read lazily from `reader`: only the current paragraph and document are
+/// held, for a corpus larger than memory. `name` names the input in errors.
+pub fn paragraph_documents<R: BufRead>(
+    reader: R,
+    name: impl Into<String>,
+    heading_words: usize,
+) -> ParagraphDocuments<R> {
+    ParagraphDocuments {
+        lines: documents(reader, name),
+        heading_words,
+        doc: Document::new(),
+    }
+}
+
+/// The iterator of [`paragraph_documents`]: [`documents`]' blank-line-separated groups of
+/// lines are its paragraphs.
+#[derive(Debug)]
+pub struct ParagraphDocuments<R> {
+    lines: DocumentReader<R>,
+    heading_words: usize,
+    doc: Document,
+}
+
+impl<R: BufRead> Iterator for ParagraphDocuments<R> {
+    type Item = Result<Document, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let paragraph = match self.lines.next() {
+                Some(Ok(lines)) => lines.join(" "),
+                Some(Err(e)) => return Some(Err(e)),
+                None => {
+                    let doc = std::mem::take(&mut self.doc);
+                    return (!doc.is_empty()).then_some(Ok(doc));
                 }
-                start = i + c.len_utf8();
+            };
+            let paragraph = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+            if paragraph.split(' ').count() < self.heading_words {
+                if !self.doc.is_empty() {
+                    return Some(Ok(std::mem::take(&mut self.doc)));
+                }
+                continue;
             }
-        }
-        let rest = paragraph[start..].trim();
-        if !rest.is_empty() {
-            doc.push(rest.to_string());
+            self.doc.extend(sentences(&paragraph));
         }
     }
-    docs.retain(|d| !d.is_empty());
-    docs
+}
+
+/// The sentences of a paragraph: each ends at `.`, `!` or `?` followed by a space or the end.
+fn sentences(paragraph: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = paragraph.char_indices().collect();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        if matches!(c, '.' | '!' | '?') && chars.get(k + 1).is_none_or(|&(_, n)| n == ' ') {
+            let s = paragraph[start..i + c.len_utf8()].trim();
+            if !s.is_empty() {
+                out.push(s.to_string());
+            }
+            start = i + c.len_utf8();
+        }
+    }
+    let rest = paragraph[start..].trim();
+    if !rest.is_empty() {
+        out.push(rest.to_string());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -155,5 +233,26 @@ mod tests {
             ["First sentence here.", "Second one wraps here!", "Third?"]
         );
         assert_eq!(docs[1], ["New doc starts now.", "And ends."]);
+    }
+
+    #[test]
+    fn held_out_documents_are_the_asked_fraction_and_fixed_by_seed() {
+        let held: Vec<usize> = (0..20_000).filter(|&i| is_held_out(i, 0.05, 42)).collect();
+        assert!((900..1100).contains(&held.len()), "{}", held.len());
+        let again: Vec<usize> = (0..20_000).filter(|&i| is_held_out(i, 0.05, 42)).collect();
+        assert_eq!(held, again);
+        let other: Vec<usize> = (0..20_000).filter(|&i| is_held_out(i, 0.05, 43)).collect();
+        assert_ne!(held, other);
+        assert!(!(0..1000).any(|i| is_held_out(i, 0.0, 1)));
+    }
+
+    #[test]
+    fn paragraphs_read_lazily_match_the_whole_text() {
+        let text = "Title\n\nFirst sentence here. Second one\nwraps here! Third?\n\n\nShort head\n\nNew doc starts now. And ends.\n";
+        let lazy: Vec<Document> = paragraph_documents(std::io::Cursor::new(text), "t", 3)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(lazy, split_paragraphs(text, 3));
+        assert_eq!(lazy.len(), 2);
     }
 }

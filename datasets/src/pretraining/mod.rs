@@ -9,7 +9,10 @@ pub mod masking;
 pub mod nsp;
 pub mod stream;
 
-pub use corpus::{Document, DocumentReader, documents, read_documents, split_paragraphs};
+pub use corpus::{
+    CorpusFormat, Document, DocumentReader, DocumentStream, ParagraphDocuments, documents,
+    is_held_out, paragraph_documents, read_documents, split_paragraphs, stream_documents,
+};
 pub use masking::{MaskedLm, MlmMasker};
 pub use nsp::{NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, group_texts};
 pub use stream::{
