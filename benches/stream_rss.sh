@@ -10,7 +10,8 @@
 # streamed, a shuffle buffer of 10,000 pairs and a few documents are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-benches/results/cpu-2core-stream-rss.json}
+# Not named cpu-*.json: `benches compare` reads those as throughput results.
+out=${1:-benches/results/stream-rss-cpu-2core.json}
 bin=target/release/examples/pretrain
 fixtures=${BERT_FIXTURES:-$(../shared/fixtures/fetch.sh)}
 tmp=$(mktemp -d)
