@@ -116,9 +116,46 @@ fn classification_edge_cases_are_named() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("short.tsv:2") && e.contains("no text column 1"),
+        e.contains("short.tsv:2")
+            && e.contains("the row has 1 fields, the header (or first row) 2"),
         "{e}"
     );
+    // A row with more fields than the header: an error, not the extra fields dropped.
+    let p = scratch(
+        "long.csv",
+        b"text,label
+fine,1
+too,many,fields,0
+",
+    );
+    let e = read_classification(&p, &cols("text".into(), None, "label".into(), true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("long.csv:3") && e.contains("the row has 4 fields"),
+        "{e}"
+    );
+    // A quote never closed: an error, not the rest of the file merged into one field.
+    let p = scratch("quote.csv", b"text,label\nfine,1\n\"open quote,0\nnext,1\n");
+    let e = read_classification(&p, &cols("text".into(), None, "label".into(), true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("quote.csv:3") && e.contains("not closed before the end of the file"),
+        "{e}"
+    );
+    // A quote inside an unquoted field is a plain character.
+    let p = scratch(
+        "inch.csv",
+        b"text,label\nthe 5\" screen,1\n\"a \"\"quoted\"\" word\",0\n",
+    );
+    let d = read_classification(&p, &cols("text".into(), None, "label".into(), true)).unwrap();
+    assert_eq!(d.examples[0].text, "the 5\" screen");
+    assert_eq!(d.examples[1].text, "a \"quoted\" word");
+    // Multi-line quoted fields are fine.
+    let p = scratch("multi.csv", b"text,label\n\"two\nlines\",1\nfine,0\n");
+    let d = read_classification(&p, &cols("text".into(), None, "label".into(), true)).unwrap();
+    assert_eq!(d.examples[0].text, "two\nlines");
     let p = scratch("bad.jsonl", b"{\"t\": \"x\", \"l\": 1}\n{\"t\": \"y\"}\n");
     let e = read_classification(&p, &cols("t".into(), None, "l".into(), true))
         .unwrap_err()

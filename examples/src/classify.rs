@@ -11,6 +11,7 @@ use bert_datasets::tasks::classification::{ClassificationColumns, load_train_eva
 use bert_train::tasks::{SequenceClassificationTask, TextClassification, classify};
 use clap::Parser;
 
+use crate::range;
 use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, column, load_model};
 
 #[derive(Debug, Clone, Parser)]
@@ -27,7 +28,7 @@ pub struct Args {
     pub task: TaskArgs,
     /// Fraction of the training file held out for evaluation when there is no --validation-file
     /// (a fixed split by --seed).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = range::fraction)]
     pub validation_split: f64,
     /// Column of the text: a header name or a 0-based position.
     #[arg(long, default_value = "text")]
@@ -50,7 +51,7 @@ pub struct Args {
     #[arg(long)]
     pub label_names: Option<String>,
     /// Longest input in tokens.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = range::at_least_one)]
     pub max_length: usize,
     /// Texts to classify after training (a pair as `A ||| B`). With --model and no
     /// --train-file: predict only, with the model's own head.
@@ -171,7 +172,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         args.train.seed,
     )?;
     args.task
-        .truncate(&mut train_data.examples, &mut eval_data.examples);
+        .truncate(&mut train_data.examples, &mut eval_data.examples)?;
     let names = args.label_names(train_data.id2label.clone())?;
     let json = args.task.json;
     let model: BertForSequenceClassification = load_model(

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use bert_datasets::BertTokenizer;
+
+use crate::range;
 use bert_train::{AdamWArgs, ItemBatches, Resume, SchedulerType, TrainingArguments};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
@@ -35,39 +37,39 @@ pub struct TrainArgs {
     #[arg(long, default_value = "output")]
     pub output_dir: PathBuf,
     /// Peak learning rate (AdamW).
-    #[arg(long)]
+    #[arg(long, value_parser = range::positive)]
     pub learning_rate: Option<f64>,
     /// constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial.
     #[arg(long, default_value = "linear")]
     pub lr_scheduler_type: SchedulerType,
     /// Warmup steps (overrides --warmup-ratio).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(usize))]
     pub warmup_steps: Option<usize>,
     /// Warmup as a fraction of the total steps.
-    #[arg(long)]
+    #[arg(long, value_parser = range::unit_interval)]
     pub warmup_ratio: Option<f64>,
     /// Decoupled weight decay (not applied to biases and LayerNorm weights).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = range::non_negative_f32)]
     pub weight_decay: f32,
     /// Global gradient-norm clipping.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = range::positive)]
     pub max_grad_norm: f64,
-    #[arg(long, default_value_t = 1e-8)]
+    #[arg(long, default_value_t = 1e-8, value_parser = range::positive_f32)]
     pub adam_epsilon: f32,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = range::beta)]
     pub adam_beta1: f32,
-    #[arg(long, default_value_t = 0.999)]
+    #[arg(long, default_value_t = 0.999, value_parser = range::beta)]
     pub adam_beta2: f32,
     /// Epochs (ignored when --max-steps is given).
-    #[arg(long)]
+    #[arg(long, value_parser = range::positive)]
     pub num_train_epochs: Option<f64>,
     /// Total optimizer steps.
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub max_steps: Option<usize>,
     /// Examples per micro-batch.
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub batch_size: Option<usize>,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = range::at_least_one)]
     pub gradient_accumulation_steps: usize,
     /// Seed of initialisation, dropout, data order and masking.
     #[arg(long, default_value_t = 42)]
@@ -78,19 +80,19 @@ pub struct TrainArgs {
     /// Batch examples of similar length together (HF's `group_by_length` sampling): much less padding.
     #[arg(long)]
     pub group_by_length: bool,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = range::at_least_one)]
     pub logging_steps: usize,
     /// Evaluate every N steps (default: once per epoch and at the end).
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub eval_steps: Option<usize>,
     /// Checkpoint every N steps (and at the end).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = range::at_least_one)]
     pub save_steps: usize,
     /// Keep only the newest N checkpoints.
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub save_total_limit: Option<usize>,
     /// Stop after N evaluations without improvement.
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub early_stopping_patience: Option<usize>,
     /// Resume from the newest checkpoint in --output-dir, or from the given checkpoint.
     #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT")]
@@ -213,14 +215,30 @@ pub struct TaskArgs {
     #[arg(long)]
     pub validation_file: Option<PathBuf>,
     /// Use only the first N training examples (HF's `select(range(N))`).
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub max_train_samples: Option<usize>,
     /// Use only the first N evaluation examples.
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub max_eval_samples: Option<usize>,
     /// Print the results as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Train without evaluating (no held-out split; an empty one is otherwise an error).
+    #[arg(long)]
+    pub no_eval: bool,
+}
+
+/// `--max-length` within the model's `max_position_embeddings`.
+pub fn check_max_length(model_dir: &std::path::Path, n: usize) -> Result<(), crate::Error> {
+    let limit = bert::BertConfig::from_file(model_dir)?.max_position_embeddings;
+    if n > limit {
+        return Err(format!(
+            "--max-length {n} is beyond the model's max_position_embeddings {limit} ({})",
+            model_dir.display()
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// What a fine-tuning example starts from.
@@ -250,6 +268,7 @@ impl TaskArgs {
         let model_dir = crate::model_or_default(&self.model)?;
         let mut tokenizer = BertTokenizer::from_pretrained(&model_dir)?;
         if let Some(n) = max_length {
+            check_max_length(&model_dir, n)?;
             tokenizer = tokenizer.with_max_length(n)?;
         }
         Ok(Setup {
@@ -266,10 +285,26 @@ impl TaskArgs {
         asked && self.train_file.is_none() && self.model.is_some()
     }
 
-    /// Keeps the first --max-train-samples and --max-eval-samples.
-    pub fn truncate<T, E>(&self, train: &mut Vec<T>, eval: &mut Vec<E>) {
+    /// Keeps the first --max-train-samples and --max-eval-samples; with --no-eval, no
+    /// evaluation items at all. An empty evaluation set is an error otherwise (a held-out
+    /// split too small to hold an item), not a run that silently never evaluates.
+    pub fn truncate<T, E>(
+        &self,
+        train: &mut Vec<T>,
+        eval: &mut Vec<E>,
+    ) -> Result<(), crate::Error> {
         crate::truncate(train, self.max_train_samples);
         crate::truncate(eval, self.max_eval_samples);
+        if self.no_eval {
+            eval.clear();
+        } else if eval.is_empty() {
+            return Err(format!(
+                "the evaluation set is empty ({} training items): give a --validation-file, a larger held-out split, or --no-eval",
+                train.len()
+            )
+            .into());
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use bert_train::tasks::{rows, softmax};
 
+use crate::range;
 use crate::{BackendArgs, Error, model_dir_or_hint};
 
 #[derive(Debug, Clone, Parser)]
@@ -24,7 +25,7 @@ pub struct Args {
     #[arg(long, default_value = "output/pretrain/final_model")]
     pub model: PathBuf,
     /// Predictions per mask.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = range::at_least_one)]
     pub top_k: usize,
     #[arg(long)]
     pub json: bool,

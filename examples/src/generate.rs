@@ -14,6 +14,7 @@ use serde_json::json;
 
 use bert_train::tasks::{rows, softmax};
 
+use crate::range;
 use crate::{BackendArgs, Error};
 
 #[derive(Debug, Clone, Parser)]
@@ -24,12 +25,12 @@ pub struct Args {
     /// A BertLMHeadModel directory with its tokenizer.
     #[arg(long, default_value = "output/causal_lm/final_model")]
     pub model: PathBuf,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = range::at_least_one)]
     pub max_new_tokens: usize,
     /// Sample instead of taking the most likely token.
     #[arg(long)]
     pub do_sample: bool,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = range::positive_f32)]
     pub temperature: f32,
     /// Sample among the k most likely tokens (0: all).
     #[arg(long, default_value_t = 50)]

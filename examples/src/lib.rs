@@ -20,6 +20,7 @@ pub mod ner;
 pub mod nsp;
 pub mod pretrain;
 pub mod qa;
+pub mod range;
 
 pub use cli::{Setup, TaskArgs, TrainArgs, TrainDefaults};
 

@@ -15,6 +15,7 @@ use bert_datasets::tasks::swag::{read_swag, tokenize_choices};
 use bert_train::{Metrics, TrainTask, tasks::MultipleChoiceTask};
 use clap::Parser;
 
+use crate::range;
 use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
@@ -29,9 +30,9 @@ pub struct Args {
     #[command(flatten)]
     pub task: TaskArgs,
     /// Generated training items when no --train-file is given (a quarter more for eval).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 400, value_parser = range::at_least_one)]
     pub generate: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = range::at_least_one)]
     pub max_length: usize,
     #[command(flatten)]
     pub train: TrainArgs,
@@ -78,7 +79,8 @@ pub fn main(args: Args) -> Result<(), Error> {
         .map(read_swag)
         .transpose()?
         .unwrap_or_default();
-    args.task.truncate(&mut train_examples, &mut eval_examples);
+    args.task
+        .truncate(&mut train_examples, &mut eval_examples)?;
     let name = |p: &PathBuf| p.display().to_string();
     let train_items = tokenize_choices(tokenizer, &train_examples, &name(&train_path))?;
     let eval_items = match &eval_path {

@@ -14,6 +14,7 @@ use bert_datasets::tasks::split;
 use bert_train::tasks::{TagRows, TaggedText, TokenClassificationTask, scores, tag};
 use clap::Parser;
 
+use crate::range;
 use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
@@ -28,12 +29,12 @@ pub struct Args {
     #[command(flatten)]
     pub task: TaskArgs,
     /// Fraction of the training sentences held out when no --validation-file is given.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = range::fraction)]
     pub validation_split: f64,
     /// Give every word piece the word's label, not only the first (HF's `label_all_tokens`).
     #[arg(long)]
     pub label_all_tokens: bool,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = range::at_least_one)]
     pub max_length: usize,
     /// Texts to tag after training. With --model and no --train-file: tag only.
     #[arg(long)]
@@ -98,7 +99,7 @@ pub fn main(args: Args) -> Result<(), Error> {
     };
     // Labels of the whole training data (before --max-train-samples).
     let labels = bio_label_list(&train_s);
-    args.task.truncate(&mut train_s, &mut eval_s);
+    args.task.truncate(&mut train_s, &mut eval_s)?;
     let items = |s, path: &PathBuf| {
         let name = path.display().to_string();
         tokenize_and_align_labels(tokenizer, s, &labels, args.label_all_tokens, &name)

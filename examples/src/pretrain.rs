@@ -23,6 +23,7 @@ use bert_train::{ItemStream, StreamedBatches, TrainError, train};
 use burn::tensor::Device;
 use clap::Parser;
 
+use crate::range;
 use crate::{BackendArgs, Error, TrainArgs, TrainDefaults};
 
 #[derive(Debug, Clone, Parser)]
@@ -48,27 +49,27 @@ pub struct Args {
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Size of the trained WordPiece vocabulary.
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 8000, value_parser = range::at_least_one)]
     pub vocab_size: usize,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = range::at_least_one)]
     pub num_hidden_layers: usize,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = range::at_least_one)]
     pub hidden_size: usize,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = range::at_least_one)]
     pub num_attention_heads: usize,
     /// Default 4 × hidden size.
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub intermediate_size: Option<usize>,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = range::at_least_one)]
     pub max_seq_length: usize,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = range::unit_interval)]
     pub short_seq_prob: f64,
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.15, value_parser = range::fraction)]
     pub mlm_probability: f64,
     /// Times the NSP pairs are drawn from the training documents, each time with another seed
     /// (other chunk lengths, A/B cuts and random B segments), as `create_pretraining_data.py`'s
     /// `--dupe_factor` (BERT used 10). MLM masks are drawn anew for every batch regardless.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = range::at_least_one)]
     pub dupe_factor: usize,
     /// Pad every batch to --max-seq-length (HF's `pad_to_max_length`) instead of to its longest
     /// pair: one shape for all batches, so GPU backends compile their kernels once.
@@ -82,7 +83,7 @@ pub struct Args {
     #[arg(long)]
     pub causal_lm: bool,
     /// Fraction of documents held out for evaluation.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = range::fraction)]
     pub eval_fraction: f64,
     /// Stream the corpus instead of loading it (HF's `--streaming`): documents are read,
     /// tokenized and paired as training goes, through a shuffle buffer, with bounded memory
@@ -93,7 +94,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     pub shuffle_buffer: usize,
     /// Held-out pairs at most (with --streaming: 1,000 unless given).
-    #[arg(long)]
+    #[arg(long, value_parser = range::at_least_one)]
     pub max_eval_samples: Option<usize>,
     #[arg(long)]
     pub json: bool,
@@ -213,9 +214,6 @@ impl Args {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    if args.dupe_factor == 0 {
-        return Err("--dupe-factor must be ≥ 1".into());
-    }
     let device = args.backend.device()?;
     if args.streaming {
         return streamed(&args, &device);

@@ -15,6 +15,7 @@ use bert_datasets::tasks::squad::{Postprocess, SquadExample, prepare_features, r
 use bert_train::tasks::{Answer, QuestionAnsweringTask, answer_questions};
 use clap::Parser;
 
+use crate::range;
 use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
@@ -30,17 +31,17 @@ pub struct Args {
     #[command(flatten)]
     pub task: TaskArgs,
     /// Generated training questions when no --train-file is given (a quarter more for eval).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, value_parser = range::at_least_one)]
     pub generate: usize,
     /// Tokens per window.
-    #[arg(long, default_value_t = 192)]
+    #[arg(long, default_value_t = 192, value_parser = range::at_least_one)]
     pub max_length: usize,
     /// Context tokens shared by neighbouring windows.
     #[arg(long, default_value_t = 64)]
     pub doc_stride: usize,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = range::at_least_one)]
     pub n_best_size: usize,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = range::at_least_one)]
     pub max_answer_length: usize,
     /// SQuAD v2: questions may have no answer (the empty answer can win).
     #[arg(long)]
@@ -134,6 +135,7 @@ fn print_answers(answers: &[Answer], as_json: bool) {
 
 pub fn main(args: Args) -> Result<(), Error> {
     let run = args.task.setup(&args.backend, args.train.seed, None)?;
+    crate::cli::check_max_length(&run.model_dir, args.max_length)?;
     let (tokenizer, device, json) = (&run.tokenizer, &run.device, args.task.json);
     let questions = match &args.question[..] {
         [] => EXAMPLE_QUESTIONS.iter().map(|s| s.to_string()).collect(),
@@ -158,7 +160,8 @@ pub fn main(args: Args) -> Result<(), Error> {
         return Ok(());
     }
     let (mut train_examples, mut eval_examples) = args.data()?;
-    args.task.truncate(&mut train_examples, &mut eval_examples);
+    args.task
+        .truncate(&mut train_examples, &mut eval_examples)?;
     let features = |e| prepare_features(tokenizer, e, args.max_length, args.doc_stride);
     let train_features = features(&train_examples)?;
     let model: BertForQuestionAnswering =

@@ -439,7 +439,9 @@ fn delimited_rows(
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(c.has_header)
-        .flexible(true)
+        // Every row as wide as the header (or the first row): a ragged row is an error naming
+        // its line, not fields silently dropped or missing.
+        .flexible(false)
         .quoting(delimiter == b',')
         .from_reader(text.as_bytes());
     let headers: Vec<String> = if c.has_header {
@@ -470,12 +472,24 @@ fn delimited_rows(
         index(&c.label)?,
     );
     let mut rows = Vec::new();
+    let mut last = (1, 0);
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line() as usize);
-            line_err(path, line, e.to_string())
+            let byte = e.position().map_or(0, |p| p.byte() as usize);
+            if unclosed_quote(delimiter, &text[byte.min(text.len())..]) {
+                return line_err(path, line, UNCLOSED);
+            }
+            let message = match e.kind() {
+                csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!(
+                    "the row has {len} fields, the header (or first row) {expected_len}: a ragged row, or a field with an unquoted delimiter"
+                ),
+                _ => e.to_string(),
+            };
+            line_err(path, line, message)
         })?;
         let line = record.position().map_or(0, |p| p.line() as usize);
+        last = (line, record.position().map_or(0, |p| p.byte() as usize));
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -495,7 +509,47 @@ fn delimited_rows(
             label: field(li, "label")?,
         });
     }
+    // A quote opened and never closed swallows the rest of the file into one field (the csv
+    // reader does not complain when the row keeps its width): odd quotes to the end.
+    if unclosed_quote(delimiter, &text[last.1.min(text.len())..]) {
+        return Err(line_err(path, last.0, UNCLOSED));
+    }
     Ok(rows)
+}
+
+const UNCLOSED: &str = "a quoted field is not closed before the end of the file";
+
+/// Whether `rest` (from the start of a row to the end of a CSV file) ends inside a quoted
+/// field: a field that starts with `"` and is never closed (`""` inside is an escaped quote; a
+/// quote inside an unquoted field is a plain character, as the csv reader reads them).
+fn unclosed_quote(delimiter: u8, rest: &str) -> bool {
+    if delimiter != b',' {
+        return false;
+    }
+    let (mut in_quotes, mut field_start) = (false, true);
+    let mut bytes = rest.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        if in_quotes {
+            if b == b'"' {
+                if bytes.peek() == Some(&b'"') {
+                    bytes.next();
+                } else {
+                    in_quotes = false;
+                }
+            }
+            continue;
+        }
+        match b {
+            b'"' if field_start => in_quotes = true,
+            b',' | b'\n' | b'\r' => {
+                field_start = true;
+                continue;
+            }
+            _ => {}
+        }
+        field_start = false;
+    }
+    in_quotes
 }
 
 fn json_name(col: &Column) -> Result<String, DataError> {

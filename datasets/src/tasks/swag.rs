@@ -70,7 +70,8 @@ pub fn parse_swag(
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .quoting(delimiter == b',')
-            .flexible(true)
+            // Every row as wide as the header: a ragged row is an error naming its line.
+            .flexible(false)
             .from_reader(text.as_bytes());
         let headers: Vec<String> = reader
             .headers()

@@ -1,0 +1,269 @@
+//! Bad input, as a new user gives it: each case runs an example binary (built by `cargo test`
+//! beside this test) and asserts its exit status — 2 for a flag clap refuses, 1 for an error
+//! the example reports — that nothing panicked (exit 101, "panicked at"), and the words of the
+//! message: the flag or file, the value, the allowed range or the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `target/<profile>/examples/NAME`, beside this test's `deps/`.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    profile_dir.join("examples").join(name)
+}
+
+fn scratch(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bert-bad-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn fixtures() -> PathBuf {
+    bert_datasets::fixtures::dir().expect("fixtures (shared/fixtures/fetch.sh)")
+}
+
+/// Runs `name args…` and checks the exit status, that it did not panic, and that stderr holds
+/// every one of `words`.
+fn refuses(name: &str, args: &[&str], status: i32, words: &[&str]) {
+    let mut cmd = Command::new(example(name));
+    cmd.args(args);
+    if !matches!(name, "fill_mask" | "nsp" | "generate") {
+        let out = std::env::temp_dir().join(format!("bert-bad-input-out-{}", std::process::id()));
+        cmd.arg("--output-dir").arg(out);
+    }
+    let out = cmd
+        .env("BERT_FIXTURES", fixtures())
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: {e} (is the example built? `cargo test` builds it)"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let case = format!("{name} {}", args.join(" "));
+    assert_ne!(out.status.code(), Some(101), "{case}: panicked\n{stderr}");
+    assert!(
+        !stderr.contains("panicked at"),
+        "{case}: panicked\n{stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(status),
+        "{case}: exit status\n{stderr}"
+    );
+    for w in words {
+        assert!(stderr.contains(w), "{case}: no `{w}` in\n{stderr}");
+    }
+}
+
+/// Every numeric flag out of HF's range is refused by the parser, naming the flag, the value
+/// and the range (exit 2, before anything is loaded).
+#[test]
+fn flags_out_of_range_are_named() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("classify", &["--batch-size", "0"], "1.."),
+        ("classify", &["--gradient-accumulation-steps", "0"], "1.."),
+        ("classify", &["--validation-split", "1.5"], "(0, 1)"),
+        ("classify", &["--validation-split=-0.2"], "(0, 1)"),
+        ("classify", &["--max-length", "0"], "1.."),
+        ("classify", &["--learning-rate", "0"], "(0, ∞)"),
+        ("classify", &["--num-train-epochs=-1"], "(0, ∞)"),
+        ("classify", &["--warmup-ratio", "1.5"], "[0, 1]"),
+        ("classify", &["--weight-decay=-0.1"], "[0, ∞)"),
+        ("classify", &["--max-grad-norm", "0"], "(0, ∞)"),
+        ("classify", &["--adam-beta2", "1"], "[0, 1)"),
+        ("classify", &["--max-steps", "0"], "1.."),
+        ("classify", &["--logging-steps", "0"], "1.."),
+        ("classify", &["--eval-steps", "0"], "1.."),
+        ("classify", &["--save-steps", "0"], "1.."),
+        ("classify", &["--save-total-limit", "0"], "1.."),
+        ("classify", &["--batch-size", "eight"], "not a number"),
+        ("ner", &["--validation-split", "1"], "(0, 1)"),
+        ("qa", &["--n-best-size", "0"], "1.."),
+        ("multiple_choice", &["--generate", "0"], "1.."),
+        ("pretrain", &["--dupe-factor", "0"], "1.."),
+        ("pretrain", &["--mlm-probability", "0"], "(0, 1)"),
+        ("pretrain", &["--eval-fraction", "1"], "(0, 1)"),
+        ("fill_mask", &["--top-k", "0"], "1.."),
+        ("generate", &["--temperature", "0"], "(0, ∞)"),
+    ];
+    for (name, args, range) in cases {
+        let flag = args[0].split('=').next().unwrap();
+        refuses(name, args, 2, &["invalid value", flag, range]);
+    }
+    refuses("classify", &["--backend", "tpu"], 2, &["tpu"]);
+    refuses("classify", &["--dtype", "f8"], 2, &["unknown dtype `f8`"]);
+}
+
+/// A classification file with a fault: a ragged row, an unclosed quote, one class only, no
+/// rows, a missing file; and an evaluation split with nothing in it.
+#[test]
+fn classification_data_faults_are_named() {
+    let header = b"text,label\n";
+    let rows = |extra: &[u8]| {
+        let mut v = header.to_vec();
+        for i in 0..10 {
+            v.extend(format!("sentence {i},{}\n", i % 2).as_bytes());
+        }
+        v.extend(extra);
+        v
+    };
+    let ragged = scratch("ragged.csv", &rows(b"one,too,many,1\n"));
+    let quote = scratch("quote.csv", &rows(b"\"never closed,1\nmore,0\n"));
+    let single = scratch("single.csv", b"text,label\na,pos\nb,pos\nc,pos\nd,pos\n");
+    let empty = scratch("empty.csv", b"");
+    let tiny = scratch("tiny.csv", b"text,label\na,0\nb,1\n");
+    let p = |p: &PathBuf| p.display().to_string();
+    let cases: Vec<(PathBuf, Vec<&str>, Vec<String>)> = vec![
+        (
+            ragged.clone(),
+            vec![],
+            vec![format!("{}:12", p(&ragged)), "4 fields".into()],
+        ),
+        (
+            quote.clone(),
+            vec![],
+            vec![format!("{}:12", p(&quote)), "not closed".into()],
+        ),
+        (
+            single.clone(),
+            vec![],
+            vec!["1 class".into(), "at least 2".into(), "regression".into()],
+        ),
+        (empty.clone(), vec![], vec![p(&empty)]),
+        (
+            PathBuf::from("/nonexistent/train.csv"),
+            vec![],
+            vec!["/nonexistent/train.csv".into()],
+        ),
+        (
+            tiny.clone(),
+            vec!["--validation-split", "0.1"],
+            vec!["evaluation set is empty".into(), "--no-eval".into()],
+        ),
+    ];
+    for (file, extra, words) in &cases {
+        let mut args = vec!["--train-file", file.to_str().unwrap()];
+        args.extend(extra);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        refuses("classify", &args, 1, &words);
+    }
+}
+
+/// Broken model directories: malformed config.json, truncated weights, no weights, and a
+/// --max-length beyond the model's positions.
+#[test]
+fn broken_models_are_named() {
+    let minilm = fixtures().join("models/all-MiniLM-L6-v2");
+    let copy = |name: &str| {
+        let dir = scratch(
+            &format!("{name}/tokenizer.json"),
+            &std::fs::read(minilm.join("tokenizer.json")).unwrap(),
+        );
+        let dir = dir.parent().unwrap().to_path_buf();
+        std::fs::copy(minilm.join("vocab.txt"), dir.join("vocab.txt")).unwrap();
+        dir
+    };
+    let bad_config = copy("bad-config");
+    std::fs::write(bad_config.join("config.json"), b"{\"hidden_size\": \"big\"").unwrap();
+    let truncated = copy("truncated");
+    std::fs::copy(minilm.join("config.json"), truncated.join("config.json")).unwrap();
+    let weights = std::fs::read(minilm.join("model.safetensors")).unwrap();
+    std::fs::write(
+        truncated.join("model.safetensors"),
+        &weights[..weights.len() / 3],
+    )
+    .unwrap();
+    let no_weights = copy("no-weights");
+    std::fs::copy(minilm.join("config.json"), no_weights.join("config.json")).unwrap();
+    let train = scratch("ok.csv", b"text,label\na,0\nb,1\nc,0\nd,1\ne,0\nf,1\n");
+    let t = train.to_str().unwrap();
+    for (dir, words) in [
+        (&bad_config, vec!["config.json"]),
+        (&truncated, vec!["model.safetensors", "cannot read weights"]),
+        (
+            &no_weights,
+            vec!["no model.safetensors or pytorch_model.bin"],
+        ),
+    ] {
+        refuses(
+            "classify",
+            &[
+                "--model",
+                dir.to_str().unwrap(),
+                "--train-file",
+                t,
+                "--validation-split",
+                "0.5",
+            ],
+            1,
+            &words,
+        );
+    }
+    refuses(
+        "classify",
+        &["--max-length", "100000"],
+        1,
+        &["--max-length 100000", "max_position_embeddings 512"],
+    );
+    refuses(
+        "qa",
+        &["--max-length", "2048"],
+        1,
+        &["max_position_embeddings"],
+    );
+    refuses(
+        "fill_mask",
+        &["--model", "/nonexistent/model"],
+        1,
+        &["/nonexistent/model", "no model here"],
+    );
+}
+
+/// Other data formats with a fault: a CoNLL line with one column, a SQuAD file that is not
+/// JSON, a SWAG row with a missing ending, a pretraining corpus too small.
+#[test]
+fn task_data_faults_are_named() {
+    let conll = scratch("bad.conll", b"EU B-ORG\nrejects\n\n");
+    refuses(
+        "ner",
+        &["--train-file", conll.to_str().unwrap()],
+        1,
+        &[conll.to_str().unwrap()],
+    );
+    let squad = scratch("bad-squad.json", b"{\"data\": [");
+    refuses(
+        "qa",
+        &["--train-file", squad.to_str().unwrap()],
+        1,
+        &[squad.to_str().unwrap()],
+    );
+    let swag = scratch(
+        "bad-swag.csv",
+        b"sent1,sent2,ending0,ending1,label\nA,B,c,d,0\nA,B,c,1\n",
+    );
+    refuses(
+        "multiple_choice",
+        &["--train-file", swag.to_str().unwrap()],
+        1,
+        &["bad-swag.csv:3"],
+    );
+    let corpus = scratch("tiny-corpus.txt", b"One sentence.\n\nAnother one.\n");
+    refuses(
+        "pretrain",
+        &["--corpus", corpus.to_str().unwrap()],
+        1,
+        &["tiny-corpus.txt", "at least 4"],
+    );
+    refuses(
+        "pretrain",
+        &["--corpus", "/nonexistent/corpus.txt"],
+        1,
+        &["/nonexistent/corpus.txt"],
+    );
+}
