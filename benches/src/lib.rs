@@ -15,6 +15,7 @@
 
 pub mod compare;
 pub mod memory;
+pub mod soak;
 pub mod workload;
 
 pub use workload::{Measurement, Workload, bench_config, measure};

@@ -31,6 +31,24 @@ enum Cmd {
     Run(Box<RunArgs>),
     /// Merge results JSON files into a Markdown table and bar charts.
     Compare(CompareArgs),
+    /// A long training run that samples host and device memory every N steps (leak check).
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Sample memory every N steps.
+    #[arg(long, default_value_t = 100)]
+    every: usize,
+    /// Steps before growth is measured (allocator pools and caches filling up).
+    #[arg(long, default_value_t = 500)]
+    warmup_steps: usize,
+    #[arg(long, default_value = "benches/results/soak.json")]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -449,11 +467,40 @@ fn compare(args: CompareArgs) -> Result<(), Error> {
     Ok(())
 }
 
+fn soak(a: SoakArgs) -> Result<(), Error> {
+    let device = bert::backend::device_from_name(&a.backend)?;
+    let dir = std::env::temp_dir().join(format!("bert-soak-{}", std::process::id()));
+    let result = benches::soak::soak(&a.backend, &device, a.steps, a.every, a.warmup_steps, &dir);
+    std::fs::remove_dir_all(&dir).ok();
+    let result = result?;
+    for s in &result.samples {
+        eprintln!(
+            "step {:>6}: RSS {:>8.1} MiB  device {:?}",
+            s.step, s.rss_mib, s.device_reserved_mib
+        );
+    }
+    eprintln!(
+        "{} steps in {:.0} s; growth after step {}: RSS {:+.1}%, device {:?}",
+        result.steps,
+        result.seconds,
+        result.warmup_steps,
+        100.0 * result.rss_growth,
+        result.device_growth.map(|g| format!("{:+.1}%", 100.0 * g))
+    );
+    let json = serde_json::json!({ "machine": machine("this machine"), "commit": commit(), "soak": result });
+    if let Some(d) = a.out.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&a.out, serde_json::to_string_pretty(&json)?)?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Run(a) => run(*a),
         Cmd::Compare(a) => compare(a),
+        Cmd::Soak(a) => soak(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -95,8 +95,17 @@ impl Checkpoint {
 
     fn read_safetensors(file: &Path) -> Result<BTreeMap<String, CheckpointTensor>> {
         let bytes = std::fs::read(file).map_err(|e| BertError::io(file, e))?;
+        Self::parse_safetensors(&bytes, file)
+    }
+
+    /// The float tensors of safetensors bytes (`file` names them in errors): a malformed
+    /// header, offsets outside the data or a non-float dtype is an error, never a panic.
+    pub fn parse_safetensors(
+        bytes: &[u8],
+        file: &Path,
+    ) -> Result<BTreeMap<String, CheckpointTensor>> {
         let st =
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| weights_error(file, e))?;
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| weights_error(file, e))?;
         let mut out = BTreeMap::new();
         for (key, view) in st.tensors() {
             let dtype = format!("{:?}", view.dtype());
@@ -130,6 +139,19 @@ impl Checkpoint {
             };
             let bytes = t.read().map_err(|e| weights_error(file, e))?;
             let data = to_f32(file, &key, dtype, &bytes)?;
+            // The pickle names a shape and a storage separately: a file where they disagree
+            // would panic in `TensorData::new` later.
+            let elements: usize = t.shape().iter().product();
+            if elements != data.len() {
+                return Err(weights_error(
+                    file,
+                    format!(
+                        "tensor `{key}` has shape {:?} ({elements} values) but {} values of data",
+                        t.shape(),
+                        data.len()
+                    ),
+                ));
+            }
             out.insert(
                 key,
                 CheckpointTensor {

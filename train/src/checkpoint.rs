@@ -55,7 +55,9 @@ pub fn list_checkpoints(output_dir: &Path) -> Vec<(usize, PathBuf)> {
 }
 
 /// Writes a checkpoint: `write_files` fills the temporary folder, then the manifest is added
-/// and the folder renamed to `checkpoint-{step}`. Keeps the newest `keep` checkpoints.
+/// and the folder renamed to `checkpoint-{step}`. Keeps the newest `keep` checkpoints, never
+/// the one just written nor `protect`. A failure (a full disk, an unwritable folder) removes the
+/// temporary folder and says that the checkpoints already there are untouched.
 pub fn save(
     output_dir: &Path,
     state: &TrainerState,
@@ -66,15 +68,52 @@ pub fn save(
     let step = state.global_step;
     let tmp = output_dir.join(format!(".tmp-checkpoint-{step}"));
     let dest = output_dir.join(format!("checkpoint-{step}"));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let written = write(output_dir, state, &tmp, &dest, write_files);
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(&tmp);
+        let kept: Vec<String> = list_checkpoints(output_dir)
+            .into_iter()
+            .filter(|(s, _)| *s != step)
+            .map(|(s, _)| format!("checkpoint-{s}"))
+            .collect();
+        let kept = if kept.is_empty() {
+            "there is no earlier checkpoint".to_string()
+        } else {
+            format!("the earlier checkpoints are intact: {}", kept.join(", "))
+        };
+        return Err(TrainError::Checkpoint(format!(
+            "checkpoint-{step} was not saved ({}); {kept}",
+            e.to_string().trim_start_matches("checkpoint: ")
+        )));
     }
-    fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    write_files(&tmp)?;
+    if let Some(keep) = keep {
+        let all = list_checkpoints(output_dir);
+        let excess = all.len().saturating_sub(keep.max(1));
+        for (_, old) in all.into_iter().take(excess) {
+            if Some(old.as_path()) != protect && old != dest {
+                fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+            }
+        }
+    }
+    Ok(dest)
+}
+
+fn write(
+    output_dir: &Path,
+    state: &TrainerState,
+    tmp: &Path,
+    dest: &Path,
+    write_files: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    if tmp.exists() {
+        fs::remove_dir_all(tmp).map_err(|e| io(tmp, e))?;
+    }
+    fs::create_dir_all(tmp).map_err(|e| io(tmp, e))?;
+    write_files(tmp)?;
     let mut state = state.clone();
     state.files.clear();
-    for entry in fs::read_dir(&tmp).map_err(|e| io(&tmp, e))? {
-        let entry = entry.map_err(|e| io(&tmp, e))?;
+    for entry in fs::read_dir(tmp).map_err(|e| io(tmp, e))? {
+        let entry = entry.map_err(|e| io(tmp, e))?;
         let path = entry.path();
         fs::File::open(&path)
             .and_then(|f| f.sync_all())
@@ -91,22 +130,13 @@ pub fn save(
         .and_then(|f| f.sync_all())
         .map_err(|e| io(&state_path, e))?;
     if dest.exists() {
-        fs::remove_dir_all(&dest).map_err(|e| io(&dest, e))?;
+        fs::remove_dir_all(dest).map_err(|e| io(dest, e))?;
     }
-    fs::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
+    fs::rename(tmp, dest).map_err(|e| io(dest, e))?;
     if let Ok(d) = fs::File::open(output_dir) {
         let _ = d.sync_all();
     }
-    if let Some(keep) = keep {
-        let all = list_checkpoints(output_dir);
-        let excess = all.len().saturating_sub(keep.max(1));
-        for (_, old) in all.into_iter().take(excess) {
-            if Some(old.as_path()) != protect && old != dest {
-                fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
-            }
-        }
-    }
-    Ok(dest)
+    Ok(())
 }
 
 /// Reads and verifies a checkpoint's state: every listed file exists with its listed size.

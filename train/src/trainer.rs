@@ -295,44 +295,89 @@ fn resume<M: Module>(
     state: &mut TrainerState,
     device: &Device,
 ) -> Result<(M, Option<PathBuf>), TrainError> {
-    let dir = match &args.resume {
+    let candidates = match &args.resume {
         Resume::No => return Ok((model, None)),
-        Resume::Latest => match checkpoint::list_checkpoints(&args.output_dir).pop() {
-            Some((_, p)) => p,
-            None => return Ok((model, None)),
-        },
-        Resume::Checkpoint(p) => p.clone(),
+        // A path given is loaded or refused; none given: the newest checkpoint that verifies
+        // and loads, the ones after it named and skipped (HF would stop at the newest).
+        Resume::Checkpoint(p) => {
+            return load_checkpoint(args, p, model, optim, schedule, state, device)
+                .map(|m| (m, Some(p.clone())));
+        }
+        Resume::Latest => checkpoint::list_checkpoints(&args.output_dir),
     };
+    let mut skipped: Vec<(PathBuf, String)> = Vec::new();
+    for (_, dir) in candidates.into_iter().rev() {
+        match load_checkpoint(args, &dir, model.clone(), optim, schedule, state, device) {
+            Ok(m) => {
+                for (d, why) in &skipped {
+                    eprintln!("warning: skipped {}: {why}", d.display());
+                }
+                if !skipped.is_empty() {
+                    eprintln!("resuming from {}", dir.display());
+                }
+                return Ok((m, Some(dir)));
+            }
+            Err(e) => skipped.push((dir, e.to_string().replace("checkpoint: ", ""))),
+        }
+    }
+    if skipped.is_empty() {
+        return Ok((model, None));
+    }
+    Err(TrainError::Checkpoint(format!(
+        "no checkpoint of {} can be resumed from: {}",
+        args.output_dir.display(),
+        skipped
+            .iter()
+            .map(|(d, why)| format!("{} ({why})", d.display()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
+}
+
+/// Verifies and loads one checkpoint into the model, optimizer, scheduler and state.
+fn load_checkpoint<M: Module>(
+    args: &TrainingArguments,
+    dir: &Path,
+    model: M,
+    optim: &mut AdamW,
+    schedule: &mut crate::HfSchedule,
+    state: &mut TrainerState,
+    device: &Device,
+) -> Result<M, TrainError> {
     let max_steps = state.max_steps;
-    *state = checkpoint::verify(&dir)?;
+    let verified = checkpoint::verify(dir)?;
     let load = |what: &str, e: &dyn std::fmt::Display| {
         TrainError::Checkpoint(format!("{}: cannot load {what}: {e}", dir.display()))
     };
     let model = model
         .try_load_file(dir.join(MODEL_FILE))
         .map_err(|e| load(MODEL_FILE, &e))?;
-    *optim = std::mem::replace(optim, AdamW::new(&args.optim)).load(&dir, device)?;
-    if optim.steps() != state.global_step {
+    let loaded = AdamW::new(&args.optim).load(dir, device)?;
+    if loaded.steps() != verified.global_step {
         return Err(TrainError::Checkpoint(format!(
             "{}: the optimizer has taken {} steps but the trainer state is at {}",
             dir.display(),
-            optim.steps(),
-            state.global_step
+            loaded.steps(),
+            verified.global_step
         )));
     }
     let record =
         LrSchedulerRecord::load(dir.join(SCHEDULER_FILE)).map_err(|e| load(SCHEDULER_FILE, &e))?;
-    schedule.load_record(record);
-    if schedule.current_step != state.global_step {
+    let mut resumed = schedule.clone();
+    resumed.load_record(record);
+    if resumed.current_step != verified.global_step {
         return Err(TrainError::Checkpoint(format!(
             "{}: scheduler is at step {} but the trainer state at {}",
             dir.display(),
-            schedule.current_step,
-            state.global_step
+            resumed.current_step,
+            verified.global_step
         )));
     }
+    *optim = loaded;
+    *schedule = resumed;
+    *state = verified;
     state.max_steps = max_steps;
-    Ok((model, Some(dir)))
+    Ok(model)
 }
 
 fn progress_bar(show: bool, total: usize, start: usize) -> ProgressBar {

@@ -288,6 +288,70 @@ fn partial_or_corrupted_checkpoints_are_refused() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Faults around checkpoints: a save that fails (here the destination is taken by a file, as a
+/// full disk or a read-only folder would fail it) leaves the earlier checkpoints as they were
+/// and says so; `--resume` with no path skips a newest checkpoint that does not verify and
+/// resumes from the one before; an output folder that cannot be made is named.
+#[test]
+fn checkpoint_faults_keep_what_was_saved() {
+    let _rng = rng_lock();
+    let device = device();
+    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let dir = tmp("faults");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("checkpoint-6"), b"not a folder").unwrap();
+    let a = args(&dir);
+    let e = train(&a, model(&device, 1), &data, &Task::new(None), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("checkpoint-6 was not saved")
+            && e.contains("the earlier checkpoints are intact: checkpoint-3"),
+        "{e}"
+    );
+    assert!(bert_train::checkpoint::verify(&dir.join("checkpoint-3")).is_ok());
+    assert!(
+        !dir.join(".tmp-checkpoint-6").exists(),
+        "temporary folder left"
+    );
+
+    // A full run (checkpoints 6 and 8 kept), then the newest truncated: resuming with no path
+    // skips it and continues from checkpoint-6 (steps 7 and 8 again).
+    std::fs::remove_file(dir.join("checkpoint-6")).unwrap();
+    train(&a, model(&device, 1), &data, &Task::new(None), &device).unwrap();
+    let model_file = dir.join("checkpoint-8/model.bpk");
+    let bytes = std::fs::read(&model_file).unwrap();
+    std::fs::write(&model_file, &bytes[..bytes.len() / 2]).unwrap();
+    let mut r = args(&dir);
+    r.resume = Resume::Latest;
+    let out = train(&r, model(&device, 1), &data, &Task::new(None), &device).unwrap();
+    assert_eq!(
+        out.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [7, 8]
+    );
+    // With every checkpoint broken, resuming is an error naming each one and why.
+    for step in [6, 8] {
+        let f = dir.join(format!("checkpoint-{step}/trainer_state.json"));
+        std::fs::remove_file(f).ok();
+    }
+    let e = train(&r, model(&device, 1), &data, &Task::new(None), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no checkpoint") && e.contains("checkpoint-8") && e.contains("checkpoint-6"),
+        "{e}"
+    );
+
+    // An output folder under a file cannot be made.
+    let mut u = args(&dir.join("checkpoint-8/model.bpk/out"));
+    u.max_steps = Some(3);
+    let e = train(&u, model(&device, 1), &data, &Task::new(None), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.bpk/out"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn bad_arguments_are_named() {
     let _rng = rng_lock();
