@@ -6,12 +6,10 @@ use std::path::PathBuf;
 
 use bert::{BertConfig, BertForMaskedLM, BertForPreTraining, BertInput, BertPretrained};
 use bert_datasets::BertTokenizer;
-use bert_datasets::collate::{TokenizedText, pad_texts};
 use burn::tensor::Tensor;
 use clap::Parser;
-use serde_json::json;
 
-use bert_train::tasks::{rows, softmax};
+use bert_train::tasks::fill_mask;
 
 use crate::range;
 use crate::{BackendArgs, Error, model_dir_or_hint};
@@ -39,7 +37,7 @@ fn mlm_logits(
     args: &Args,
     input: BertInput,
     device: &burn::tensor::Device,
-) -> Result<Tensor<3>, Error> {
+) -> Result<Tensor<3>, bert::BertError> {
     let config = BertConfig::from_file(&args.model)?;
     let class = config
         .architectures
@@ -61,60 +59,23 @@ pub fn main(args: Args) -> Result<(), Error> {
     model_dir_or_hint(&args.model, "pretrain")?;
     let device = args.backend.device()?;
     let tokenizer = BertTokenizer::from_pretrained(&args.model)?;
-    let special = tokenizer.special_ids()?;
-    let mut results = Vec::new();
     for text in &args.texts {
-        let encoding = tokenizer.encode(text)?;
-        let t = TokenizedText::from(&encoding);
-        let positions: Vec<usize> = (0..t.input_ids.len())
-            .filter(|&i| t.input_ids[i] == special.mask)
-            .collect();
-        if positions.is_empty() {
-            return Err(format!("no [MASK] token in {text:?}").into());
+        let fills = fill_mask(
+            |input| mlm_logits(&args, input, &device),
+            &tokenizer,
+            text,
+            args.top_k,
+            &device,
+        )?;
+        if args.json {
+            println!("{}", serde_json::json!({ "text": text, "masks": fills }));
+            continue;
         }
-        let b = pad_texts(&[&t], special.pad, &device);
-        let input = b;
-        let logits = mlm_logits(&args, input, &device)?;
-        let [_, s, v] = logits.dims();
-        let all = rows(logits.reshape([s, v]))?.concat();
-        let mut masks = Vec::new();
-        for &p in &positions {
-            let probs = softmax(&all[p * v..(p + 1) * v]);
-            let mut idx: Vec<usize> = (0..v).collect();
-            idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-            let top: Vec<_> = idx
-                .iter()
-                .take(args.top_k)
-                .map(|&i| {
-                    let mut ids = t.input_ids.clone();
-                    ids[p] = i as u32;
-                    let sequence = tokenizer.inner.decode(&ids, true).unwrap_or_default();
-                    json!({
-                        "score": probs[i], "token": i,
-                        "token_str": tokenizer.inner.id_to_token(i as u32).unwrap_or_default(),
-                        "sequence": sequence,
-                    })
-                })
-                .collect();
-            masks.push(json!({ "position": p, "predictions": top }));
-        }
-        results.push(json!({ "text": text, "masks": masks }));
-    }
-    if args.json {
-        println!("{}", json!({ "model": args.model, "results": results }));
-        return Ok(());
-    }
-    for r in &results {
-        println!("{}", r["text"].as_str().unwrap_or_default());
-        for m in r["masks"].as_array().into_iter().flatten() {
-            println!("  [MASK] at token {}:", m["position"]);
-            for p in m["predictions"].as_array().into_iter().flatten() {
-                println!(
-                    "    {:<14} {:.4}  {}",
-                    p["token_str"].as_str().unwrap_or_default(),
-                    p["score"].as_f64().unwrap_or(0.0),
-                    p["sequence"].as_str().unwrap_or_default()
-                );
+        println!("{text}");
+        for m in &fills {
+            println!("  [MASK] at token {}:", m.position);
+            for c in &m.candidates {
+                println!("    {:<14} {:.4}  {}", c.token_str, c.score, c.sequence);
             }
         }
     }

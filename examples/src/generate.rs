@@ -4,15 +4,11 @@
 
 use std::path::PathBuf;
 
-use bert::{BertInput, BertLMHeadModel, BertPretrained};
+use bert::{BertInput, BertLMHeadModel, BertPretrained, SamplingConfig};
 use bert_datasets::BertTokenizer;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::json;
-
-use bert_train::tasks::{rows, softmax};
 
 use crate::range;
 use crate::{BackendArgs, Error};
@@ -50,28 +46,6 @@ pub struct Args {
     pub prompts: Vec<String>,
 }
 
-/// A token drawn from `logits / temperature` restricted to the `top_k` most likely.
-fn sample(logits: &[f32], temperature: f32, top_k: usize, rng: &mut StdRng) -> usize {
-    let mut idx: Vec<usize> = (0..logits.len()).collect();
-    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    if top_k > 0 {
-        idx.truncate(top_k);
-    }
-    let scaled: Vec<f32> = idx
-        .iter()
-        .map(|&i| logits[i] / temperature.max(1e-6))
-        .collect();
-    let p = softmax(&scaled);
-    let mut r: f32 = rng.random();
-    for (k, &i) in idx.iter().enumerate() {
-        r -= p[k];
-        if r <= 0.0 {
-            return i;
-        }
-    }
-    idx[0]
-}
-
 pub fn main(args: Args) -> Result<(), Error> {
     crate::model_dir_or_hint(&args.model, "pretrain")?;
     let device = args.backend.device()?;
@@ -79,7 +53,6 @@ pub fn main(args: Args) -> Result<(), Error> {
     let special = tokenizer.special_ids()?;
     let model = BertLMHeadModel::from_pretrained(&args.model, &device)?;
     let eos = args.stop_at_sep.then_some(special.sep as i64);
-    let mut rng = StdRng::seed_from_u64(args.seed);
     let mut results = Vec::new();
     for prompt in &args.prompts {
         // `[CLS] prompt` without the closing `[SEP]`, as the decoder was trained.
@@ -93,43 +66,29 @@ pub fn main(args: Args) -> Result<(), Error> {
             ids.pop();
         }
         let prompt_len = ids.len();
-        let tensor = |v: &[i64]| {
-            Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), [1, v.len()]), &device)
-        };
         let start = std::time::Instant::now();
-        if !args.do_sample {
-            let out = model.generate(
-                BertInput::new(tensor(&ids)),
-                args.max_new_tokens,
-                !args.no_cache,
-                eos,
-            )?;
-            ids = out
+        let input = BertInput::new(Tensor::<2, Int>::from_data(
+            TensorData::new(ids.clone(), [1, ids.len()]),
+            &device,
+        ));
+        ids = if args.do_sample {
+            let config = SamplingConfig {
+                max_new_tokens: args.max_new_tokens,
+                temperature: args.temperature,
+                top_k: args.top_k,
+                use_cache: !args.no_cache,
+                eos_token_id: eos,
+                seed: args.seed,
+            };
+            model.generate_sampled(input, &config)?
+        } else {
+            model
+                .generate(input, args.max_new_tokens, !args.no_cache, eos)?
                 .into_data()
                 .convert::<i64>()
                 .try_into_vec()
-                .map_err(|e| format!("{e:?}"))?;
-        } else {
-            let mut input = BertInput::new(tensor(&ids));
-            input.use_cache = !args.no_cache;
-            for _ in 0..args.max_new_tokens {
-                let out = model.forward(input.clone(), None)?;
-                let [_, l, v] = out.logits.dims();
-                let last = rows(out.logits.slice([0..1, l - 1..l, 0..v]).reshape([1, v]))?.concat();
-                let next = sample(&last, args.temperature, args.top_k, &mut rng) as i64;
-                ids.push(next);
-                if Some(next) == eos {
-                    break;
-                }
-                if input.use_cache {
-                    input.input_ids = tensor(&[next]);
-                    input.token_type_ids = None;
-                    input.past_key_values = out.past_key_values;
-                } else {
-                    input.input_ids = tensor(&ids);
-                }
-            }
-        }
+                .map_err(|e| format!("{e:?}"))?
+        };
         let elapsed = start.elapsed().as_secs_f64();
         let new: Vec<u32> = ids[prompt_len..].iter().map(|&i| i as u32).collect();
         let all: Vec<u32> = ids.iter().map(|&i| i as u32).collect();

@@ -11,7 +11,7 @@ pub mod question_answering;
 pub mod sequence_classification;
 pub mod token_classification;
 
-pub use lm_head::BertLMHeadModel;
+pub use lm_head::{BertLMHeadModel, SamplingConfig, sample_top_k};
 pub use masked_lm::BertForMaskedLM;
 pub use masked_positions::MaskedPositions;
 pub use multiple_choice::BertForMultipleChoice;

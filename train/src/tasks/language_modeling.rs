@@ -172,3 +172,72 @@ impl TrainTask<BertLMHeadModel, CausalLmBatch> for CausalLmTask {
         save_with_tokenizer(model, &self.tokenizer, dir)
     }
 }
+
+/// One `[MASK]`'s candidates, best first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MaskFill {
+    /// Token index of the mask in the encoded text.
+    pub position: usize,
+    pub candidates: Vec<MaskCandidate>,
+}
+
+/// HF `FillMaskPipeline`'s fields.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MaskCandidate {
+    pub score: f32,
+    pub token: u32,
+    pub token_str: String,
+    /// The text with this token in the mask's place.
+    pub sequence: String,
+}
+
+/// HF's `FillMaskPipeline`: the `top_k` tokens for each `[MASK]` of `text`, with their
+/// probabilities. `mlm_logits` runs the model (`BertForMaskedLM` or `BertForPreTraining`) on
+/// the encoded text and returns its `[1, seq, vocab]` logits. A text without `[MASK]` is an
+/// error.
+pub fn fill_mask(
+    mlm_logits: impl Fn(bert::BertInput) -> Result<Tensor<3>, bert::BertError>,
+    tokenizer: &BertTokenizer,
+    text: &str,
+    top_k: usize,
+    device: &Device,
+) -> Result<Vec<MaskFill>, TrainError> {
+    use bert_datasets::collate::{TokenizedText, pad_texts};
+    let special = tokenizer.special_ids()?;
+    let t = TokenizedText::from(&tokenizer.encode(text)?);
+    let positions: Vec<usize> = (0..t.len())
+        .filter(|&i| t.input_ids[i] == special.mask)
+        .collect();
+    if positions.is_empty() {
+        return Err(bert::BertError::Input(format!("no [MASK] token in {text:?}")).into());
+    }
+    let logits = mlm_logits(pad_texts(&[&t], special.pad, device))?;
+    let [_, s, v] = logits.dims();
+    let all = super::rows(logits.reshape([s, v]))?;
+    Ok(positions
+        .iter()
+        .map(|&p| {
+            let probs = super::softmax(&all[p]);
+            let mut idx: Vec<usize> = (0..v).collect();
+            idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            let candidates = idx
+                .iter()
+                .take(top_k)
+                .map(|&i| {
+                    let mut ids = t.input_ids.clone();
+                    ids[p] = i as u32;
+                    MaskCandidate {
+                        score: probs[i],
+                        token: i as u32,
+                        token_str: tokenizer.inner.id_to_token(i as u32).unwrap_or_default(),
+                        sequence: tokenizer.inner.decode(&ids, true).unwrap_or_default(),
+                    }
+                })
+                .collect();
+            MaskFill {
+                position: p,
+                candidates,
+            }
+        })
+        .collect())
+}
