@@ -116,14 +116,7 @@ impl AnyBert {
     ) -> Result<(Self, LoadReport)> {
         let dir = dir.as_ref();
         let config = BertConfig::from_file(dir)?;
-        let class = match head {
-            Some(h) => h.to_string(),
-            None => config
-                .architectures
-                .as_ref()
-                .and_then(|a| a.first().cloned())
-                .unwrap_or_else(|| "BertModel".into()),
-        };
+        let class = head.unwrap_or(config.architecture()).to_string();
         // Name the unknown head before reading any weights.
         if !CLASS_NAMES.contains(&class.as_str()) {
             return Err(BertError::UnknownHead(class, CLASS_NAMES.join(", ")));
@@ -284,39 +277,25 @@ impl AutoClass for BertForPreTraining {
     }
 }
 
-impl AutoClass for BertForMaskedLM {
-    const INPUTS: &'static [&'static str] = &TEXT_LABELS;
-    fn forward_named(&self, inputs: &Inputs<'_>) -> Result<NamedTensors> {
-        let o = self.forward(inputs.bert_input()?, inputs.int("labels")?)?;
-        Ok(outputs(
-            o.loss,
-            [("logits", HostTensor::from_float(o.logits))],
-        ))
-    }
+/// Classes whose forward takes `labels` and returns `logits` (and `loss` with labels).
+macro_rules! logits_classes {
+    ($($class:ident: $inputs:expr),* $(,)?) => {$(
+        impl AutoClass for $class {
+            const INPUTS: &'static [&'static str] = $inputs;
+            fn forward_named(&self, inputs: &Inputs<'_>) -> Result<NamedTensors> {
+                let o = self.forward(inputs.bert_input()?, inputs.int("labels")?)?;
+                Ok(outputs(o.loss, [("logits", HostTensor::from_float(o.logits))]))
+            }
+        }
+    )*};
 }
 
-impl AutoClass for BertLMHeadModel {
-    const INPUTS: &'static [&'static str] =
-        &[DECODER[0], DECODER[1], DECODER[2], DECODER[3], "labels"];
-    fn forward_named(&self, inputs: &Inputs<'_>) -> Result<NamedTensors> {
-        let o = self.forward(inputs.bert_input()?, inputs.int("labels")?)?;
-        Ok(outputs(
-            o.loss,
-            [("logits", HostTensor::from_float(o.logits))],
-        ))
-    }
-}
-
-impl AutoClass for BertForNextSentencePrediction {
-    const INPUTS: &'static [&'static str] = &TEXT_LABELS;
-    fn forward_named(&self, inputs: &Inputs<'_>) -> Result<NamedTensors> {
-        let o = self.forward(inputs.bert_input()?, inputs.int("labels")?)?;
-        Ok(outputs(
-            o.loss,
-            [("logits", HostTensor::from_float(o.logits))],
-        ))
-    }
-}
+logits_classes!(
+    BertForMaskedLM: &TEXT_LABELS,
+    BertLMHeadModel: &[DECODER[0], DECODER[1], DECODER[2], DECODER[3], "labels"],
+    BertForNextSentencePrediction: &TEXT_LABELS,
+    BertForTokenClassification: &TEXT_LABELS,
+);
 
 impl AutoClass for BertForSequenceClassification {
     const INPUTS: &'static [&'static str] = &TEXT_LABELS;
@@ -358,17 +337,6 @@ impl AutoClass for BertForMultipleChoice {
             inputs.int("token_type_ids")?,
             inputs.int("labels")?,
         )?;
-        Ok(outputs(
-            o.loss,
-            [("logits", HostTensor::from_float(o.logits))],
-        ))
-    }
-}
-
-impl AutoClass for BertForTokenClassification {
-    const INPUTS: &'static [&'static str] = &TEXT_LABELS;
-    fn forward_named(&self, inputs: &Inputs<'_>) -> Result<NamedTensors> {
-        let o = self.forward(inputs.bert_input()?, inputs.int("labels")?)?;
         Ok(outputs(
             o.loss,
             [("logits", HostTensor::from_float(o.logits))],

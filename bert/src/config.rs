@@ -183,6 +183,14 @@ impl BertConfig {
         crate::hub::write_atomically(&path, self.to_json_string().as_bytes())
     }
 
+    /// The HF class the checkpoint was saved from (`architectures[0]`), `BertModel` if none.
+    pub fn architecture(&self) -> &str {
+        self.architectures
+            .as_ref()
+            .and_then(|a| a.first())
+            .map_or("BertModel", String::as_str)
+    }
+
     /// Number of labels of the classification heads: `len(id2label)`, default 2 (HF).
     pub fn num_labels(&self) -> usize {
         self.id2label.as_ref().map_or(2, |m| m.len())

@@ -12,7 +12,7 @@ use bert_train::tasks::{SequenceClassificationTask, TextClassification, classify
 use clap::Parser;
 
 use crate::range;
-use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, column, load_model};
+use crate::{Error, TaskArgs, TrainArgs, TrainDefaults, column, load_model};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -20,8 +20,6 @@ use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, column, load
     about = "Fine-tune, evaluate and predict with BertForSequenceClassification"
 )]
 pub struct Args {
-    #[command(flatten)]
-    pub backend: BackendArgs,
     /// A CSV, TSV, JSONL or Parquet --train-file (default: the fixtures' polarity sentences);
     /// without --validation-file, --validation-split of it is held out.
     #[command(flatten)]
@@ -147,9 +145,7 @@ fn print_predictions(predictions: &[TextClassification], as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let run = args
-        .task
-        .setup(&args.backend, args.train.seed, Some(args.max_length))?;
+    let run = args.task.setup(args.train.seed, Some(args.max_length))?;
     let (tokenizer, device) = (&run.tokenizer, &run.device);
     if args.task.predict_only(!args.predict.is_empty()) {
         let model = BertForSequenceClassification::from_pretrained(&run.model_dir, device)?;
@@ -211,7 +207,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             eval_items.len(),
             train_path.display(),
             run.model_dir.display(),
-            args.backend.backend
+            args.task.backend.backend
         );
     }
     let out = args.train.fit(

@@ -204,6 +204,8 @@ impl TrainArgs {
 /// `DataTrainingArguments` names).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TaskArgs {
+    #[command(flatten)]
+    pub backend: crate::BackendArgs,
     /// HF model directory to start from; a `BertModel` checkpoint gets a new head, reported as
     /// HF reports it (default: all-MiniLM-L6-v2 from the fixtures).
     #[arg(long)]
@@ -256,13 +258,8 @@ pub struct Setup {
 
 impl TaskArgs {
     /// The devices, the model directory and its tokenizer.
-    pub fn setup(
-        &self,
-        backend: &crate::BackendArgs,
-        seed: u64,
-        max_length: Option<usize>,
-    ) -> Result<Setup, crate::Error> {
-        let device = backend.device()?;
+    pub fn setup(&self, seed: u64, max_length: Option<usize>) -> Result<Setup, crate::Error> {
+        let device = self.backend.device()?;
         let train_device = device.clone().autodiff();
         train_device.seed(seed);
         let model_dir = crate::model_or_default(&self.model)?;

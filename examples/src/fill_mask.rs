@@ -39,11 +39,7 @@ fn mlm_logits(
     device: &burn::tensor::Device,
 ) -> Result<Tensor<3>, bert::BertError> {
     let config = BertConfig::from_file(&args.model)?;
-    let class = config
-        .architectures
-        .as_ref()
-        .and_then(|a| a.first().cloned())
-        .unwrap_or_default();
+    let class = config.architecture();
     Ok(if class == "BertForPreTraining" {
         BertForPreTraining::from_pretrained(&args.model, device)?
             .forward(input, None, None)?

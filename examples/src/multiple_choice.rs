@@ -16,7 +16,7 @@ use bert_train::{Metrics, TrainTask, tasks::MultipleChoiceTask};
 use clap::Parser;
 
 use crate::range;
-use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
+use crate::{Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -24,8 +24,6 @@ use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
     about = "Fine-tune BertForMultipleChoice on SWAG-style data"
 )]
 pub struct Args {
-    #[command(flatten)]
-    pub backend: BackendArgs,
     /// A SWAG CSV or JSONL --train-file (default: generated items).
     #[command(flatten)]
     pub task: TaskArgs,
@@ -68,9 +66,7 @@ impl Args {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let run = args
-        .task
-        .setup(&args.backend, args.train.seed, Some(args.max_length))?;
+    let run = args.task.setup(args.train.seed, Some(args.max_length))?;
     let (tokenizer, json) = (&run.tokenizer, args.task.json);
     let (train_path, eval_path) = args.files()?;
     let mut train_examples = read_swag(&train_path)?;
@@ -108,7 +104,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             eval_examples.len(),
             train_path.display(),
             run.model_dir.display(),
-            args.backend.backend
+            args.task.backend.backend
         );
     }
     let before = task.evaluate(&model)?;

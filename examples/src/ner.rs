@@ -15,7 +15,7 @@ use bert_train::tasks::{TagRows, TaggedText, TokenClassificationTask, scores, ta
 use clap::Parser;
 
 use crate::range;
-use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
+use crate::{Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -23,8 +23,6 @@ use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
     about = "Fine-tune BertForTokenClassification on CoNLL/BIO data and tag text"
 )]
 pub struct Args {
-    #[command(flatten)]
-    pub backend: BackendArgs,
     /// A CoNLL-2003 or `token<TAB>tag` --train-file (default: WNUT-16 from the fixtures).
     #[command(flatten)]
     pub task: TaskArgs,
@@ -70,9 +68,7 @@ fn print_tagged(t: &TaggedText, as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let run = args
-        .task
-        .setup(&args.backend, args.train.seed, Some(args.max_length))?;
+    let run = args.task.setup(args.train.seed, Some(args.max_length))?;
     let (tokenizer, device, json) = (&run.tokenizer, &run.device, args.task.json);
     let texts = match &args.predict[..] {
         [] => vec![EXAMPLE_TEXT.to_string()],
@@ -136,7 +132,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             train_path.display(),
             labels.len(),
             run.model_dir.display(),
-            args.backend.backend
+            args.task.backend.backend
         );
     }
     let out = args.train.fit(

@@ -39,15 +39,13 @@ pub fn main(args: Args) -> Result<(), Error> {
     let device = args.backend.device()?;
     let tokenizer = BertTokenizer::from_pretrained(&args.model)?;
     let encoding = tokenizer.encode_pair(&args.sentence_a, &args.sentence_b)?;
-    let t = TokenizedText::from(&encoding);
-    let b = pad_texts(&[&t], tokenizer.special_ids()?.pad, &device);
-    let input = b;
+    let input = pad_texts(
+        &[&TokenizedText::from(&encoding)],
+        tokenizer.special_ids()?.pad,
+        &device,
+    );
     let config = BertConfig::from_file(&args.model)?;
-    let class = config
-        .architectures
-        .as_ref()
-        .and_then(|a| a.first().cloned())
-        .unwrap_or_default();
+    let class = config.architecture();
     let logits = if class == "BertForPreTraining" {
         BertForPreTraining::from_pretrained(&args.model, &device)?
             .forward(input, None, None)?

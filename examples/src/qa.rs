@@ -16,7 +16,7 @@ use bert_train::tasks::{Answer, QuestionAnsweringTask, answer_questions};
 use clap::Parser;
 
 use crate::range;
-use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
+use crate::{Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -24,8 +24,6 @@ use crate::{BackendArgs, Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
     about = "Fine-tune BertForQuestionAnswering on SQuAD JSON and answer questions"
 )]
 pub struct Args {
-    #[command(flatten)]
-    pub backend: BackendArgs,
     /// A SQuAD JSON --train-file and --validation-file (default: generated questions + the
     /// fixtures' SQuAD sample).
     #[command(flatten)]
@@ -134,7 +132,7 @@ fn print_answers(answers: &[Answer], as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let run = args.task.setup(&args.backend, args.train.seed, None)?;
+    let run = args.task.setup(args.train.seed, None)?;
     crate::cli::check_max_length(&run.model_dir, args.max_length)?;
     let (tokenizer, device, json) = (&run.tokenizer, &run.device, args.task.json);
     let questions = match &args.question[..] {
@@ -186,7 +184,7 @@ pub fn main(args: Args) -> Result<(), Error> {
             train_features.len(),
             eval_examples.len(),
             run.model_dir.display(),
-            args.backend.backend
+            args.task.backend.backend
         );
     }
     let task = QuestionAnsweringTask {

@@ -159,7 +159,7 @@ impl BertLMHeadModel {
                 config.max_new_tokens, self.bert.config.max_position_embeddings
             )));
         }
-        if !(config.temperature > 0.0) {
+        if config.temperature.is_nan() || config.temperature <= 0.0 {
             return Err(BertError::Input(format!(
                 "temperature must be > 0, got {}",
                 config.temperature
