@@ -6,6 +6,8 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
+
+use crate::precision::{linear, matmul};
 use burn::tensor::{Device, Tensor, activation::softmax};
 
 use crate::config::BertConfig;
@@ -75,17 +77,17 @@ impl BertSelfAttention {
         past: Option<(Tensor<4>, Tensor<4>)>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [b, s, h] = hidden.dims();
-        let query = self.split_heads(self.query.forward(hidden.clone()));
+        let query = self.split_heads(linear(&self.query, hidden.clone()));
         let (key, value) = match (encoder_states, past) {
             // Cross-attention with cached encoder keys/values.
             (Some(_), Some(kv)) => kv,
             (Some(enc), None) => (
-                self.split_heads(self.key.forward(enc.clone())),
-                self.split_heads(self.value.forward(enc)),
+                self.split_heads(linear(&self.key, enc.clone())),
+                self.split_heads(linear(&self.value, enc)),
             ),
             (None, past) => {
-                let key = self.split_heads(self.key.forward(hidden.clone()));
-                let value = self.split_heads(self.value.forward(hidden));
+                let key = self.split_heads(linear(&self.key, hidden.clone()));
+                let value = self.split_heads(linear(&self.value, hidden));
                 match past {
                     Some((pk, pv)) => (
                         Tensor::cat(vec![pk, key], 2),
@@ -96,13 +98,12 @@ impl BertSelfAttention {
             }
         };
         let head_dim = h / self.num_heads;
-        let mut scores = query.matmul(key.clone().swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        let mut scores = matmul(query, key.clone().swap_dims(2, 3)) / (head_dim as f64).sqrt();
         if let Some(mask) = mask {
             scores = scores + mask;
         }
         let probs = crate::dropout::forward(&self.dropout, softmax(scores, 3));
-        let context = probs
-            .matmul(value.clone())
+        let context = matmul(probs, value.clone())
             .swap_dims(1, 2)
             .reshape([b, s, h]);
         (context, (key, value))
@@ -126,7 +127,7 @@ impl BertSelfOutput {
     }
 
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        let hidden = crate::dropout::forward(&self.dropout, self.dense.forward(hidden));
+        let hidden = crate::dropout::forward(&self.dropout, linear(&self.dense, hidden));
         self.LayerNorm.forward(hidden + input)
     }
 }

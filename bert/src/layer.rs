@@ -27,7 +27,8 @@ impl BertIntermediate {
     }
 
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
-        self.act.forward(self.dense.forward(hidden))
+        self.act
+            .forward(crate::precision::linear(&self.dense, hidden))
     }
 }
 
@@ -48,7 +49,8 @@ impl BertOutput {
     }
 
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        let hidden = crate::dropout::forward(&self.dropout, self.dense.forward(hidden));
+        let hidden =
+            crate::dropout::forward(&self.dropout, crate::precision::linear(&self.dense, hidden));
         self.LayerNorm.forward(hidden + input)
     }
 }

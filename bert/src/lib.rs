@@ -28,6 +28,7 @@ pub mod loss;
 pub mod model;
 pub mod output;
 pub mod pooler;
+pub mod precision;
 pub mod reads;
 pub mod tensors_file;
 

@@ -246,7 +246,9 @@ pub(crate) fn extended_attention_mask(
         (Some(p), Some(f)) => Some(p.bool_or(f)),
         (p, f) => p.or(f),
     }?;
-    Some(Tensor::zeros([batch, 1, seq, total], device).mask_fill(masked, f32::MIN))
+    let zeros = Tensor::zeros([batch, 1, seq, total], device);
+    let min = crate::precision::finfo_min(zeros.dtype());
+    Some(zeros.mask_fill(masked, min))
 }
 
 #[derive(Module, Debug)]
@@ -290,11 +292,13 @@ impl BertModel {
                 let enc_seq = states.dims()[1];
                 // HF `invert_attention_mask`: `[b, 1, 1, enc_seq]`, broadcast over queries.
                 let enc_mask = input.encoder_attention_mask.map(|m| {
-                    Tensor::zeros([batch, 1, seq, enc_seq], &device).mask_fill(
+                    let zeros = Tensor::zeros([batch, 1, seq, enc_seq], &device);
+                    let min = crate::precision::finfo_min(zeros.dtype());
+                    zeros.mask_fill(
                         m.equal_elem(0)
                             .reshape([batch, 1, 1, enc_seq])
                             .expand([batch, 1, seq, enc_seq]),
-                        f32::MIN,
+                        min,
                     )
                 });
                 Some((states, enc_mask))

@@ -145,7 +145,7 @@ fn print_predictions(predictions: &[TextClassification], as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let run = args.task.setup(args.train.seed, Some(args.max_length))?;
+    let run = args.task.setup(&args.train, Some(args.max_length))?;
     let (tokenizer, device) = (&run.tokenizer, &run.device);
     if args.task.predict_only(!args.predict.is_empty()) {
         let model = BertForSequenceClassification::from_pretrained(&run.model_dir, device)?;

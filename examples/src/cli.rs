@@ -100,9 +100,31 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Mixed precision: bfloat16 matrix products, f32 parameters, optimizer state, norms,
+    /// softmax and losses (HF's `--bf16`; `--dtype` is pure precision instead).
+    #[arg(long, conflicts_with = "fp16")]
+    pub bf16: bool,
+    /// Mixed precision with float16 products and dynamic loss scaling (HF's `--fp16`).
+    #[arg(long)]
+    pub fp16: bool,
+    /// Recompute activations in the backward pass instead of keeping them (Burn's balanced
+    /// checkpointing of memory-bound operations; HF's `--gradient_checkpointing`).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 impl TrainArgs {
+    /// The training device: `device` with autodiff (and gradient checkpointing when asked),
+    /// seeded.
+    pub fn autodiff(&self, device: &Device) -> Device {
+        let mut d = device.clone().autodiff();
+        if self.gradient_checkpointing {
+            d = d.gradient_checkpointing();
+        }
+        d.seed(self.seed);
+        d
+    }
+
     pub fn batch_size(&self, d: &TrainDefaults) -> usize {
         self.batch_size.unwrap_or(d.batch_size)
     }
@@ -175,6 +197,8 @@ impl TrainArgs {
                 None => self.warmup_ratio.unwrap_or(d.warmup_ratio),
             },
             max_grad_norm: self.max_grad_norm,
+            bf16: self.bf16,
+            fp16: self.fp16,
             seed: self.seed,
             logging_steps: self.logging_steps,
             eval_steps: if has_eval {
@@ -258,10 +282,13 @@ pub struct Setup {
 
 impl TaskArgs {
     /// The devices, the model directory and its tokenizer.
-    pub fn setup(&self, seed: u64, max_length: Option<usize>) -> Result<Setup, crate::Error> {
+    pub fn setup(
+        &self,
+        train: &TrainArgs,
+        max_length: Option<usize>,
+    ) -> Result<Setup, crate::Error> {
         let device = self.backend.device()?;
-        let train_device = device.clone().autodiff();
-        train_device.seed(seed);
+        let train_device = train.autodiff(&device);
         let model_dir = crate::model_or_default(&self.model)?;
         let mut tokenizer = BertTokenizer::from_pretrained(&model_dir)?;
         if let Some(n) = max_length {

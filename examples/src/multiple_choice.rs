@@ -66,7 +66,7 @@ impl Args {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let run = args.task.setup(args.train.seed, Some(args.max_length))?;
+    let run = args.task.setup(&args.train, Some(args.max_length))?;
     let (tokenizer, json) = (&run.tokenizer, args.task.json);
     let (train_path, eval_path) = args.files()?;
     let mut train_examples = read_swag(&train_path)?;

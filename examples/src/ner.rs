@@ -68,7 +68,7 @@ fn print_tagged(t: &TaggedText, as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let run = args.task.setup(args.train.seed, Some(args.max_length))?;
+    let run = args.task.setup(&args.train, Some(args.max_length))?;
     let (tokenizer, device, json) = (&run.tokenizer, &run.device, args.task.json);
     let texts = match &args.predict[..] {
         [] => vec![EXAMPLE_TEXT.to_string()],

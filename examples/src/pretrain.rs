@@ -224,8 +224,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         tokenize_documents(&tokenizer, &train_docs)?,
         tokenize_documents(&tokenizer, &eval_docs)?,
     );
-    let train_device = device.clone().autodiff();
-    train_device.seed(args.train.seed);
+    let train_device = args.train.autodiff(&device);
     let batch_size = args.train.batch_size(&DEFAULTS);
     let summary = |kind: &str, n_train: usize, n_eval: usize| {
         if !args.json {
@@ -348,8 +347,7 @@ fn streamed(args: &Args, device: &Device) -> Result<(), Error> {
         let pairs = stream_pairs(encode_documents(docs, &open_tokenizer, 64)?, &options, 256)?;
         Ok(Box::new(pairs.map(|p| p.map_err(TrainError::from))))
     };
-    let train_device = device.clone().autodiff();
-    train_device.seed(seed);
+    let train_device = args.train.autodiff(device);
     let model: BertForPreTraining = args.model(&tokenizer, &train_device)?;
     let collator = args.collator(&tokenizer)?;
     let batch_size = args.train.batch_size(&DEFAULTS);

@@ -132,7 +132,7 @@ fn print_answers(answers: &[Answer], as_json: bool) {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let run = args.task.setup(args.train.seed, None)?;
+    let run = args.task.setup(&args.train, None)?;
     crate::cli::check_max_length(&run.model_dir, args.max_length)?;
     let (tokenizer, device, json) = (&run.tokenizer, &run.device, args.task.json);
     let questions = match &args.question[..] {

@@ -6,6 +6,7 @@
 pub mod adamw;
 pub mod checkpoint;
 pub mod data;
+pub mod grad_scaler;
 pub mod gradients;
 pub mod optimizer;
 pub mod plot;
@@ -16,6 +17,7 @@ pub mod trainer;
 
 pub use adamw::AdamW;
 pub use data::{BatchSource, InMemoryBatches, ItemBatches};
+pub use grad_scaler::GradScaler;
 pub use gradients::{accumulate_scaled, clip_grad_norm, global_grad_norm};
 pub use optimizer::{AdamWArgs, ParamGroupSummary, adamw_with_no_decay};
 pub use schedule::{HfSchedule, SchedulerType, get_scheduler, warmup_steps};

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bert::precision::{Autocast, autocast};
 use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -31,7 +32,7 @@ use crate::checkpoint::{self, MODEL_FILE, SCHEDULER_FILE, TrainerState};
 use crate::data::BatchSource;
 use crate::plot::{Panel, Series};
 use crate::{
-    AdamW, AdamWArgs, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
+    AdamW, AdamWArgs, GradScaler, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
     get_scheduler, warmup_steps,
 };
 
@@ -54,6 +55,12 @@ pub struct TrainingArguments {
     pub warmup: f64,
     /// 1.0; `f64::INFINITY` disables clipping (the norm is still logged).
     pub max_grad_norm: f64,
+    /// Mixed precision with bfloat16 matrix products (HF `bf16`): parameters, optimizer state
+    /// and everything but the products stay f32 (`bert::precision`).
+    pub bf16: bool,
+    /// Mixed precision with float16 matrix products and loss scaling (HF `fp16`,
+    /// [`crate::GradScaler`]): a step with inf/NaN gradients is skipped.
+    pub fp16: bool,
     /// 42
     pub seed: u64,
     /// 500
@@ -93,6 +100,8 @@ impl Default for TrainingArguments {
             lr_scheduler_type: SchedulerType::Linear,
             warmup: 0.0,
             max_grad_norm: 1.0,
+            bf16: false,
+            fp16: false,
             seed: 42,
             logging_steps: 500,
             eval_steps: None,
@@ -163,7 +172,19 @@ fn validate(args: &TrainingArguments, micro_per_epoch: usize) -> Result<(), Trai
     if args.logging_steps == 0 || args.eval_steps == Some(0) || args.save_steps == Some(0) {
         return bad("logging_steps, eval_steps and save_steps must be ≥ 1".into());
     }
+    if args.bf16 && args.fp16 {
+        return bad("bf16 and fp16 are exclusive: choose one".into());
+    }
     Ok(())
+}
+
+/// The matrix products' precision `args` asks for.
+fn autocast_mode(args: &TrainingArguments) -> Autocast {
+    match (args.bf16, args.fp16) {
+        (true, _) => Autocast::Bf16,
+        (_, true) => Autocast::F16,
+        _ => Autocast::Off,
+    }
 }
 
 /// Trains `model` on `data` with `task`'s loss. `model` lives on an autodiff device.
@@ -197,6 +218,12 @@ where
     };
     let (mut model, resumed_from) =
         resume(args, model, &mut optim, &mut schedule, &mut state, device)?;
+    let mode = autocast_mode(args);
+    let mut scaler = match (&resumed_from, args.fp16) {
+        (Some(dir), true) => Some(GradScaler::load(dir)?),
+        (None, true) => Some(GradScaler::default()),
+        (_, false) => None,
+    };
 
     let log_path = args.output_dir.join("log.jsonl");
     rewrite_log(&log_path, &state.log_history)?;
@@ -227,10 +254,27 @@ where
             device.seed(seed);
             bert::dropout::seed(seed);
         }
-        let (grads, loss) = accumulate(&model, data, task, step, accum)?;
+        let loss_scale = scaler.as_ref().map_or(1.0, |s| s.scale);
+        let (mut grads, loss) = accumulate(&model, data, task, step, accum, mode, loss_scale)?;
         log.micro_batches += accum;
-        let (stepped, grad_norm) = optim.step(lr, model, grads, args.max_grad_norm)?;
-        model = stepped;
+        // fp16: a step with inf/NaN gradients is skipped, optimizer and scheduler alike (one
+        // read of the gradient norm per step, as PyTorch's GradScaler makes).
+        let overflow = match scaler.as_mut() {
+            Some(s) => {
+                let norm: f64 =
+                    crate::global_grad_norm(&model, &mut grads).into_scalar::<f32>() as f64;
+                !s.update(norm)
+            }
+            None => false,
+        };
+        let grad_norm = if overflow {
+            schedule.current_step -= 1;
+            Tensor::<1>::full([1], f64::INFINITY, &loss.device())
+        } else {
+            let (stepped, grad_norm) = optim.step(lr, model, grads, args.max_grad_norm)?;
+            model = stepped;
+            grad_norm
+        };
         state.global_step = step + 1;
         state.epoch = (state.global_step * accum) as f64 / micro_per_epoch as f64;
         pending.push((state.global_step, loss, grad_norm));
@@ -252,7 +296,9 @@ where
             .is_some_and(|n| state.global_step.is_multiple_of(n))
             || (last && args.eval_steps.is_some());
         if eval_now {
-            stopped_early = evaluate(args, &model, task, &mut state, &log_path, &bar)?;
+            stopped_early = autocast(mode, || {
+                evaluate(args, &model, task, &mut state, &log_path, &bar)
+            })?;
         }
         if args
             .save_steps
@@ -260,7 +306,7 @@ where
             || last
             || stopped_early
         {
-            save_checkpoint(args, &model, &optim, &schedule, &state)?;
+            save_checkpoint(args, &model, &optim, &schedule, scaler.as_ref(), &state)?;
         }
         if stopped_early {
             bar.println(format!("early stopping at step {}", state.global_step));
@@ -398,12 +444,16 @@ fn progress_bar(show: bool, total: usize, start: usize) -> ProgressBar {
 /// Gradient accumulation: the `accum` micro-batches of optimizer step `step`, each loss's
 /// gradients scaled by `1 / accum` and summed; returns them and the step's mean loss, on the
 /// device.
+/// The mean loss and gradients of one step's micro-batches, each forward pass under `mode`;
+/// the backward pass starts from the loss × `loss_scale` and the gradients come back unscaled.
 fn accumulate<M: Module + 'static, B>(
     model: &M,
     data: &dyn BatchSource<B>,
     task: &dyn TrainTask<M, B>,
     step: usize,
     accum: usize,
+    mode: Autocast,
+    loss_scale: f64,
 ) -> Result<(GradientsParams, Tensor<1>), TrainError> {
     let per_epoch = data.len();
     let mut acc: Option<GradientsParams> = None;
@@ -411,14 +461,24 @@ fn accumulate<M: Module + 'static, B>(
     for k in 0..accum {
         let micro = step * accum + k;
         let batch = data.get(micro / per_epoch, micro % per_epoch)?;
-        let loss = task.loss(model, batch)?;
+        let loss = autocast(mode, || task.loss(model, batch))?;
         let value = loss.clone().detach();
+        let loss = if loss_scale == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(loss_scale)
+        };
         loss_sum = Some(match loss_sum {
             Some(sum) => sum + value,
             None => value,
         });
         let grads = GradientsParams::from_grads(loss.backward(), model);
-        acc = Some(accumulate_scaled(model, acc, grads, 1.0 / accum as f64));
+        acc = Some(accumulate_scaled(
+            model,
+            acc,
+            grads,
+            1.0 / (accum as f64 * loss_scale),
+        ));
     }
     let loss = loss_sum.expect("accumulation ≥ 1").div_scalar(accum as f64);
     Ok((acc.expect("accumulation ≥ 1"), loss))
@@ -551,6 +611,7 @@ fn save_checkpoint<M: Module>(
     model: &M,
     optim: &AdamW,
     schedule: &crate::HfSchedule,
+    scaler: Option<&GradScaler>,
     state: &TrainerState,
 ) -> Result<(), TrainError> {
     let err = |what: &str, e: &dyn std::fmt::Display| {
@@ -571,6 +632,9 @@ fn save_checkpoint<M: Module>(
                 .to_record()
                 .save(dir.join(SCHEDULER_FILE))
                 .map_err(|e| err(SCHEDULER_FILE, &e))?;
+            if let Some(s) = scaler {
+                s.save(dir)?;
+            }
             Ok(())
         },
     )?;

@@ -30,8 +30,10 @@ impl BertPredictionHeadTransform {
     }
 
     pub fn forward<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
-        self.LayerNorm
-            .forward(self.act.forward(self.dense.forward(hidden)))
+        self.LayerNorm.forward(
+            self.act
+                .forward(crate::precision::linear(&self.dense, hidden)),
+        )
     }
 }
 
@@ -80,7 +82,7 @@ impl BertLMPredictionHead {
             None => word_embeddings,
         };
         let vocab = weight.dims()[0];
-        hidden.matmul(weight.transpose()) + self.bias.val().reshape([1, vocab])
+        crate::precision::matmul(hidden, weight.transpose()) + self.bias.val().reshape([1, vocab])
     }
 }
 

@@ -1,0 +1,188 @@
+//! Mixed precision and gradient checkpointing.
+//!
+//! - `--bf16` keeps f32 master weights: after 5 AdamW steps the parameters differ from the f32
+//!   run's by < 1e-2 relative (the products round to bf16, the updates do not), and they are
+//!   still f32.
+//! - `--fp16` trains with loss scaling to the end with finite losses and saves its scaler.
+//! - Gradient checkpointing recomputes activations and gives the same gradients bit for bit.
+//!
+//! Half types run on the backends that take them: flex and tch here (others skip, saying so).
+//! Pure precision (`--dtype`) configures the device for the whole process, so it is not mixed
+//! into these tests; `benches/precision.py` compares it.
+
+mod common;
+
+use std::path::Path;
+
+use bert::{BertForSequenceClassification, BertPretrained};
+use bert_train::{InMemoryBatches, TrainError, TrainTask, TrainingArguments, train};
+use burn::tensor::{DType, Device, Tensor};
+use common::*;
+
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn backend() -> String {
+    std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into())
+}
+
+/// Half-precision products on this backend (flex and tch; lavapipe, ndarray and CubeCL's CPU
+/// backend are left out).
+fn takes_half() -> bool {
+    let ok = matches!(backend().as_str(), "flex" | "tch");
+    if !ok {
+        eprintln!("skipped: half precision is tested on flex and tch");
+    }
+    ok
+}
+
+struct Task;
+
+impl TrainTask<BertForSequenceClassification, Batch> for Task {
+    fn loss(
+        &self,
+        model: &BertForSequenceClassification,
+        (input, labels): Batch,
+    ) -> Result<Tensor<1>, TrainError> {
+        Ok(model.forward(input, Some(labels))?.loss.expect("labels"))
+    }
+    fn save_pretrained(
+        &self,
+        model: &BertForSequenceClassification,
+        dir: &Path,
+    ) -> Result<(), TrainError> {
+        Ok(model.save_pretrained(dir)?)
+    }
+}
+
+fn args(dir: &Path, steps: usize) -> TrainingArguments {
+    TrainingArguments {
+        output_dir: dir.to_path_buf(),
+        max_steps: Some(steps),
+        logging_steps: 1,
+        save_steps: Some(steps),
+        progress: false,
+        optim: bert_train::AdamWArgs {
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+        ..TrainingArguments::default()
+    }
+}
+
+fn tmp(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("bert-mp-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    d
+}
+
+/// Every parameter, flattened, in f32.
+fn params(model: &BertForSequenceClassification) -> Vec<f32> {
+    bert::hub::state_dict(model)
+        .values()
+        .flat_map(|t| t.to_f32())
+        .collect()
+}
+
+/// ‖a − b‖ / ‖b‖.
+fn relative(a: &[f32], b: &[f32]) -> f64 {
+    let (mut d, mut n) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        d += ((x - y) as f64).powi(2);
+        n += (*y as f64).powi(2);
+    }
+    (d / n).sqrt()
+}
+
+#[test]
+fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
+    if !takes_half() {
+        return;
+    }
+    let _l = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = bert::backend::test_device().autodiff();
+    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let run = |bf16: bool, tag: &str| {
+        let dir = tmp(tag);
+        let mut a = args(&dir, 5);
+        a.bf16 = bf16;
+        let out = train(&a, model(&device, 1), &data, &Task, &device).unwrap();
+        std::fs::remove_dir_all(dir).ok();
+        out
+    };
+    let f32_run = run(false, "f32");
+    let bf16_run = run(true, "bf16");
+    let start = params(&model(&device, 1));
+    let (p32, p16) = (params(&f32_run.model), params(&bf16_run.model));
+    let moved = relative(&p32, &start);
+    let diff = relative(&p16, &p32);
+    eprintln!(
+        "after 5 steps: parameters moved {moved:.3e} (relative) from init; bf16 mixed vs f32 {diff:.3e}"
+    );
+    assert!(diff < 1e-2, "bf16 mixed drifted {diff} from f32");
+    assert!(
+        moved > 10.0 * diff,
+        "the steps moved the weights ({moved}) beyond the bf16 noise ({diff})"
+    );
+    let weight = bf16_run.model.bert.embeddings.word_embeddings.weight.val();
+    assert_eq!(weight.dtype(), DType::F32, "master weights stay f32");
+    for ((_, a), (_, b)) in f32_run.step_losses.iter().zip(&bf16_run.step_losses) {
+        assert!((a - b).abs() < 0.05 * a.abs().max(1.0), "{a} vs {b}");
+    }
+}
+
+#[test]
+fn fp16_trains_to_the_end_with_loss_scaling() {
+    if !takes_half() {
+        return;
+    }
+    let _l = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = bert::backend::test_device().autodiff();
+    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let dir = tmp("fp16");
+    let mut a = args(&dir, 6);
+    a.fp16 = true;
+    let out = train(&a, model(&device, 1), &data, &Task, &device).unwrap();
+    assert_eq!(out.step_losses.len(), 6);
+    assert!(
+        out.step_losses.iter().all(|s| s.1.is_finite()),
+        "{:?}",
+        out.step_losses
+    );
+    let scaler = bert_train::GradScaler::load(&dir.join("checkpoint-6")).unwrap();
+    assert!(scaler.scale >= 1.0 && scaler.scale <= 65536.0, "{scaler:?}");
+    // Resuming restores the scaler and continues.
+    let mut r = args(&dir, 8);
+    r.fp16 = true;
+    r.resume = bert_train::Resume::Latest;
+    let more = train(&r, model(&device, 1), &data, &Task, &device).unwrap();
+    assert_eq!(
+        more.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [7, 8]
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn gradient_checkpointing_gives_the_same_gradients() {
+    let _l = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = bert::backend::test_device();
+    let grads = |d: Device| {
+        let mut config = bert::BertConfig::tiny(99, 32, 2, 4);
+        config.max_position_embeddings = 64;
+        config.set_num_labels(3);
+        config.disable_dropout();
+        d.seed(7);
+        let m = BertForSequenceClassification::new(&config, &d);
+        let (input, labels) = batches(&d).remove(0);
+        let loss = m.forward(input, Some(labels)).unwrap().loss.unwrap();
+        bert::hub::grad_dict(&m, &loss.backward())
+    };
+    let plain = grads(device.clone().autodiff());
+    let checkpointed = grads(device.autodiff().gradient_checkpointing());
+    assert_eq!(plain.len(), checkpointed.len());
+    assert!(plain.len() > 20);
+    for (k, t) in &plain {
+        assert_eq!(t.to_f32(), checkpointed[k].to_f32(), "{k}");
+    }
+}
