@@ -16,3 +16,6 @@ mod trainer;
 
 #[path = "../../train/tests/pretraining_learns.rs"]
 mod pretraining_learns;
+
+#[path = "../../train/tests/mixed_precision.rs"]
+mod mixed_precision;

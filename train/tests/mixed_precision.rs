@@ -25,12 +25,16 @@ fn backend() -> String {
     std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into())
 }
 
-/// Half-precision products on this backend (flex and tch; lavapipe, ndarray and CubeCL's CPU
-/// backend are left out).
+/// Half-precision products on this backend (flex, tch and the NVIDIA backends; lavapipe,
+/// ndarray and CubeCL's CPU backend are left out).
 fn takes_half() -> bool {
-    let ok = matches!(backend().as_str(), "flex" | "tch");
+    let name = backend();
+    let ok = matches!(
+        name.split(':').next(),
+        Some("flex" | "tch" | "tch-cuda" | "cuda")
+    );
     if !ok {
-        eprintln!("skipped: half precision is tested on flex and tch");
+        eprintln!("skipped: half precision is tested on flex, tch and the NVIDIA backends");
     }
     ok
 }
