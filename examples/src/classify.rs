@@ -200,16 +200,12 @@ pub fn main(args: Args) -> Result<(), Error> {
         },
         &run.train_device,
     );
-    if !json {
-        eprintln!(
-            "classify: {} training / {} evaluation examples from {}, labels {names:?}, model {} on {}",
-            train_data.examples.len(),
-            eval_items.len(),
-            train_path.display(),
-            run.model_dir.display(),
-            args.task.backend.backend
-        );
-    }
+    run.summary(format!(
+        "classify: {} training / {} evaluation examples from {}, labels {names:?}",
+        train_data.examples.len(),
+        eval_items.len(),
+        train_path.display()
+    ));
     let out = args.train.fit(
         &DEFAULTS,
         model,

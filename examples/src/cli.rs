@@ -278,6 +278,21 @@ pub struct Setup {
     pub tokenizer: BertTokenizer,
     /// `--json`: results as JSON lines, no summaries on stderr.
     pub json: bool,
+    /// The `--backend` asked for.
+    pub backend: String,
+}
+
+impl Setup {
+    /// The run's one-line summary on stderr (not with `--json`), with the model and backend.
+    pub fn summary(&self, what: impl std::fmt::Display) {
+        if !self.json {
+            eprintln!(
+                "{what}, model {} on {}",
+                self.model_dir.display(),
+                self.backend
+            );
+        }
+    }
 }
 
 impl TaskArgs {
@@ -301,6 +316,7 @@ impl TaskArgs {
             model_dir,
             tokenizer,
             json: self.json,
+            backend: self.backend.backend.to_string(),
         })
     }
 

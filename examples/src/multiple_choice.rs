@@ -97,16 +97,12 @@ pub fn main(args: Args) -> Result<(), Error> {
         },
         &run.train_device,
     );
-    if !json {
-        eprintln!(
-            "multiple_choice: {} training / {} evaluation items from {}, model {} on {}",
-            train_examples.len(),
-            eval_examples.len(),
-            train_path.display(),
-            run.model_dir.display(),
-            args.task.backend.backend
-        );
-    }
+    run.summary(format!(
+        "multiple_choice: {} training / {} evaluation items from {}",
+        train_examples.len(),
+        eval_examples.len(),
+        train_path.display()
+    ));
     let before = task.evaluate(&model)?;
     args.train.fit(
         &DEFAULTS,

@@ -124,17 +124,13 @@ pub fn main(args: Args) -> Result<(), Error> {
         },
         &run.train_device,
     );
-    if !json {
-        eprintln!(
-            "ner: {} training / {} evaluation sentences from {}, {} labels, model {} on {}",
-            train_s.len(),
-            eval_s.len(),
-            train_path.display(),
-            labels.len(),
-            run.model_dir.display(),
-            args.task.backend.backend
-        );
-    }
+    run.summary(format!(
+        "ner: {} training / {} evaluation sentences from {}, {} labels",
+        train_s.len(),
+        eval_s.len(),
+        train_path.display(),
+        labels.len()
+    ));
     let out = args.train.fit(
         &DEFAULTS,
         model,

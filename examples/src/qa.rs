@@ -177,16 +177,12 @@ pub fn main(args: Args) -> Result<(), Error> {
         },
         &run.train_device,
     );
-    if !json {
-        eprintln!(
-            "qa: {} training questions ({} windows), {} evaluation questions, model {} on {}",
-            train_examples.len(),
-            train_features.len(),
-            eval_examples.len(),
-            run.model_dir.display(),
-            args.task.backend.backend
-        );
-    }
+    run.summary(format!(
+        "qa: {} training questions ({} windows), {} evaluation questions",
+        train_examples.len(),
+        train_features.len(),
+        eval_examples.len()
+    ));
     let task = QuestionAnsweringTask {
         features: features(&eval_examples)?,
         examples: eval_examples,
