@@ -109,7 +109,7 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, compile_, attention="sdpa"):
+def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, compile_, attention="sdpa", ckpt=False):
     torch.manual_seed(0)
     config = bench_config(name)
     # `_from_config` takes `attn_implementation` on transformers 4.x and 5.x (the constructor
@@ -128,6 +128,9 @@ def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, comp
     reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    ckpt = ckpt and kind in ("train", "pretrain")
+    if ckpt:
+        model.gradient_checkpointing_enable()  # HF's --gradient_checkpointing
     if kind in ("train", "pretrain"):
         model.train()
         no_decay = ["bias", "LayerNorm.weight"]
@@ -177,7 +180,7 @@ def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, comp
         "config": name,
         "batch": batch,
         "seq": seq,
-        "backend": f"torch-{'compile' if compile_ else 'eager'}{'-attn' if attention == 'eager' else ''}:{device.type}",
+        "backend": f"torch-{'compile' if compile_ else 'eager'}{'-attn' if attention == 'eager' else ''}{'/ckpt' if ckpt else ''}:{device.type}",
         "dtype": dtype if dtype == "f32" else f"{dtype}-autocast",
         "median_ms": med,
         "min_ms": min(times),
@@ -205,6 +208,8 @@ def main():
     p.add_argument("--budget-s", type=float, default=60.0)
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--attention", default="sdpa", help="sdpa and/or eager (HF attn_implementation), comma-separated")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="training rows also with model.gradient_checkpointing_enable() (backend `torch-eager/ckpt`)")
     p.add_argument("--tf32", choices=["on", "off"], default="off",
                    help="torch.backends.cuda.matmul.allow_tf32 (and cudnn.allow_tf32); PyTorch's default is off")
     a = p.parse_args()
@@ -217,9 +222,10 @@ def main():
         for name in a.configs.split(","):
             for seq in map(int, a.seq.split(",")):
                 for batch in map(int, a.batch.split(",")):
-                    for c, att in variants:
+                    ckpts = [False, True] if a.gradient_checkpointing and kind != "infer" else [False]
+                    for (c, att), ck in ((v, ck) for v in variants for ck in ckpts):
                         try:
-                            r = measure(kind, name, batch, seq, device, a.dtype, a.warmup, a.iters, a.budget_s, c, att)
+                            r = measure(kind, name, batch, seq, device, a.dtype, a.warmup, a.iters, a.budget_s, c, att, ck)
                         except Exception as e:  # noqa: BLE001 - torch.compile may lack a compiler here
                             print(f"torch {'compile' if c else att} {kind} {name} s{seq} b{batch}: failed: {e}", file=sys.stderr)
                             if not c:

@@ -13,6 +13,7 @@ use std::process::{Command, ExitCode};
 
 use benches::compare::{Machine, Results, charts, fill_ratios, markdown};
 use benches::workload::{Kind, Measurement, Runs, Workload, measure};
+use bert::precision::Autocast;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -70,6 +71,17 @@ struct RunArgs {
     /// Float type: f32, f16 or bf16 (where the backend supports it).
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// With --dtype f16|bf16: Burn keeps f32 weights and optimizer state and runs the matrix
+    /// products in the half type (`bert::precision::autocast`, rows `bf16-mixed`: the
+    /// trainer's `--bf16`/`--fp16`), like PyTorch's autocast rows; without it Burn's rows are
+    /// pure half precision (`bf16-pure`).
+    #[arg(long)]
+    mixed: bool,
+    /// Training: also measure with activations recomputed in the backward pass (Burn's
+    /// balanced checkpointing, rows `NAME/ckpt`; PyTorch's `gradient_checkpointing_enable()`,
+    /// rows `torch-eager/ckpt`), peak memory beside each.
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// Unmeasured runs before timing (the first gives the time to first step).
     #[arg(long, default_value_t = 2)]
     warmup: usize,
@@ -245,6 +257,9 @@ fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Erro
     if args.pytorch_compile {
         cmd.arg("--compile");
     }
+    if args.gradient_checkpointing {
+        cmd.arg("--gradient-checkpointing");
+    }
     eprintln!("running {}", script.display());
     let out = cmd.output().map_err(|e| format!("{}: {e}", args.python))?;
     if !out.status.success() {
@@ -293,9 +308,19 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
     };
     // Burn's f16/bf16 make every tensor that type (no f32 master weights); PyTorch's rows are
     // autocast and say so (`bf16-autocast`).
-    let burn_dtype = match precision {
-        bert::backend::Precision::F32 => args.dtype.clone(),
-        _ => format!("{}-pure", args.dtype),
+    let (burn_dtype, autocast, precision) = match (precision, args.mixed) {
+        (bert::backend::Precision::F32, _) => (args.dtype.clone(), Autocast::Off, precision),
+        (bert::backend::Precision::BF16, true) => (
+            "bf16-mixed".into(),
+            Autocast::Bf16,
+            bert::backend::Precision::F32,
+        ),
+        (bert::backend::Precision::F16, true) => (
+            "f16-mixed".into(),
+            Autocast::F16,
+            bert::backend::Precision::F32,
+        ),
+        (_, false) => (format!("{}-pure", args.dtype), Autocast::Off, precision),
     };
     let mut failed = Vec::new();
     for name in &args.backend {
@@ -309,19 +334,23 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 continue;
             }
         };
-        // Row variants: (label suffix, Burn's optimizer, MLM head over every position).
-        let mut variants = vec![("", false, false)];
+        // Row variants: (label suffix, Burn's optimizer, MLM head over every position,
+        // gradient checkpointing).
+        let mut variants = vec![("", false, false, false)];
         if args.burn_optimizer {
-            variants.push(("/burn-optimizer", true, false));
+            variants.push(("/burn-optimizer", true, false, false));
         }
         if args.mlm_all_positions {
-            variants.push(("/all-positions", false, true));
+            variants.push(("/all-positions", false, true, false));
         }
-        for (w, &(suffix, burn_optimizer, mlm_all_positions)) in workloads
+        if args.gradient_checkpointing {
+            variants.push(("/ckpt", false, false, true));
+        }
+        for (w, &(suffix, burn_optimizer, mlm_all_positions, ckpt)) in workloads
             .iter()
             .flat_map(|w| variants.iter().map(move |v| (w, v)))
-            .filter(|(w, (_, burn, all))| {
-                (!burn || w.kind != Kind::Infer) && (!all || w.kind == Kind::Pretrain)
+            .filter(|(w, (_, burn, all, ckpt))| {
+                (!(*burn || *ckpt) || w.kind != Kind::Infer) && (!all || w.kind == Kind::Pretrain)
             })
         {
             let label = format!("{name}{suffix}");
@@ -338,6 +367,8 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                     profile: args.profile,
                     burn_optimizer,
                     mlm_all_positions,
+                    autocast,
+                    gradient_checkpointing: ckpt,
                 },
             ) {
                 Ok(m) => {

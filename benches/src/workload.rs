@@ -186,7 +186,7 @@ fn train_loop<M: Module>(
             }
             Ok(())
         };
-        let l = loss(&model)?;
+        let l = bert::precision::autocast(runs.autocast, || loss(&model))?;
         mark(0, ad)?;
         let grads = l.backward();
         mark(1, ad)?;
@@ -244,6 +244,22 @@ pub struct Runs {
     /// Pretraining: the MLM head over every position (HF's `BertForPreTraining.forward`)
     /// instead of the masked rows only.
     pub mlm_all_positions: bool,
+    /// Mixed precision of the forward pass (`bert::precision`).
+    pub autocast: bert::precision::Autocast,
+    /// Training: Burn's gradient checkpointing on the autodiff device.
+    pub gradient_checkpointing: bool,
+}
+
+impl Runs {
+    /// The training device.
+    fn autodiff(&self, device: &Device) -> Device {
+        let ad = device.clone().autodiff();
+        if self.gradient_checkpointing {
+            ad.gradient_checkpointing()
+        } else {
+            ad
+        }
+    }
 }
 
 /// The pretraining labels: a position is labelled with its own id where the xorshift64 stream
@@ -287,7 +303,7 @@ pub fn measure(
     let mut phases: Vec<[f64; 6]> = Vec::new();
     match w.kind {
         Kind::Train => {
-            let ad = device.clone().autodiff();
+            let ad = runs.autodiff(device);
             ad.seed(0);
             let model = BertForSequenceClassification::new(&config, &ad);
             let input = input(w.batch, w.seq, config.vocab_size, &ad).with_label_values(&labels);
@@ -303,7 +319,7 @@ pub fn measure(
             train_loop(model, loss, &ad, runs, &mut first, &mut times, &mut phases)?;
         }
         Kind::Pretrain => {
-            let ad = device.clone().autodiff();
+            let ad = runs.autodiff(device);
             ad.seed(0);
             let model = BertForPreTraining::new(&config, &ad);
             let ids = input_ids(w.batch, w.seq, config.vocab_size);
@@ -331,7 +347,10 @@ pub fn measure(
             let input = input(w.batch, w.seq, config.vocab_size, device);
             for k in 0..total {
                 let t = Instant::now();
-                let logits = model.forward(input.clone(), None)?.logits;
+                let logits = bert::precision::autocast(runs.autocast, || {
+                    model.forward(input.clone(), None)
+                })?
+                .logits;
                 let _ = logits.into_data();
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 record(k, ms, warmup, &mut first, &mut times);
