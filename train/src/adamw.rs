@@ -75,6 +75,19 @@ impl AdamW {
         max_grad_norm: f64,
     ) -> Result<(M, Tensor<1>), TrainError> {
         let norm = crate::global_grad_norm(&module, &mut grads);
+        self.step_with_norm(lr, module, grads, max_grad_norm, norm)
+    }
+
+    /// [`Self::step`] with the global gradient norm already computed (`--fp16` reads it first
+    /// to decide whether to step at all).
+    pub fn step_with_norm<M: Module>(
+        &mut self,
+        lr: f64,
+        module: M,
+        mut grads: GradientsParams,
+        max_grad_norm: f64,
+        norm: Tensor<1>,
+    ) -> Result<(M, Tensor<1>), TrainError> {
         let coef = max_grad_norm.is_finite().then(|| {
             let max = Tensor::<1>::full([1], max_grad_norm, &norm.device());
             (max / norm.clone().add_scalar(1e-6)).clamp_max(1.0)

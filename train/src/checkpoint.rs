@@ -70,6 +70,10 @@ pub fn save(
     let dest = output_dir.join(format!("checkpoint-{step}"));
     let written = write(output_dir, state, &tmp, &dest, write_files);
     if let Err(e) = written {
+        let why = match e {
+            TrainError::Checkpoint(m) => m,
+            other => other.to_string(),
+        };
         let _ = fs::remove_dir_all(&tmp);
         let kept: Vec<String> = list_checkpoints(output_dir)
             .into_iter()
@@ -82,8 +86,7 @@ pub fn save(
             format!("the earlier checkpoints are intact: {}", kept.join(", "))
         };
         return Err(TrainError::Checkpoint(format!(
-            "checkpoint-{step} was not saved ({}); {kept}",
-            e.to_string().trim_start_matches("checkpoint: ")
+            "checkpoint-{step} was not saved ({why}); {kept}"
         )));
     }
     if let Some(keep) = keep {

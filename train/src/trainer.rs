@@ -258,20 +258,19 @@ where
         let (mut grads, loss) = accumulate(&model, data, task, step, accum, mode, loss_scale)?;
         log.micro_batches += accum;
         // fp16: a step with inf/NaN gradients is skipped, optimizer and scheduler alike (one
-        // read of the gradient norm per step, as PyTorch's GradScaler makes).
+        // read of the gradient norm per step, as PyTorch's GradScaler makes); the norm read is
+        // the one the optimizer clips with.
+        let norm = crate::global_grad_norm(&model, &mut grads);
         let overflow = match scaler.as_mut() {
-            Some(s) => {
-                let norm: f64 =
-                    crate::global_grad_norm(&model, &mut grads).into_scalar::<f32>() as f64;
-                !s.update(norm)
-            }
+            Some(s) => !s.update(norm.clone().into_scalar::<f32>() as f64),
             None => false,
         };
         let grad_norm = if overflow {
             schedule.current_step -= 1;
-            Tensor::<1>::full([1], f64::INFINITY, &loss.device())
+            norm
         } else {
-            let (stepped, grad_norm) = optim.step(lr, model, grads, args.max_grad_norm)?;
+            let (stepped, grad_norm) =
+                optim.step_with_norm(lr, model, grads, args.max_grad_norm, norm)?;
             model = stepped;
             grad_norm
         };
@@ -363,7 +362,8 @@ fn resume<M: Module>(
                 }
                 return Ok((m, Some(dir)));
             }
-            Err(e) => skipped.push((dir, e.to_string().replace("checkpoint: ", ""))),
+            Err(TrainError::Checkpoint(why)) => skipped.push((dir, why)),
+            Err(e) => skipped.push((dir, e.to_string())),
         }
     }
     if skipped.is_empty() {
@@ -441,11 +441,10 @@ fn progress_bar(show: bool, total: usize, start: usize) -> ProgressBar {
     bar
 }
 
-/// Gradient accumulation: the `accum` micro-batches of optimizer step `step`, each loss's
-/// gradients scaled by `1 / accum` and summed; returns them and the step's mean loss, on the
-/// device.
-/// The mean loss and gradients of one step's micro-batches, each forward pass under `mode`;
-/// the backward pass starts from the loss × `loss_scale` and the gradients come back unscaled.
+/// Gradient accumulation: the `accum` micro-batches of optimizer step `step`, each forward
+/// pass under `mode`, each backward pass from the loss × `loss_scale`, the gradients scaled
+/// back by `1 / (accum × loss_scale)` and summed; returns them and the step's mean (unscaled)
+/// loss, on the device.
 fn accumulate<M: Module + 'static, B>(
     model: &M,
     data: &dyn BatchSource<B>,

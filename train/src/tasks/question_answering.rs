@@ -43,12 +43,14 @@ pub struct Answer {
     pub score: f32,
 }
 
-/// Each window's start and end logits and the mean loss over the windows.
+/// Each window's start and end logits, and with `with_loss` the mean loss over the windows
+/// (0 without: inference has no answer positions).
 fn window_logits(
     model: &BertForQuestionAnswering,
     features: &[SquadFeature],
     batch_size: usize,
     pad_id: u32,
+    with_loss: bool,
     device: &Device,
 ) -> Result<(Vec<SpanLogits>, f64), TrainError> {
     let batcher = QuestionAnsweringBatcher { pad_id };
@@ -58,8 +60,13 @@ fn window_logits(
         let items: Vec<QuestionAnsweringItem> = chunk.iter().map(Into::into).collect();
         let lens: Vec<usize> = items.iter().map(|i| i.text.len()).collect();
         let b = batcher.batch(items, device);
-        let o = model.forward(b.input, Some(b.start_positions), Some(b.end_positions))?;
-        loss.add(o.loss.expect("positions"), chunk.len());
+        let o = if with_loss {
+            let o = model.forward(b.input, Some(b.start_positions), Some(b.end_positions))?;
+            loss.add(o.loss.clone().expect("positions"), chunk.len());
+            o
+        } else {
+            model.forward(b.input, None, None)?
+        };
         let (start, end) = (rows(o.start_logits)?, rows(o.end_logits)?);
         for ((s, e), len) in start.into_iter().zip(end).zip(lens) {
             out.push((s[..len].to_vec(), e[..len].to_vec()));
@@ -80,6 +87,7 @@ impl QuestionAnsweringTask {
             &self.features,
             self.batch_size,
             pad,
+            true,
             &self.device,
         )?;
         let answers =
@@ -148,7 +156,7 @@ pub fn answer_questions(
         .collect();
     let features = prepare_features(tokenizer, &examples, max_length, doc_stride)?;
     let pad = tokenizer.special_ids()?.pad;
-    let (logits, _) = window_logits(&model.valid(), &features, 1, pad, device)?;
+    let (logits, _) = window_logits(&model.valid(), &features, 1, pad, false, device)?;
     Ok(
         postprocess_qa_predictions(&examples, &features, &logits, postprocess)
             .into_iter()
