@@ -3,9 +3,10 @@
 //! through named tensors with HF's argument and output names. The parity tool
 //! (`examples/forward.rs`) and the parity tests use it.
 //!
-//! Every class is listed once, in the `classes!` invocation below: the enum, the class names,
-//! loading by name and the dispatch are generated from it. What a class takes and returns by
-//! name is its [`AutoClass`] implementation, one block per class.
+//! Every class is listed once, in the `classes!` invocation below: the heads' `BertPretrained`
+//! implementations (HF interop), the enum, the class names, loading by name and the dispatch
+//! are generated from it. What a class takes and returns by name is its [`AutoClass`]
+//! implementation, one block per class.
 
 use std::path::Path;
 
@@ -28,7 +29,21 @@ pub trait AutoClass: BertPretrained {
 }
 
 macro_rules! classes {
-    ($($class:ident),* $(,)?) => {
+    ($base:ident; $($head:ident),* $(,)?) => {
+        // Every head holds HF's base model as `bert` (HF's `base_model_prefix`) and is built by
+        // `new(config, device)`; the base class has its own implementation below.
+        $(impl BertPretrained for $head {
+            const CLASS: &'static str = stringify!($head);
+            fn init(config: &BertConfig, device: &Device) -> Self {
+                Self::new(config, device)
+            }
+            fn config(&self) -> &BertConfig {
+                &self.bert.config
+            }
+        })*
+        classes!(@any $base, $($head),*);
+    };
+    (@any $($class:ident),*) => {
         /// One model of any class.
         #[derive(Debug, Clone)]
         pub enum AnyBert {
@@ -95,7 +110,7 @@ macro_rules! classes {
 }
 
 classes!(
-    BertModel,
+    BertModel;
     BertForPreTraining,
     BertForMaskedLM,
     BertLMHeadModel,
@@ -105,6 +120,17 @@ classes!(
     BertForTokenClassification,
     BertForQuestionAnswering,
 );
+
+impl BertPretrained for BertModel {
+    const CLASS: &'static str = "BertModel";
+    /// With a pooler, as HF's `BertModel(config)`.
+    fn init(config: &BertConfig, device: &Device) -> Self {
+        Self::new(config, true, device)
+    }
+    fn config(&self) -> &BertConfig {
+        &self.config
+    }
+}
 
 impl AnyBert {
     /// The class named by `head`, or by `architectures[0]` of `config.json` when `None`

@@ -21,44 +21,5 @@ pub use question_answering::BertForQuestionAnswering;
 pub use sequence_classification::{BertForSequenceClassification, SequenceClassificationLabels};
 pub use token_classification::BertForTokenClassification;
 
-use burn::tensor::Device;
-
-use crate::config::BertConfig;
-use crate::hub::BertPretrained;
-use crate::model::BertModel;
-
-macro_rules! pretrained {
-    ($($class:ident),*) => {$(
-        impl BertPretrained for $class {
-            const CLASS: &'static str = stringify!($class);
-            fn init(config: &BertConfig, device: &Device) -> Self {
-                Self::new(config, device)
-            }
-            fn config(&self) -> &BertConfig {
-                &self.bert.config
-            }
-        }
-    )*};
-}
-
-pretrained!(
-    BertForPreTraining,
-    BertForMaskedLM,
-    BertLMHeadModel,
-    BertForNextSentencePrediction,
-    BertForSequenceClassification,
-    BertForMultipleChoice,
-    BertForTokenClassification,
-    BertForQuestionAnswering
-);
-
-impl BertPretrained for BertModel {
-    const CLASS: &'static str = "BertModel";
-    /// With a pooler, as HF's `BertModel(config)`.
-    fn init(config: &BertConfig, device: &Device) -> Self {
-        Self::new(config, true, device)
-    }
-    fn config(&self) -> &BertConfig {
-        &self.config
-    }
-}
+// Each head's `BertPretrained` implementation (HF interop) comes from the one list of classes in
+// `crate::auto`.
