@@ -1,7 +1,7 @@
 //! Greedy or sampled generation with a `BertLMHeadModel`. See `bert_examples::generate` and `--help`.
 //!
 //! ```text
-//! cargo run --release --example pretrain -- --causal-lm --output-dir output/causal_lm
+//! cargo run --release --example clm -- --output-dir output/causal_lm
 //! cargo run --release --example generate -- --model output/causal_lm/final_model --do-sample "The hacker"
 //! ```
 

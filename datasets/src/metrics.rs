@@ -146,6 +146,22 @@ pub struct EntityScores {
     pub per_type: BTreeMap<String, (f64, f64, f64, usize)>,
 }
 
+/// The overall F1, then a table of precision, recall, F1 and support per entity type (as
+/// seqeval's `classification_report`).
+impl std::fmt::Display for EntityScores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "entities: precision {:.4} recall {:.4} F1 {:.4}\n  {:<14} {:>9} {:>9} {:>9} {:>7}",
+            self.precision, self.recall, self.f1, "type", "precision", "recall", "f1", "number"
+        )?;
+        for (t, (p, r, f1, n)) in &self.per_type {
+            write!(f, "\n  {t:<14} {p:>9.4} {r:>9.4} {f1:>9.4} {n:>7}")?;
+        }
+        Ok(())
+    }
+}
+
 pub fn entity_scores(pred: &[Vec<&str>], gold: &[Vec<&str>]) -> EntityScores {
     let mut counts: HashMap<String, (f64, f64, f64)> = HashMap::new(); // tp, n_pred, n_gold
     for (p, g) in pred.iter().zip(gold) {

@@ -91,6 +91,20 @@ const SUBJECTS: [&str; 10] = [
     "painting",
 ];
 
+/// Writes [`squad`]`(n, seed)` to `path` (its folder made if needed), for the readers of real
+/// SQuAD files.
+pub fn write_squad(path: &std::path::Path, n: usize, seed: u64) -> Result<(), crate::DataError> {
+    let err = |e: String| crate::DataError::File {
+        path: path.display().to_string(),
+        message: e,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let json = serde_json::to_string_pretty(&squad(n, seed)).map_err(|e| err(e.to_string()))?;
+    std::fs::write(path, json).map_err(|e| err(e.to_string()))
+}
+
 /// SQuAD v1.1 JSON with `n` questions over generated contexts of three to four facts.
 pub fn squad(n: usize, seed: u64) -> serde_json::Value {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -6,9 +6,8 @@
 //! sentences of the fixtures (a fixed 80/20 split) and predicts a few reviews.
 
 use bert::{BertForSequenceClassification, BertPretrained, ProblemType};
-use bert_datasets::collate::{ClassificationBatcher, ClassificationItem};
 use bert_datasets::tasks::classification::{ClassificationColumns, load_train_eval};
-use bert_train::tasks::{SequenceClassificationTask, TextClassification, classify};
+use bert_train::tasks::{SequenceClassificationTask, classify};
 use clap::Parser;
 
 use crate::range;
@@ -88,14 +87,7 @@ impl Args {
 
     fn columns(&self) -> ClassificationColumns {
         match self.task.train_file {
-            // The polarity CSV: `"label","text"`, no header.
-            None => ClassificationColumns {
-                text: 1.into(),
-                text_pair: None,
-                label: 0.into(),
-                has_header: false,
-                regression: false,
-            },
+            None => ClassificationColumns::polarity(),
             Some(_) => ClassificationColumns {
                 text: column(&self.text_column),
                 text_pair: self.text_pair_column.as_deref().map(column),
@@ -105,43 +97,6 @@ impl Args {
             },
         }
     }
-
-    /// The class names: --label-names, the polarity's, or the data's.
-    fn label_names(&self, data: Vec<String>) -> Result<Vec<String>, Error> {
-        match &self.label_names {
-            Some(given) => {
-                let given: Vec<String> = given.split(',').map(|s| s.trim().to_string()).collect();
-                if given.len() != data.len() {
-                    return Err(format!(
-                        "--label-names has {} names but the data has {} labels {data:?}",
-                        given.len(),
-                        data.len()
-                    )
-                    .into());
-                }
-                Ok(given)
-            }
-            None if self.task.train_file.is_none() => {
-                Ok(vec!["negative".into(), "positive".into()])
-            }
-            None => Ok(data),
-        }
-    }
-}
-
-fn print_predictions(predictions: &[TextClassification], as_json: bool) {
-    for p in predictions {
-        if as_json {
-            println!("{}", serde_json::to_string(p).unwrap_or_default());
-            continue;
-        }
-        println!("\n{}", p.text);
-        let mut scores = p.scores.clone();
-        scores.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for (name, s) in scores {
-            println!("  {name}: {:.0}%", s * 100.0);
-        }
-    }
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
@@ -149,9 +104,9 @@ pub fn main(args: Args) -> Result<(), Error> {
     let (tokenizer, device) = (&run.tokenizer, &run.device);
     if args.task.predict_only(!args.predict.is_empty()) {
         let model = BertForSequenceClassification::from_pretrained(&run.model_dir, device)?;
-        print_predictions(
-            &classify(&model, tokenizer, &args.predict, device)?,
-            args.task.json,
+        crate::print_all(
+            classify(&model, tokenizer, &args.predict, device)?,
+            run.json,
         );
         return Ok(());
     }
@@ -169,7 +124,10 @@ pub fn main(args: Args) -> Result<(), Error> {
     )?;
     args.task
         .truncate(&mut train_data.examples, &mut eval_data.examples)?;
-    let names = args.label_names(train_data.id2label.clone())?;
+    let names = match (&args.label_names, &args.task.train_file) {
+        (None, None) => vec!["negative".into(), "positive".into()],
+        (given, _) => train_data.label_names(given.as_deref())?,
+    };
     let json = args.task.json;
     let model: BertForSequenceClassification = load_model(
         &run.model_dir,
@@ -183,7 +141,10 @@ pub fn main(args: Args) -> Result<(), Error> {
         json,
     )?;
     let batch_size = args.train.batch_size(&DEFAULTS);
-    let eval_items = eval_data.tokenize(tokenizer)?;
+    let (train_items, eval_items) = (
+        train_data.tokenize(tokenizer)?,
+        eval_data.tokenize(tokenizer)?,
+    );
     let task = SequenceClassificationTask::new(
         args.problem_type(),
         &eval_items,
@@ -191,33 +152,17 @@ pub fn main(args: Args) -> Result<(), Error> {
         tokenizer.clone(),
         device,
     )?;
-    let batches = args.train.batches(
-        &DEFAULTS,
-        train_data.tokenize(tokenizer)?,
-        |i: &ClassificationItem| i.text.len(),
-        ClassificationBatcher {
-            pad_id: tokenizer.special_ids()?.pad,
-        },
-        &run.train_device,
-    );
     run.summary(format!(
         "classify: {} training / {} evaluation examples from {}, labels {names:?}",
         train_data.examples.len(),
         eval_items.len(),
         train_path.display()
     ));
-    let out = args.train.fit(
-        &DEFAULTS,
-        model,
-        &batches,
-        &task,
-        !eval_items.is_empty(),
-        &run,
-    )?;
+    let out = args.train.fit(&DEFAULTS, model, train_items, &task, &run)?;
     let texts: Vec<String> = match (&args.predict[..], &args.task.train_file) {
         ([], None) => DEFAULT_PREDICT.iter().map(|s| s.to_string()).collect(),
         (texts, _) => texts.to_vec(),
     };
-    print_predictions(&classify(&out.model, tokenizer, &texts, device)?, json);
+    crate::print_all(classify(&out.model, tokenizer, &texts, device)?, json);
     Ok(())
 }

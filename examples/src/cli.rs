@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use bert_datasets::BertTokenizer;
+use bert_datasets::collate::Length;
 
 use crate::range;
+use bert_train::tasks::Collates;
 use bert_train::{AdamWArgs, ItemBatches, Resume, SchedulerType, TrainingArguments};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
@@ -134,12 +136,11 @@ impl TrainArgs {
     }
 
     /// The training batches: `items` shuffled each epoch by the seed (unless `--no-shuffle`),
-    /// grouped by `length` under `--group-by-length`, collated by `collate`.
-    pub fn item_batches<I: 'static, B: 'static>(
+    /// grouped by their [`Length`] under `--group-by-length`, collated by `collate`.
+    pub fn item_batches<I: Length + 'static, B: 'static>(
         &self,
         d: &TrainDefaults,
         items: Vec<I>,
-        length: impl Fn(&I) -> usize,
         collate: impl Fn(Vec<I>, u64) -> B + 'static,
     ) -> ItemBatches<I, B> {
         let batches = ItemBatches::new(
@@ -151,25 +152,22 @@ impl TrainArgs {
         );
         if self.group_by_length {
             let group_size = self.batch_size(d) * self.gradient_accumulation_steps.max(1);
-            batches.group_by_length(length, group_size)
+            batches.group_by_length(Length::length, group_size)
         } else {
             batches
         }
     }
 
     /// [`Self::item_batches`] collated by a Burn `Batcher` on `device`.
-    pub fn batches<I: 'static, B: 'static>(
+    pub fn batches<I: Length + 'static, B: 'static>(
         &self,
         d: &TrainDefaults,
         items: Vec<I>,
-        length: impl Fn(&I) -> usize,
         batcher: impl Batcher<I, B> + 'static,
         device: &Device,
     ) -> ItemBatches<I, B> {
         let device = device.clone();
-        self.item_batches(d, items, length, move |items, _| {
-            batcher.batch(items, &device)
-        })
+        self.item_batches(d, items, move |items, _| batcher.batch(items, &device))
     }
 
     /// The trainer's arguments; `steps_per_epoch` sets the default evaluation interval.
@@ -276,6 +274,8 @@ pub struct Setup {
     pub model_dir: PathBuf,
     /// Truncating to the example's `--max-length` where it has one.
     pub tokenizer: BertTokenizer,
+    /// The tokenizer's `[PAD]` id, for the collators.
+    pub pad_id: u32,
     /// `--json`: results as JSON lines, no summaries on stderr.
     pub json: bool,
     /// The `--backend` asked for.
@@ -314,6 +314,7 @@ impl TaskArgs {
             device,
             train_device,
             model_dir,
+            pad_id: tokenizer.special_ids()?.pad,
             tokenizer,
             json: self.json,
             backend: self.backend.backend.to_string(),
@@ -349,20 +350,51 @@ impl TaskArgs {
 }
 
 impl TrainArgs {
-    /// Trains with `task` (evaluating when it has evaluation data) and prints the run's report.
-    pub fn fit<M: burn::module::Module + 'static, I: Clone, B>(
+    /// Trains `model` on `items` collated by the task's collator (see [`Self::batches`]),
+    /// evaluating when the task has evaluation data, and prints the run's report.
+    pub fn fit<M, I, B, T>(
         &self,
         d: &TrainDefaults,
         model: M,
-        batches: &ItemBatches<I, B>,
+        items: Vec<I>,
+        task: &T,
+        setup: &Setup,
+    ) -> Result<bert_train::TrainOutput<M>, crate::Error>
+    where
+        M: burn::module::Module + 'static,
+        I: Length + Clone + 'static,
+        B: 'static,
+        T: bert_train::TrainTask<M, B> + Collates<I, B>,
+    {
+        let device = &setup.train_device;
+        let batches = self.batches(d, items, task.collator()?, device);
+        self.train(
+            d,
+            model,
+            &batches,
+            task,
+            task.has_eval(),
+            device,
+            setup.json,
+        )
+    }
+
+    /// Trains `model` on `batches` with `task` on the autodiff `device` and prints the run's
+    /// report.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train<M: burn::module::Module + 'static, B>(
+        &self,
+        d: &TrainDefaults,
+        model: M,
+        batches: &dyn bert_train::BatchSource<B>,
         task: &dyn bert_train::TrainTask<M, B>,
         has_eval: bool,
-        setup: &Setup,
+        device: &Device,
+        json: bool,
     ) -> Result<bert_train::TrainOutput<M>, crate::Error> {
-        let steps_per_epoch = bert_train::BatchSource::len(batches);
-        let training = self.training_arguments(d, steps_per_epoch, has_eval);
-        let out = bert_train::train(&training, model, batches, task, &setup.train_device)?;
-        crate::report(&out, &training.output_dir, setup.json);
+        let training = self.training_arguments(d, batches.len(), has_eval);
+        let out = bert_train::train(&training, model, batches, task, device)?;
+        crate::report(&out, &training.output_dir, json);
         Ok(out)
     }
 }

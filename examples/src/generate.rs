@@ -1,6 +1,6 @@
 //! `generate`: greedy or sampled (temperature, top-k) continuation of a prompt with a
 //! `BertLMHeadModel` (a decoder: `is_decoder = true`), with or without the KV cache. A
-//! decoder is made by `pretrain --causal-lm`.
+//! decoder is made by the `clm` example.
 
 use std::path::PathBuf;
 

@@ -13,8 +13,10 @@ use burn::tensor::Device;
 
 pub mod classify;
 pub mod cli;
+pub mod clm;
 pub mod fill_mask;
 pub mod generate;
+pub mod lm;
 pub mod multiple_choice;
 pub mod ner;
 pub mod nsp;
@@ -187,6 +189,19 @@ pub fn report<M>(out: &bert_train::TrainOutput<M>, output_dir: &Path, as_json: b
         println!("  {k} = {v:.4}");
     }
     println!("model saved to {}", final_dir.display());
+}
+
+/// Prints each result: a JSON line with `--json`, else its text form after a blank line.
+pub fn print_all<T: serde::Serialize + std::fmt::Display>(
+    results: impl IntoIterator<Item = T>,
+    as_json: bool,
+) {
+    for r in results {
+        match as_json {
+            true => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
+            false => println!("\n{r}"),
+        }
+    }
 }
 
 /// The first and last optimizer-step losses of a run (NaN when none).

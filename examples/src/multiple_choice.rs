@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 
 use bert::BertForMultipleChoice;
-use bert_datasets::collate::{MultipleChoiceBatcher, MultipleChoiceItem};
 use bert_datasets::synthetic;
 use bert_datasets::tasks::swag::{read_swag, tokenize_choices};
 use bert_train::{Metrics, TrainTask, tasks::MultipleChoiceTask};
@@ -86,17 +85,6 @@ pub fn main(args: Args) -> Result<(), Error> {
     let model: BertForMultipleChoice = load_model(&run.model_dir, |_| {}, &run.train_device, json)?;
     let batch_size = args.train.batch_size(&DEFAULTS);
     let task = MultipleChoiceTask::new(&eval_items, batch_size, tokenizer.clone(), &run.device)?;
-    let batches = args.train.batches(
-        &DEFAULTS,
-        train_items,
-        // The longest choice sets the padded length (HF would take `len(input_ids)`, the
-        // number of choices, which says nothing of the padding).
-        |i: &MultipleChoiceItem| i.choices.iter().map(|c| c.len()).max().unwrap_or(0),
-        MultipleChoiceBatcher {
-            pad_id: tokenizer.special_ids()?.pad,
-        },
-        &run.train_device,
-    );
     run.summary(format!(
         "multiple_choice: {} training / {} evaluation items from {}",
         train_examples.len(),
@@ -104,14 +92,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         train_path.display()
     ));
     let before = task.evaluate(&model)?;
-    args.train.fit(
-        &DEFAULTS,
-        model,
-        &batches,
-        &task,
-        !eval_items.is_empty(),
-        &run,
-    )?;
+    args.train.fit(&DEFAULTS, model, train_items, &task, &run)?;
     let acc = |m: Option<Metrics>| {
         m.and_then(|m| m.get("eval_accuracy").copied())
             .unwrap_or(f64::NAN)

@@ -5,13 +5,12 @@
 //! With no data arguments it fine-tunes all-MiniLM-L6-v2 on WNUT-16 from the fixtures (a
 //! fixed 80/20 split) and tags the HF NER example sentence.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use bert::{BertForTokenClassification, BertPretrained};
-use bert_datasets::collate::{TokenClassificationBatcher, TokenClassificationItem};
 use bert_datasets::tasks::conll::{bio_label_list, read_conll, tokenize_and_align_labels};
-use bert_datasets::tasks::split;
-use bert_train::tasks::{TagRows, TaggedText, TokenClassificationTask, scores, tag};
+use bert_datasets::tasks::train_and_validation;
+use bert_train::tasks::{TokenClassificationTask, all_o_baseline, scores, tag};
 use clap::Parser;
 
 use crate::range;
@@ -51,22 +50,6 @@ pub const DEFAULTS: TrainDefaults = TrainDefaults {
 /// The sentence of HF's NER task summary.
 pub const EXAMPLE_TEXT: &str = "Hugging Face Inc. is a company based in New York City. Its headquarters are in DUMBO, therefore very close to the Manhattan Bridge.";
 
-fn print_tagged(t: &TaggedText, as_json: bool) {
-    if as_json {
-        println!("{}", serde_json::to_string(t).unwrap_or_default());
-        return;
-    }
-    let words: Vec<String> = t
-        .words
-        .iter()
-        .map(|w| format!("{}/{}", w.word, w.tag))
-        .collect();
-    println!("\n{}\n  {}", t.text, words.join(" "));
-    for e in &t.entities {
-        println!("  {:<14} {}", e.entity, e.word);
-    }
-}
-
 pub fn main(args: Args) -> Result<(), Error> {
     let run = args.task.setup(&args.train, Some(args.max_length))?;
     let (tokenizer, device, json) = (&run.tokenizer, &run.device, args.task.json);
@@ -74,29 +57,29 @@ pub fn main(args: Args) -> Result<(), Error> {
         [] => vec![EXAMPLE_TEXT.to_string()],
         t => t.to_vec(),
     };
+    let tag_texts = |model: &BertForTokenClassification| -> Result<(), Error> {
+        let tagged = texts.iter().map(|t| tag(model, tokenizer, t, device));
+        crate::print_all(tagged.collect::<Result<Vec<_>, _>>()?, json);
+        Ok(())
+    };
     if args.task.predict_only(!args.predict.is_empty()) {
-        let model = BertForTokenClassification::from_pretrained(&run.model_dir, device)?;
-        for t in &texts {
-            print_tagged(&tag(&model, tokenizer, t, device)?, json);
-        }
-        return Ok(());
+        return tag_texts(&BertForTokenClassification::from_pretrained(
+            &run.model_dir,
+            device,
+        )?);
     }
     let train_path = match &args.task.train_file {
         Some(p) => p.clone(),
         None => crate::fixtures_dir()?.join("data/wnut16/train.txt"),
     };
-    let sentences = read_conll(&train_path)?;
-    let (mut train_s, mut eval_s, eval_path) = match &args.task.validation_file {
-        Some(p) => (sentences, read_conll(p)?, p.clone()),
-        None => {
-            let (tr, ev) = split(sentences, args.validation_split, args.train.seed)?;
-            (tr, ev, train_path.clone())
-        }
-    };
+    let validation = args.task.validation_file.as_deref();
+    let (split, seed) = (args.validation_split, args.train.seed);
+    let (mut train_s, mut eval_s, eval_path) =
+        train_and_validation(&train_path, validation, |p| read_conll(p), split, seed)?;
     // Labels of the whole training data (before --max-train-samples).
     let labels = bio_label_list(&train_s);
     args.task.truncate(&mut train_s, &mut eval_s)?;
-    let items = |s, path: &PathBuf| {
+    let items = |s, path: &Path| {
         let name = path.display().to_string();
         tokenize_and_align_labels(tokenizer, s, &labels, args.label_all_tokens, &name)
     };
@@ -115,15 +98,6 @@ pub fn main(args: Args) -> Result<(), Error> {
         tokenizer.clone(),
         device,
     )?;
-    let batches = args.train.batches(
-        &DEFAULTS,
-        train_items,
-        |i: &TokenClassificationItem| i.text.len(),
-        TokenClassificationBatcher {
-            pad_id: tokenizer.special_ids()?.pad,
-        },
-        &run.train_device,
-    );
     run.summary(format!(
         "ner: {} training / {} evaluation sentences from {}, {} labels",
         train_s.len(),
@@ -131,44 +105,16 @@ pub fn main(args: Args) -> Result<(), Error> {
         train_path.display(),
         labels.len()
     ));
-    let out = args.train.fit(
-        &DEFAULTS,
-        model,
-        &batches,
-        &task,
-        !eval_items.is_empty(),
-        &run,
-    )?;
+    let out = args.train.fit(&DEFAULTS, model, train_items, &task, &run)?;
     // Per-type scores, and the all-`O` baseline on the same evaluation data.
     let (_, rows) = task.predict_eval(&out.model)?;
-    let (s, all_o) = (scores(&rows), scores(&all_o_rows(&rows)));
-    if json {
-        println!(
+    let (s, all_o) = (scores(&rows), scores(&all_o_baseline(&rows)));
+    match json {
+        true => println!(
             "{}",
             serde_json::json!({"entities": s, "all_o_baseline_f1": all_o.f1})
-        );
-    } else {
-        println!(
-            "entities: F1 {:.4} (all-O baseline F1 {:.4})",
-            s.f1, all_o.f1
-        );
-        println!(
-            "  {:<14} {:>9} {:>9} {:>9} {:>7}",
-            "type", "precision", "recall", "f1", "number"
-        );
-        for (t, (p, r, f, n)) in &s.per_type {
-            println!("  {t:<14} {p:>9.4} {r:>9.4} {f:>9.4} {n:>7}");
-        }
+        ),
+        false => println!("{s}\n  all-O baseline F1 {:.4}", all_o.f1),
     }
-    for t in &texts {
-        print_tagged(&tag(&out.model, tokenizer, t, device)?, json);
-    }
-    Ok(())
-}
-
-/// Every gold row tagged all `O`: the baseline a model must beat.
-fn all_o_rows(rows: &TagRows) -> TagRows {
-    rows.iter()
-        .map(|(_, g)| (vec!["O".to_string(); g.len()], g.clone()))
-        .collect()
+    tag_texts(&out.model)
 }

@@ -3,26 +3,21 @@
 //! WordPiece vocabulary trained on the corpus. Pairs as BERT's `create_pretraining_data`
 //! (NSP 50/50), masks drawn anew for every batch (dynamic masking, 80/10/10). Reports MLM
 //! loss/accuracy and NSP accuracy on held-out documents; checkpoints and `--resume` come
-//! from the trainer. `--causal-lm` trains a `BertLMHeadModel` on next-token prediction.
+//! from the trainer. The `clm` example trains a decoder on next-token prediction instead.
 //!
 //! With no arguments it pretrains a small BERT (4 layers, hidden 256) on the Jargon File.
 
-use std::path::PathBuf;
-
-use bert::{BertConfig, BertForPreTraining, BertLMHeadModel, BertPretrained};
-use bert_datasets::collate::{CausalLmBatcher, PretrainingCollator};
+use bert::BertForPreTraining;
+use bert_datasets::collate::PretrainingCollator;
 use bert_datasets::pretraining::{
-    CorpusFormat, Document, DocumentStream, NspOptions, PretrainingPair, create_pairs,
-    create_pairs_duplicated, encode_documents, group_texts, is_held_out, stream_documents,
-    stream_pairs, tokenize_documents,
+    NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, tokenize_documents,
 };
-use bert_datasets::tasks::split;
-use bert_datasets::{BertTokenizer, WordPieceOptions};
-use bert_train::tasks::{CausalLmTask, PretrainingTask, eval_batches};
-use bert_train::{ItemStream, StreamedBatches, TrainError, train};
+use bert_train::tasks::PretrainingTask;
+use bert_train::{ItemStream, StreamedBatches, TrainError};
 use burn::tensor::Device;
 use clap::Parser;
 
+use crate::lm::{CorpusArgs, ModelArgs};
 use crate::range;
 use crate::{BackendArgs, Error, TrainArgs, TrainDefaults};
 
@@ -34,34 +29,10 @@ use crate::{BackendArgs, Error, TrainArgs, TrainDefaults};
 pub struct Args {
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// Text corpus (default: the Jargon File from the fixtures).
-    #[arg(long)]
-    pub corpus: Option<PathBuf>,
-    /// The corpus is plain paragraphs (split into sentences and documents), not one sentence
-    /// per line with blank lines between documents. Default for the fixture corpus.
-    #[arg(long)]
-    pub paragraphs: bool,
-    /// Continue from this HF model directory (its tokenizer too) instead of starting from scratch.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// A tokenizer.json, or a directory with tokenizer.json or vocab.txt; without it (and
-    /// without --model) a WordPiece vocabulary is trained on the corpus.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
-    /// Size of the trained WordPiece vocabulary.
-    #[arg(long, default_value_t = 8000, value_parser = range::at_least_one)]
-    pub vocab_size: usize,
-    #[arg(long, default_value_t = 4, value_parser = range::at_least_one)]
-    pub num_hidden_layers: usize,
-    #[arg(long, default_value_t = 256, value_parser = range::at_least_one)]
-    pub hidden_size: usize,
-    #[arg(long, default_value_t = 4, value_parser = range::at_least_one)]
-    pub num_attention_heads: usize,
-    /// Default 4 × hidden size.
-    #[arg(long, value_parser = range::at_least_one)]
-    pub intermediate_size: Option<usize>,
-    #[arg(long, default_value_t = 128, value_parser = range::at_least_one)]
-    pub max_seq_length: usize,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
     #[arg(long, default_value_t = 0.1, value_parser = range::unit_interval)]
     pub short_seq_prob: f64,
     #[arg(long, default_value_t = 0.15, value_parser = range::fraction)]
@@ -78,17 +49,10 @@ pub struct Args {
     /// Mask all pieces of a word together.
     #[arg(long)]
     pub whole_word_mask: bool,
-    /// Train a decoder (`BertLMHeadModel`, `is_decoder = true`) on next-token prediction
-    /// over contiguous blocks of the corpus instead of MLM + NSP (for the `generate` example).
-    #[arg(long)]
-    pub causal_lm: bool,
-    /// Fraction of documents held out for evaluation.
-    #[arg(long, default_value_t = 0.05, value_parser = range::fraction)]
-    pub eval_fraction: f64,
     /// Stream the corpus instead of loading it (HF's `--streaming`): documents are read,
     /// tokenized and paired as training goes, through a shuffle buffer, with bounded memory
     /// for a corpus of any size. Held-out documents are picked by a hash of their index.
-    #[arg(long, conflicts_with_all = ["causal_lm", "dupe_factor"])]
+    #[arg(long, conflicts_with = "dupe_factor")]
     pub streaming: bool,
     /// With --streaming: pairs in the shuffle buffer.
     #[arg(long, default_value_t = 10_000)]
@@ -110,106 +74,66 @@ pub const DEFAULTS: TrainDefaults = TrainDefaults {
 };
 
 impl Args {
-    /// The corpus file and its layout.
-    fn corpus(&self) -> Result<(PathBuf, CorpusFormat), Error> {
-        let paragraphs = CorpusFormat::Paragraphs { heading_words: 4 };
-        Ok(match &self.corpus {
-            Some(p) if self.paragraphs => (p.clone(), paragraphs),
-            Some(p) => (p.clone(), CorpusFormat::Sentences),
-            None => (
-                crate::fixtures_dir()?.join("data/corpus/jargon.txt"),
-                paragraphs,
-            ),
-        })
-    }
-
-    /// The corpus's documents, split into training and held-out documents.
-    fn documents(&self) -> Result<(Vec<Document>, Vec<Document>), Error> {
-        let (path, format) = self.corpus()?;
-        let docs = stream_documents(&path, format)?.collect::<Result<Vec<_>, _>>()?;
-        if docs.len() < 4 {
-            return Err(format!(
-                "{}: {} documents; pretraining needs at least 4 (blank lines separate documents)",
-                path.display(),
-                docs.len()
-            )
-            .into());
+    /// NSP pairing as asked; held-out pairs are drawn with the next seed.
+    fn nsp(&self, held_out: bool) -> NspOptions {
+        NspOptions {
+            max_seq_length: self.model.max_seq_length,
+            short_seq_prob: self.short_seq_prob,
+            seed: self.train.seed + held_out as u64,
         }
-        Ok(split(docs, self.eval_fraction, self.train.seed)?)
-    }
-
-    /// The tokenizer: given, the model's, the one an earlier run saved, or WordPiece trained on
-    /// the training `sentences` (and saved in `output_dir/tokenizer/`).
-    fn tokenizer(
-        &self,
-        sentences: impl Iterator<Item = String> + Send,
-    ) -> Result<BertTokenizer, Error> {
-        let saved = self.train.output_dir.join("tokenizer");
-        if let Some(t) = self.tokenizer.as_ref().or(self.model.as_ref()) {
-            return Ok(BertTokenizer::from_path(t)?);
-        }
-        if self.train.resume.is_some() && saved.join("tokenizer.json").is_file() {
-            return Ok(BertTokenizer::from_file(saved.join("tokenizer.json"))?);
-        }
-        let t = BertTokenizer::train_wordpiece(
-            sentences,
-            self.vocab_size,
-            2,
-            WordPieceOptions::default(),
-        )?;
-        t.save_pretrained(&saved)?;
-        Ok(t)
     }
 
     /// Dynamic MLM masking as asked.
-    fn collator(&self, tokenizer: &BertTokenizer) -> Result<PretrainingCollator, Error> {
+    fn collator(
+        &self,
+        tokenizer: &bert_datasets::BertTokenizer,
+    ) -> Result<PretrainingCollator, Error> {
+        let fixed = self.pad_to_max_length;
         Ok(PretrainingCollator {
             mlm_probability: self.mlm_probability,
             whole_word_mask: self.whole_word_mask,
-            pad_to: if self.pad_to_max_length {
-                self.max_seq_length
-            } else {
-                0
-            },
-            masked_rows_multiple: if self.pad_to_max_length { 64 } else { 1 },
+            pad_to: if fixed { self.model.max_seq_length } else { 0 },
+            masked_rows_multiple: if fixed { 64 } else { 1 },
             ..PretrainingCollator::new(tokenizer, self.train.seed)?
         })
     }
 
-    /// The model: loaded from --model, or new from the size arguments.
-    fn model<M: BertPretrained>(
+    /// Trains on `batches` (collated on `train_device`, the autodiff `device`) with evaluation
+    /// on `eval_pairs`.
+    fn train(
         &self,
-        tokenizer: &BertTokenizer,
-        device: &Device,
-    ) -> Result<M, Error> {
-        let vocab_size = tokenizer.vocab_size();
-        let model: M = match &self.model {
-            Some(dir) => {
-                crate::load_model(dir, |c| c.is_decoder |= self.causal_lm, device, self.json)?
-            }
-            None => {
-                let mut config = BertConfig::tiny(
-                    vocab_size,
-                    self.hidden_size,
-                    self.num_hidden_layers,
-                    self.num_attention_heads,
-                );
-                config.intermediate_size = self.intermediate_size.unwrap_or(4 * self.hidden_size);
-                config.max_position_embeddings = self.max_seq_length.max(512);
-                config.pad_token_id = Some(tokenizer.special_ids()?.pad as usize);
-                config.is_decoder = self.causal_lm;
-                config.validate()?;
-                M::init(&config, device)
-            }
-        };
-        if model.config().vocab_size < vocab_size {
-            return Err(format!(
-                "the tokenizer has {vocab_size} tokens but the model's vocab_size is {}",
-                model.config().vocab_size
-            )
-            .into());
+        batches: &dyn bert_train::BatchSource<bert_datasets::collate::PretrainingBatch>,
+        eval_pairs: &[PretrainingPair],
+        tokenizer: bert_datasets::BertTokenizer,
+        (device, train_device): (&Device, Device),
+    ) -> Result<(), Error> {
+        let (model, json) = (
+            self.model
+                .model::<BertForPreTraining>(&tokenizer, false, &train_device, self.json)?,
+            self.json,
+        );
+        let batch_size = self.train.batch_size(&DEFAULTS);
+        let collator = self.collator(&tokenizer)?;
+        let task = PretrainingTask::new(eval_pairs, &collator, batch_size, tokenizer, device)?;
+        let has_eval = !eval_pairs.is_empty();
+        self.train.train(
+            &DEFAULTS,
+            model,
+            batches,
+            &task,
+            has_eval,
+            &train_device,
+            json,
+        )?;
+        if !json {
+            let vocab = (task.tokenizer.vocab_size() as f64).ln();
+            let dir = self.train.output_dir.join("final_model");
+            println!(
+                "ln(vocab) = {vocab:.2}; try: --example fill_mask -- --model {}",
+                dir.display()
+            );
         }
-        Ok(model)
+        Ok(())
     }
 }
 
@@ -218,170 +142,76 @@ pub fn main(args: Args) -> Result<(), Error> {
     if args.streaming {
         return streamed(&args, &device);
     }
-    let (train_docs, eval_docs) = args.documents()?;
-    let tokenizer = args.tokenizer(train_docs.iter().flatten().cloned())?;
-    let (train_tokens, eval_tokens) = (
-        tokenize_documents(&tokenizer, &train_docs)?,
-        tokenize_documents(&tokenizer, &eval_docs)?,
-    );
-    let train_device = args.train.autodiff(&device);
-    let batch_size = args.train.batch_size(&DEFAULTS);
-    let summary = |kind: &str, n_train: usize, n_eval: usize| {
-        if !args.json {
-            eprintln!(
-                "pretrain: {} / {} documents → {n_train} / {n_eval} {kind} of ≤ {} tokens; vocab {} on {}",
-                train_docs.len(),
-                eval_docs.len(),
-                args.max_seq_length,
-                tokenizer.vocab_size(),
-                args.backend.backend
-            );
-        }
+    let (train_docs, eval_docs) = args.corpus.corpus(args.train.seed)?.documents()?;
+    let tokenizer = args
+        .model
+        .tokenizer(&args.train, train_docs.iter().flatten().cloned())?;
+    let pairs = |docs, held_out: bool| -> Result<Vec<PretrainingPair>, Error> {
+        let tokens = tokenize_documents(&tokenizer, docs)?;
+        Ok(match held_out {
+            false => create_pairs_duplicated(&tokens, &args.nsp(false), args.dupe_factor)?,
+            true => create_pairs(&tokens, &args.nsp(true))?,
+        })
     };
-    if args.causal_lm {
-        let cls = tokenizer.special_ids()?.cls;
-        let train_blocks = group_texts(&train_tokens, args.max_seq_length, cls);
-        let eval_blocks = group_texts(&eval_tokens, args.max_seq_length, cls);
-        summary("blocks", train_blocks.len(), eval_blocks.len());
-        let model: BertLMHeadModel = args.model(&tokenizer, &train_device)?;
-        let batcher = CausalLmBatcher {
-            pad_id: tokenizer.special_ids()?.pad,
-        };
-        let eval = eval_batches(&eval_blocks, batch_size, &batcher, &device)?;
-        let batches = args
-            .train
-            .batches(&DEFAULTS, train_blocks, Vec::len, batcher, &train_device);
-        let training = args.train.training_arguments(
-            &DEFAULTS,
-            batches.items.len().div_ceil(batch_size),
-            !eval.is_empty(),
-        );
-        let task = CausalLmTask { eval, tokenizer };
-        let out = train(&training, model, &batches, &task, &train_device)?;
-        crate::report(&out, &training.output_dir, args.json);
-        return Ok(());
-    }
-    let options = NspOptions {
-        max_seq_length: args.max_seq_length,
-        short_seq_prob: args.short_seq_prob,
-        seed: args.train.seed,
-    };
-    let train_pairs = create_pairs_duplicated(&train_tokens, &options, args.dupe_factor)?;
-    let mut eval_pairs = create_pairs(
-        &eval_tokens,
-        &NspOptions {
-            seed: args.train.seed + 1,
-            ..options
-        },
-    )?;
+    let train_pairs = pairs(&train_docs, false)?;
+    let mut eval_pairs = pairs(&eval_docs, true)?;
     crate::truncate(&mut eval_pairs, args.max_eval_samples);
-    summary("pairs", train_pairs.len(), eval_pairs.len());
-    let model: BertForPreTraining = args.model(&tokenizer, &train_device)?;
-    let collator = args.collator(&tokenizer)?;
-    let task = PretrainingTask::new(
-        &eval_pairs,
-        &collator,
-        batch_size,
-        tokenizer.clone(),
-        &device,
-    )?;
-    let collate_device = train_device.clone();
-    let batches = args.train.item_batches(
-        &DEFAULTS,
-        train_pairs,
-        |p: &PretrainingPair| p.tokens_a.len() + p.tokens_b.len(),
-        move |items, key| collator.collate(&items, key, &collate_device),
-    );
-    let training = args.train.training_arguments(
-        &DEFAULTS,
-        batches.items.len().div_ceil(batch_size),
-        !task.eval.is_empty(),
-    );
-    let out = train(&training, model, &batches, &task, &train_device)?;
-    crate::report(&out, &training.output_dir, args.json);
     if !args.json {
-        let final_dir = training.output_dir.join("final_model");
-        println!(
-            "ln(vocab) = {:.2}; try: --example fill_mask -- --model {}",
-            (tokenizer.vocab_size() as f64).ln(),
-            final_dir.display()
+        eprintln!(
+            "pretrain: {} / {} documents → {} / {} pairs of ≤ {} tokens; vocab {} on {}",
+            train_docs.len(),
+            eval_docs.len(),
+            train_pairs.len(),
+            eval_pairs.len(),
+            args.model.max_seq_length,
+            tokenizer.vocab_size(),
+            args.backend.backend
         );
     }
-    Ok(())
+    let (collator, train_device) = (args.collator(&tokenizer)?, args.train.autodiff(&device));
+    let collate_device = train_device.clone();
+    let batches = args
+        .train
+        .item_batches(&DEFAULTS, train_pairs, move |items, key| {
+            collator.collate(&items, key, &collate_device)
+        });
+    args.train(&batches, &eval_pairs, tokenizer, (&device, train_device))
 }
 
-/// `--streaming`: the corpus read, tokenized, paired and shuffled as training goes.
+/// `--streaming`: the corpus read, tokenized, paired and shuffled as training goes; the
+/// held-out pairs are the first --max-eval-samples of the held-out documents' pairs.
 fn streamed(args: &Args, device: &Device) -> Result<(), Error> {
-    let (path, format) = args.corpus()?;
-    let (fraction, seed) = (args.eval_fraction, args.train.seed);
-    // The documents of one side of the split, streamed.
-    let side = move |held_out: bool| -> Result<DocumentStream, Error> {
-        let docs = stream_documents(&path, format)?.enumerate();
-        Ok(Box::new(
-            docs.filter(move |(i, _)| is_held_out(*i, fraction, seed) == held_out)
-                .map(|(_, d)| d),
-        ))
-    };
-    let sentences = side(false)?.map_while(Result::ok).flatten();
-    let tokenizer = args.tokenizer(sentences)?;
-    let options = NspOptions {
-        max_seq_length: args.max_seq_length,
-        short_seq_prob: args.short_seq_prob,
-        seed,
-    };
-    // Held-out pairs: the first --max-eval-samples of the held-out documents' pairs.
-    let eval_docs = encode_documents(side(true)?, &tokenizer, 64)?;
-    let eval_pairs: Vec<PretrainingPair> = stream_pairs(
-        eval_docs,
-        &NspOptions {
-            seed: seed + 1,
-            ..options
-        },
-        256,
-    )?
-    .take(args.max_eval_samples.unwrap_or(1000))
-    .collect::<Result<_, _>>()?;
-    let open_tokenizer = tokenizer.clone();
+    let corpus = args.corpus.corpus(args.train.seed)?;
+    let sentences = corpus.stream(false)?.map_while(Result::ok).flatten();
+    let tokenizer = args.model.tokenizer(&args.train, sentences)?;
+    let eval_pairs: Vec<PretrainingPair> = corpus
+        .stream_pairs(true, &tokenizer, &args.nsp(true))?
+        .take(args.max_eval_samples.unwrap_or(1000))
+        .collect::<Result<_, _>>()?;
+    let (path, open_tokenizer, options) = (corpus.path.clone(), tokenizer.clone(), args.nsp(false));
     let open = move || -> Result<ItemStream<PretrainingPair>, TrainError> {
-        let docs = side(false).map_err(|e| TrainError::Data(e.to_string()))?;
-        let pairs = stream_pairs(encode_documents(docs, &open_tokenizer, 64)?, &options, 256)?;
+        let pairs = corpus.stream_pairs(false, &open_tokenizer, &options)?;
         Ok(Box::new(pairs.map(|p| p.map_err(TrainError::from))))
     };
-    let train_device = args.train.autodiff(device);
-    let model: BertForPreTraining = args.model(&tokenizer, &train_device)?;
-    let collator = args.collator(&tokenizer)?;
-    let batch_size = args.train.batch_size(&DEFAULTS);
-    let task = PretrainingTask::new(
-        &eval_pairs,
-        &collator,
-        batch_size,
-        tokenizer.clone(),
-        device,
-    )?;
+    let (collator, train_device) = (args.collator(&tokenizer)?, args.train.autodiff(device));
     let collate_device = train_device.clone();
-    let batches = StreamedBatches::new(
-        open,
-        batch_size,
+    let (batch_size, buffer, seed) = (
+        args.train.batch_size(&DEFAULTS),
         args.shuffle_buffer,
-        seed,
-        move |items, key| collator.collate(&items, key, &collate_device),
-    )?;
+        args.train.seed,
+    );
+    let batches = StreamedBatches::new(open, batch_size, buffer, seed, move |items, key| {
+        collator.collate(&items, key, &collate_device)
+    })?;
     if !args.json {
         eprintln!(
             "pretrain --streaming: {} → {} training pairs a pass, {} held out; vocab {} on {}",
-            args.corpus()?.0.display(),
+            path.display(),
             batches.items(),
             eval_pairs.len(),
             tokenizer.vocab_size(),
             args.backend.backend
         );
     }
-    let training = args.train.training_arguments(
-        &DEFAULTS,
-        bert_train::BatchSource::len(&batches),
-        !eval_pairs.is_empty(),
-    );
-    let out = train(&training, model, &batches, &task, &train_device)?;
-    crate::report(&out, &training.output_dir, args.json);
-    Ok(())
+    args.train(&batches, &eval_pairs, tokenizer, (device, train_device))
 }

@@ -6,13 +6,11 @@
 //! (`bert_datasets::synthetic::squad`) beside the real SQuAD sample of the fixtures, trains on
 //! both and evaluates on held-out generated questions.
 
-use std::path::PathBuf;
-
 use bert::{BertForQuestionAnswering, BertPretrained};
-use bert_datasets::collate::{QuestionAnsweringBatcher, QuestionAnsweringItem};
+use bert_datasets::collate::QuestionAnsweringItem;
 use bert_datasets::synthetic;
 use bert_datasets::tasks::squad::{Postprocess, SquadExample, prepare_features, read_squad};
-use bert_train::tasks::{Answer, QuestionAnsweringTask, answer_questions};
+use bert_train::tasks::{QuestionAnsweringTask, answer_questions};
 use clap::Parser;
 
 use crate::range;
@@ -88,46 +86,21 @@ impl Args {
         if let Some(p) = &self.task.train_file {
             return Ok((read_squad(p)?, validation.unwrap_or_default()));
         }
-        let data = self.train.output_dir.join("data");
-        let write = |name: &str, n: usize, seed: u64| -> Result<PathBuf, Error> {
-            std::fs::create_dir_all(&data)?;
-            let path = data.join(name);
-            std::fs::write(
-                &path,
-                serde_json::to_string_pretty(&synthetic::squad(n, seed))?,
-            )?;
-            Ok(path)
-        };
-        let mut train = read_squad(write(
-            "generated_train.json",
-            self.generate,
-            self.train.seed,
-        )?)?;
+        let (dir, seed) = (self.train.output_dir.join("data"), self.train.seed);
+        let (train_path, eval_path) = (
+            dir.join("generated_train.json"),
+            dir.join("generated_eval.json"),
+        );
+        synthetic::write_squad(&train_path, self.generate, seed)?;
+        synthetic::write_squad(&eval_path, (self.generate / 4).max(1), seed + 1)?;
+        let mut train = read_squad(train_path)?;
         train.extend(read_squad(
             crate::fixtures_dir()?.join("data/samples/squad.json"),
         )?);
-        let eval_path = write(
-            "generated_eval.json",
-            (self.generate / 4).max(1),
-            self.train.seed + 1,
-        )?;
         Ok((
             train,
             validation.map_or_else(|| read_squad(&eval_path), Ok)?,
         ))
-    }
-}
-
-fn print_answers(answers: &[Answer], as_json: bool) {
-    for a in answers {
-        if as_json {
-            println!("{}", serde_json::to_string(a).unwrap_or_default());
-        } else {
-            println!(
-                "{}\n  answer: {:?} (score {:.2})",
-                a.question, a.answer, a.score
-            );
-        }
     }
 }
 
@@ -154,7 +127,7 @@ pub fn main(args: Args) -> Result<(), Error> {
     };
     if args.task.predict_only(!args.question.is_empty()) {
         let model = BertForQuestionAnswering::from_pretrained(&run.model_dir, device)?;
-        print_answers(&answer(&model)?, json);
+        crate::print_all(answer(&model)?, json);
         return Ok(());
     }
     let (mut train_examples, mut eval_examples) = args.data()?;
@@ -165,18 +138,6 @@ pub fn main(args: Args) -> Result<(), Error> {
     let model: BertForQuestionAnswering =
         load_model(&run.model_dir, |_| {}, &run.train_device, json)?;
     let batch_size = args.train.batch_size(&DEFAULTS);
-    let batches = args.train.batches(
-        &DEFAULTS,
-        train_features
-            .iter()
-            .map(QuestionAnsweringItem::from)
-            .collect(),
-        |i: &QuestionAnsweringItem| i.text.len(),
-        QuestionAnsweringBatcher {
-            pad_id: tokenizer.special_ids()?.pad,
-        },
-        &run.train_device,
-    );
     run.summary(format!(
         "qa: {} training questions ({} windows), {} evaluation questions",
         train_examples.len(),
@@ -191,10 +152,11 @@ pub fn main(args: Args) -> Result<(), Error> {
         tokenizer: tokenizer.clone(),
         device: device.clone(),
     };
-    let has_eval = !task.examples.is_empty();
-    let out = args
-        .train
-        .fit(&DEFAULTS, model, &batches, &task, has_eval, &run)?;
+    let train_items = train_features
+        .iter()
+        .map(QuestionAnsweringItem::from)
+        .collect();
+    let out = args.train.fit(&DEFAULTS, model, train_items, &task, &run)?;
     // A few held-out questions with their predicted answers, then the example context.
     let (predicted, _) = task.predict_eval(&out.model)?;
     for (e, a) in task.examples.iter().zip(&predicted).take(5) {
@@ -208,6 +170,6 @@ pub fn main(args: Args) -> Result<(), Error> {
             println!("  {}  → {:?} (gold {gold:?})", e.question, a.text);
         }
     }
-    print_answers(&answer(&out.model)?, json);
+    crate::print_all(answer(&out.model)?, json);
     Ok(())
 }

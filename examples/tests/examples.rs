@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use bert::{BertConfig, BertModel, BertPretrained};
-use bert_examples::{classify, fill_mask, generate, multiple_choice, ner, nsp, pretrain, qa};
+use bert_examples::{classify, clm, fill_mask, generate, multiple_choice, ner, nsp, pretrain, qa};
 use clap::Parser;
 use serde_json::Value;
 
@@ -347,8 +347,19 @@ fn small_corpus(dir: &Path) -> PathBuf {
 }
 
 fn pretrain_args(corpus: &Path, out: &Path, steps: &str, extra: &[&str]) -> pretrain::Args {
+    pretrain::Args::parse_from(lm_args("pretrain", corpus, out, steps, extra))
+}
+
+/// The arguments `pretrain` and `clm` share: a tiny model on `corpus` for `steps` steps.
+fn lm_args<'a>(
+    name: &'a str,
+    corpus: &'a Path,
+    out: &'a Path,
+    steps: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut a = vec![
-        "pretrain",
+        name,
         "--corpus",
         corpus.to_str().unwrap(),
         "--paragraphs",
@@ -381,7 +392,7 @@ fn pretrain_args(corpus: &Path, out: &Path, steps: &str, extra: &[&str]) -> pret
     if !extra.contains(&"--eval-steps") {
         a.extend(["--eval-steps", "100"]);
     }
-    pretrain::Args::parse_from(a)
+    a
 }
 
 /// `--streaming`: the corpus streamed through a shuffle buffer; a run killed after its step-2
@@ -513,13 +524,8 @@ fn causal_lm_pretraining_feeds_generation() {
     let dir = tmp("clm");
     let corpus = small_corpus(&dir);
     let out = dir.join("out");
-    pretrain::main(pretrain_args(
-        &corpus,
-        &out,
-        "3",
-        &["--causal-lm", "--eval-steps", "3"],
-    ))
-    .unwrap();
+    let args = lm_args("clm", &corpus, &out, "3", &["--eval-steps", "3"]);
+    clm::main(clm::Args::parse_from(args)).unwrap();
     assert!(
         log(&out).iter().any(|e| e.get("eval_perplexity").is_some()),
         "{:?}",

@@ -38,6 +38,56 @@ pub use token_classification::{
 use bert::{BertInput, HostBounds};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+/// An item's length in tokens: what `group_by_length` sorts by (HF's `LengthGroupedSampler`
+/// reads the length of `input_ids`; a multiple-choice item counts its longest choice).
+pub trait Length {
+    fn length(&self) -> usize;
+}
+
+impl Length for ClassificationItem {
+    fn length(&self) -> usize {
+        self.text.len()
+    }
+}
+
+impl Length for TokenClassificationItem {
+    fn length(&self) -> usize {
+        self.text.len()
+    }
+}
+
+impl Length for QuestionAnsweringItem {
+    fn length(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// The longest choice sets the padded length (HF would take `len(input_ids)`, the number of
+/// choices, which says nothing of the padding).
+impl Length for MultipleChoiceItem {
+    fn length(&self) -> usize {
+        self.choices
+            .iter()
+            .map(TokenizedText::len)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// A causal-LM block of ids.
+impl Length for Vec<u32> {
+    fn length(&self) -> usize {
+        self.len()
+    }
+}
+
+/// `[CLS] A [SEP] B [SEP]` without its three special tokens.
+impl Length for crate::pretraining::PretrainingPair {
+    fn length(&self) -> usize {
+        self.tokens_a.len() + self.tokens_b.len()
+    }
+}
+
 /// One tokenized sequence: `[CLS] A [SEP] (B [SEP])`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenizedText {

@@ -129,6 +129,46 @@ pub fn stream_documents(path: &Path, format: CorpusFormat) -> Result<DocumentStr
     })
 }
 
+/// A corpus file, its layout, and its split into training and held-out documents (HF
+/// `run_mlm.py`'s `validation_split_percentage`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Corpus {
+    pub path: std::path::PathBuf,
+    pub format: CorpusFormat,
+    /// Fraction of documents held out for evaluation.
+    pub eval_fraction: f64,
+    pub seed: u64,
+}
+
+impl Corpus {
+    /// All documents, shuffled and split by the seed (`crate::tasks::split`). Fewer than
+    /// 4 documents is an error: NSP draws its random B segments from other documents.
+    pub fn documents(&self) -> Result<(Vec<Document>, Vec<Document>), DataError> {
+        let docs = stream_documents(&self.path, self.format)?.collect::<Result<Vec<_>, _>>()?;
+        if docs.len() < 4 {
+            return Err(DataError::File {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "{} documents; pretraining needs at least 4 (blank lines separate documents)",
+                    docs.len()
+                ),
+            });
+        }
+        crate::tasks::split(docs, self.eval_fraction, self.seed)
+    }
+
+    /// The training (`held_out = false`) or held-out documents, streamed: a document is held
+    /// out by [`is_held_out`] of its index, so the two streams never meet and need no memory.
+    pub fn stream(&self, held_out: bool) -> Result<DocumentStream, DataError> {
+        let (fraction, seed) = (self.eval_fraction, self.seed);
+        let docs = stream_documents(&self.path, self.format)?.enumerate();
+        Ok(Box::new(
+            docs.filter(move |(i, _)| is_held_out(*i, fraction, seed) == held_out)
+                .map(|(_, d)| d),
+        ))
+    }
+}
+
 /// A split of a stream by document index (a stream cannot be shuffled and cut as HF's
 /// `train_test_split` does): document `i` is held out when a hash of `(seed, i)` falls below
 /// `fraction`, so about that fraction is, spread over the whole corpus, the same each time.

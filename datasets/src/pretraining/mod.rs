@@ -10,12 +10,12 @@ pub mod nsp;
 pub mod stream;
 
 pub use corpus::{
-    CorpusFormat, Document, DocumentReader, DocumentStream, ParagraphDocuments, documents,
+    Corpus, CorpusFormat, Document, DocumentReader, DocumentStream, ParagraphDocuments, documents,
     is_held_out, paragraph_documents, read_documents, split_paragraphs, stream_documents,
 };
 pub use masking::{MaskedLm, MlmMasker};
 pub use nsp::{NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, group_texts};
 pub use stream::{
-    PretrainingExample, TokenizedDocument, continuation_table, encode_documents, mask_pairs,
-    stream_pairs, tokenize_documents,
+    PairResults, PretrainingExample, TokenizedDocument, continuation_table, encode_documents,
+    mask_pairs, stream_pairs, tokenize_documents,
 };

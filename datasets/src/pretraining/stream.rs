@@ -21,6 +21,25 @@ use super::masking::MlmMasker;
 use super::nsp::{NspOptions, PretrainingPair, pairs_from_document};
 use crate::{BertTokenizer, DataError};
 
+/// NSP pairs as a stream reads them.
+pub type PairResults = Box<dyn Iterator<Item = Result<PretrainingPair, DataError>>>;
+
+impl super::Corpus {
+    /// The NSP pairs of the training (`held_out = false`) or held-out documents, streamed:
+    /// documents read lazily ([`super::Corpus::stream`]), tokenized 64 at a time, paired from
+    /// a buffer of 256 documents ([`stream_pairs`]). Memory is bounded by those buffers,
+    /// whatever the corpus size.
+    pub fn stream_pairs(
+        &self,
+        held_out: bool,
+        tokenizer: &BertTokenizer,
+        options: &NspOptions,
+    ) -> Result<PairResults, DataError> {
+        let docs = encode_documents(self.stream(held_out)?, tokenizer, 64)?;
+        Ok(Box::new(stream_pairs(docs, options, 256)?))
+    }
+}
+
 /// A document's sentences as token ids (no `[CLS]`/`[SEP]`).
 pub type TokenizedDocument = Vec<Vec<u32>>;
 

@@ -51,6 +51,19 @@ pub struct ClassificationColumns {
     pub regression: bool,
 }
 
+impl ClassificationColumns {
+    /// The fixtures' movie-review polarity sentences: `"label","text"`, no header.
+    pub fn polarity() -> Self {
+        Self {
+            text: 1.into(),
+            text_pair: None,
+            label: 0.into(),
+            has_header: false,
+            regression: false,
+        }
+    }
+}
+
 /// A label: a class id, a regression target, or a multi-hot row (multi-label).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Label {
@@ -82,6 +95,26 @@ pub struct ClassificationExample {
 pub struct ClassificationData {
     pub examples: Vec<ClassificationExample>,
     pub id2label: Vec<String>,
+}
+
+impl ClassificationData {
+    /// The class names: `given` (comma-separated, in sorted label order, e.g.
+    /// `negative,positive`) or the data's own. A count other than the data's is an error.
+    pub fn label_names(&self, given: Option<&str>) -> Result<Vec<String>, DataError> {
+        let Some(given) = given else {
+            return Ok(self.id2label.clone());
+        };
+        let names: Vec<String> = given.split(',').map(|s| s.trim().to_string()).collect();
+        if names.len() != self.id2label.len() {
+            return Err(DataError::Option(format!(
+                "{} label names {names:?} but the data has {} labels {:?}",
+                names.len(),
+                self.id2label.len(),
+                self.id2label
+            )));
+        }
+        Ok(names)
+    }
 }
 
 /// Tokenized examples and the class names (index = id; empty for regression).

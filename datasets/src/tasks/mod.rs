@@ -9,7 +9,7 @@ pub mod conll;
 pub mod squad;
 pub mod swag;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -126,6 +126,26 @@ pub fn split<T>(
     };
     let test = take(test);
     Ok((take(train), test))
+}
+
+/// The training file's items and the evaluation items with the file they come from: those of
+/// the validation file, or without one a held-out `validation_split` of the training file
+/// ([`split`] by `seed`), as HF's example scripts make their `validation` split.
+pub fn train_and_validation<T>(
+    train: &Path,
+    validation: Option<&Path>,
+    read: impl Fn(&Path) -> Result<Vec<T>, DataError>,
+    validation_split: f64,
+    seed: u64,
+) -> Result<(Vec<T>, Vec<T>, PathBuf), DataError> {
+    let items = read(train)?;
+    Ok(match validation {
+        Some(p) => (items, read(p)?, p.to_path_buf()),
+        None => {
+            let (train_items, eval) = split(items, validation_split, seed)?;
+            (train_items, eval, train.to_path_buf())
+        }
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,9 @@ pub use question_answering::{Answer, QuestionAnsweringTask, answer_questions};
 pub use sequence_classification::{
     SequenceClassificationTask, TextClassification, classify, softmax,
 };
-pub use token_classification::{TagRows, TaggedText, TokenClassificationTask, scores, tag};
+pub use token_classification::{
+    TagRows, TaggedText, TokenClassificationTask, all_o_baseline, scores, tag,
+};
 
 use std::path::Path;
 
@@ -35,6 +37,17 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Tensor};
 
 use crate::TrainError;
+
+/// How a fine-tuning task's training items become batches: with the collator the task
+/// evaluates with (HF's `Trainer(data_collator=…)`, padding with the task's tokenizer).
+pub trait Collates<I, B> {
+    type Collator: Batcher<I, B> + 'static;
+
+    fn collator(&self) -> Result<Self::Collator, TrainError>;
+
+    /// Whether the task has evaluation data (the trainer evaluates only then).
+    fn has_eval(&self) -> bool;
+}
 
 /// Writes the model and its tokenizer as one HF model directory.
 pub fn save_with_tokenizer<M: BertPretrained>(

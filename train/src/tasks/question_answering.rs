@@ -43,6 +43,16 @@ pub struct Answer {
     pub score: f32,
 }
 
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n  answer: {:?} (score {:.2})",
+            self.question, self.answer, self.score
+        )
+    }
+}
+
 /// Each window's start and end logits, and with `with_loss` the mean loss over the windows
 /// (0 without: inference has no answer positions).
 fn window_logits(
@@ -168,4 +178,18 @@ pub fn answer_questions(
             })
             .collect(),
     )
+}
+
+impl super::Collates<QuestionAnsweringItem, QuestionAnsweringBatch> for QuestionAnsweringTask {
+    type Collator = QuestionAnsweringBatcher;
+
+    fn collator(&self) -> Result<QuestionAnsweringBatcher, TrainError> {
+        Ok(QuestionAnsweringBatcher {
+            pad_id: self.tokenizer.special_ids()?.pad,
+        })
+    }
+
+    fn has_eval(&self) -> bool {
+        !self.examples.is_empty()
+    }
 }

@@ -101,6 +101,19 @@ pub struct TextClassification {
     pub scores: Vec<(String, f32)>,
 }
 
+/// The text, then each label's score as a percentage, best first.
+impl std::fmt::Display for TextClassification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.text)?;
+        let mut scores = self.scores.clone();
+        scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (name, s) in scores {
+            write!(f, "\n  {name}: {:.0}%", s * 100.0)?;
+        }
+        Ok(())
+    }
+}
+
 /// HF's `TextClassificationPipeline`: classifies each text (a pair as `A ||| B`).
 pub fn classify(
     model: &BertForSequenceClassification,
@@ -151,4 +164,18 @@ pub fn softmax(row: &[f32]) -> Vec<f32> {
     let exp: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
     exp.into_iter().map(|e| e / sum).collect()
+}
+
+impl super::Collates<ClassificationItem, ClassificationBatch> for SequenceClassificationTask {
+    type Collator = ClassificationBatcher;
+
+    fn collator(&self) -> Result<ClassificationBatcher, TrainError> {
+        Ok(ClassificationBatcher {
+            pad_id: self.tokenizer.special_ids()?.pad,
+        })
+    }
+
+    fn has_eval(&self) -> bool {
+        !self.eval.is_empty()
+    }
 }

@@ -102,6 +102,13 @@ pub fn scores(rows: &TagRows) -> EntityScores {
     entity_scores(&pred, &gold)
 }
 
+/// The rows with every prediction `O`: the baseline a tagger must beat on the same data.
+pub fn all_o_baseline(rows: &TagRows) -> TagRows {
+    rows.iter()
+        .map(|(_, g)| (vec!["O".to_string(); g.len()], g.clone()))
+        .collect()
+}
+
 impl TrainTask<BertForTokenClassification, TokenClassificationBatch> for TokenClassificationTask {
     fn loss(
         &self,
@@ -153,6 +160,22 @@ pub struct TaggedText {
     pub entities: Vec<Entity>,
 }
 
+/// The text, its words as `word/TAG`, then one line per entity.
+impl std::fmt::Display for TaggedText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words: Vec<String> = self
+            .words
+            .iter()
+            .map(|w| format!("{}/{}", w.word, w.tag))
+            .collect();
+        write!(f, "{}\n  {}", self.text, words.join(" "))?;
+        for e in &self.entities {
+            write!(f, "\n  {:<14} {}", e.entity, e.word)?;
+        }
+        Ok(())
+    }
+}
+
 /// HF's `TokenClassificationPipeline` with `aggregation_strategy="first"`: each word takes its
 /// first piece's tag; BIO runs of words become entities.
 pub fn tag(
@@ -183,4 +206,20 @@ pub fn tag(
         words,
         entities,
     })
+}
+
+impl super::Collates<TokenClassificationItem, TokenClassificationBatch>
+    for TokenClassificationTask
+{
+    type Collator = TokenClassificationBatcher;
+
+    fn collator(&self) -> Result<TokenClassificationBatcher, TrainError> {
+        Ok(TokenClassificationBatcher {
+            pad_id: self.tokenizer.special_ids()?.pad,
+        })
+    }
+
+    fn has_eval(&self) -> bool {
+        !self.eval.is_empty()
+    }
 }

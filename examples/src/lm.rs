@@ -1,0 +1,135 @@
+//! What the language-model examples (`pretrain`, `clm`) share: the corpus and its held-out
+//! documents, the tokenizer (given, the model's, or WordPiece trained on the corpus) and the
+//! model (an HF checkpoint, or a new one of the given size).
+
+use std::path::PathBuf;
+
+use bert::{BertConfig, BertPretrained};
+use bert_datasets::pretraining::{Corpus, CorpusFormat};
+use bert_datasets::{BertTokenizer, WordPieceOptions};
+use burn::tensor::Device;
+
+use crate::{Error, TrainArgs, range};
+
+/// The corpus (HF's `--train_file` and `--validation_split_percentage`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CorpusArgs {
+    /// Text corpus (default: the Jargon File from the fixtures).
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// The corpus is plain paragraphs (split into sentences and documents), not one sentence
+    /// per line with blank lines between documents. Default for the fixture corpus.
+    #[arg(long)]
+    pub paragraphs: bool,
+    /// Fraction of documents held out for evaluation.
+    #[arg(long, default_value_t = 0.05, value_parser = range::fraction)]
+    pub eval_fraction: f64,
+}
+
+impl CorpusArgs {
+    /// The corpus and its split by `seed`.
+    pub fn corpus(&self, seed: u64) -> Result<Corpus, Error> {
+        let paragraphs = CorpusFormat::Paragraphs { heading_words: 4 };
+        let (path, format) = match &self.corpus {
+            Some(p) if self.paragraphs => (p.clone(), paragraphs),
+            Some(p) => (p.clone(), CorpusFormat::Sentences),
+            None => (
+                crate::fixtures_dir()?.join("data/corpus/jargon.txt"),
+                paragraphs,
+            ),
+        };
+        let eval_fraction = self.eval_fraction;
+        Ok(Corpus {
+            path,
+            format,
+            eval_fraction,
+            seed,
+        })
+    }
+}
+
+/// The model and tokenizer: an HF directory to continue from, or a new model of this size.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Continue from this HF model directory (its tokenizer too) instead of starting from scratch.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A tokenizer.json, or a directory with tokenizer.json or vocab.txt; without it (and
+    /// without --model) a WordPiece vocabulary is trained on the corpus.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Size of the trained WordPiece vocabulary.
+    #[arg(long, default_value_t = 8000, value_parser = range::at_least_one)]
+    pub vocab_size: usize,
+    #[arg(long, default_value_t = 4, value_parser = range::at_least_one)]
+    pub num_hidden_layers: usize,
+    #[arg(long, default_value_t = 256, value_parser = range::at_least_one)]
+    pub hidden_size: usize,
+    #[arg(long, default_value_t = 4, value_parser = range::at_least_one)]
+    pub num_attention_heads: usize,
+    /// Default 4 × hidden size.
+    #[arg(long, value_parser = range::at_least_one)]
+    pub intermediate_size: Option<usize>,
+    /// Tokens per sequence (a pair, or a block of the causal LM).
+    #[arg(long, default_value_t = 128, value_parser = range::at_least_one)]
+    pub max_seq_length: usize,
+}
+
+impl ModelArgs {
+    /// The tokenizer: given, the model's, the one an earlier run saved (on `--resume`), or
+    /// WordPiece trained on the training `sentences` and saved in `output_dir/tokenizer/`.
+    pub fn tokenizer(
+        &self,
+        train: &TrainArgs,
+        sentences: impl Iterator<Item = String> + Send,
+    ) -> Result<BertTokenizer, Error> {
+        let saved = train.output_dir.join("tokenizer");
+        if let Some(t) = self.tokenizer.as_ref().or(self.model.as_ref()) {
+            return Ok(BertTokenizer::from_path(t)?);
+        }
+        if train.resume.is_some() && saved.join("tokenizer.json").is_file() {
+            return Ok(BertTokenizer::from_file(saved.join("tokenizer.json"))?);
+        }
+        let options = WordPieceOptions::default();
+        let t = BertTokenizer::train_wordpiece(sentences, self.vocab_size, 2, options)?;
+        t.save_pretrained(&saved)?;
+        Ok(t)
+    }
+
+    /// The model: loaded from --model (a decoder when `is_decoder`), or new from the size
+    /// arguments. A vocabulary larger than the model's is an error.
+    pub fn model<M: BertPretrained>(
+        &self,
+        tokenizer: &BertTokenizer,
+        is_decoder: bool,
+        device: &Device,
+        quiet: bool,
+    ) -> Result<M, Error> {
+        let vocab_size = tokenizer.vocab_size();
+        let model: M = match &self.model {
+            Some(dir) => crate::load_model(dir, |c| c.is_decoder |= is_decoder, device, quiet)?,
+            None => {
+                let (h, l, a) = (
+                    self.hidden_size,
+                    self.num_hidden_layers,
+                    self.num_attention_heads,
+                );
+                let mut config = BertConfig::tiny(vocab_size, h, l, a);
+                config.intermediate_size = self.intermediate_size.unwrap_or(4 * h);
+                config.max_position_embeddings = self.max_seq_length.max(512);
+                config.pad_token_id = Some(tokenizer.special_ids()?.pad as usize);
+                config.is_decoder = is_decoder;
+                config.validate()?;
+                M::init(&config, device)
+            }
+        };
+        if model.config().vocab_size < vocab_size {
+            return Err(format!(
+                "the tokenizer has {vocab_size} tokens but the model's vocab_size is {}",
+                model.config().vocab_size
+            )
+            .into());
+        }
+        Ok(model)
+    }
+}
