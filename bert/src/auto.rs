@@ -15,7 +15,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
 use crate::heads::*;
-use crate::hub::{BertPretrained, Checkpoint, LoadReport};
+use crate::hub::{BertPretrained, LoadReport, weights_file};
 use crate::model::{BertInput, BertModel};
 use crate::tensors_file::{HostTensor, NamedTensors};
 
@@ -57,11 +57,11 @@ macro_rules! classes {
             fn from_checkpoint_named(
                 class: &str,
                 config: BertConfig,
-                checkpoint: Checkpoint,
+                weights: &Path,
                 device: &Device,
             ) -> Result<(Self, LoadReport)> {
                 $(if class == $class::CLASS {
-                    let (m, report) = $class::from_checkpoint(config, checkpoint, device)?;
+                    let (m, report) = $class::from_weights(config, weights, device)?;
                     return Ok((Self::$class(m), report));
                 })*
                 Err(BertError::UnknownHead(class.to_string(), CLASS_NAMES.join(", ")))
@@ -147,7 +147,7 @@ impl AnyBert {
         if !CLASS_NAMES.contains(&class.as_str()) {
             return Err(BertError::UnknownHead(class, CLASS_NAMES.join(", ")));
         }
-        Self::from_checkpoint_named(&class, config, Checkpoint::read(dir)?, device)
+        Self::from_checkpoint_named(&class, config, &weights_file(dir)?, device)
     }
 
     /// Runs the forward pass on named inputs (HF's argument names) and returns the outputs by

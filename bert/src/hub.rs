@@ -1,21 +1,33 @@
 //! HF interop: `from_pretrained` and `save_pretrained` for every class.
 //!
-//! Module paths equal HF state-dict keys, so loading is one walk over the model's parameters:
-//! the path names the key (the one rename: the Rust field `self_` is HF's `self`), Linear
-//! weights are transposed (PyTorch `[out, in]`, Burn `[in, out]`), and the `bert.` prefix rule
-//! of `base_model_prefix` lets a base checkpoint fill a head model and a head checkpoint fill
-//! `BertModel`. Keys HF itself ignores (the `position_ids` buffer, the tied decoder copies,
-//! a pooler the class has no use for) are skipped quietly; anything else is reported as HF's
-//! warnings do. Head weights absent from the checkpoint keep their fresh HF initialisation;
-//! an absent encoder or embedding tensor is an error.
+//! Module paths equal HF state-dict keys (the one rename: the Rust field `self_` is HF's
+//! `self`). Loading goes through burn-store: `SafetensorsStore` (memory-mapped) or
+//! `PytorchStore` (`pytorch_model.bin`, pickle parsed without running code) reads the file,
+//! `PyTorchToBurnAdapter` transposes Linear weights (PyTorch `[out, in]`, Burn `[in, out]`),
+//! `FloatCastAdapter` casts f16/bf16/f64 weights to the device's float type, and
+//! `ModuleSnapshot::apply` loads them with its shape checks. What burn-store lacks stays here:
+//! HF's key rules as a `KeyRemapper` (the `bert.` prefix of `base_model_prefix` both ways, the
+//! old `gamma`/`beta` names, the MLM bias stored as the decoder's), and HF's report. Keys HF
+//! itself ignores (the `position_ids` buffer, the tied decoder copies, a pooler the class has
+//! no use for) are skipped quietly; anything else is reported as HF's warnings do. Head weights
+//! absent from the checkpoint keep their fresh HF initialisation; an absent encoder or
+//! embedding tensor is an error.
+//!
+//! Saving writes [`state_dict`], the same function the parity tool and the gradient checks
+//! read, so what is saved is what those compare; it is f32 whatever the device's float type.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Device, Gradients, Tensor, TensorData};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::store::burn_pack::Tensor as StoredTensor;
+use burn::store::{
+    ApplyError, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore,
+    PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
+use burn::tensor::{DType, Device, Gradients, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
@@ -67,35 +79,84 @@ pub(crate) fn to_f32(path: &Path, key: &str, dtype: &str, bytes: &[u8]) -> Resul
     })
 }
 
+/// The weights file of a model directory: `model.safetensors`, else `pytorch_model.bin`; a
+/// file path is itself.
+pub fn weights_file(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    ["model.safetensors", "pytorch_model.bin"]
+        .iter()
+        .map(|f| path.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| BertError::NoWeights(path.to_path_buf()))
+}
+
+/// Every tensor of a weights file by its key, not yet read: burn-store's `SafetensorsStore`
+/// (memory-mapped) or `PytorchStore` (pickle parsed without running its code).
+fn stored_tensors(file: &Path) -> Result<Vec<StoredTensor>> {
+    let all = if file.extension().is_some_and(|e| e == "safetensors") {
+        let mut store = SafetensorsStore::from_file(file);
+        store
+            .get_all_tensors()
+            .map_err(|e| weights_error(file, e))?
+            .clone()
+    } else {
+        let mut store = PytorchStore::from_file(file);
+        store
+            .get_all_tensors()
+            .map_err(|e| weights_error(file, e))?
+            .clone()
+    };
+    Ok(all.into_values().collect())
+}
+
+/// The float tensors among `stored` as f32 (integer buffers such as `position_ids` are left
+/// out); a tensor whose bytes cannot be read is an error naming it.
+fn to_checkpoint_tensors(
+    stored: Vec<StoredTensor>,
+    file: &Path,
+) -> Result<BTreeMap<String, CheckpointTensor>> {
+    let mut out = BTreeMap::new();
+    for t in stored {
+        let dtype = match t.dtype {
+            DType::F32 => "F32",
+            DType::F64 => "F64",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+            _ => continue,
+        };
+        let bytes = t.to_bytes().map_err(|e| weights_error(file, e))?;
+        let data = to_f32(file, &t.name, dtype, &bytes)?;
+        let shape = t.shape.to_vec();
+        // The header names a shape and a byte range separately: a file where they disagree
+        // would panic in `TensorData::new` later.
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(weights_error(
+                file,
+                format!(
+                    "tensor `{}` has shape {shape:?} but {} values of data",
+                    t.name,
+                    data.len()
+                ),
+            ));
+        }
+        out.insert(t.name, CheckpointTensor { shape, data });
+    }
+    Ok(out)
+}
+
 impl Checkpoint {
-    /// Reads `model.safetensors`, or `pytorch_model.bin` (read without running pickle code),
-    /// from a model directory, or the file itself when `path` is a file.
+    /// Reads the float tensors of `model.safetensors` or `pytorch_model.bin` of a model
+    /// directory, or of the file itself when `path` is a file, as f32 host arrays (for tools
+    /// and tests; loading a model reads through [`BertPretrained::from_weights`]).
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = if path.is_dir() {
-            ["model.safetensors", "pytorch_model.bin"]
-                .iter()
-                .map(|f| path.join(f))
-                .find(|p| p.is_file())
-                .ok_or_else(|| BertError::NoWeights(path.to_path_buf()))?
-        } else {
-            path.to_path_buf()
-        };
-        let is_safetensors = file.extension().is_some_and(|e| e == "safetensors");
-        let tensors = if is_safetensors {
-            Self::read_safetensors(&file)?
-        } else {
-            Self::read_pytorch(&file)?
-        };
+        let file = weights_file(path.as_ref())?;
+        let tensors = to_checkpoint_tensors(stored_tensors(&file)?, &file)?;
         Ok(Self {
             path: file,
             tensors,
         })
-    }
-
-    fn read_safetensors(file: &Path) -> Result<BTreeMap<String, CheckpointTensor>> {
-        let bytes = std::fs::read(file).map_err(|e| BertError::io(file, e))?;
-        Self::parse_safetensors(&bytes, file)
     }
 
     /// The float tensors of safetensors bytes (`file` names them in errors): a malformed
@@ -104,63 +165,11 @@ impl Checkpoint {
         bytes: &[u8],
         file: &Path,
     ) -> Result<BTreeMap<String, CheckpointTensor>> {
-        let st =
-            safetensors::SafeTensors::deserialize(bytes).map_err(|e| weights_error(file, e))?;
-        let mut out = BTreeMap::new();
-        for (key, view) in st.tensors() {
-            let dtype = format!("{:?}", view.dtype());
-            if matches!(dtype.as_str(), "I64" | "I32" | "U8" | "BOOL") {
-                continue; // integer buffers such as `position_ids`
-            }
-            let data = to_f32(file, &key, &dtype, view.data())?;
-            out.insert(
-                key,
-                CheckpointTensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
-        }
-        Ok(out)
-    }
-
-    fn read_pytorch(file: &Path) -> Result<BTreeMap<String, CheckpointTensor>> {
-        use pytorch_reader::DType;
-        let reader =
-            pytorch_reader::PytorchReader::new(file).map_err(|e| weights_error(file, e))?;
-        let mut out = BTreeMap::new();
-        for (key, t) in reader.into_tensors() {
-            let dtype = match t.dtype() {
-                DType::F32 => "F32",
-                DType::F64 => "F64",
-                DType::F16 => "F16",
-                DType::BF16 => "BF16",
-                _ => continue,
-            };
-            let bytes = t.read().map_err(|e| weights_error(file, e))?;
-            let data = to_f32(file, &key, dtype, &bytes)?;
-            // The pickle names a shape and a storage separately: a file where they disagree
-            // would panic in `TensorData::new` later.
-            let elements: usize = t.shape().iter().product();
-            if elements != data.len() {
-                return Err(weights_error(
-                    file,
-                    format!(
-                        "tensor `{key}` has shape {:?} ({elements} values) but {} values of data",
-                        t.shape(),
-                        data.len()
-                    ),
-                ));
-            }
-            out.insert(
-                key,
-                CheckpointTensor {
-                    shape: t.shape().to_vec(),
-                    data,
-                },
-            );
-        }
-        Ok(out)
+        let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()));
+        let all = store
+            .get_all_tensors()
+            .map_err(|e| weights_error(file, e))?;
+        to_checkpoint_tensors(all.values().cloned().collect(), file)
     }
 }
 
@@ -226,91 +235,55 @@ fn is_body(key: &str) -> bool {
     key.starts_with("embeddings.") || key.starts_with("encoder.")
 }
 
-/// Walks the module; the path stack gives each parameter its HF key.
-struct Loader<'a> {
-    path: Vec<String>,
-    types: Vec<String>,
-    checkpoint: &'a BTreeMap<String, CheckpointTensor>,
-    base_model: bool,
-    missing: Vec<String>,
-    used: BTreeSet<String>,
-    error: Option<BertError>,
-    file: PathBuf,
-}
-
-impl Loader<'_> {
-    /// The checkpoint key holding model key `key`, trying HF's prefix and legacy-name rules.
-    fn find(&self, key: &str) -> Option<String> {
-        let mut candidates = vec![key.to_string()];
-        if self.base_model {
-            candidates.push(format!("bert.{key}"));
-        } else if let Some(stripped) = key.strip_prefix("bert.") {
-            candidates.push(stripped.to_string());
-        }
-        for c in candidates.clone() {
-            // Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
-            if c.contains("LayerNorm.") {
-                candidates.push(
-                    c.replace("LayerNorm.weight", "LayerNorm.gamma")
-                        .replace("LayerNorm.bias", "LayerNorm.beta"),
-                );
-            }
-            if c.ends_with("cls.predictions.bias") {
-                candidates.push(c.replace("predictions.bias", "predictions.decoder.bias"));
-            }
-        }
-        candidates
-            .into_iter()
-            .find(|c| self.checkpoint.contains_key(c))
+/// HF's key rules, as renames of the checkpoint's keys into this crate's module paths (which
+/// are HF's keys but for the Rust field `self_`). Kept here because burn-store has no notion
+/// of them; the renames it applies, the Linear transposition, the float casts, the shape checks
+/// and the loading itself are burn-store's.
+fn key_rules(base_model: bool, keys: &BTreeSet<String>) -> KeyRemapper {
+    let mut rules = vec![
+        (r"(^|\.)self\.", "${1}self_."),
+        // Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
+        (r"LayerNorm\.gamma$", "LayerNorm.weight"),
+        (r"LayerNorm\.beta$", "LayerNorm.bias"),
+    ];
+    // `base_model_prefix = "bert"`: a head checkpoint fills `BertModel`, and a `BertModel`
+    // checkpoint fills a head model's `bert`.
+    rules.push(match base_model {
+        true => (r"^bert\.", ""),
+        false => (r"^(embeddings|encoder|pooler)\.", "bert.${1}."),
+    });
+    // Older checkpoints hold the MLM output bias only as the decoder's.
+    if !keys.iter().any(|k| k.ends_with("cls.predictions.bias")) {
+        rules.push((r"cls\.predictions\.decoder\.bias$", "cls.predictions.bias"));
     }
+    KeyRemapper::from_patterns(rules).expect("the key rules are valid patterns")
 }
 
-impl ModuleMapper for Loader<'_> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
+/// The HF keys of a module's float parameters, in the module's order (HF's `state_dict`
+/// order, which its loading warnings follow).
+struct KeyOrder {
+    path: Vec<String>,
+    keys: Vec<String>,
+}
+
+impl ModuleVisitor for KeyOrder {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
-        self.types.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.pop();
-        self.types.pop();
     }
 
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.error.is_some() {
-            return param;
-        }
-        let key = hf_key(&self.path);
-        let Some(found) = self.find(&key) else {
-            self.missing.push(key);
-            return param;
-        };
-        let transposed = is_linear_weight(&self.path, &self.types);
-        let t = &self.checkpoint[&found];
-        let expected: Vec<usize> = param.lazy_shape().dims::<D>().to_vec();
-        let mut expected_torch = expected.clone();
-        if transposed {
-            expected_torch.reverse();
-        }
-        if t.shape != expected_torch {
-            self.error = Some(BertError::ShapeMismatch {
-                path: self.file.clone(),
-                key: found,
-                expected: expected_torch,
-                found: t.shape.clone(),
-            });
-            return param;
-        }
-        let device = param.lazy_device();
-        let data = TensorData::new(t.data.clone(), t.shape.clone());
-        let mut value: Tensor<D> = Tensor::from_data(data, &device);
-        if transposed {
-            value = value.transpose();
-        }
-        self.used.insert(found);
-        let id: ParamId = param.id;
-        param.transform_for_load(value, id)
+    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+        self.keys.push(hf_key(&self.path));
     }
+}
+
+/// The HF key of a module path (`self_` is HF's `self`).
+fn module_path_to_hf(path: &str) -> String {
+    let parts: Vec<String> = path.split('.').map(String::from).collect();
+    hf_key(&parts)
 }
 
 /// `types[i]` is the type of the struct that holds field `path[i]`.
@@ -404,8 +377,7 @@ pub trait BertPretrained: Module + Sized {
     ) -> Result<(Self, LoadReport)> {
         let dir = dir.as_ref();
         let config = BertConfig::from_file(dir)?;
-        let checkpoint = Checkpoint::read(dir)?;
-        Self::from_checkpoint(config, checkpoint, device)
+        Self::from_weights(config, &weights_file(dir)?, device)
     }
 
     /// Loads an HF model directory after `configure` adapts its config, as HF's
@@ -420,45 +392,74 @@ pub trait BertPretrained: Module + Sized {
         let dir = dir.as_ref();
         let mut config = BertConfig::from_file(dir)?;
         configure(&mut config);
-        Self::from_checkpoint(config, Checkpoint::read(dir)?, device)
+        Self::from_weights(config, &weights_file(dir)?, device)
     }
 
-    /// Builds the model from a config and the tensors of a checkpoint.
-    fn from_checkpoint(
+    /// Builds the model from a config and a weights file (`model.safetensors` or
+    /// `pytorch_model.bin`), loading through burn-store with HF's key rules; the report lists
+    /// the missing and unexpected keys as HF's warnings do.
+    fn from_weights(
         config: BertConfig,
-        checkpoint: Checkpoint,
+        file: &Path,
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
         config.validate()?;
-        let model = Self::init(&config, device);
-        let Checkpoint { path, tensors } = checkpoint;
-        let mut loader = Loader {
-            path: Vec::new(),
-            types: Vec::new(),
-            checkpoint: &tensors,
-            base_model: Self::CLASS == "BertModel",
-            missing: Vec::new(),
-            used: BTreeSet::new(),
-            error: None,
-            file: path.clone(),
+        let mut model = Self::init(&config, device);
+        let stored = stored_tensors(file)?;
+        let keys: BTreeSet<String> = stored.iter().map(|t| t.name.clone()).collect();
+        let (tensors, renames) = key_rules(Self::CLASS == "BertModel", &keys).remap(stored);
+        // Module path → the checkpoint key it was read from.
+        let checkpoint_key: BTreeMap<String, String> = renames.into_iter().collect();
+        let key_of = |p: &str| {
+            checkpoint_key
+                .get(p)
+                .cloned()
+                .unwrap_or_else(|| p.to_string())
         };
-        let model = model.map(&mut loader);
-        if let Some(e) = loader.error {
-            return Err(e);
+        // PyTorch's Linear weights are [out, in] (Burn's [in, out]); a file's f16/bf16/f64
+        // tensors take the device's float type.
+        let float: DType = device.settings().float_dtype.into();
+        let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(float));
+        let result = model.apply(tensors, None, Some(Box::new(adapter)), false);
+        if let Some(e) = result.errors.first() {
+            return Err(match e {
+                ApplyError::ShapeMismatch {
+                    path,
+                    expected,
+                    found,
+                } => BertError::ShapeMismatch {
+                    path: file.to_path_buf(),
+                    key: key_of(path),
+                    expected: expected.to_vec(),
+                    found: found.to_vec(),
+                },
+                other => weights_error(file, other),
+            });
         }
-        if let Some(key) = loader.missing.iter().find(|k| is_body(k)) {
+        let mut missing: Vec<String> = result
+            .missing
+            .iter()
+            .map(|(p, _)| module_path_to_hf(p))
+            .collect();
+        let mut order = KeyOrder {
+            path: Vec::new(),
+            keys: Vec::new(),
+        };
+        model.visit(&mut order);
+        missing.sort_by_key(|k| order.keys.iter().position(|o| o == k));
+        if let Some(key) = missing.iter().find(|k| is_body(k)) {
             return Err(BertError::MissingTensor {
-                path,
+                path: file.to_path_buf(),
                 key: key.clone(),
                 model: Self::CLASS.into(),
             });
         }
-        let has_pooler = loader.missing.iter().any(|k| k.contains("pooler."))
-            || loader.used.iter().any(|k| k.contains("pooler."));
+        let used: BTreeSet<String> = result.applied.iter().map(|p| key_of(p)).collect();
+        let has_pooler = missing.iter().chain(&used).any(|k| k.contains("pooler."));
         let tied = config.tie_word_embeddings;
-        let unexpected = tensors
-            .keys()
-            .filter(|k| !loader.used.contains(*k) && !quietly_ignored(k, tied))
+        let unexpected = keys
+            .iter()
+            .filter(|k| !used.contains(*k) && !quietly_ignored(k, tied))
             // HF's `_keys_to_ignore_on_load_unexpected = [r"pooler"]` for classes without one.
             .filter(|k| has_pooler || !k.contains("pooler."))
             .cloned()
@@ -472,8 +473,8 @@ pub trait BertPretrained: Module + Sized {
         }
         let report = LoadReport {
             class: Self::CLASS.into(),
-            checkpoint: path,
-            missing: loader.missing,
+            checkpoint: file.to_path_buf(),
+            missing,
             unexpected,
             notes,
         };

@@ -37,6 +37,6 @@ pub use auto::{AnyBert, AutoClass, CLASS_NAMES};
 pub use config::{BertConfig, ProblemType};
 pub use error::{BertError, Result};
 pub use heads::*;
-pub use hub::{BertPretrained, Checkpoint, LoadReport};
+pub use hub::{BertPretrained, Checkpoint, LoadReport, weights_file};
 pub use model::{BertInput, BertModel, Bounds, HostBounds, bounds};
 pub use output::*;

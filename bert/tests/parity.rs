@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use bert::hub::{BertPretrained, grad_dict};
 use bert::tensors_file::NamedTensors;
 use bert::{
@@ -244,5 +246,86 @@ fn save_pretrained_round_trip() {
     }
     if keep.is_none() {
         std::fs::remove_dir_all(tmp).ok();
+    }
+}
+
+/// Writes `case`'s weights again, renamed by `rename` and stored as `dtype` (F32, F16 or
+/// BF16), with its config, into a scratch directory.
+fn rewritten_case(case: &str, tag: &str, dtype: &str, rename: fn(&str) -> String) -> PathBuf {
+    use safetensors::{Dtype, tensor::TensorView};
+    let dir = std::env::temp_dir().join(format!("bert-parity-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(case_dir(case).join("config.json"), dir.join("config.json")).unwrap();
+    let weights = bert::Checkpoint::read(case_dir(case)).unwrap().tensors;
+    let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+        .into_iter()
+        .map(|(k, t)| {
+            let bytes = match dtype {
+                "F32" => t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                "F16" => t
+                    .data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                _ => t
+                    .data
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            };
+            (rename(&k), t.shape, bytes)
+        })
+        .collect();
+    let st_dtype = match dtype {
+        "F32" => Dtype::F32,
+        "F16" => Dtype::F16,
+        _ => Dtype::BF16,
+    };
+    let views: Vec<(String, TensorView)> = encoded
+        .iter()
+        .map(|(k, shape, b)| {
+            (
+                k.clone(),
+                TensorView::new(st_dtype, shape.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    dir
+}
+
+/// HF checkpoints in other shapes load into the same model: old TF-converted names (LayerNorm
+/// `gamma`/`beta`) with the MLM output bias stored only as the decoder's (exactly the same
+/// outputs), and weights stored in f16 or bf16 (cast to the device's float type on loading;
+/// outputs within the halves' rounding, and not bit-equal, so the cast really happened).
+#[test]
+fn legacy_names_and_half_precision_checkpoints_load_the_same_model() {
+    let case = "masked_lm";
+    let device = device();
+    let logits = |dir: &std::path::Path| {
+        let (model, report) = AnyBert::from_pretrained(dir, None, &device).unwrap();
+        assert!(
+            report.missing.is_empty() && report.unexpected.is_empty(),
+            "{dir:?}: {:?}",
+            report.warnings()
+        );
+        model.forward(&inputs(case), &device).unwrap()["logits"].clone()
+    };
+    let want = logits(&case_dir(case));
+    let legacy = |k: &str| {
+        k.replace("LayerNorm.weight", "LayerNorm.gamma")
+            .replace("LayerNorm.bias", "LayerNorm.beta")
+            .replace("cls.predictions.bias", "cls.predictions.decoder.bias")
+    };
+    let dir = rewritten_case(case, "legacy", "F32", legacy);
+    assert_eq!(max_abs_diff("logits", &logits(&dir), &want), 0.0);
+    std::fs::remove_dir_all(dir).ok();
+    for (dtype, tol) in [("F16", 2e-2), ("BF16", 1e-1)] {
+        let dir = rewritten_case(case, dtype, dtype, |k| k.to_string());
+        let diff = max_abs_diff("logits", &logits(&dir), &want);
+        eprintln!("{dtype}: max |Δ logits| {diff}");
+        assert!(diff > 0.0 && diff < tol, "{dtype}: max |Δ logits| {diff}");
+        std::fs::remove_dir_all(dir).ok();
     }
 }
