@@ -13,20 +13,15 @@ use clap::Parser;
 use crate::range;
 use crate::{Error, TaskArgs, TrainArgs, TrainDefaults, column, load_model};
 
+/// Fine-tune, evaluate and predict with BertForSequenceClassification.
+///
+/// A CSV, TSV, JSONL or Parquet --train-file (default: the fixtures' polarity sentences);
+/// without --validation-file, --validation-split of it is held out.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "classify",
-    about = "Fine-tune, evaluate and predict with BertForSequenceClassification"
-)]
+#[command(name = "classify")]
 pub struct Args {
-    /// A CSV, TSV, JSONL or Parquet --train-file (default: the fixtures' polarity sentences);
-    /// without --validation-file, --validation-split of it is held out.
     #[command(flatten)]
     pub task: TaskArgs,
-    /// Fraction of the training file held out for evaluation when there is no --validation-file
-    /// (a fixed split by --seed).
-    #[arg(long, default_value_t = 0.2, value_parser = range::fraction)]
-    pub validation_split: f64,
     /// Column of the text: a header name or a 0-based position.
     #[arg(long, default_value = "text")]
     pub text_column: String,
@@ -119,7 +114,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         args.task.validation_file.as_deref(),
         &args.columns(),
         args.problem_type(),
-        args.validation_split,
+        args.task.validation_split,
         args.train.seed,
     )?;
     args.task
@@ -140,7 +135,6 @@ pub fn main(args: Args) -> Result<(), Error> {
         &run.train_device,
         json,
     )?;
-    let batch_size = args.train.batch_size(&DEFAULTS);
     let (train_items, eval_items) = (
         train_data.tokenize(tokenizer)?,
         eval_data.tokenize(tokenizer)?,
@@ -148,7 +142,7 @@ pub fn main(args: Args) -> Result<(), Error> {
     let task = SequenceClassificationTask::new(
         args.problem_type(),
         &eval_items,
-        batch_size,
+        args.train.batch_size(&DEFAULTS),
         tokenizer.clone(),
         device,
     )?;

@@ -238,6 +238,10 @@ pub struct TaskArgs {
     /// Evaluation file.
     #[arg(long)]
     pub validation_file: Option<PathBuf>,
+    /// Fraction of a --train-file held out for evaluation when there is no --validation-file
+    /// (a fixed split by --seed; HF's `validation_split_percentage`).
+    #[arg(long, default_value_t = 0.2, value_parser = range::fraction)]
+    pub validation_split: f64,
     /// Use only the first N training examples (HF's `select(range(N))`).
     #[arg(long, value_parser = range::at_least_one)]
     pub max_train_samples: Option<usize>,

@@ -11,30 +11,21 @@ use bert_datasets::pretraining::{group_texts, tokenize_documents};
 use bert_train::tasks::{CausalLmTask, eval_batches};
 use clap::Parser;
 
-use crate::lm::{CorpusArgs, ModelArgs};
-use crate::{BackendArgs, Error, TrainArgs, TrainDefaults};
+use crate::lm::LmArgs;
+use crate::{Error, TrainDefaults};
 
+/// Train BertLMHeadModel on next-token prediction over a text corpus.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "clm",
-    about = "Train BertLMHeadModel on next-token prediction over a text corpus"
-)]
+#[command(name = "clm")]
 pub struct Args {
     #[command(flatten)]
-    pub backend: BackendArgs,
-    #[command(flatten)]
-    pub corpus: CorpusArgs,
-    #[command(flatten)]
-    pub model: ModelArgs,
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub train: TrainArgs,
+    pub lm: LmArgs,
 }
 
 pub const DEFAULTS: TrainDefaults = crate::pretrain::DEFAULTS;
 
 pub fn main(args: Args) -> Result<(), Error> {
+    let args = args.lm;
     let device = args.backend.device()?;
     let (train_docs, eval_docs) = args.corpus.corpus(args.train.seed)?.documents()?;
     let tokenizer = args

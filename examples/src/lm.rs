@@ -9,7 +9,24 @@ use bert_datasets::pretraining::{Corpus, CorpusFormat};
 use bert_datasets::{BertTokenizer, WordPieceOptions};
 use burn::tensor::Device;
 
-use crate::{Error, TrainArgs, range};
+use crate::{BackendArgs, Error, TrainArgs, range};
+
+/// What `pretrain` and `clm` take alike: the backend, the corpus, the model and tokenizer, and
+/// the trainer's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LmArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Print the results as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
 
 /// The corpus (HF's `--train_file` and `--validation_split_percentage`).
 #[derive(Debug, Clone, clap::Args)]

@@ -6,24 +6,24 @@
 //! (`bert_datasets::synthetic::swag`: someone picks up an object; which ending fits it?) and
 //! trains and evaluates on them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bert::BertForMultipleChoice;
 use bert_datasets::synthetic;
 use bert_datasets::tasks::swag::{read_swag, tokenize_choices};
+use bert_datasets::tasks::train_and_validation;
 use bert_train::{Metrics, TrainTask, tasks::MultipleChoiceTask};
 use clap::Parser;
 
 use crate::range;
 use crate::{Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
+/// Fine-tune BertForMultipleChoice on SWAG-style data.
+///
+/// A SWAG CSV or JSONL --train-file (default: generated items).
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "multiple_choice",
-    about = "Fine-tune BertForMultipleChoice on SWAG-style data"
-)]
+#[command(name = "multiple_choice")]
 pub struct Args {
-    /// A SWAG CSV or JSONL --train-file (default: generated items).
     #[command(flatten)]
     pub task: TaskArgs,
     /// Generated training items when no --train-file is given (a quarter more for eval).
@@ -43,8 +43,8 @@ pub const DEFAULTS: TrainDefaults = TrainDefaults {
 };
 
 impl Args {
-    /// The training and evaluation files, generated into `output_dir/data/` without
-    /// --train-file.
+    /// The training and evaluation files (generated into `output_dir/data/` without
+    /// --train-file); without an evaluation file, --validation-split of the training file.
     fn files(&self) -> Result<(PathBuf, Option<PathBuf>), Error> {
         if let Some(p) = &self.task.train_file {
             return Ok((p.clone(), self.task.validation_file.clone()));
@@ -68,20 +68,21 @@ pub fn main(args: Args) -> Result<(), Error> {
     let run = args.task.setup(&args.train, Some(args.max_length))?;
     let (tokenizer, json) = (&run.tokenizer, args.task.json);
     let (train_path, eval_path) = args.files()?;
-    let mut train_examples = read_swag(&train_path)?;
-    let mut eval_examples = eval_path
-        .as_ref()
-        .map(read_swag)
-        .transpose()?
-        .unwrap_or_default();
+    let (split, seed) = (args.task.validation_split, args.train.seed);
+    let (mut train_examples, mut eval_examples, eval_path) = train_and_validation(
+        &train_path,
+        eval_path.as_deref(),
+        |p| read_swag(p),
+        split,
+        seed,
+    )?;
     args.task
         .truncate(&mut train_examples, &mut eval_examples)?;
-    let name = |p: &PathBuf| p.display().to_string();
-    let train_items = tokenize_choices(tokenizer, &train_examples, &name(&train_path))?;
-    let eval_items = match &eval_path {
-        Some(p) => tokenize_choices(tokenizer, &eval_examples, &name(p))?,
-        None => Vec::new(),
-    };
+    let items = |e, p: &Path| tokenize_choices(tokenizer, e, &p.display().to_string());
+    let (train_items, eval_items) = (
+        items(&train_examples, &train_path)?,
+        items(&eval_examples, &eval_path)?,
+    );
     let model: BertForMultipleChoice = load_model(&run.model_dir, |_| {}, &run.train_device, json)?;
     let batch_size = args.train.batch_size(&DEFAULTS);
     let task = MultipleChoiceTask::new(&eval_items, batch_size, tokenizer.clone(), &run.device)?;

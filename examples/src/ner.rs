@@ -16,18 +16,14 @@ use clap::Parser;
 use crate::range;
 use crate::{Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
+/// Fine-tune BertForTokenClassification on CoNLL/BIO data and tag text.
+///
+/// A CoNLL-2003 or `token<TAB>tag` --train-file (default: WNUT-16 from the fixtures).
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "ner",
-    about = "Fine-tune BertForTokenClassification on CoNLL/BIO data and tag text"
-)]
+#[command(name = "ner")]
 pub struct Args {
-    /// A CoNLL-2003 or `token<TAB>tag` --train-file (default: WNUT-16 from the fixtures).
     #[command(flatten)]
     pub task: TaskArgs,
-    /// Fraction of the training sentences held out when no --validation-file is given.
-    #[arg(long, default_value_t = 0.2, value_parser = range::fraction)]
-    pub validation_split: f64,
     /// Give every word piece the word's label, not only the first (HF's `label_all_tokens`).
     #[arg(long)]
     pub label_all_tokens: bool,
@@ -73,7 +69,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         None => crate::fixtures_dir()?.join("data/wnut16/train.txt"),
     };
     let validation = args.task.validation_file.as_deref();
-    let (split, seed) = (args.validation_split, args.train.seed);
+    let (split, seed) = (args.task.validation_split, args.train.seed);
     let (mut train_s, mut eval_s, eval_path) =
         train_and_validation(&train_path, validation, |p| read_conll(p), split, seed)?;
     // Labels of the whole training data (before --max-train-samples).

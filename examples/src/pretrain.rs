@@ -17,22 +17,16 @@ use bert_train::{ItemStream, StreamedBatches, TrainError};
 use burn::tensor::Device;
 use clap::Parser;
 
-use crate::lm::{CorpusArgs, ModelArgs};
+use crate::lm::LmArgs;
 use crate::range;
-use crate::{BackendArgs, Error, TrainArgs, TrainDefaults};
+use crate::{Error, TrainDefaults};
 
+/// Pretrain BertForPreTraining (MLM + NSP) on a text corpus.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "pretrain",
-    about = "Pretrain BertForPreTraining (MLM + NSP) on a text corpus"
-)]
+#[command(name = "pretrain")]
 pub struct Args {
     #[command(flatten)]
-    pub backend: BackendArgs,
-    #[command(flatten)]
-    pub corpus: CorpusArgs,
-    #[command(flatten)]
-    pub model: ModelArgs,
+    pub lm: LmArgs,
     #[arg(long, default_value_t = 0.1, value_parser = range::unit_interval)]
     pub short_seq_prob: f64,
     #[arg(long, default_value_t = 0.15, value_parser = range::fraction)]
@@ -60,10 +54,6 @@ pub struct Args {
     /// Held-out pairs at most (with --streaming: 1,000 unless given).
     #[arg(long, value_parser = range::at_least_one)]
     pub max_eval_samples: Option<usize>,
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub train: TrainArgs,
 }
 
 pub const DEFAULTS: TrainDefaults = TrainDefaults {
@@ -77,9 +67,9 @@ impl Args {
     /// NSP pairing as asked; held-out pairs are drawn with the next seed.
     fn nsp(&self, held_out: bool) -> NspOptions {
         NspOptions {
-            max_seq_length: self.model.max_seq_length,
+            max_seq_length: self.lm.model.max_seq_length,
             short_seq_prob: self.short_seq_prob,
-            seed: self.train.seed + held_out as u64,
+            seed: self.lm.train.seed + held_out as u64,
         }
     }
 
@@ -92,15 +82,19 @@ impl Args {
         Ok(PretrainingCollator {
             mlm_probability: self.mlm_probability,
             whole_word_mask: self.whole_word_mask,
-            pad_to: if fixed { self.model.max_seq_length } else { 0 },
+            pad_to: if fixed {
+                self.lm.model.max_seq_length
+            } else {
+                0
+            },
             masked_rows_multiple: if fixed { 64 } else { 1 },
-            ..PretrainingCollator::new(tokenizer, self.train.seed)?
+            ..PretrainingCollator::new(tokenizer, self.lm.train.seed)?
         })
     }
 
     /// Trains on `batches` (collated on `train_device`, the autodiff `device`) with evaluation
     /// on `eval_pairs`.
-    fn train(
+    fn fit(
         &self,
         batches: &dyn bert_train::BatchSource<bert_datasets::collate::PretrainingBatch>,
         eval_pairs: &[PretrainingPair],
@@ -108,15 +102,19 @@ impl Args {
         (device, train_device): (&Device, Device),
     ) -> Result<(), Error> {
         let (model, json) = (
-            self.model
-                .model::<BertForPreTraining>(&tokenizer, false, &train_device, self.json)?,
-            self.json,
+            self.lm.model.model::<BertForPreTraining>(
+                &tokenizer,
+                false,
+                &train_device,
+                self.lm.json,
+            )?,
+            self.lm.json,
         );
-        let batch_size = self.train.batch_size(&DEFAULTS);
+        let batch_size = self.lm.train.batch_size(&DEFAULTS);
         let collator = self.collator(&tokenizer)?;
         let task = PretrainingTask::new(eval_pairs, &collator, batch_size, tokenizer, device)?;
         let has_eval = !eval_pairs.is_empty();
-        self.train.train(
+        self.lm.train.train(
             &DEFAULTS,
             model,
             batches,
@@ -127,7 +125,7 @@ impl Args {
         )?;
         if !json {
             let vocab = (task.tokenizer.vocab_size() as f64).ln();
-            let dir = self.train.output_dir.join("final_model");
+            let dir = self.lm.train.output_dir.join("final_model");
             println!(
                 "ln(vocab) = {vocab:.2}; try: --example fill_mask -- --model {}",
                 dir.display()
@@ -138,14 +136,15 @@ impl Args {
 }
 
 pub fn main(args: Args) -> Result<(), Error> {
-    let device = args.backend.device()?;
+    let device = args.lm.backend.device()?;
     if args.streaming {
         return streamed(&args, &device);
     }
-    let (train_docs, eval_docs) = args.corpus.corpus(args.train.seed)?.documents()?;
+    let (train_docs, eval_docs) = args.lm.corpus.corpus(args.lm.train.seed)?.documents()?;
     let tokenizer = args
+        .lm
         .model
-        .tokenizer(&args.train, train_docs.iter().flatten().cloned())?;
+        .tokenizer(&args.lm.train, train_docs.iter().flatten().cloned())?;
     let pairs = |docs, held_out: bool| -> Result<Vec<PretrainingPair>, Error> {
         let tokens = tokenize_documents(&tokenizer, docs)?;
         Ok(match held_out {
@@ -156,34 +155,35 @@ pub fn main(args: Args) -> Result<(), Error> {
     let train_pairs = pairs(&train_docs, false)?;
     let mut eval_pairs = pairs(&eval_docs, true)?;
     crate::truncate(&mut eval_pairs, args.max_eval_samples);
-    if !args.json {
+    if !args.lm.json {
         eprintln!(
             "pretrain: {} / {} documents → {} / {} pairs of ≤ {} tokens; vocab {} on {}",
             train_docs.len(),
             eval_docs.len(),
             train_pairs.len(),
             eval_pairs.len(),
-            args.model.max_seq_length,
+            args.lm.model.max_seq_length,
             tokenizer.vocab_size(),
-            args.backend.backend
+            args.lm.backend.backend
         );
     }
-    let (collator, train_device) = (args.collator(&tokenizer)?, args.train.autodiff(&device));
+    let (collator, train_device) = (args.collator(&tokenizer)?, args.lm.train.autodiff(&device));
     let collate_device = train_device.clone();
     let batches = args
+        .lm
         .train
         .item_batches(&DEFAULTS, train_pairs, move |items, key| {
             collator.collate(&items, key, &collate_device)
         });
-    args.train(&batches, &eval_pairs, tokenizer, (&device, train_device))
+    args.fit(&batches, &eval_pairs, tokenizer, (&device, train_device))
 }
 
 /// `--streaming`: the corpus read, tokenized, paired and shuffled as training goes; the
 /// held-out pairs are the first --max-eval-samples of the held-out documents' pairs.
 fn streamed(args: &Args, device: &Device) -> Result<(), Error> {
-    let corpus = args.corpus.corpus(args.train.seed)?;
+    let corpus = args.lm.corpus.corpus(args.lm.train.seed)?;
     let sentences = corpus.stream(false)?.map_while(Result::ok).flatten();
-    let tokenizer = args.model.tokenizer(&args.train, sentences)?;
+    let tokenizer = args.lm.model.tokenizer(&args.lm.train, sentences)?;
     let eval_pairs: Vec<PretrainingPair> = corpus
         .stream_pairs(true, &tokenizer, &args.nsp(true))?
         .take(args.max_eval_samples.unwrap_or(1000))
@@ -193,25 +193,25 @@ fn streamed(args: &Args, device: &Device) -> Result<(), Error> {
         let pairs = corpus.stream_pairs(false, &open_tokenizer, &options)?;
         Ok(Box::new(pairs.map(|p| p.map_err(TrainError::from))))
     };
-    let (collator, train_device) = (args.collator(&tokenizer)?, args.train.autodiff(device));
+    let (collator, train_device) = (args.collator(&tokenizer)?, args.lm.train.autodiff(device));
     let collate_device = train_device.clone();
     let (batch_size, buffer, seed) = (
-        args.train.batch_size(&DEFAULTS),
+        args.lm.train.batch_size(&DEFAULTS),
         args.shuffle_buffer,
-        args.train.seed,
+        args.lm.train.seed,
     );
     let batches = StreamedBatches::new(open, batch_size, buffer, seed, move |items, key| {
         collator.collate(&items, key, &collate_device)
     })?;
-    if !args.json {
+    if !args.lm.json {
         eprintln!(
             "pretrain --streaming: {} → {} training pairs a pass, {} held out; vocab {} on {}",
             path.display(),
             batches.items(),
             eval_pairs.len(),
             tokenizer.vocab_size(),
-            args.backend.backend
+            args.lm.backend.backend
         );
     }
-    args.train(&batches, &eval_pairs, tokenizer, (device, train_device))
+    args.fit(&batches, &eval_pairs, tokenizer, (device, train_device))
 }

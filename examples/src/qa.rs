@@ -6,24 +6,26 @@
 //! (`bert_datasets::synthetic::squad`) beside the real SQuAD sample of the fixtures, trains on
 //! both and evaluates on held-out generated questions.
 
+use std::path::Path;
+
 use bert::{BertForQuestionAnswering, BertPretrained};
 use bert_datasets::collate::QuestionAnsweringItem;
 use bert_datasets::synthetic;
 use bert_datasets::tasks::squad::{Postprocess, SquadExample, prepare_features, read_squad};
+use bert_datasets::tasks::train_and_validation;
 use bert_train::tasks::{QuestionAnsweringTask, answer_questions};
 use clap::Parser;
 
 use crate::range;
 use crate::{Error, TaskArgs, TrainArgs, TrainDefaults, load_model};
 
+/// Fine-tune BertForQuestionAnswering on SQuAD JSON and answer questions.
+///
+/// A SQuAD JSON --train-file and --validation-file (default: generated questions + the
+/// fixtures' SQuAD sample).
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "qa",
-    about = "Fine-tune BertForQuestionAnswering on SQuAD JSON and answer questions"
-)]
+#[command(name = "qa")]
 pub struct Args {
-    /// A SQuAD JSON --train-file and --validation-file (default: generated questions + the
-    /// fixtures' SQuAD sample).
     #[command(flatten)]
     pub task: TaskArgs,
     /// Generated training questions when no --train-file is given (a quarter more for eval).
@@ -74,17 +76,19 @@ impl Args {
         }
     }
 
-    /// Training and evaluation questions: the files, or generated ones (written to
+    /// Training and evaluation questions: the files (without a validation file,
+    /// --validation-split of the training file), or generated ones (written to
     /// `output_dir/data/`) with the fixtures' SQuAD sample.
     fn data(&self) -> Result<(Vec<SquadExample>, Vec<SquadExample>), Error> {
-        let validation = self
-            .task
-            .validation_file
-            .as_deref()
-            .map(read_squad)
-            .transpose()?;
+        let (validation, split) = (
+            self.task.validation_file.as_deref(),
+            self.task.validation_split,
+        );
         if let Some(p) = &self.task.train_file {
-            return Ok((read_squad(p)?, validation.unwrap_or_default()));
+            let read = |p: &Path| read_squad(p);
+            let (train, eval, _) =
+                train_and_validation(p, validation, read, split, self.train.seed)?;
+            return Ok((train, eval));
         }
         let (dir, seed) = (self.train.output_dir.join("data"), self.train.seed);
         let (train_path, eval_path) = (
@@ -97,10 +101,7 @@ impl Args {
         train.extend(read_squad(
             crate::fixtures_dir()?.join("data/samples/squad.json"),
         )?);
-        Ok((
-            train,
-            validation.map_or_else(|| read_squad(&eval_path), Ok)?,
-        ))
+        Ok((train, read_squad(validation.unwrap_or(&eval_path))?))
     }
 }
 

@@ -2,7 +2,8 @@
 """Reference outputs from HF transformers for the parity tests of the `bert` crate.
 
     python3 bert/tests/reference/make_reference.py            # writes bert/tests/reference/*/
-    python3 bert/tests/reference/make_reference.py --minilm DIR   # + real-model case from DIR
+    python3 bert/tests/reference/make_reference.py --minilm DIR   # + real-model case and the
+        # fill-mask pipeline case (its tokenizer) from DIR
     python3 bert/tests/reference/make_reference.py --check-roundtrip OUT
         # loads every HF directory the Rust test `save_pretrained_round_trip` wrote under OUT
         # with HF `from_pretrained`, requires no missing/unexpected keys, and compares its
@@ -223,6 +224,40 @@ def make_minilm(model_dir):
                        torch=torch.__version__), f, indent=1, ensure_ascii=False)
 
 
+FILL_MASK_TEXTS = ["The capital of France is [MASK].", "Hackers [MASK] code at [MASK] o'clock."]
+
+
+def make_fill_mask(model_dir):
+    """HF's fill-mask pipeline (top 5) with all-MiniLM-L6-v2's tokenizer over a tiny random
+    `BertForMaskedLM` of its vocabulary, saved in float16 (HF's own half-precision file; the
+    reference runs those same rounded weights in float32)."""
+    from transformers import AutoTokenizer, pipeline
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(99)
+    cfg = tiny_config(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=24, max_position_embeddings=64)
+    m = BertForMaskedLM(cfg); randomize(m, gen)
+    with torch.no_grad():  # peaked predictions: the top 6 logits of every mask ≥ 0.09 apart
+        m.bert.embeddings.word_embeddings.weight.mul_(6)
+    m = m.half().float().eval()
+    d = os.path.join(HERE, "fill_mask")
+    os.makedirs(d, exist_ok=True)
+    m.half().save_pretrained(d)
+    m = m.float()
+    fill = pipeline("fill-mask", model=m, tokenizer=tok, top_k=5)
+    results = []
+    for text in FILL_MASK_TEXTS:
+        out = fill(text)
+        masks = out if isinstance(out[0], list) else [out]
+        results.append(dict(text=text, masks=[[dict(score=c["score"], token=c["token"],
+                                                     token_str=c["token_str"], sequence=c["sequence"])
+                                                for c in mask] for mask in masks]))
+    with open(os.path.join(d, "fill_mask.json"), "w") as f:
+        json.dump(dict(results=results, transformers=transformers.__version__, torch=torch.__version__),
+                  f, indent=1, ensure_ascii=False)
+
+
 CLASSES = {c.__name__: c for c in (BertModel, BertForPreTraining, BertForMaskedLM, BertLMHeadModel,
                                    BertForNextSentencePrediction, BertForSequenceClassification,
                                    BertForMultipleChoice, BertForTokenClassification,
@@ -300,3 +335,4 @@ if __name__ == "__main__":
         make_all()
         if args.minilm:
             make_minilm(args.minilm)
+            make_fill_mask(args.minilm)

@@ -211,6 +211,9 @@ pub fn fill_mask(
     if positions.is_empty() {
         return Err(bert::BertError::Input(format!("no [MASK] token in {text:?}")).into());
     }
+    // HF decodes a filled-in text without special tokens when it has one mask, with them
+    // (the other masks, `[CLS]`, `[SEP]`) when it has several.
+    let single = positions.len() == 1;
     let logits = mlm_logits(pad_texts(&[&t], special.pad, device))?;
     let [_, s, v] = logits.dims();
     let all = super::rows(logits.reshape([s, v]))?;
@@ -230,7 +233,7 @@ pub fn fill_mask(
                         score: probs[i],
                         token: i as u32,
                         token_str: tokenizer.inner.id_to_token(i as u32).unwrap_or_default(),
-                        sequence: tokenizer.inner.decode(&ids, true).unwrap_or_default(),
+                        sequence: tokenizer.inner.decode(&ids, single).unwrap_or_default(),
                     }
                 })
                 .collect();
