@@ -115,17 +115,8 @@ pub fn main(args: Args) -> Result<(), Error> {
     };
     let context = args.context.as_deref().unwrap_or(EXAMPLE_CONTEXT);
     let windows = (args.max_length, args.doc_stride);
-    let answer = |model: &BertForQuestionAnswering| {
-        answer_questions(
-            model,
-            tokenizer,
-            &questions,
-            context,
-            windows,
-            &args.postprocess(),
-            device,
-        )
-    };
+    let post = args.postprocess();
+    let answer = |m| answer_questions(m, tokenizer, &questions, context, windows, &post, device);
     if args.task.predict_only(!args.question.is_empty()) {
         let model = BertForQuestionAnswering::from_pretrained(&run.model_dir, device)?;
         crate::print_all(answer(&model)?, json);
@@ -159,18 +150,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         .collect();
     let out = args.train.fit(&DEFAULTS, model, train_items, &task, &run)?;
     // A few held-out questions with their predicted answers, then the example context.
-    let (predicted, _) = task.predict_eval(&out.model)?;
-    for (e, a) in task.examples.iter().zip(&predicted).take(5) {
-        let gold = e.answers.first().map(|g| g.0.as_str()).unwrap_or_default();
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"question": e.question, "answer": a.text, "gold": gold})
-            );
-        } else {
-            println!("  {}  → {:?} (gold {gold:?})", e.question, a.text);
-        }
-    }
+    crate::print_all(task.held_out_answers(&out.model, 5)?, json);
     crate::print_all(answer(&out.model)?, json);
     Ok(())
 }

@@ -41,6 +41,9 @@ pub struct Answer {
     pub question: String,
     pub answer: String,
     pub score: f32,
+    /// The first reference answer, for a held-out question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gold: Option<String>,
 }
 
 impl std::fmt::Display for Answer {
@@ -49,7 +52,11 @@ impl std::fmt::Display for Answer {
             f,
             "{}\n  answer: {:?} (score {:.2})",
             self.question, self.answer, self.score
-        )
+        )?;
+        match &self.gold {
+            Some(g) => write!(f, ", gold {g:?}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -103,6 +110,28 @@ impl QuestionAnsweringTask {
         let answers =
             postprocess_qa_predictions(&self.examples, &self.features, &logits, &self.postprocess);
         Ok((answers, loss))
+    }
+
+    /// The first `n` evaluation questions with the model's answers and their reference
+    /// answers.
+    pub fn held_out_answers(
+        &self,
+        model: &BertForQuestionAnswering,
+        n: usize,
+    ) -> Result<Vec<Answer>, TrainError> {
+        let (predicted, _) = self.predict_eval(model)?;
+        Ok(self
+            .examples
+            .iter()
+            .zip(predicted)
+            .take(n)
+            .map(|(e, a)| Answer {
+                question: e.question.clone(),
+                answer: a.text,
+                score: a.score,
+                gold: e.answers.first().map(|g| g.0.clone()),
+            })
+            .collect())
     }
 }
 
@@ -175,6 +204,7 @@ pub fn answer_questions(
                 question: q.clone(),
                 answer: a.text,
                 score: a.score,
+                gold: None,
             })
             .collect(),
     )
