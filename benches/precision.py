@@ -47,7 +47,9 @@ def run_in(args, dtype, out_dir):
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         return {"dtype": dtype, "error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # The run's report is the JSON line with the step losses (the predictions follow it).
+    lines = [json.loads(l) for l in done.stdout.strip().splitlines() if l.startswith("{")]
+    result = next(l for l in lines if "step_losses" in l)
     return {
         "dtype": dtype,
         "step_losses": [loss for _, loss in result["step_losses"]],
