@@ -6,9 +6,10 @@
 //! - `--fp16` trains with loss scaling to the end with finite losses and saves its scaler.
 //! - Gradient checkpointing recomputes activations and gives the same gradients bit for bit.
 //!
+//! - Pure bf16 (`--dtype bf16`) on the same steps is reported beside it and drifts further: it
+//!   runs in a child process, as a device's float type is set once per process.
+//!
 //! Half types run on the backends that take them: flex and tch here (others skip, saying so).
-//! Pure precision (`--dtype`) configures the device for the whole process, so it is not mixed
-//! into these tests; `benches/precision.py` compares it.
 
 mod common;
 
@@ -120,10 +121,15 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
     let (p32, p16) = (params(&f32_run.model), params(&bf16_run.model));
     let moved = relative(&p32, &start);
     let diff = relative(&p16, &p32);
+    let pure = relative(&pure_bf16_params(), &p32);
     eprintln!(
-        "after 5 steps: parameters moved {moved:.3e} (relative) from init; bf16 mixed vs f32 {diff:.3e}"
+        "after 5 steps: parameters moved {moved:.3e} (relative) from init; bf16 mixed vs f32 {diff:.3e}, pure bf16 vs f32 {pure:.3e}"
     );
     assert!(diff < 1e-2, "bf16 mixed drifted {diff} from f32");
+    assert!(
+        pure > 2.0 * diff,
+        "pure bf16 ({pure}) should drift further than mixed ({diff}): its weights are rounded"
+    );
     assert!(
         moved > 10.0 * diff,
         "the steps moved the weights ({moved}) beyond the bf16 noise ({diff})"
@@ -133,6 +139,51 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
     for ((_, a), (_, b)) in f32_run.step_losses.iter().zip(&bf16_run.step_losses) {
         assert!((a - b).abs() < 0.05 * a.abs().max(1.0), "{a} vs {b}");
     }
+}
+
+/// The same 5 steps in pure bf16 (`--dtype bf16`: weights, gradients and AdamW state all
+/// bf16), run by [`pure_bf16_child`] in a child process (a device's float type is set once per
+/// process), as f32 values.
+fn pure_bf16_params() -> Vec<f32> {
+    let out = tmp("pure-bf16-params");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["pure_bf16_child", "--exact", "--test-threads", "1"])
+        .env("BERT_PURE_BF16_OUT", &out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the pure bf16 child failed");
+    let bytes = std::fs::read(&out).unwrap();
+    std::fs::remove_file(&out).ok();
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// Run only as the child of [`pure_bf16_params`] (a no-op otherwise): 5 steps on a device
+/// configured to bf16, the parameters written to `$BERT_PURE_BF16_OUT`.
+#[test]
+fn pure_bf16_child() {
+    let Some(out) = std::env::var_os("BERT_PURE_BF16_OUT") else {
+        return;
+    };
+    let name = backend();
+    let backend: bert::backend::Backend = name.parse().unwrap();
+    let device = backend
+        .device_with(bert::backend::Precision::BF16)
+        .unwrap()
+        .autodiff();
+    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let dir = tmp("pure-bf16");
+    let trained = train(&args(&dir, 5), model(&device, 1), &data, &Task, &device).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+    let weight = trained.model.bert.embeddings.word_embeddings.weight.val();
+    assert_eq!(weight.dtype(), DType::BF16, "pure bf16 weights");
+    let bytes: Vec<u8> = params(&trained.model)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(out, bytes).unwrap();
 }
 
 #[test]

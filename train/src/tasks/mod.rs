@@ -33,6 +33,12 @@ use std::path::Path;
 
 use bert::BertPretrained;
 use bert_datasets::BertTokenizer;
+use bert_datasets::collate::{
+    ClassificationBatch, ClassificationBatcher, ClassificationItem, MultipleChoiceBatch,
+    MultipleChoiceBatcher, MultipleChoiceItem, QuestionAnsweringBatch, QuestionAnsweringBatcher,
+    QuestionAnsweringItem, TokenClassificationBatch, TokenClassificationBatcher,
+    TokenClassificationItem,
+};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Tensor};
 
@@ -47,6 +53,33 @@ pub trait Collates<I, B> {
 
     /// Whether the task has evaluation data (the trainer evaluates only then).
     fn has_eval(&self) -> bool;
+}
+
+/// The fine-tuning tasks' collators: each pads with its tokenizer's `[PAD]`; a task has
+/// evaluation data when its evaluation batches (or questions) are not empty.
+macro_rules! collates_with_pad {
+    ($($task:ty: $item:ty => $batch:ty, $collator:ident, $eval:ident;)*) => {$(
+        impl Collates<$item, $batch> for $task {
+            type Collator = $collator;
+
+            fn collator(&self) -> Result<$collator, TrainError> {
+                Ok($collator {
+                    pad_id: self.tokenizer.special_ids()?.pad,
+                })
+            }
+
+            fn has_eval(&self) -> bool {
+                !self.$eval.is_empty()
+            }
+        }
+    )*};
+}
+
+collates_with_pad! {
+    SequenceClassificationTask: ClassificationItem => ClassificationBatch, ClassificationBatcher, eval;
+    TokenClassificationTask: TokenClassificationItem => TokenClassificationBatch, TokenClassificationBatcher, eval;
+    MultipleChoiceTask: MultipleChoiceItem => MultipleChoiceBatch, MultipleChoiceBatcher, eval;
+    QuestionAnsweringTask: QuestionAnsweringItem => QuestionAnsweringBatch, QuestionAnsweringBatcher, examples;
 }
 
 /// Writes the model and its tokenizer as one HF model directory.

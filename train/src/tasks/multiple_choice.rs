@@ -89,17 +89,3 @@ impl TrainTask<BertForMultipleChoice, MultipleChoiceBatch> for MultipleChoiceTas
         save_with_tokenizer(model, &self.tokenizer, dir)
     }
 }
-
-impl super::Collates<MultipleChoiceItem, MultipleChoiceBatch> for MultipleChoiceTask {
-    type Collator = MultipleChoiceBatcher;
-
-    fn collator(&self) -> Result<MultipleChoiceBatcher, TrainError> {
-        Ok(MultipleChoiceBatcher {
-            pad_id: self.tokenizer.special_ids()?.pad,
-        })
-    }
-
-    fn has_eval(&self) -> bool {
-        !self.eval.is_empty()
-    }
-}

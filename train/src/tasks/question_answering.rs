@@ -209,17 +209,3 @@ pub fn answer_questions(
             .collect(),
     )
 }
-
-impl super::Collates<QuestionAnsweringItem, QuestionAnsweringBatch> for QuestionAnsweringTask {
-    type Collator = QuestionAnsweringBatcher;
-
-    fn collator(&self) -> Result<QuestionAnsweringBatcher, TrainError> {
-        Ok(QuestionAnsweringBatcher {
-            pad_id: self.tokenizer.special_ids()?.pad,
-        })
-    }
-
-    fn has_eval(&self) -> bool {
-        !self.examples.is_empty()
-    }
-}

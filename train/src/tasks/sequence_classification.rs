@@ -165,17 +165,3 @@ pub fn softmax(row: &[f32]) -> Vec<f32> {
     let sum: f32 = exp.iter().sum();
     exp.into_iter().map(|e| e / sum).collect()
 }
-
-impl super::Collates<ClassificationItem, ClassificationBatch> for SequenceClassificationTask {
-    type Collator = ClassificationBatcher;
-
-    fn collator(&self) -> Result<ClassificationBatcher, TrainError> {
-        Ok(ClassificationBatcher {
-            pad_id: self.tokenizer.special_ids()?.pad,
-        })
-    }
-
-    fn has_eval(&self) -> bool {
-        !self.eval.is_empty()
-    }
-}

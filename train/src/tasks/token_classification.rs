@@ -207,19 +207,3 @@ pub fn tag(
         entities,
     })
 }
-
-impl super::Collates<TokenClassificationItem, TokenClassificationBatch>
-    for TokenClassificationTask
-{
-    type Collator = TokenClassificationBatcher;
-
-    fn collator(&self) -> Result<TokenClassificationBatcher, TrainError> {
-        Ok(TokenClassificationBatcher {
-            pad_id: self.tokenizer.special_ids()?.pad,
-        })
-    }
-
-    fn has_eval(&self) -> bool {
-        !self.eval.is_empty()
-    }
-}
