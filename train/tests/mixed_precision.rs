@@ -121,7 +121,19 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
     let (p32, p16) = (params(&f32_run.model), params(&bf16_run.model));
     let moved = relative(&p32, &start);
     let diff = relative(&p16, &p32);
-    let pure = relative(&pure_bf16_params(), &p32);
+    // Pure bf16 against f32 from the same initial weights, dropout off (the backends draw
+    // their masks and initial values differently in bf16).
+    let init = tmp("pure-bf16-init");
+    let mut config = model(&device, 1).bert.config.clone();
+    config.disable_dropout();
+    device.seed(1);
+    let start_nodrop = BertForSequenceClassification::new(&config, &device);
+    start_nodrop.save_pretrained(&init).unwrap();
+    let dir = tmp("f32-nodrop");
+    let f32_nodrop = train(&args(&dir, 5), start_nodrop, &data, &Task, &device).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+    let pure = relative(&pure_bf16_params(&init), &params(&f32_nodrop.model));
+    std::fs::remove_dir_all(init).ok();
     eprintln!(
         "after 5 steps: parameters moved {moved:.3e} (relative) from init; bf16 mixed vs f32 {diff:.3e}, pure bf16 vs f32 {pure:.3e}"
     );
@@ -142,13 +154,14 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
 }
 
 /// The same 5 steps in pure bf16 (`--dtype bf16`: weights, gradients and AdamW state all
-/// bf16), run by [`pure_bf16_child`] in a child process (a device's float type is set once per
-/// process), as f32 values.
-fn pure_bf16_params() -> Vec<f32> {
+/// bf16) from the model saved in `init`, run by [`pure_bf16_child`] in a child process (a
+/// device's float type is set once per process), as f32 values.
+fn pure_bf16_params(init: &Path) -> Vec<f32> {
     let out = tmp("pure-bf16-params");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["pure_bf16_child", "--exact", "--test-threads", "1"])
         .env("BERT_PURE_BF16_OUT", &out)
+        .env("BERT_PURE_BF16_INIT", init)
         .status()
         .unwrap();
     assert!(status.success(), "the pure bf16 child failed");
@@ -160,8 +173,9 @@ fn pure_bf16_params() -> Vec<f32> {
         .collect()
 }
 
-/// Run only as the child of [`pure_bf16_params`] (a no-op otherwise): 5 steps on a device
-/// configured to bf16, the parameters written to `$BERT_PURE_BF16_OUT`.
+/// Run only as the child of [`pure_bf16_params`] (a no-op otherwise): the model of
+/// `$BERT_PURE_BF16_INIT` loaded onto a device configured to bf16 (its weights cast on loading),
+/// 5 steps, the parameters written to `$BERT_PURE_BF16_OUT`.
 #[test]
 fn pure_bf16_child() {
     let Some(out) = std::env::var_os("BERT_PURE_BF16_OUT") else {
@@ -175,7 +189,9 @@ fn pure_bf16_child() {
         .autodiff();
     let data = InMemoryBatches::new(batches(&device), false, 0);
     let dir = tmp("pure-bf16");
-    let trained = train(&args(&dir, 5), model(&device, 1), &data, &Task, &device).unwrap();
+    let init = std::env::var_os("BERT_PURE_BF16_INIT").unwrap();
+    let start = BertForSequenceClassification::from_pretrained(init, &device).unwrap();
+    let trained = train(&args(&dir, 5), start, &data, &Task, &device).unwrap();
     std::fs::remove_dir_all(dir).ok();
     let weight = trained.model.bert.embeddings.word_embeddings.weight.val();
     assert_eq!(weight.dtype(), DType::BF16, "pure bf16 weights");
