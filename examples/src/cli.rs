@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::Length;
-
-use crate::range;
 use bert_train::tasks::Collates;
 use bert_train::{AdamWArgs, ItemBatches, Resume, SchedulerType, TrainingArguments};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
+
+use crate::range;
 
 /// Per-example defaults for the arguments whose good value depends on the task.
 #[derive(Debug, Clone, Copy)]
@@ -278,8 +278,6 @@ pub struct Setup {
     pub model_dir: PathBuf,
     /// Truncating to the example's `--max-length` where it has one.
     pub tokenizer: BertTokenizer,
-    /// The tokenizer's `[PAD]` id, for the collators.
-    pub pad_id: u32,
     /// `--json`: results as JSON lines, no summaries on stderr.
     pub json: bool,
     /// The `--backend` asked for.
@@ -318,7 +316,6 @@ impl TaskArgs {
             device,
             train_device,
             model_dir,
-            pad_id: tokenizer.special_ids()?.pad,
             tokenizer,
             json: self.json,
             backend: self.backend.backend.to_string(),
