@@ -12,8 +12,7 @@ use bert_datasets::collate::PretrainingCollator;
 use bert_datasets::pretraining::{
     NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, tokenize_documents,
 };
-use bert_train::tasks::PretrainingTask;
-use bert_train::{ItemStream, StreamedBatches, TrainError};
+use bert_train::tasks::{PretrainingTask, streamed_pretraining_batches};
 use burn::tensor::Device;
 use clap::Parser;
 
@@ -188,21 +187,19 @@ fn streamed(args: &Args, device: &Device) -> Result<(), Error> {
         .stream_pairs(true, &tokenizer, &args.nsp(true))?
         .take(args.max_eval_samples.unwrap_or(1000))
         .collect::<Result<_, _>>()?;
-    let (path, open_tokenizer, options) = (corpus.path.clone(), tokenizer.clone(), args.nsp(false));
-    let open = move || -> Result<ItemStream<PretrainingPair>, TrainError> {
-        let pairs = corpus.stream_pairs(false, &open_tokenizer, &options)?;
-        Ok(Box::new(pairs.map(|p| p.map_err(TrainError::from))))
-    };
+    let path = corpus.path.clone();
     let (collator, train_device) = (args.collator(&tokenizer)?, args.lm.train.autodiff(device));
-    let collate_device = train_device.clone();
-    let (batch_size, buffer, seed) = (
-        args.lm.train.batch_size(&DEFAULTS),
-        args.shuffle_buffer,
-        args.lm.train.seed,
-    );
-    let batches = StreamedBatches::new(open, batch_size, buffer, seed, move |items, key| {
-        collator.collate(&items, key, &collate_device)
-    })?;
+    let (batch_size, buffer) = (args.lm.train.batch_size(&DEFAULTS), args.shuffle_buffer);
+    let (tok, options) = (tokenizer.clone(), args.nsp(false));
+    let batches = streamed_pretraining_batches(
+        corpus,
+        tok,
+        options,
+        collator,
+        batch_size,
+        buffer,
+        &train_device,
+    )?;
     if !args.lm.json {
         eprintln!(
             "pretrain --streaming: {} → {} training pairs a pass, {} held out; vocab {} on {}",

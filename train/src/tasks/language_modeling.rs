@@ -6,12 +6,12 @@ use std::path::Path;
 use bert::{BertForPreTraining, BertLMHeadModel};
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{CausalLmBatch, PretrainingBatch, PretrainingCollator};
-use bert_datasets::pretraining::PretrainingPair;
+use bert_datasets::pretraining::{Corpus, NspOptions, PretrainingPair};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::{WeightedMean, save_with_tokenizer};
-use crate::{Metrics, TrainError, TrainTask};
+use crate::{ItemStream, Metrics, StreamedBatches, TrainError, TrainTask};
 
 /// Pretraining with evaluation on held-out pairs (fixed masks, so numbers compare across
 /// steps).
@@ -40,6 +40,31 @@ impl PretrainingTask {
             .collect();
         Ok(Self { eval, tokenizer })
     }
+}
+
+/// HF `--streaming` pretraining data: the NSP pairs of the corpus's training documents, read,
+/// tokenized and paired as training goes (memory bounded by the buffers, whatever the corpus
+/// size), shuffled through `shuffle_buffer` pairs by the corpus's seed, and masked anew for
+/// every batch by `collator` on `device`. Every epoch re-opens the stream, and a resumed run
+/// re-opens it at its batch ([`StreamedBatches`]).
+pub fn streamed_pretraining_batches(
+    corpus: Corpus,
+    tokenizer: BertTokenizer,
+    options: NspOptions,
+    collator: PretrainingCollator,
+    batch_size: usize,
+    shuffle_buffer: usize,
+    device: &Device,
+) -> Result<StreamedBatches<PretrainingPair, PretrainingBatch>, TrainError> {
+    let seed = corpus.seed;
+    let open = move || -> Result<ItemStream<PretrainingPair>, TrainError> {
+        let pairs = corpus.stream_pairs(false, &tokenizer, &options)?;
+        Ok(Box::new(pairs.map(|p| p.map_err(TrainError::from))))
+    };
+    let device = device.clone();
+    StreamedBatches::new(open, batch_size, shuffle_buffer, seed, move |items, key| {
+        collator.collate(&items, key, &device)
+    })
 }
 
 impl TrainTask<BertForPreTraining, PretrainingBatch> for PretrainingTask {

@@ -19,7 +19,9 @@ mod question_answering;
 mod sequence_classification;
 mod token_classification;
 
-pub use language_modeling::{CausalLmTask, MaskCandidate, MaskFill, PretrainingTask, fill_mask};
+pub use language_modeling::{
+    CausalLmTask, MaskCandidate, MaskFill, PretrainingTask, fill_mask, streamed_pretraining_batches,
+};
 pub use multiple_choice::MultipleChoiceTask;
 pub use question_answering::{Answer, QuestionAnsweringTask, answer_questions};
 pub use sequence_classification::{
