@@ -54,7 +54,7 @@ macro_rules! classes {
         pub const CLASS_NAMES: &[&str] = &[$(stringify!($class)),*];
 
         impl AnyBert {
-            fn from_checkpoint_named(
+            fn from_weights_named(
                 class: &str,
                 config: BertConfig,
                 weights: &Path,
@@ -147,7 +147,7 @@ impl AnyBert {
         if !CLASS_NAMES.contains(&class.as_str()) {
             return Err(BertError::UnknownHead(class, CLASS_NAMES.join(", ")));
         }
-        Self::from_checkpoint_named(&class, config, &weights_file(dir)?, device)
+        Self::from_weights_named(&class, config, &weights_file(dir)?, device)
     }
 
     /// Runs the forward pass on named inputs (HF's argument names) and returns the outputs by
