@@ -18,8 +18,10 @@ impl Scratch {
     fn copy_of(case: &str, tag: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("bert-errors-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(case_dir(case).join(f), dir.join(f)).unwrap();
+        for f in ["config.json", "model.safetensors", "pytorch_model.bin"] {
+            if case_dir(case).join(f).is_file() {
+                std::fs::copy(case_dir(case).join(f), dir.join(f)).unwrap();
+            }
         }
         Self(dir)
     }
@@ -340,5 +342,34 @@ fn malformed_safetensors_are_errors_not_panics() {
         let mut flipped = real.clone();
         flipped[cut] ^= 0x5a;
         let _ = Checkpoint::parse_safetensors(&flipped, file);
+    }
+}
+
+/// Through the loading path itself (burn-store's stores and `apply`, where a panic would abort
+/// the process): a weights file cut short anywhere fails with an error naming the file, and one
+/// with a flipped byte loads or fails so, for safetensors and PyTorch's zip/pickle alike.
+#[test]
+fn truncated_or_corrupted_weights_files_are_errors_not_aborts() {
+    for (case, file) in [
+        ("seq_cls_single", "model.safetensors"),
+        ("pretraining", "pytorch_model.bin"),
+    ] {
+        let real = std::fs::read(case_dir(case).join(file)).unwrap();
+        let s = Scratch::copy_of(case, &format!("cut-{case}"));
+        let load = |bytes: &[u8]| {
+            std::fs::write(s.path().join(file), bytes).unwrap();
+            AnyBert::from_pretrained(s.path(), None, &device()).map(|_| ())
+        };
+        for cut in (0..real.len()).step_by(real.len() / 24 + 1).skip(1) {
+            // Cut short: always an error naming the file.
+            let e = load(&real[..cut]).unwrap_err().to_string();
+            assert!(e.contains(file), "{case} cut at {cut}: {e}");
+            // A flipped byte: loads (a changed value) or is such an error.
+            let mut flipped = real.clone();
+            flipped[cut] ^= 0x5a;
+            if let Err(e) = load(&flipped) {
+                assert!(e.to_string().contains(file), "{case} flipped at {cut}: {e}");
+            }
+        }
     }
 }
