@@ -385,25 +385,47 @@ fn finish(
     regression: bool,
     class_names: Option<Vec<String>>,
 ) -> Result<ClassificationData, DataError> {
-    if rows.is_empty() {
-        return Err(file_err(name, "no examples"));
-    }
-    let (labels, id2label) = labels(
+    let line_label = |r: &RawRow| (r.line, r.label.clone());
+    let (examples, id2label) = labelled(
         name,
-        rows.iter().map(|r| (r.line, r.label.as_str())),
+        rows,
+        line_label,
         regression,
         class_names,
-    )?;
-    let examples = rows
-        .into_iter()
-        .zip(labels)
-        .map(|(r, label)| ClassificationExample {
+        |r, label| ClassificationExample {
             text: r.text,
             text_pair: r.pair,
             label,
-        })
-        .collect();
+        },
+    )?;
     Ok(ClassificationData { examples, id2label })
+}
+
+/// `rows` with their [`labels`], each made into an item by `make`; no rows is an error.
+fn labelled<R, T>(
+    name: &str,
+    rows: Vec<R>,
+    line_label: impl Fn(&R) -> (usize, String),
+    regression: bool,
+    class_names: Option<Vec<String>>,
+    make: impl Fn(R, Label) -> T,
+) -> Result<(Vec<T>, Vec<String>), DataError> {
+    if rows.is_empty() {
+        return Err(file_err(name, "no examples"));
+    }
+    let raw: Vec<(usize, String)> = rows.iter().map(line_label).collect();
+    let (labels, id2label) = labels(
+        name,
+        raw.iter().map(|(line, label)| (*line, label.as_str())),
+        regression,
+        class_names,
+    )?;
+    let items = rows
+        .into_iter()
+        .zip(labels)
+        .map(|(r, l)| make(r, l))
+        .collect();
+    Ok((items, id2label))
 }
 
 fn labels<'a>(
@@ -902,23 +924,18 @@ fn finish_tokenized(
     regression: bool,
     class_names: Option<Vec<String>>,
 ) -> Result<TokenizedClassificationData, DataError> {
-    if rows.is_empty() {
-        return Err(file_err(name, "no examples"));
-    }
-    let (labels, id2label) = labels(
+    let line_label = |r: &TokenizedRow| (r.line, r.label.clone());
+    let (items, id2label) = labelled(
         name,
-        rows.iter().map(|r| (r.line, r.label.as_str())),
+        rows,
+        line_label,
         regression,
         class_names,
-    )?;
-    let items = rows
-        .into_iter()
-        .zip(labels)
-        .map(|(r, label)| ClassificationItem {
+        |r, label| ClassificationItem {
             text: r.text,
             label,
-        })
-        .collect();
+        },
+    )?;
     Ok(TokenizedClassificationData { items, id2label })
 }
 
