@@ -19,6 +19,9 @@ pub struct GradScaler {
     pub growth_factor: f64,
     pub backoff_factor: f64,
     pub growth_interval: usize,
+    /// Steps skipped so far: the learning-rate schedule is that many steps behind the trainer.
+    #[serde(default)]
+    pub skipped_steps: usize,
 }
 
 /// The scaler's file in a checkpoint.
@@ -33,6 +36,7 @@ impl Default for GradScaler {
             growth_factor: 2.0,
             backoff_factor: 0.5,
             growth_interval: 2000,
+            skipped_steps: 0,
         }
     }
 }
@@ -44,6 +48,7 @@ impl GradScaler {
         if !grad_norm.is_finite() {
             self.scale *= self.backoff_factor;
             self.growth_tracker = 0;
+            self.skipped_steps += 1;
             return false;
         }
         self.growth_tracker += 1;

@@ -216,14 +216,15 @@ where
         max_steps: total,
         ..TrainerState::default()
     };
-    let (mut model, resumed_from) =
-        resume(args, model, &mut optim, &mut schedule, &mut state, device)?;
+    let mut scaler = args.fp16.then(GradScaler::default);
+    let (mut model, resumed_from) = resume(
+        args,
+        model,
+        (&mut optim, &mut schedule, &mut scaler),
+        &mut state,
+        device,
+    )?;
     let mode = autocast_mode(args);
-    let mut scaler = match (&resumed_from, args.fp16) {
-        (Some(dir), true) => Some(GradScaler::load(dir)?),
-        (None, true) => Some(GradScaler::default()),
-        (_, false) => None,
-    };
 
     let log_path = args.output_dir.join("log.jsonl");
     rewrite_log(&log_path, &state.log_history)?;
@@ -248,7 +249,8 @@ where
     // once: nothing in a step waits for the device.
     let mut pending: Vec<(usize, Tensor<1>, Tensor<1>)> = Vec::new();
     for step in start..total {
-        let lr = LrScheduler::step(&mut schedule);
+        // The schedule steps with the optimizer: an fp16 step skipped below leaves it behind.
+        let lr = schedule.lr_at(schedule.current_step);
         if reseed_at(args, step, start) {
             let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
             device.seed(seed);
@@ -266,9 +268,9 @@ where
             None => false,
         };
         let grad_norm = if overflow {
-            schedule.current_step -= 1;
             norm
         } else {
+            LrScheduler::step(&mut schedule);
             let (stepped, grad_norm) =
                 optim.step_with_norm(lr, model, grads, args.max_grad_norm, norm)?;
             model = stepped;
@@ -332,11 +334,18 @@ where
 /// `--resume`: loads the model, optimizer, scheduler and trainer state of the checkpoint
 /// `args.resume` names (verified first, and checked to agree on the step); returns the model
 /// and the checkpoint's folder, or the model untouched when not resuming.
+/// What a checkpoint restores besides the model and the trainer state: the optimizer, the
+/// learning-rate schedule and, with `--fp16`, the loss scaler.
+type StepState<'a> = (
+    &'a mut AdamW,
+    &'a mut crate::HfSchedule,
+    &'a mut Option<GradScaler>,
+);
+
 fn resume<M: Module>(
     args: &TrainingArguments,
     model: M,
-    optim: &mut AdamW,
-    schedule: &mut crate::HfSchedule,
+    stepping: StepState<'_>,
     state: &mut TrainerState,
     device: &Device,
 ) -> Result<(M, Option<PathBuf>), TrainError> {
@@ -345,14 +354,22 @@ fn resume<M: Module>(
         // A path given is loaded or refused; none given: the newest checkpoint that verifies
         // and loads, the ones after it named and skipped (HF would stop at the newest).
         Resume::Checkpoint(p) => {
-            return load_checkpoint(args, p, model, optim, schedule, state, device)
+            return load_checkpoint(args, p, model, stepping, state, device)
                 .map(|m| (m, Some(p.clone())));
         }
         Resume::Latest => checkpoint::list_checkpoints(&args.output_dir),
     };
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     for (_, dir) in candidates.into_iter().rev() {
-        match load_checkpoint(args, &dir, model.clone(), optim, schedule, state, device) {
+        let (optim, schedule, scaler) = (&mut *stepping.0, &mut *stepping.1, &mut *stepping.2);
+        match load_checkpoint(
+            args,
+            &dir,
+            model.clone(),
+            (optim, schedule, scaler),
+            state,
+            device,
+        ) {
             Ok(m) => {
                 for (d, why) in &skipped {
                     eprintln!("warning: skipped {}: {why}", d.display());
@@ -380,13 +397,13 @@ fn resume<M: Module>(
     )))
 }
 
-/// Verifies and loads one checkpoint into the model, optimizer, scheduler and state.
+/// Verifies and loads one checkpoint into the model, optimizer, scheduler, scaler and state;
+/// nothing is changed unless all of them load and agree on the step.
 fn load_checkpoint<M: Module>(
     args: &TrainingArguments,
     dir: &Path,
     model: M,
-    optim: &mut AdamW,
-    schedule: &mut crate::HfSchedule,
+    (optim, schedule, scaler): StepState<'_>,
     state: &mut TrainerState,
     device: &Device,
 ) -> Result<M, TrainError> {
@@ -398,29 +415,36 @@ fn load_checkpoint<M: Module>(
     let model = model
         .try_load_file(dir.join(MODEL_FILE))
         .map_err(|e| load(MODEL_FILE, &e))?;
-    let loaded = AdamW::new(&args.optim).load(dir, device)?;
-    if loaded.steps() != verified.global_step {
-        return Err(TrainError::Checkpoint(format!(
-            "{}: the optimizer has taken {} steps but the trainer state is at {}",
+    let loaded_scaler = match scaler {
+        Some(_) => Some(GradScaler::load(dir)?),
+        None => None,
+    };
+    // The optimizer and the schedule step together, behind the trainer by the fp16 steps
+    // skipped.
+    let skipped = loaded_scaler.map_or(0, |s| s.skipped_steps);
+    let behind = |what: &str, at: usize| {
+        TrainError::Checkpoint(format!(
+            "{}: the {what} is at step {at} but the trainer state at {} ({skipped} skipped)",
             dir.display(),
-            loaded.steps(),
             verified.global_step
-        )));
+        ))
+    };
+    let loaded = AdamW::new(&args.optim).load(dir, device)?;
+    if loaded.steps() + skipped != verified.global_step {
+        return Err(behind("optimizer", loaded.steps()));
     }
     let record =
         LrSchedulerRecord::load(dir.join(SCHEDULER_FILE)).map_err(|e| load(SCHEDULER_FILE, &e))?;
     let mut resumed = schedule.clone();
     resumed.load_record(record);
-    if resumed.current_step != verified.global_step {
-        return Err(TrainError::Checkpoint(format!(
-            "{}: scheduler is at step {} but the trainer state at {}",
-            dir.display(),
-            resumed.current_step,
-            verified.global_step
-        )));
+    if resumed.current_step + skipped != verified.global_step {
+        return Err(behind("scheduler", resumed.current_step));
     }
     *optim = loaded;
     *schedule = resumed;
+    if loaded_scaler.is_some() {
+        *scaler = loaded_scaler;
+    }
     *state = verified;
     state.max_steps = max_steps;
     Ok(model)

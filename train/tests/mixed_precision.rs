@@ -231,6 +231,29 @@ fn fp16_trains_to_the_end_with_loss_scaling() {
         more.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
         [7, 8]
     );
+    // A scale of 1e300 overflows: the steps after it are skipped (the scheduler stays behind
+    // the trainer by as many), and a checkpoint after skipped steps resumes. (The edit keeps
+    // the file's size, which the checkpoint's manifest checks.)
+    let scaler_file = dir
+        .join("checkpoint-8")
+        .join(bert_train::grad_scaler::SCALER_FILE);
+    let text = std::fs::read_to_string(&scaler_file).unwrap();
+    assert!(text.contains("\"scale\":65536.0"), "{text}");
+    std::fs::write(&scaler_file, text.replace("65536.0", "1.0e300")).unwrap();
+    let mut r = args(&dir, 10);
+    r.fp16 = true;
+    r.resume = bert_train::Resume::Latest;
+    train(&r, model(&device, 1), &data, &Task, &device).unwrap();
+    let after = bert_train::GradScaler::load(&dir.join("checkpoint-10")).unwrap();
+    assert!(after.skipped_steps >= 1, "{after:?}");
+    let mut r = args(&dir, 12);
+    r.fp16 = true;
+    r.resume = bert_train::Resume::Latest;
+    let resumed = train(&r, model(&device, 1), &data, &Task, &device).unwrap();
+    assert_eq!(
+        resumed.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [11, 12]
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
