@@ -6,13 +6,12 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
-
-use crate::precision::{linear, matmul};
 use burn::tensor::{Device, Tensor, activation::softmax};
 
 use crate::config::BertConfig;
 use crate::init;
 use crate::layer_norm::LayerNorm;
+use crate::precision::{linear, matmul};
 
 /// Cached keys and values of one layer, `[batch, heads, past_seq, head_dim]` (HF `past_key_value`).
 #[derive(Debug, Clone)]

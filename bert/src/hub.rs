@@ -95,20 +95,22 @@ pub fn weights_file(path: &Path) -> Result<PathBuf> {
 /// Every tensor of a weights file by its key, not yet read: burn-store's `SafetensorsStore`
 /// (memory-mapped) or `PytorchStore` (pickle parsed without running its code).
 fn stored_tensors(file: &Path) -> Result<Vec<StoredTensor>> {
-    let all = if file.extension().is_some_and(|e| e == "safetensors") {
-        let mut store = SafetensorsStore::from_file(file);
-        store
-            .get_all_tensors()
-            .map_err(|e| weights_error(file, e))?
-            .clone()
+    if file.extension().is_some_and(|e| e == "safetensors") {
+        all_stored(SafetensorsStore::from_file(file), file)
     } else {
-        let mut store = PytorchStore::from_file(file);
-        store
-            .get_all_tensors()
-            .map_err(|e| weights_error(file, e))?
-            .clone()
-    };
-    Ok(all.into_values().collect())
+        all_stored(PytorchStore::from_file(file), file)
+    }
+}
+
+/// Every tensor a store holds (`file` names it in errors).
+fn all_stored<S: ModuleStore>(mut store: S, file: &Path) -> Result<Vec<StoredTensor>>
+where
+    S::Error: fmt::Display,
+{
+    let all = store
+        .get_all_tensors()
+        .map_err(|e| weights_error(file, e))?;
+    Ok(all.values().cloned().collect())
 }
 
 /// The float tensors among `stored` as f32 (integer buffers such as `position_ids` are left
@@ -165,11 +167,8 @@ impl Checkpoint {
         bytes: &[u8],
         file: &Path,
     ) -> Result<BTreeMap<String, CheckpointTensor>> {
-        let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()));
-        let all = store
-            .get_all_tensors()
-            .map_err(|e| weights_error(file, e))?;
-        to_checkpoint_tensors(all.values().cloned().collect(), file)
+        let store = SafetensorsStore::from_bytes(Some(bytes.to_vec()));
+        to_checkpoint_tensors(all_stored(store, file)?, file)
     }
 }
 
@@ -212,10 +211,10 @@ impl LoadReport {
     }
 }
 
-/// The HF key of a Burn module path (`self_` is HF's `self`).
-fn hf_key(path: &[String]) -> String {
-    path.iter()
-        .map(|s| if s == "self_" { "self" } else { s.as_str() })
+/// The HF key of a Burn module path, given by its parts (`self_` is HF's `self`).
+fn hf_key<'a>(path: impl IntoIterator<Item = &'a str>) -> String {
+    path.into_iter()
+        .map(|s| if s == "self_" { "self" } else { s })
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -276,14 +275,8 @@ impl ModuleVisitor for KeyOrder {
     }
 
     fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
-        self.keys.push(hf_key(&self.path));
+        self.keys.push(hf_key(self.path.iter().map(String::as_str)));
     }
-}
-
-/// The HF key of a module path (`self_` is HF's `self`).
-fn module_path_to_hf(path: &str) -> String {
-    let parts: Vec<String> = path.split('.').map(String::from).collect();
-    hf_key(&parts)
 }
 
 /// `types[i]` is the type of the struct that holds field `path[i]`.
@@ -321,8 +314,10 @@ impl ModuleVisitor for Saver<'_> {
         if is_linear_weight(&self.path, &self.types) {
             value = value.transpose();
         }
-        self.tensors
-            .insert(hf_key(&self.path), HostTensor::from_float(value));
+        self.tensors.insert(
+            hf_key(self.path.iter().map(String::as_str)),
+            HostTensor::from_float(value),
+        );
     }
 }
 
@@ -436,17 +431,22 @@ pub trait BertPretrained: Module + Sized {
                 other => weights_error(file, other),
             });
         }
-        let mut missing: Vec<String> = result
+        // burn-store lists the missing paths sorted; HF names them in the model's order.
+        let absent: BTreeSet<String> = result
             .missing
             .iter()
-            .map(|(p, _)| module_path_to_hf(p))
+            .map(|(p, _)| hf_key(p.split('.')))
             .collect();
         let mut order = KeyOrder {
             path: Vec::new(),
             keys: Vec::new(),
         };
         model.visit(&mut order);
-        missing.sort_by_key(|k| order.keys.iter().position(|o| o == k));
+        let missing: Vec<String> = order
+            .keys
+            .into_iter()
+            .filter(|k| absent.contains(k))
+            .collect();
         if let Some(key) = missing.iter().find(|k| is_body(k)) {
             return Err(BertError::MissingTensor {
                 path: file.to_path_buf(),
