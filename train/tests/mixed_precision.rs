@@ -16,11 +16,9 @@ mod common;
 use std::path::Path;
 
 use bert::{BertForSequenceClassification, BertPretrained};
-use bert_train::{InMemoryBatches, TrainError, TrainTask, TrainingArguments, train};
-use burn::tensor::{DType, Device, Tensor};
+use bert_train::{InMemoryBatches, TrainingArguments, train};
+use burn::tensor::{DType, Device};
 use common::*;
-
-static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn backend() -> String {
     std::env::var("BERT_TEST_BACKEND").unwrap_or_else(|_| "flex".into())
@@ -40,25 +38,6 @@ fn takes_half() -> bool {
     ok
 }
 
-struct Task;
-
-impl TrainTask<BertForSequenceClassification, Batch> for Task {
-    fn loss(
-        &self,
-        model: &BertForSequenceClassification,
-        (input, labels): Batch,
-    ) -> Result<Tensor<1>, TrainError> {
-        Ok(model.forward(input, Some(labels))?.loss.expect("labels"))
-    }
-    fn save_pretrained(
-        &self,
-        model: &BertForSequenceClassification,
-        dir: &Path,
-    ) -> Result<(), TrainError> {
-        Ok(model.save_pretrained(dir)?)
-    }
-}
-
 fn args(dir: &Path, steps: usize) -> TrainingArguments {
     TrainingArguments {
         output_dir: dir.to_path_buf(),
@@ -73,12 +52,6 @@ fn args(dir: &Path, steps: usize) -> TrainingArguments {
         },
         ..TrainingArguments::default()
     }
-}
-
-fn tmp(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("bert-mp-{tag}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    d
 }
 
 /// Every parameter, flattened, in f32.
@@ -104,14 +77,14 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
     if !takes_half() {
         return;
     }
-    let _l = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = rng_lock();
     let device = bert::backend::test_device().autodiff();
     let data = InMemoryBatches::new(batches(&device), false, 0);
     let run = |bf16: bool, tag: &str| {
         let dir = tmp(tag);
         let mut a = args(&dir, 5);
         a.bf16 = bf16;
-        let out = train(&a, model(&device, 1), &data, &Task, &device).unwrap();
+        let out = train(&a, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
         std::fs::remove_dir_all(dir).ok();
         out
     };
@@ -130,7 +103,14 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
     let start_nodrop = BertForSequenceClassification::new(&config, &device);
     start_nodrop.save_pretrained(&init).unwrap();
     let dir = tmp("f32-nodrop");
-    let f32_nodrop = train(&args(&dir, 5), start_nodrop, &data, &Task, &device).unwrap();
+    let f32_nodrop = train(
+        &args(&dir, 5),
+        start_nodrop,
+        &data,
+        &ClassifierTask,
+        &device,
+    )
+    .unwrap();
     std::fs::remove_dir_all(dir).ok();
     let pure = relative(&pure_bf16_params(&init), &params(&f32_nodrop.model));
     std::fs::remove_dir_all(init).ok();
@@ -191,7 +171,7 @@ fn pure_bf16_child() {
     let dir = tmp("pure-bf16");
     let init = std::env::var_os("BERT_PURE_BF16_INIT").unwrap();
     let start = BertForSequenceClassification::from_pretrained(init, &device).unwrap();
-    let trained = train(&args(&dir, 5), start, &data, &Task, &device).unwrap();
+    let trained = train(&args(&dir, 5), start, &data, &ClassifierTask, &device).unwrap();
     std::fs::remove_dir_all(dir).ok();
     let weight = trained.model.bert.embeddings.word_embeddings.weight.val();
     assert_eq!(weight.dtype(), DType::BF16, "pure bf16 weights");
@@ -207,13 +187,13 @@ fn fp16_trains_to_the_end_with_loss_scaling() {
     if !takes_half() {
         return;
     }
-    let _l = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = rng_lock();
     let device = bert::backend::test_device().autodiff();
     let data = InMemoryBatches::new(batches(&device), false, 0);
     let dir = tmp("fp16");
     let mut a = args(&dir, 6);
     a.fp16 = true;
-    let out = train(&a, model(&device, 1), &data, &Task, &device).unwrap();
+    let out = train(&a, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
     assert_eq!(out.step_losses.len(), 6);
     assert!(
         out.step_losses.iter().all(|s| s.1.is_finite()),
@@ -226,7 +206,7 @@ fn fp16_trains_to_the_end_with_loss_scaling() {
     let mut r = args(&dir, 8);
     r.fp16 = true;
     r.resume = bert_train::Resume::Latest;
-    let more = train(&r, model(&device, 1), &data, &Task, &device).unwrap();
+    let more = train(&r, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
     assert_eq!(
         more.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
         [7, 8]
@@ -243,13 +223,13 @@ fn fp16_trains_to_the_end_with_loss_scaling() {
     let mut r = args(&dir, 10);
     r.fp16 = true;
     r.resume = bert_train::Resume::Latest;
-    train(&r, model(&device, 1), &data, &Task, &device).unwrap();
+    train(&r, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
     let after = bert_train::GradScaler::load(&dir.join("checkpoint-10")).unwrap();
     assert!(after.skipped_steps >= 1, "{after:?}");
     let mut r = args(&dir, 12);
     r.fp16 = true;
     r.resume = bert_train::Resume::Latest;
-    let resumed = train(&r, model(&device, 1), &data, &Task, &device).unwrap();
+    let resumed = train(&r, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
     assert_eq!(
         resumed.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
         [11, 12]
@@ -259,7 +239,7 @@ fn fp16_trains_to_the_end_with_loss_scaling() {
 
 #[test]
 fn gradient_checkpointing_gives_the_same_gradients() {
-    let _l = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _l = rng_lock();
     let device = bert::backend::test_device();
     let grads = |d: Device| {
         let mut config = bert::BertConfig::tiny(99, 32, 2, 4);

@@ -2,7 +2,7 @@
 //! uninterrupted run; partial or corrupted checkpoints are refused; a short fine-tune learns.
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bert::{BertForSequenceClassification, BertPretrained};
 use bert_train::{InMemoryBatches, Resume, TrainError, TrainTask, TrainingArguments, train};
@@ -11,13 +11,6 @@ use serde_json::Value;
 
 mod common;
 use common::*;
-
-/// Burn's device RNG is process-wide: tests that train with dropout must not run at once.
-static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn device() -> Device {
     bert::backend::test_device().autodiff()
@@ -69,7 +62,7 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
         model: &BertForSequenceClassification,
         dir: &Path,
     ) -> Result<(), TrainError> {
-        Ok(model.save_pretrained(dir)?)
+        ClassifierTask.save_pretrained(model, dir)
     }
 }
 
@@ -90,12 +83,6 @@ fn args(dir: &Path) -> TrainingArguments {
         },
         ..TrainingArguments::default()
     }
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bert-train-{tag}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    d
 }
 
 fn losses_in_log(dir: &Path) -> Vec<(u64, f64)> {

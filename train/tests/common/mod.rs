@@ -1,7 +1,13 @@
 //! What the trainer's tests share: the batches of `reference/adamw.json` and a tiny model.
 #![allow(dead_code)]
 
-use bert::{BertConfig, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
+use std::path::{Path, PathBuf};
+
+use bert::{
+    BertConfig, BertForSequenceClassification, BertInput, BertPretrained,
+    SequenceClassificationLabels,
+};
+use bert_train::{TrainError, TrainTask};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
@@ -48,4 +54,39 @@ pub fn model(device: &Device, seed: u64) -> BertForSequenceClassification {
     config.set_num_labels(3);
     device.seed(seed);
     BertForSequenceClassification::new(&config, device)
+}
+
+/// Burn's device RNG is process-wide: tests that train with dropout must not run at once.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An empty scratch folder for `tag`, this process's own.
+pub fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bert-train-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    d
+}
+
+/// Sequence classification on [`batches`]: the model's own loss, saved as HF saves it.
+pub struct ClassifierTask;
+
+impl TrainTask<BertForSequenceClassification, Batch> for ClassifierTask {
+    fn loss(
+        &self,
+        model: &BertForSequenceClassification,
+        (input, labels): Batch,
+    ) -> Result<Tensor<1>, TrainError> {
+        Ok(model.forward(input, Some(labels))?.loss.expect("labels"))
+    }
+
+    fn save_pretrained(
+        &self,
+        model: &BertForSequenceClassification,
+        dir: &Path,
+    ) -> Result<(), TrainError> {
+        Ok(model.save_pretrained(dir)?)
+    }
 }
