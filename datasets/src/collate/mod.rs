@@ -44,23 +44,22 @@ pub trait Length {
     fn length(&self) -> usize;
 }
 
-impl Length for ClassificationItem {
-    fn length(&self) -> usize {
-        self.text.len()
-    }
+/// Items of one tokenized text.
+macro_rules! text_length {
+    ($($item:ty),*) => {$(
+        impl Length for $item {
+            fn length(&self) -> usize {
+                self.text.len()
+            }
+        }
+    )*};
 }
 
-impl Length for TokenClassificationItem {
-    fn length(&self) -> usize {
-        self.text.len()
-    }
-}
-
-impl Length for QuestionAnsweringItem {
-    fn length(&self) -> usize {
-        self.text.len()
-    }
-}
+text_length!(
+    ClassificationItem,
+    TokenClassificationItem,
+    QuestionAnsweringItem
+);
 
 /// The longest choice sets the padded length (HF would take `len(input_ids)`, the number of
 /// choices, which says nothing of the padding).
