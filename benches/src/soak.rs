@@ -60,22 +60,17 @@ struct Task {
     device: Device,
 }
 
-impl TrainTask<BertForSequenceClassification, ClassificationBatch> for Task {
-    fn loss(
-        &self,
-        model: &BertForSequenceClassification,
-        b: ClassificationBatch,
-    ) -> Result<Tensor<1>, TrainError> {
+type Model = BertForSequenceClassification;
+
+impl TrainTask<Model, ClassificationBatch> for Task {
+    fn loss(&self, model: &Model, b: ClassificationBatch) -> Result<Tensor<1>, TrainError> {
         Ok(model
             .forward(b.input, Some(b.labels))?
             .loss
             .expect("labels"))
     }
 
-    fn evaluate(
-        &self,
-        _model: &BertForSequenceClassification,
-    ) -> Result<Option<Metrics>, TrainError> {
+    fn evaluate(&self, _model: &Model) -> Result<Option<Metrics>, TrainError> {
         let mut samples = self.samples.borrow_mut();
         let step = (samples.len() + 1) * self.every;
         let rss = rss_mib().unwrap_or(f64::NAN);
@@ -92,11 +87,7 @@ impl TrainTask<BertForSequenceClassification, ClassificationBatch> for Task {
         ])))
     }
 
-    fn save_pretrained(
-        &self,
-        model: &BertForSequenceClassification,
-        dir: &Path,
-    ) -> Result<(), TrainError> {
+    fn save_pretrained(&self, model: &Model, dir: &Path) -> Result<(), TrainError> {
         Ok(model.save_pretrained(dir)?)
     }
 }

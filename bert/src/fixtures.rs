@@ -37,3 +37,15 @@ pub fn dir() -> Result<PathBuf, BertError> {
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
+
+/// For tests: asserts that `result` is an error whose message contains every one of `parts`
+/// (the file, the line, the problem: what a user needs to fix the input).
+#[track_caller]
+pub fn assert_err<T>(result: Result<T, impl std::fmt::Display>, parts: &[&str]) {
+    let e = match result {
+        Ok(_) => panic!("expected an error containing {parts:?}, got Ok"),
+        Err(e) => e.to_string(),
+    };
+    let missing: Vec<_> = parts.iter().filter(|p| !e.contains(**p)).collect();
+    assert!(missing.is_empty(), "{e}\n(lacks {missing:?})");
+}

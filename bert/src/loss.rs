@@ -19,6 +19,48 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>, ignore_index: i6
     -(picked * keep.clone()).sum() / keep.sum()
 }
 
+/// HF's per-token loss (`BertForMaskedLM`, `BertForTokenClassification`, and
+/// `BertLMHeadModel` after its shift): mean cross-entropy of `[b, s, v]` logits against
+/// `[b, s]` labels in `0..v`, -100 where no loss.
+pub fn token_cross_entropy(
+    logits: &Tensor<3>,
+    labels: Tensor<2, Int>,
+    known: Option<crate::model::Bounds>,
+) -> Result<Tensor<1>> {
+    let [b, s, v] = logits.dims();
+    check_shape("labels", &labels.dims(), &[b, s])?;
+    check_labels("labels", &labels, known, v, Some(IGNORE_INDEX))?;
+    Ok(cross_entropy(
+        logits.clone().reshape([b * s, v]),
+        labels.reshape([b * s]),
+        IGNORE_INDEX,
+    ))
+}
+
+/// Mean cross-entropy of `[b, classes]` logits against `[b]` labels named `name` (in
+/// `0..classes`, -100 where no loss), as HF's NSP and single-label heads compute it.
+pub fn checked_cross_entropy(
+    name: &str,
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    known: Option<crate::model::Bounds>,
+) -> Result<Tensor<1>> {
+    let [b, classes] = logits.dims();
+    check_shape(name, &labels.dims(), &[b])?;
+    check_labels(name, &labels, known, classes, Some(IGNORE_INDEX))?;
+    Ok(cross_entropy(logits, labels, IGNORE_INDEX))
+}
+
+/// An error naming `name` unless its shape is `expected`.
+pub(crate) fn check_shape(name: &str, found: &[usize], expected: &[usize]) -> Result<()> {
+    if found != expected {
+        return Err(BertError::Input(format!(
+            "{name} has shape {found:?}, expected {expected:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// Mean squared error.
 pub fn mse<const D: usize>(input: Tensor<D>, target: Tensor<D>) -> Tensor<1> {
     (input - target).square().mean()

@@ -63,6 +63,38 @@ pub fn truncation_strategy(name: &str) -> Result<TruncationStrategy, DataError> 
     })
 }
 
+/// BERT's normalizer, pre-tokenizer and decoder around a WordPiece `model`, as HF's
+/// `BertWordPieceTokenizer` builds them.
+fn bert_pipeline(model: WordPiece, options: &WordPieceOptions) -> Tokenizer {
+    let mut inner = Tokenizer::new(model);
+    inner
+        .with_normalizer(Some(BertNormalizer::new(
+            true,
+            options.tokenize_chinese_chars,
+            options.strip_accents,
+            options.do_lower_case,
+        )))
+        .with_pre_tokenizer(Some(BertPreTokenizer))
+        .with_decoder(Some(WordPieceDecoder::default()));
+    inner
+}
+
+/// `inner` with BERT's `[CLS] A [SEP] (B [SEP])` post-processing; its vocabulary must hold
+/// `[CLS]`, `[SEP]` and `[UNK]` (`missing` makes the error naming the one it lacks).
+fn with_bert_processing(
+    mut inner: Tokenizer,
+    missing: impl Fn(&str) -> DataError,
+) -> Result<BertTokenizer, DataError> {
+    let id = |t: &str| inner.token_to_id(t).ok_or_else(|| missing(t));
+    let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+    id("[UNK]")?;
+    inner.with_post_processor(Some(BertProcessing::new(
+        ("[SEP]".into(), sep),
+        ("[CLS]".into(), cls),
+    )));
+    Ok(BertTokenizer { inner })
+}
+
 impl BertTokenizer {
     /// Loads a `tokenizer.json`. Padding and truncation saved in the file are dropped, as
     /// HF's `PreTrainedTokenizerFast` does: set them with [`Self::with_padding`] and
@@ -125,28 +157,9 @@ impl BertTokenizer {
             .max_input_chars_per_word(100)
             .build()
             .map_err(|e| file_err(e.to_string()))?;
-        let mut inner = Tokenizer::new(model);
-        let id = |t: &str| {
-            inner
-                .token_to_id(t)
-                .ok_or_else(|| file_err(format!("the vocabulary has no {t} token")))
-        };
-        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
-        id("[UNK]")?;
-        inner
-            .with_normalizer(Some(BertNormalizer::new(
-                true,
-                options.tokenize_chinese_chars,
-                options.strip_accents,
-                options.do_lower_case,
-            )))
-            .with_pre_tokenizer(Some(BertPreTokenizer))
-            .with_post_processor(Some(BertProcessing::new(
-                ("[SEP]".into(), sep),
-                ("[CLS]".into(), cls),
-            )))
-            .with_decoder(Some(WordPieceDecoder::default()));
-        Ok(Self { inner })
+        with_bert_processing(bert_pipeline(model, &options), |t| {
+            file_err(format!("the vocabulary has no {t} token"))
+        })
     }
 
     /// Truncate to `max_length` tokens (specials included) with an HF strategy; `stride`
@@ -185,28 +198,11 @@ impl BertTokenizer {
             )
             .build()
             .into();
-        let mut inner = Tokenizer::new(WordPiece::default());
-        inner
-            .with_normalizer(Some(BertNormalizer::new(
-                true,
-                options.tokenize_chinese_chars,
-                options.strip_accents,
-                options.do_lower_case,
-            )))
-            .with_pre_tokenizer(Some(BertPreTokenizer))
-            .with_decoder(Some(WordPieceDecoder::default()));
+        let mut inner = bert_pipeline(WordPiece::default(), &options);
         inner.train(&mut trainer, sentences).map_err(tok_err)?;
-        let id = |t: &str| {
-            inner
-                .token_to_id(t)
-                .ok_or_else(|| DataError::Tokenizer(format!("the trained vocabulary has no {t}")))
-        };
-        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
-        inner.with_post_processor(Some(BertProcessing::new(
-            ("[SEP]".into(), sep),
-            ("[CLS]".into(), cls),
-        )));
-        Ok(Self { inner })
+        with_bert_processing(inner, |t| {
+            DataError::Tokenizer(format!("the trained vocabulary has no {t}"))
+        })
     }
 
     pub fn with_truncation(

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use bert_datasets::BertTokenizer;
+use bert_datasets::fixtures::assert_err;
 use bert_datasets::tasks::Format;
 use bert_datasets::tasks::classification::{
     ClassificationColumns, Column, Label, parse_classification, parse_tokenized_classification,
@@ -98,27 +99,22 @@ fn classification_edge_cases_are_named() {
     let d = read_classification(&p, &c).unwrap();
     assert_eq!(d.examples[0].text, "a, quoted");
     assert_eq!(d.examples[1].label, Label::Value(1.25));
-    let e = read_classification(&p, &cols("text".into(), None, "score".into(), true))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("named.csv:1") && e.contains("no column `text`"),
-        "{e}"
+    assert_err(
+        read_classification(&p, &cols("text".into(), None, "score".into(), true)),
+        &["named.csv:1", "no column `text`"],
     );
     let p = scratch("bad.csv", b"sentence,score\nfine,0.5\nfine,lots\n");
-    let e = read_classification(&p, &c).unwrap_err().to_string();
-    assert!(
-        e.contains("bad.csv:3") && e.contains("label `lots` is not a number"),
-        "{e}"
+    assert_err(
+        read_classification(&p, &c),
+        &["bad.csv:3", "label `lots` is not a number"],
     );
     let p = scratch("short.tsv", b"1\ttext\n0\n");
-    let e = read_classification(&p, &cols(1.into(), None, 0.into(), false))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("short.tsv:2")
-            && e.contains("the row has 1 fields, the header (or first row) 2"),
-        "{e}"
+    assert_err(
+        read_classification(&p, &cols(1.into(), None, 0.into(), false)),
+        &[
+            "short.tsv:2",
+            "the row has 1 fields, the header (or first row) 2",
+        ],
     );
     // A row with more fields than the header: an error, not the extra fields dropped.
     let p = scratch(
@@ -128,21 +124,15 @@ fine,1
 too,many,fields,0
 ",
     );
-    let e = read_classification(&p, &cols("text".into(), None, "label".into(), true))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("long.csv:3") && e.contains("the row has 4 fields"),
-        "{e}"
+    assert_err(
+        read_classification(&p, &cols("text".into(), None, "label".into(), true)),
+        &["long.csv:3", "the row has 4 fields"],
     );
     // A quote never closed: an error, not the rest of the file merged into one field.
     let p = scratch("quote.csv", b"text,label\nfine,1\n\"open quote,0\nnext,1\n");
-    let e = read_classification(&p, &cols("text".into(), None, "label".into(), true))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("quote.csv:3") && e.contains("not closed before the end of the file"),
-        "{e}"
+    assert_err(
+        read_classification(&p, &cols("text".into(), None, "label".into(), true)),
+        &["quote.csv:3", "not closed before the end of the file"],
     );
     // A quote inside an unquoted field is a plain character.
     let p = scratch(
@@ -157,25 +147,19 @@ too,many,fields,0
     let d = read_classification(&p, &cols("text".into(), None, "label".into(), true)).unwrap();
     assert_eq!(d.examples[0].text, "two\nlines");
     let p = scratch("bad.jsonl", b"{\"t\": \"x\", \"l\": 1}\n{\"t\": \"y\"}\n");
-    let e = read_classification(&p, &cols("t".into(), None, "l".into(), true))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("bad.jsonl:2") && e.contains("no field `l`"),
-        "{e}"
+    assert_err(
+        read_classification(&p, &cols("t".into(), None, "l".into(), true)),
+        &["bad.jsonl:2", "no field `l`"],
     );
     let p = scratch("empty.csv", b"");
-    let e = read_classification(&p, &cols(0.into(), None, 1.into(), false))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("empty.csv") && e.contains("empty"), "{e}");
+    assert_err(
+        read_classification(&p, &cols(0.into(), None, 1.into(), false)),
+        &["empty.csv", "empty"],
+    );
     let p = scratch("latin1.csv", b"ok,1\nbad \xe9,0\n");
-    let e = read_classification(&p, &cols(0.into(), None, 1.into(), false))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("latin1.csv:2") && e.contains("invalid UTF-8"),
-        "{e}"
+    assert_err(
+        read_classification(&p, &cols(0.into(), None, 1.into(), false)),
+        &["latin1.csv:2", "invalid UTF-8"],
     );
 }
 
@@ -232,11 +216,7 @@ fn wnut16_and_conll2003_with_aligned_labels() {
 #[test]
 fn ragged_conll_line_is_named() {
     let p = scratch("ragged.conll", b"EU NNP I-NP I-ORG\nrejects VBZ I-VP\n");
-    let e = read_conll(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("ragged.conll:2") && e.contains("3 columns, expected 4"),
-        "{e}"
-    );
+    assert_err(read_conll(&p), &["ragged.conll:2", "3 columns, expected 4"]);
 }
 
 #[test]
@@ -281,22 +261,12 @@ fn squad_answer_outside_its_context_is_named() {
         "bad_squad.json",
         br#"{"data": [{"paragraphs": [{"context": "Short context.", "qas": [{"id": "q1", "question": "?", "answers": [{"text": "context", "answer_start": 40}]}]}]}]}"#,
     );
-    let e = read_squad(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("question q1") && e.contains("not at character 40"),
-        "{e}"
-    );
+    assert_err(read_squad(&p), &["question q1", "not at character 40"]);
     // A start near usize::MAX used to overflow the end (a panic).
-    let e = parse_squad(
+    assert_err(parse_squad(
         br#"{"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "q2", "question": "?", "answers": [{"text": "a", "answer_start": 18446744073709551615}]}]}]}]}"#,
         "huge.json",
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("huge.json") && e.contains("question q2") && e.contains("not at character"),
-        "{e}"
-    );
+    ), &["huge.json", "question q2", "not at character"]);
 }
 
 #[test]
@@ -462,41 +432,31 @@ fn parquet_text_pairs_class_labels_and_regression() {
 #[test]
 fn parquet_errors_name_file_and_problem() {
     let nulls = reference("pq_nulls.parquet");
-    let e = read_classification(&nulls, &cols("text".into(), None, "label".into(), true))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("pq_nulls.parquet:")
-            && e.contains("no column `label`")
-            && e.contains(r#"["text", "target"]"#),
-        "{e}"
+    assert_err(
+        read_classification(&nulls, &cols("text".into(), None, "label".into(), true)),
+        &[
+            "pq_nulls.parquet:",
+            "no column `label`",
+            r#"["text", "target"]"#,
+        ],
     );
-    let e = read_classification(&nulls, &cols("text".into(), None, "target".into(), true))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("pq_nulls.parquet:2:") && e.contains("field `text` is null"),
-        "{e}"
+    assert_err(
+        read_classification(&nulls, &cols("text".into(), None, "target".into(), true)),
+        &["pq_nulls.parquet:2:", "field `text` is null"],
     );
-    let e = read_classification(&nulls, &cols(5.into(), None, 1.into(), false))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("no column 5"), "{e}");
+    assert_err(
+        read_classification(&nulls, &cols(5.into(), None, 1.into(), false)),
+        &["no column 5"],
+    );
     let mut c = cols("text".into(), None, "label".into(), true);
     c.regression = true;
-    let e = read_classification(reference("pq_text.parquet"), &c)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("pq_text.parquet:1:") && e.contains("label `pos` is not a number"),
-        "{e}"
+    assert_err(
+        read_classification(reference("pq_text.parquet"), &c),
+        &["pq_text.parquet:1:", "label `pos` is not a number"],
     );
-    let e = parse_classification(b"PAR1 not really", Format::Parquet, "junk.parquet", &c)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("junk.parquet") && e.contains("not a readable Parquet file"),
-        "{e}"
+    assert_err(
+        parse_classification(b"PAR1 not really", Format::Parquet, "junk.parquet", &c),
+        &["junk.parquet", "not a readable Parquet file"],
     );
 }
 
@@ -582,34 +542,35 @@ fn tokenized_row_errors_are_named() {
         "`input_ids` is not a list of ids",
     );
     check(r#"{"label": 0}"#, "no field `input_ids`");
-    check(
-        r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 1], "label": 0}"#,
-        "`attention_mask` has 2 entries, `input_ids` 3",
-    );
-    check(
-        r#"{"input_ids": [1, 2, 3], "token_type_ids": [0, 0, 0, 0], "label": 0}"#,
-        "`token_type_ids` has 4 entries, `input_ids` 3",
-    );
-    check(
-        r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 0, 1], "label": 0}"#,
-        "not ones then zeros",
-    );
-    check(
-        r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 2, 0], "label": 0}"#,
-        "`attention_mask`[1] = 2 is not 0 or 1",
-    );
-    check(
-        r#"{"input_ids": [1, 2], "attention_mask": [0, 0], "label": 0}"#,
-        "no tokens",
-    );
+    for (row, problem) in [
+        (
+            r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 1], "label": 0}"#,
+            "`attention_mask` has 2 entries, `input_ids` 3",
+        ),
+        (
+            r#"{"input_ids": [1, 2, 3], "token_type_ids": [0, 0, 0, 0], "label": 0}"#,
+            "`token_type_ids` has 4 entries, `input_ids` 3",
+        ),
+        (
+            r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 0, 1], "label": 0}"#,
+            "not ones then zeros",
+        ),
+        (
+            r#"{"input_ids": [1, 2, 3], "attention_mask": [1, 2, 0], "label": 0}"#,
+            "`attention_mask`[1] = 2 is not 0 or 1",
+        ),
+        (
+            r#"{"input_ids": [1, 2], "attention_mask": [0, 0], "label": 0}"#,
+            "no tokens",
+        ),
+    ] {
+        check(row, problem);
+    }
     check(r#"{"input_ids": [1, 2]}"#, "no field `label`");
     check(r#"[1, 2]"#, "not a JSON object");
-    let e = parse_tokenized_classification(b"1,2", Format::Csv, "rows.csv", "label", false)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("rows.csv") && e.contains("JSONL or Parquet"),
-        "{e}"
+    assert_err(
+        parse_tokenized_classification(b"1,2", Format::Csv, "rows.csv", "label", false),
+        &["rows.csv", "JSONL or Parquet"],
     );
     let e = read_tokenized_classification(reference("pq_tokenized.parquet"), "target", false)
         .unwrap_err()

@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::io::{BufRead, Read};
 use std::rc::Rc;
 
+use bert_datasets::fixtures::assert_err;
 use bert_datasets::pretraining::{
     MlmMasker, NspOptions, continuation_table, create_pairs, documents, encode_documents,
     mask_pairs, masking::IGNORE_INDEX, read_documents, split_paragraphs, stream_pairs,
@@ -407,8 +408,7 @@ fn streaming_needs_two_documents_and_passes_errors_on() {
     let tok = tokenizer();
     let one = encode_documents(documents(&b"Only one.\nDocument.\n"[..], "one"), &tok, 4).unwrap();
     let mut pairs = stream_pairs(one, &NspOptions::default(), 4).unwrap();
-    let e = pairs.next().unwrap().unwrap_err().to_string();
-    assert!(e.contains("at least two non-empty documents"), "{e}");
+    assert_err(pairs.next().unwrap(), &["at least two non-empty documents"]);
     assert!(pairs.next().is_none());
 
     let bad = b"A doc.\n\nAnother doc.\n\n\xfe\n";

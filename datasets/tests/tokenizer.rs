@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use bert_datasets::fixtures::assert_err;
 use bert_datasets::tokenization::truncation_strategy;
 use bert_datasets::{BertTokenizer, WordPieceOptions};
 use serde_json::Value;
@@ -127,11 +128,8 @@ fn bad_tokenizer_inputs_are_named() {
         .unwrap()
         .to_string();
     assert!(e.contains("/nonexistent/tokenizer.json"), "{e}");
-    let e = truncation_strategy("do_not_truncate")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("unknown truncation strategy `do_not_truncate`"),
-        "{e}"
+    assert_err(
+        truncation_strategy("do_not_truncate"),
+        &["unknown truncation strategy `do_not_truncate`"],
     );
 }

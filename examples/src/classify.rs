@@ -5,7 +5,7 @@
 //! With no data arguments it fine-tunes all-MiniLM-L6-v2 on the movie-review polarity
 //! sentences of the fixtures (a fixed 80/20 split) and predicts a few reviews.
 
-use bert::{BertForSequenceClassification, BertPretrained, ProblemType};
+use bert::{BertConfig, BertForSequenceClassification, BertPretrained, ProblemType};
 use bert_datasets::tasks::classification::{ClassificationColumns, load_train_eval};
 use bert_train::tasks::{SequenceClassificationTask, classify};
 use clap::Parser;
@@ -59,10 +59,8 @@ pub struct Args {
 /// Defaults that fine-tune all-MiniLM-L6-v2 on the polarity sentences in a few minutes on two
 /// CPU cores (one epoch: 100 steps of 32).
 pub const DEFAULTS: TrainDefaults = TrainDefaults {
-    learning_rate: 1e-4,
     num_train_epochs: 1.0,
-    batch_size: 32,
-    warmup_ratio: 0.1,
+    ..TrainDefaults::FINE_TUNING
 };
 
 const DEFAULT_PREDICT: [&str; 3] = [
@@ -99,10 +97,8 @@ pub fn main(args: Args) -> Result<(), Error> {
     let (tokenizer, device) = (&run.tokenizer, &run.device);
     if args.task.predict_only(!args.predict.is_empty()) {
         let model = BertForSequenceClassification::from_pretrained(&run.model_dir, device)?;
-        crate::print_all(
-            classify(&model, tokenizer, &args.predict, device)?,
-            run.json,
-        );
+        let predictions = classify(&model, tokenizer, &args.predict, device)?;
+        crate::print_all(predictions, run.json);
         return Ok(());
     }
     let train_path = match &args.task.train_file {
@@ -124,21 +120,16 @@ pub fn main(args: Args) -> Result<(), Error> {
         (given, _) => train_data.label_names(given.as_deref())?,
     };
     let json = args.task.json;
-    let model: BertForSequenceClassification = load_model(
-        &run.model_dir,
-        |c| {
-            c.set_problem_type(args.problem_type(), &names);
-            if args.no_dropout {
-                c.disable_dropout();
-            }
-        },
-        &run.train_device,
-        json,
-    )?;
-    let (train_items, eval_items) = (
-        train_data.tokenize(tokenizer)?,
-        eval_data.tokenize(tokenizer)?,
-    );
+    let head = |c: &mut BertConfig| {
+        c.set_problem_type(args.problem_type(), &names);
+        if args.no_dropout {
+            c.disable_dropout();
+        }
+    };
+    let model: BertForSequenceClassification =
+        load_model(&run.model_dir, head, &run.train_device, json)?;
+    let train_items = train_data.tokenize(tokenizer)?;
+    let eval_items = eval_data.tokenize(tokenizer)?;
     let task = SequenceClassificationTask::new(
         args.problem_type(),
         &eval_items,

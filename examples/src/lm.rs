@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use bert::{BertConfig, BertPretrained};
-use bert_datasets::pretraining::{Corpus, CorpusFormat};
+use bert_datasets::collate::PretrainingCollator;
+use bert_datasets::pretraining::{Corpus, CorpusFormat, NspOptions};
 use bert_datasets::{BertTokenizer, WordPieceOptions};
 use burn::tensor::Device;
 
@@ -148,5 +149,66 @@ impl ModelArgs {
             .into());
         }
         Ok(model)
+    }
+}
+
+/// How `pretrain` makes its data: BERT's `create_pretraining_data.py` options, HF's dynamic
+/// masking and `--streaming`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PretrainingDataArgs {
+    #[arg(long, default_value_t = 0.1, value_parser = range::unit_interval)]
+    pub short_seq_prob: f64,
+    #[arg(long, default_value_t = 0.15, value_parser = range::fraction)]
+    pub mlm_probability: f64,
+    /// Times the NSP pairs are drawn from the training documents, each time with another seed
+    /// (other chunk lengths, A/B cuts and random B segments), as `create_pretraining_data.py`'s
+    /// `--dupe_factor` (BERT used 10). MLM masks are drawn anew for every batch regardless.
+    #[arg(long, default_value_t = 1, value_parser = range::at_least_one)]
+    pub dupe_factor: usize,
+    /// Pad every batch to --max-seq-length (HF's `pad_to_max_length`) instead of to its longest
+    /// pair: one shape for all batches, so GPU backends compile their kernels once.
+    #[arg(long)]
+    pub pad_to_max_length: bool,
+    /// Mask all pieces of a word together.
+    #[arg(long)]
+    pub whole_word_mask: bool,
+    /// Stream the corpus instead of loading it (HF's `--streaming`): documents are read,
+    /// tokenized and paired as training goes, through a shuffle buffer, with bounded memory
+    /// for a corpus of any size. Held-out documents are picked by a hash of their index.
+    #[arg(long, conflicts_with = "dupe_factor")]
+    pub streaming: bool,
+    /// With --streaming: pairs in the shuffle buffer.
+    #[arg(long, default_value_t = 10_000)]
+    pub shuffle_buffer: usize,
+    /// Held-out pairs at most (with --streaming: 1,000 unless given).
+    #[arg(long, value_parser = range::at_least_one)]
+    pub max_eval_samples: Option<usize>,
+}
+
+impl PretrainingDataArgs {
+    /// NSP pairing as asked; held-out pairs are drawn with the next seed.
+    pub fn nsp(&self, held_out: bool, lm: &LmArgs) -> NspOptions {
+        NspOptions {
+            max_seq_length: lm.model.max_seq_length,
+            short_seq_prob: self.short_seq_prob,
+            seed: lm.train.seed + held_out as u64,
+        }
+    }
+
+    /// Dynamic MLM masking as asked.
+    pub fn collator(
+        &self,
+        tokenizer: &BertTokenizer,
+        lm: &LmArgs,
+    ) -> Result<PretrainingCollator, Error> {
+        let c = PretrainingCollator {
+            mlm_probability: self.mlm_probability,
+            whole_word_mask: self.whole_word_mask,
+            ..PretrainingCollator::new(tokenizer, lm.train.seed)?
+        };
+        Ok(match self.pad_to_max_length {
+            true => c.pad_to_max_length(lm.model.max_seq_length),
+            false => c,
+        })
     }
 }

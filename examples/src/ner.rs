@@ -36,12 +36,7 @@ pub struct Args {
     pub train: TrainArgs,
 }
 
-pub const DEFAULTS: TrainDefaults = TrainDefaults {
-    learning_rate: 1e-4,
-    num_train_epochs: 3.0,
-    batch_size: 32,
-    warmup_ratio: 0.1,
-};
+pub const DEFAULTS: TrainDefaults = TrainDefaults::FINE_TUNING;
 
 /// The sentence of HF's NER task summary.
 pub const EXAMPLE_TEXT: &str = "Hugging Face Inc. is a company based in New York City. Its headquarters are in DUMBO, therefore very close to the Manhattan Bridge.";

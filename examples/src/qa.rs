@@ -54,10 +54,9 @@ pub struct Args {
 }
 
 pub const DEFAULTS: TrainDefaults = TrainDefaults {
-    learning_rate: 1e-4,
     num_train_epochs: 2.0,
     batch_size: 16,
-    warmup_ratio: 0.1,
+    ..TrainDefaults::FINE_TUNING
 };
 
 /// The context and questions of HF's extractive-QA task summary.
@@ -80,10 +79,8 @@ impl Args {
     /// --validation-split of the training file), or generated ones (written to
     /// `output_dir/data/`) with the fixtures' SQuAD sample.
     fn data(&self) -> Result<(Vec<SquadExample>, Vec<SquadExample>), Error> {
-        let (validation, split) = (
-            self.task.validation_file.as_deref(),
-            self.task.validation_split,
-        );
+        let validation = self.task.validation_file.as_deref();
+        let split = self.task.validation_split;
         if let Some(p) = &self.task.train_file {
             let read = |p: &Path| read_squad(p);
             let (train, eval, _) =
@@ -91,16 +88,13 @@ impl Args {
             return Ok((train, eval));
         }
         let (dir, seed) = (self.train.output_dir.join("data"), self.train.seed);
-        let (train_path, eval_path) = (
-            dir.join("generated_train.json"),
-            dir.join("generated_eval.json"),
-        );
+        let train_path = dir.join("generated_train.json");
+        let eval_path = dir.join("generated_eval.json");
         synthetic::write_squad(&train_path, self.generate, seed)?;
         synthetic::write_squad(&eval_path, (self.generate / 4).max(1), seed + 1)?;
+        let sample = crate::fixtures_dir()?.join("data/samples/squad.json");
         let mut train = read_squad(train_path)?;
-        train.extend(read_squad(
-            crate::fixtures_dir()?.join("data/samples/squad.json"),
-        )?);
+        train.extend(read_squad(sample)?);
         Ok((train, read_squad(validation.unwrap_or(&eval_path))?))
     }
 }
@@ -144,10 +138,8 @@ pub fn main(args: Args) -> Result<(), Error> {
         tokenizer: tokenizer.clone(),
         device: device.clone(),
     };
-    let train_items = train_features
-        .iter()
-        .map(QuestionAnsweringItem::from)
-        .collect();
+    let train_items = train_features.iter().map(QuestionAnsweringItem::from);
+    let train_items = train_items.collect();
     let out = args.train.fit(&DEFAULTS, model, train_items, &task, &run)?;
     // A few held-out questions with their predicted answers, then the example context.
     crate::print_all(task.held_out_answers(&out.model, 5)?, json);

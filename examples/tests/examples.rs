@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bert::fixtures::assert_err;
 use bert::{BertConfig, BertModel, BertPretrained};
 use bert_examples::{classify, clm, fill_mask, generate, multiple_choice, ner, nsp, pretrain, qa};
 use clap::Parser;
@@ -60,8 +61,18 @@ fn losses(dir: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-fn args<'a>(name: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    [name].iter().chain(rest).copied().collect()
+/// `name --model model rest…`: an example's command line.
+fn with_model<A: Parser>(name: &str, model: &Path, rest: &[&str]) -> A {
+    let model = model.to_str().unwrap();
+    A::parse_from([name, "--model", model].iter().chain(rest))
+}
+
+/// A 3-step training run of `name` from `model` into `out`, logging every step.
+fn train<A: Parser>(name: &str, model: &Path, out: &Path, extra: &[&str]) -> A {
+    let mut a = vec!["--output-dir", out.to_str().unwrap()];
+    a.extend(extra);
+    a.extend(STEPS);
+    with_model(name, model, &a)
 }
 
 const STEPS: [&str; 8] = [
@@ -98,39 +109,25 @@ fn check_run(out: &Path, class: &str) {
 fn classify_trains_saves_and_predicts() {
     let _l = lock();
     let (model, out) = (tiny_model(), tmp("classify"));
-    let o = out.to_str().unwrap();
-    let m = model.to_str().unwrap();
-    let mut a = args(
-        "classify",
-        &["--model", m, "--output-dir", o, "--max-train-samples", "24"],
-    );
     // The README main job's batching (HF's length-grouped sampling).
-    a.extend(["--max-eval-samples", "8", "--group-by-length"]);
-    a.extend(STEPS);
-    classify::main(classify::Args::parse_from(a)).unwrap();
+    let samples = ["--max-train-samples", "24", "--max-eval-samples", "8"];
+    let a = [&samples[..], &["--group-by-length"]].concat();
+    classify::main(train("classify", &model, &out, &a)).unwrap();
     check_run(&out, "BertForSequenceClassification");
     let config = BertConfig::from_file(out.join("final_model")).unwrap();
     assert_eq!(config.num_labels(), 2);
     assert_eq!(config.id2label.unwrap()[&1], "positive");
     // Predict-only with the saved head.
     let saved = out.join("final_model");
-    classify::main(classify::Args::parse_from([
-        "classify",
-        "--model",
-        saved.to_str().unwrap(),
-        "--predict",
-        "a fine film",
-        "--json",
-    ]))
-    .unwrap();
+    let predict = ["--predict", "a fine film", "--json"];
+    classify::main(with_model("classify", &saved, &predict)).unwrap();
 }
 
 #[test]
 fn classify_reads_pairs_regression_and_rejects_unknown_eval_labels() {
     let _l = lock();
     let (model, out) = (tiny_model(), tmp("classify-files"));
-    let m = model.to_str().unwrap();
-    let train = out.join("train.jsonl");
+    let train_file = out.join("train.jsonl");
     let rows: String = (0..12)
         .map(|i| {
             format!(
@@ -139,28 +136,16 @@ fn classify_reads_pairs_regression_and_rejects_unknown_eval_labels() {
             )
         })
         .collect();
-    std::fs::write(&train, rows).unwrap();
+    std::fs::write(&train_file, rows).unwrap();
     let o = out.join("reg");
-    let mut a = args(
-        "classify",
-        &[
-            "--model",
-            m,
-            "--train-file",
-            train.to_str().unwrap(),
-            "--text-column",
-            "a",
-            "--text-pair-column",
-            "b",
-            "--label-column",
-            "score",
-            "--regression",
-            "--output-dir",
-            o.to_str().unwrap(),
-        ],
-    );
-    a.extend(STEPS);
-    classify::main(classify::Args::parse_from(a)).unwrap();
+    let columns = ["--text-column", "a", "--text-pair-column", "b"];
+    let a = [
+        &["--train-file", train_file.to_str().unwrap()],
+        &columns[..],
+    ]
+    .concat();
+    let a = [&a[..], &["--label-column", "score", "--regression"]].concat();
+    classify::main(train("classify", &model, &o, &a)).unwrap();
     check_run(&o, "BertForSequenceClassification");
     assert_eq!(
         BertConfig::from_file(o.join("final_model"))
@@ -183,20 +168,8 @@ fn classify_reads_pairs_regression_and_rejects_unknown_eval_labels() {
         .collect();
     std::fs::write(&ml, rows).unwrap();
     let o = out.join("multi");
-    let mut a = args(
-        "classify",
-        &[
-            "--model",
-            m,
-            "--train-file",
-            ml.to_str().unwrap(),
-            "--multi-label",
-            "--output-dir",
-            o.to_str().unwrap(),
-        ],
-    );
-    a.extend(STEPS);
-    classify::main(classify::Args::parse_from(a)).unwrap();
+    let a = ["--train-file", ml.to_str().unwrap(), "--multi-label"];
+    classify::main(train("classify", &model, &o, &a)).unwrap();
     check_run(&o, "BertForSequenceClassification");
     let config = BertConfig::from_file(o.join("final_model")).unwrap();
     assert_eq!(config.num_labels(), 3);
@@ -210,33 +183,28 @@ fn classify_reads_pairs_regression_and_rejects_unknown_eval_labels() {
     let (tr, ev) = (out.join("t.csv"), out.join("e.csv"));
     std::fs::write(&tr, "text,label\ngood,pos\nbad,neg\n").unwrap();
     std::fs::write(&ev, "text,label\nfine,neutral\n").unwrap();
-    let e = classify::main(classify::Args::parse_from([
-        "classify",
-        "--model",
-        m,
+    let files = [
         "--train-file",
         tr.to_str().unwrap(),
         "--validation-file",
         ev.to_str().unwrap(),
-        "--output-dir",
-        out.join("bad").to_str().unwrap(),
-        "--quiet",
-    ]))
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("e.csv") && e.contains("neutral"), "{e}");
+    ];
+    assert_err(
+        classify::main(train("classify", &model, &out.join("bad"), &files)),
+        &["e.csv", "neutral"],
+    );
 }
 
 #[test]
 fn unknown_or_missing_backend_is_a_clear_error() {
-    let e = classify::Args::try_parse_from(["classify", "--backend", "tpu"])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("tpu"), "{e}");
-    let e = classify::Args::try_parse_from(["classify", "--dtype", "f8"])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("unknown dtype `f8`"), "{e}");
+    assert_err(
+        classify::Args::try_parse_from(["classify", "--backend", "tpu"]),
+        &["tpu"],
+    );
+    assert_err(
+        classify::Args::try_parse_from(["classify", "--dtype", "f8"]),
+        &["unknown dtype `f8`"],
+    );
     if !cfg!(feature = "cuda") {
         let e = classify::main(classify::Args::parse_from([
             "classify",
@@ -253,56 +221,28 @@ fn unknown_or_missing_backend_is_a_clear_error() {
 fn ner_trains_reports_entities_and_tags_words() {
     let _l = lock();
     let (model, out) = (tiny_model(), tmp("ner"));
-    let mut a = args(
-        "ner",
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--output-dir",
-            out.to_str().unwrap(),
-            "--max-train-samples",
-            "24",
-            "--max-eval-samples",
-            "8",
-        ],
-    );
-    a.extend(STEPS);
-    ner::main(ner::Args::parse_from(a)).unwrap();
+    let samples = ["--max-train-samples", "24", "--max-eval-samples", "8"];
+    ner::main(train("ner", &model, &out, &samples)).unwrap();
     check_run(&out, "BertForTokenClassification");
     let config = BertConfig::from_file(out.join("final_model")).unwrap();
     assert!(config.num_labels() > 2);
     let saved = out.join("final_model");
-    ner::main(ner::Args::parse_from([
-        "ner",
-        "--model",
-        saved.to_str().unwrap(),
-        "--predict",
-        ner::EXAMPLE_TEXT,
-    ]))
-    .unwrap();
+    ner::main(with_model("ner", &saved, &["--predict", ner::EXAMPLE_TEXT])).unwrap();
 }
 
 #[test]
 fn qa_trains_on_generated_and_sample_squad() {
     let _l = lock();
     let (model, out) = (tiny_model(), tmp("qa"));
-    let mut a = args(
-        "qa",
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--output-dir",
-            out.to_str().unwrap(),
-            "--generate",
-            "16",
-            "--max-length",
-            "96",
-            "--doc-stride",
-            "32",
-        ],
-    );
-    a.extend(STEPS);
-    qa::main(qa::Args::parse_from(a)).unwrap();
+    let a = [
+        "--generate",
+        "16",
+        "--max-length",
+        "96",
+        "--doc-stride",
+        "32",
+    ];
+    qa::main(train("qa", &model, &out, &a)).unwrap();
     check_run(&out, "BertForQuestionAnswering");
     assert!(
         log(&out)
@@ -319,19 +259,8 @@ fn qa_trains_on_generated_and_sample_squad() {
 fn multiple_choice_trains_on_generated_swag() {
     let _l = lock();
     let (model, out) = (tiny_model(), tmp("mc"));
-    let mut a = args(
-        "multiple_choice",
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--output-dir",
-            out.to_str().unwrap(),
-            "--generate",
-            "16",
-        ],
-    );
-    a.extend(STEPS);
-    multiple_choice::main(multiple_choice::Args::parse_from(a)).unwrap();
+    let a = ["--generate", "16"];
+    multiple_choice::main(train("multiple_choice", &model, &out, &a)).unwrap();
     check_run(&out, "BertForMultipleChoice");
     let swag = bert_datasets::tasks::swag::read_swag(out.join("data/generated_train.csv")).unwrap();
     assert_eq!(swag.len(), 16);
@@ -395,30 +324,20 @@ fn lm_args<'a>(
     a
 }
 
-/// `--streaming`: the corpus streamed through a shuffle buffer; a run killed after its step-2
-/// checkpoint and resumed re-opens the stream and continues the uninterrupted run's losses.
-#[test]
-fn pretrain_streams_its_corpus_and_resumes_exactly() {
-    let _l = lock();
-    let dir = tmp("pretrain-stream");
-    let corpus = small_corpus(&dir);
+/// A 4-step pretraining run with `extra` on a small corpus, and the same run killed after its
+/// step-2 checkpoint (later files removed) and resumed with `--resume`: the two runs log the
+/// same losses. Returns the uninterrupted run's output folder.
+fn resumes_exactly(dir: &Path, extra: &[&str]) -> PathBuf {
+    let corpus = small_corpus(dir);
     let (full, cut) = (dir.join("full"), dir.join("cut"));
-    let stream = [
-        "--streaming",
-        "--shuffle-buffer",
-        "32",
-        "--max-eval-samples",
-        "8",
-    ];
-    pretrain::main(pretrain_args(&corpus, &full, "4", &stream)).unwrap();
+    pretrain::main(pretrain_args(&corpus, &full, "4", extra)).unwrap();
     let tokenizer = full.join("tokenizer/tokenizer.json");
-    let mut t = vec!["--tokenizer", tokenizer.to_str().unwrap()];
-    t.extend(stream);
+    let t = [&["--tokenizer", tokenizer.to_str().unwrap()], extra].concat();
     pretrain::main(pretrain_args(&corpus, &cut, "4", &t)).unwrap();
     for k in ["checkpoint-4", "final_model", "best_model"] {
         std::fs::remove_dir_all(cut.join(k)).unwrap();
     }
-    t.push("--resume");
+    let t = [&t[..], &["--resume"]].concat();
     pretrain::main(pretrain_args(&corpus, &cut, "4", &t)).unwrap();
     let (a, b) = (losses(&full), losses(&cut));
     assert_eq!(a.len(), 4, "{a:?}");
@@ -427,6 +346,17 @@ fn pretrain_streams_its_corpus_and_resumes_exactly() {
         assert_eq!(x.0, y.0);
         assert!((x.1 - y.1).abs() < 1e-6, "{a:?} vs {b:?}");
     }
+    full
+}
+
+/// `--streaming`: the corpus streamed through a shuffle buffer; a run killed after its step-2
+/// checkpoint and resumed re-opens the stream and continues the uninterrupted run's losses.
+#[test]
+fn pretrain_streams_its_corpus_and_resumes_exactly() {
+    let _l = lock();
+    let dir = tmp("pretrain-stream");
+    let stream = ["--streaming", "--shuffle-buffer", "32"];
+    let full = resumes_exactly(&dir, &[&stream[..], &["--max-eval-samples", "8"]].concat());
     assert!(log(&full).iter().any(|e| e.get("eval_mlm_loss").is_some()));
     assert!(full.join("final_model/tokenizer.json").is_file());
 }
@@ -435,31 +365,7 @@ fn pretrain_streams_its_corpus_and_resumes_exactly() {
 fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
     let _l = lock();
     let dir = tmp("pretrain");
-    let corpus = small_corpus(&dir);
-    let (full, cut) = (dir.join("full"), dir.join("cut"));
-    let dupe = ["--dupe-factor", "2"];
-    pretrain::main(pretrain_args(&corpus, &full, "4", &dupe)).unwrap();
-    // The same run killed after its step-2 checkpoint (later files removed), then resumed.
-    let tokenizer = full.join("tokenizer/tokenizer.json");
-    let t = ["--tokenizer", tokenizer.to_str().unwrap(), dupe[0], dupe[1]];
-    pretrain::main(pretrain_args(&corpus, &cut, "4", &t)).unwrap();
-    for k in ["checkpoint-4", "final_model", "best_model"] {
-        std::fs::remove_dir_all(cut.join(k)).unwrap();
-    }
-    pretrain::main(pretrain_args(
-        &corpus,
-        &cut,
-        "4",
-        &[t[0], t[1], t[2], t[3], "--resume"],
-    ))
-    .unwrap();
-    let (a, b) = (losses(&full), losses(&cut));
-    assert_eq!(a.len(), 4);
-    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.0, y.0);
-        assert!((x.1 - y.1).abs() < 1e-6, "{a:?} vs {b:?}");
-    }
+    let full = resumes_exactly(&dir, &["--dupe-factor", "2"]);
     let e = log(&full);
     let eval = e
         .iter()
@@ -484,37 +390,16 @@ fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
     assert!(metric("eval_loss") > metric("eval_mlm_loss"), "{eval}");
 
     let model = full.join("final_model");
-    fill_mask::main(fill_mask::Args::parse_from([
-        "fill_mask",
-        "--model",
-        model.to_str().unwrap(),
-        "--json",
-        "the [MASK] is a program .",
-    ]))
-    .unwrap();
-    let e = fill_mask::main(fill_mask::Args::parse_from([
-        "fill_mask",
-        "--model",
-        model.to_str().unwrap(),
-        "no mask here",
-    ]))
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("no [MASK]"), "{e}");
-    nsp::main(nsp::Args::parse_from([
-        "nsp",
-        "--model",
-        model.to_str().unwrap(),
-        "--json",
-    ]))
-    .unwrap();
-    let e = nsp::main(nsp::Args::parse_from([
-        "nsp",
-        "--model",
-        dir.join("none").to_str().unwrap(),
-    ]))
-    .unwrap_err()
-    .to_string();
+    let fill = ["--json", "the [MASK] is a program ."];
+    fill_mask::main(with_model("fill_mask", &model, &fill)).unwrap();
+    assert_err(
+        fill_mask::main(with_model("fill_mask", &model, &["no mask here"])),
+        &["no [MASK]"],
+    );
+    nsp::main(with_model("nsp", &model, &["--json"])).unwrap();
+    let e = nsp::main(with_model("nsp", &dir.join("none"), &[]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no model here"), "{e}");
 }
 
@@ -533,17 +418,8 @@ fn causal_lm_pretraining_feeds_generation() {
     );
     let model = out.join("final_model");
     assert!(BertConfig::from_file(&model).unwrap().is_decoder);
-    for extra in [vec![], vec!["--do-sample"], vec!["--no-cache"]] {
-        let mut a = vec![
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--max-new-tokens",
-            "4",
-            "--json",
-        ];
-        a.extend(extra);
-        a.push("the hacker");
-        generate::main(generate::Args::parse_from(a)).unwrap();
+    for extra in [&[][..], &["--do-sample"], &["--no-cache"]] {
+        let a = [&["--max-new-tokens", "4", "--json"], extra, &["the hacker"]].concat();
+        generate::main(with_model("generate", &model, &a)).unwrap();
     }
 }

@@ -60,6 +60,24 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+fn plot_error(path: &Path, e: &dyn std::fmt::Display) -> TrainError {
+    TrainError::Plot(format!("{}: {e}", path.display()))
+}
+
+/// A white PNG canvas of `size` at `path`, under `title` where a font is available.
+fn canvas<'a>(
+    path: &'a Path,
+    size: (u32, u32),
+    title: &str,
+) -> Result<DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>, TrainError> {
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, &e))?;
+    if !font_available() {
+        return Ok(root);
+    }
+    (root.titled(title, ("sans-serif", 22))).map_err(|e| plot_error(path, &e))
+}
+
 /// Draws `panels` stacked vertically into a PNG at `path`.
 pub fn line_chart(
     path: &Path,
@@ -67,18 +85,10 @@ pub fn line_chart(
     x_label: &str,
     panels: &[Panel],
 ) -> Result<(), TrainError> {
-    let err =
-        |e: &dyn std::fmt::Display| TrainError::Checkpoint(format!("plot {}: {e}", path.display()));
+    let err = |e: &dyn std::fmt::Display| plot_error(path, e);
     let text = font_available();
     let height = 300 * panels.len().max(1) as u32 + if text { 40 } else { 0 };
-    let root = BitMapBackend::new(path, (900, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = if text {
-        root.titled(title, ("sans-serif", 22))
-            .map_err(|e| err(&e))?
-    } else {
-        root
-    };
+    let root = canvas(path, (900, height), title)?;
     for (area, panel) in root
         .split_evenly((panels.len().max(1), 1))
         .iter()
@@ -152,8 +162,7 @@ pub fn bar_chart(
     groups: &[BarGroup],
     log_y: bool,
 ) -> Result<(), TrainError> {
-    let err =
-        |e: &dyn std::fmt::Display| TrainError::Checkpoint(format!("plot {}: {e}", path.display()));
+    let err = |e: &dyn std::fmt::Display| plot_error(path, e);
     let text = font_available();
     let mut names: Vec<&str> = Vec::new();
     for b in groups.iter().flat_map(|g| &g.bars) {
@@ -172,14 +181,7 @@ pub fn bar_chart(
         )));
     }
     let width = (120 * groups.len() as u32 + 200).max(700);
-    let root = BitMapBackend::new(path, (width, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = if text {
-        root.titled(title, ("sans-serif", 22))
-            .map_err(|e| err(&e))?
-    } else {
-        root
-    };
+    let root = canvas(path, (width, 520), title)?;
     let n = groups.len();
     let slots = names.len().max(1) as f64 + 1.0;
     let mut builder = ChartBuilder::on(&root);

@@ -219,6 +219,7 @@ impl LrScheduler for HfSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bert::fixtures::assert_err;
 
     /// Every schedule over 100 steps equals `transformers.get_scheduler`'s LRs (1e-12), from
     /// `tests/reference/schedules.json` (made by `make_train_reference.py`).
@@ -273,37 +274,30 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let e = get_scheduler(SchedulerType::Linear, 1e-3, 20, 10)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("warmup steps (20) exceed the total training steps (10)"),
-            "{e}"
+        assert_err(
+            get_scheduler(SchedulerType::Linear, 1e-3, 20, 10),
+            &["warmup steps (20) exceed the total training steps (10)"],
         );
-        let e = get_scheduler(SchedulerType::Cosine { num_cycles: 0.5 }, 1e-3, 0, 0)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("needs num_training_steps > 0"), "{e}");
-        let e = "cosine_annealing"
-            .parse::<SchedulerType>()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("unknown lr scheduler `cosine_annealing`") && e.contains("polynomial"),
-            "{e}"
+        assert_err(
+            get_scheduler(SchedulerType::Cosine { num_cycles: 0.5 }, 1e-3, 0, 0),
+            &["needs num_training_steps > 0"],
         );
-        let e = get_scheduler(
-            SchedulerType::Polynomial {
-                lr_end: 1.0,
-                power: 1.0,
-            },
-            1e-3,
-            0,
-            10,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("lr_end"), "{e}");
+        assert_err(
+            "cosine_annealing".parse::<SchedulerType>(),
+            &["unknown lr scheduler `cosine_annealing`", "polynomial"],
+        );
+        assert_err(
+            get_scheduler(
+                SchedulerType::Polynomial {
+                    lr_end: 1.0,
+                    power: 1.0,
+                },
+                1e-3,
+                0,
+                10,
+            ),
+            &["lr_end"],
+        );
     }
 
     #[test]

@@ -39,19 +39,7 @@ fn takes_half() -> bool {
 }
 
 fn args(dir: &Path, steps: usize) -> TrainingArguments {
-    TrainingArguments {
-        output_dir: dir.to_path_buf(),
-        max_steps: Some(steps),
-        logging_steps: 1,
-        save_steps: Some(steps),
-        progress: false,
-        optim: bert_train::AdamWArgs {
-            learning_rate: 1e-3,
-            weight_decay: 0.01,
-            ..Default::default()
-        },
-        ..TrainingArguments::default()
-    }
+    run_args(dir, steps, 1e-3)
 }
 
 /// Every parameter, flattened, in f32.

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+mod common;
+
 use bert::{BertConfig, BertForPreTraining, BertInput, BertPretrained};
 use bert_train::{InMemoryBatches, TrainError, TrainTask, TrainingArguments, train};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -129,17 +131,9 @@ fn next_sentence_prediction_generalises_to_held_out_pairs() {
 
     let dir = std::env::temp_dir().join(format!("bert-nsp-learns-{}", std::process::id()));
     let args = TrainingArguments {
-        output_dir: dir.clone(),
-        max_steps: Some(200),
         warmup: 0.1,
         logging_steps: 1000,
-        progress: false,
-        optim: bert_train::AdamWArgs {
-            learning_rate: 3e-3,
-            weight_decay: 0.01,
-            ..Default::default()
-        },
-        ..TrainingArguments::default()
+        ..common::run_args(&dir, 200, 3e-3)
     };
     let data = InMemoryBatches::new(train_batches.clone(), true, 3);
     let out = train(&args, model, &data, &Task, &device).unwrap();

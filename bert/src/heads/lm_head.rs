@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
 use crate::heads::prediction::BertOnlyMLMHead;
-use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::loss::{IGNORE_INDEX, check_shape, token_cross_entropy};
 use crate::model::{BertInput, BertModel};
 use crate::output::CausalLMOutputWithCrossAttentions;
 
@@ -19,10 +19,8 @@ pub struct BertLMHeadModel {
 
 impl BertLMHeadModel {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
-        Self {
-            bert: BertModel::new(config, false, device),
-            cls: BertOnlyMLMHead::new(config, device),
-        }
+        let (bert, cls) = BertOnlyMLMHead::with_encoder(config, device);
+        Self { bert, cls }
     }
 
     /// `labels`: `[b, s]`, usually `input_ids`; position `t` predicts label `t + 1` (HF shifts
@@ -33,22 +31,11 @@ impl BertLMHeadModel {
         labels: Option<Tensor<2, Int>>,
     ) -> Result<CausalLMOutputWithCrossAttentions> {
         let known = input.host_bounds;
-        let out = self.bert.forward(input)?;
-        let logits = self.cls.predictions.forward(
-            out.last_hidden_state,
-            self.bert.embeddings.word_embeddings.weight.val(),
-        );
+        let (out, logits) = self.cls.forward_with(&self.bert, input)?;
         let loss = match labels {
             Some(labels) => {
-                let [b, s, v] = logits.dims();
-                if labels.dims() != [b, s] {
-                    return Err(BertError::Input(format!(
-                        "labels has shape {:?}, expected {:?}",
-                        labels.dims(),
-                        [b, s]
-                    )));
-                }
-                check_labels("labels", &labels, known.labels, v, Some(IGNORE_INDEX))?;
+                let [b, s, _] = logits.dims();
+                check_shape("labels", &labels.dims(), &[b, s])?;
                 // HF ForCausalLMLoss: labels shifted left, the last position padded with -100.
                 let device = labels.device();
                 let shifted = Tensor::cat(
@@ -58,11 +45,7 @@ impl BertLMHeadModel {
                     ],
                     1,
                 );
-                Some(cross_entropy(
-                    logits.clone().reshape([b * s, v]),
-                    shifted.reshape([b * s]),
-                    IGNORE_INDEX,
-                ))
+                Some(token_cross_entropy(&logits, shifted, known.labels)?)
             }
             None => None,
         };

@@ -7,7 +7,7 @@ use crate::config::BertConfig;
 use crate::error::Result;
 use crate::heads::masked_positions::MaskedPositions;
 use crate::heads::prediction::BertOnlyMLMHead;
-use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::loss::token_cross_entropy;
 use crate::model::{BertInput, BertModel};
 use crate::output::{MaskedLMOutput, MaskedLMRowsOutput};
 
@@ -19,10 +19,8 @@ pub struct BertForMaskedLM {
 
 impl BertForMaskedLM {
     pub fn new(config: &BertConfig, device: &Device) -> Self {
-        Self {
-            bert: BertModel::new(config, false, device),
-            cls: BertOnlyMLMHead::new(config, device),
-        }
+        let (bert, cls) = BertOnlyMLMHead::with_encoder(config, device);
+        Self { bert, cls }
     }
 
     /// `labels`: `[b, s]`, the original token id at masked positions and -100 elsewhere.
@@ -32,23 +30,10 @@ impl BertForMaskedLM {
         labels: Option<Tensor<2, Int>>,
     ) -> Result<MaskedLMOutput> {
         let known = input.host_bounds;
-        let out = self.bert.forward(input)?;
-        let logits = self.cls.predictions.forward(
-            out.last_hidden_state,
-            self.bert.embeddings.word_embeddings.weight.val(),
-        );
-        let loss = match labels {
-            Some(labels) => {
-                let [b, s, v] = logits.dims();
-                check_labels("labels", &labels, known.labels, v, Some(IGNORE_INDEX))?;
-                Some(cross_entropy(
-                    logits.clone().reshape([b * s, v]),
-                    labels.reshape([b * s]),
-                    IGNORE_INDEX,
-                ))
-            }
-            None => None,
-        };
+        let (_, logits) = self.cls.forward_with(&self.bert, input)?;
+        let loss = labels
+            .map(|labels| token_cross_entropy(&logits, labels, known.labels))
+            .transpose()?;
         Ok(MaskedLMOutput { loss, logits })
     }
 

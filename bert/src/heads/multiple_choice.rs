@@ -6,9 +6,8 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
-use crate::heads::sequence_classification::check_shape;
 use crate::init;
-use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::loss::checked_cross_entropy;
 use crate::model::{BertInput, BertModel};
 use crate::output::MultipleChoiceModelOutput;
 
@@ -62,14 +61,9 @@ impl BertForMultipleChoice {
             .classifier
             .forward(crate::dropout::forward(&self.dropout, pooled))
             .reshape([b, c]);
-        let loss = match labels {
-            Some(labels) => {
-                check_shape("labels", &labels.dims(), &[b])?;
-                check_labels("labels", &labels, None, c, Some(IGNORE_INDEX))?;
-                Some(cross_entropy(logits.clone(), labels, IGNORE_INDEX))
-            }
-            None => None,
-        };
+        let loss = labels
+            .map(|labels| checked_cross_entropy("labels", logits.clone(), labels, None))
+            .transpose()?;
         Ok(MultipleChoiceModelOutput { loss, logits })
     }
 }

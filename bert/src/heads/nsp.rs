@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::BertConfig;
 use crate::error::Result;
 use crate::heads::prediction::BertOnlyNSPHead;
-use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::loss::checked_cross_entropy;
 use crate::model::{BertInput, BertModel};
 use crate::output::NextSentencePredictorOutput;
 
@@ -36,13 +36,9 @@ impl BertForNextSentencePrediction {
             .pooler_output
             .expect("BertForNextSentencePrediction has a pooler");
         let logits = self.cls.seq_relationship.forward(pooled);
-        let loss = match labels {
-            Some(labels) => {
-                check_labels("labels", &labels, known.labels, 2, Some(IGNORE_INDEX))?;
-                Some(cross_entropy(logits.clone(), labels, IGNORE_INDEX))
-            }
-            None => None,
-        };
+        let loss = labels
+            .map(|labels| checked_cross_entropy("labels", logits.clone(), labels, known.labels))
+            .transpose()?;
         Ok(NextSentencePredictorOutput { loss, logits })
     }
 }

@@ -9,8 +9,11 @@ use burn::tensor::{Device, Tensor};
 
 use crate::activation::HiddenAct;
 use crate::config::BertConfig;
+use crate::error::Result;
 use crate::init;
 use crate::layer_norm::LayerNorm;
+use crate::model::{BertInput, BertModel};
+use crate::output::BaseModelOutputWithPoolingAndCrossAttentions;
 
 #[derive(Module, Debug)]
 pub struct BertPredictionHeadTransform {
@@ -66,6 +69,12 @@ impl BertLMPredictionHead {
     }
 
     /// `hidden`: `[b, s, h]`; `word_embeddings`: `[vocab, h]` → logits `[b, s, vocab]`.
+    /// [`Self::forward`] with the decoder tied to `bert`'s word embeddings (HF
+    /// `tie_word_embeddings`).
+    pub fn forward_tied(&self, bert: &BertModel, hidden: Tensor<3>) -> Tensor<3> {
+        self.forward(hidden, bert.embeddings.word_embeddings.weight.val())
+    }
+
     pub fn forward(&self, hidden: Tensor<3>, word_embeddings: Tensor<2>) -> Tensor<3> {
         let [b, s, h] = hidden.dims();
         let logits = self.forward_rows(hidden.reshape([b * s, h]), word_embeddings);
@@ -96,6 +105,27 @@ impl BertOnlyMLMHead {
         Self {
             predictions: BertLMPredictionHead::new(config, device),
         }
+    }
+
+    /// `bert` on `input`, then this head on its last hidden state (decoder tied to the word
+    /// embeddings): the encoder's output and the vocabulary logits `[b, s, vocab]`.
+    pub fn forward_with(
+        &self,
+        bert: &BertModel,
+        input: BertInput,
+    ) -> Result<(BaseModelOutputWithPoolingAndCrossAttentions, Tensor<3>)> {
+        let out = bert.forward(input)?;
+        let hidden = out.last_hidden_state.clone();
+        Ok((out, self.predictions.forward_tied(bert, hidden)))
+    }
+
+    /// The encoder without pooler and this head above it, as `BertForMaskedLM` and
+    /// `BertLMHeadModel` hold them.
+    pub fn with_encoder(config: &BertConfig, device: &Device) -> (BertModel, Self) {
+        (
+            BertModel::new(config, false, device),
+            Self::new(config, device),
+        )
     }
 }
 

@@ -7,14 +7,23 @@ use crate::config::BertConfig;
 use crate::error::Result;
 use crate::heads::masked_positions::MaskedPositions;
 use crate::heads::prediction::BertPreTrainingHeads;
-use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
-use crate::model::{BertInput, BertModel};
+use crate::loss::{checked_cross_entropy, token_cross_entropy};
+use crate::model::{BertInput, BertModel, HostBounds};
 use crate::output::{BertForPreTrainingMaskedOutput, BertForPreTrainingOutput};
 
 #[derive(Module, Debug)]
 pub struct BertForPreTraining {
     pub bert: BertModel,
     pub cls: BertPreTrainingHeads,
+}
+
+fn nsp_loss(logits: Tensor<2>, labels: Tensor<1, Int>, known: HostBounds) -> Result<Tensor<1>> {
+    checked_cross_entropy(
+        "next_sentence_label",
+        logits,
+        labels,
+        known.next_sentence_label,
+    )
 }
 
 impl BertForPreTraining {
@@ -36,28 +45,13 @@ impl BertForPreTraining {
         let known = input.host_bounds;
         let out = self.bert.forward(input)?;
         let pooled = out.pooler_output.expect("BertForPreTraining has a pooler");
-        let prediction_logits = self.cls.predictions.forward(
-            out.last_hidden_state,
-            self.bert.embeddings.word_embeddings.weight.val(),
-        );
+        let prediction_logits =
+            (self.cls.predictions).forward_tied(&self.bert, out.last_hidden_state);
         let seq_relationship_logits = self.cls.seq_relationship.forward(pooled);
         let loss = match (labels, next_sentence_label) {
             (Some(labels), Some(nsp)) => {
-                let [b, s, v] = prediction_logits.dims();
-                check_labels("labels", &labels, known.labels, v, Some(IGNORE_INDEX))?;
-                check_labels(
-                    "next_sentence_label",
-                    &nsp,
-                    known.next_sentence_label,
-                    2,
-                    Some(IGNORE_INDEX),
-                )?;
-                let mlm = cross_entropy(
-                    prediction_logits.clone().reshape([b * s, v]),
-                    labels.reshape([b * s]),
-                    IGNORE_INDEX,
-                );
-                Some(mlm + cross_entropy(seq_relationship_logits.clone(), nsp, IGNORE_INDEX))
+                let nsp = nsp_loss(seq_relationship_logits.clone(), nsp, known)?;
+                Some(token_cross_entropy(&prediction_logits, labels, known.labels)? + nsp)
             }
             _ => None,
         };
@@ -85,19 +79,8 @@ impl BertForPreTraining {
             self.bert.embeddings.word_embeddings.weight.val(),
         );
         let seq_relationship_logits = self.cls.seq_relationship.forward(pooled);
-        check_labels(
-            "next_sentence_label",
-            &next_sentence_label,
-            known.next_sentence_label,
-            2,
-            Some(IGNORE_INDEX),
-        )?;
+        let nsp = nsp_loss(seq_relationship_logits.clone(), next_sentence_label, known)?;
         let mlm = masked.loss(prediction_logits.clone())?;
-        let nsp = cross_entropy(
-            seq_relationship_logits.clone(),
-            next_sentence_label,
-            IGNORE_INDEX,
-        );
         Ok(BertForPreTrainingMaskedOutput {
             loss: mlm + nsp,
             prediction_logits,

@@ -7,9 +7,8 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
-use crate::heads::sequence_classification::check_shape;
 use crate::init;
-use crate::loss::cross_entropy;
+use crate::loss::{check_shape, cross_entropy};
 use crate::model::{BertInput, BertModel};
 use crate::output::QuestionAnsweringModelOutput;
 

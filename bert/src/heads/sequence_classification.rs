@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::{BertConfig, ProblemType};
 use crate::error::{BertError, Result};
 use crate::init;
-use crate::loss::{IGNORE_INDEX, bce_with_logits, check_labels, cross_entropy, mse};
+use crate::loss::{bce_with_logits, check_shape, checked_cross_entropy, mse};
 use crate::model::{BertInput, BertModel};
 use crate::output::SequenceClassifierOutput;
 
@@ -87,11 +87,7 @@ impl BertForSequenceClassification {
                     (
                         ProblemType::SingleLabelClassification,
                         SequenceClassificationLabels::Classes(l),
-                    ) => {
-                        check_shape("labels", &l.dims(), &[batch])?;
-                        check_labels("labels", &l, known.labels, num_labels, Some(IGNORE_INDEX))?;
-                        cross_entropy(logits.clone(), l, IGNORE_INDEX)
-                    }
+                    ) => checked_cross_entropy("labels", logits.clone(), l, known.labels)?,
                     (
                         ProblemType::MultiLabelClassification,
                         SequenceClassificationLabels::Values(v),
@@ -114,13 +110,4 @@ impl BertForSequenceClassification {
         };
         Ok(SequenceClassifierOutput { loss, logits })
     }
-}
-
-pub(crate) fn check_shape(name: &str, found: &[usize], expected: &[usize]) -> Result<()> {
-    if found != expected {
-        return Err(BertError::Input(format!(
-            "{name} has shape {found:?}, expected {expected:?}"
-        )));
-    }
-    Ok(())
 }

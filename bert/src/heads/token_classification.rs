@@ -7,9 +7,8 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::heads::sequence_classification::check_shape;
 use crate::init;
-use crate::loss::{IGNORE_INDEX, check_labels, cross_entropy};
+use crate::loss::{IGNORE_INDEX, check_shape, token_cross_entropy};
 use crate::model::{BertInput, BertModel};
 use crate::output::TokenClassifierOutput;
 
@@ -43,26 +42,14 @@ impl BertForTokenClassification {
             &self.dropout,
             out.last_hidden_state,
         ));
-        let num_labels = logits.dims()[2];
         let loss = match labels {
             Some(mut labels) => {
                 check_shape("labels", &labels.dims(), &[b, s])?;
-                check_labels(
-                    "labels",
-                    &labels,
-                    known.labels,
-                    num_labels,
-                    Some(IGNORE_INDEX),
-                )?;
                 if let Some(mask) = attention_mask {
                     // active_loss = attention_mask == 1; other positions get the ignore index.
                     labels = labels.mask_fill(mask.not_equal_elem(1), IGNORE_INDEX);
                 }
-                Some(cross_entropy(
-                    logits.clone().reshape([b * s, num_labels]),
-                    labels.reshape([b * s]),
-                    IGNORE_INDEX,
-                ))
+                Some(token_cross_entropy(&logits, labels, known.labels)?)
             }
             None => None,
         };

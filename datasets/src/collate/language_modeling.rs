@@ -63,6 +63,17 @@ impl PretrainingCollator {
         })
     }
 
+    /// HF's `pad_to_max_length`: every batch padded to `max_seq_length` tokens and its masked
+    /// rows to a multiple of 64, so that GPU backends see few shapes and compile their kernels
+    /// once.
+    pub fn pad_to_max_length(self, max_seq_length: usize) -> Self {
+        Self {
+            pad_to: max_seq_length,
+            masked_rows_multiple: 64,
+            ..self
+        }
+    }
+
     /// Pads the pairs and draws their masks from `(seed, key)`.
     pub fn collate(
         &self,

@@ -14,7 +14,9 @@ pub use corpus::{
     is_held_out, paragraph_documents, read_documents, split_paragraphs, stream_documents,
 };
 pub use masking::{MaskedLm, MlmMasker};
-pub use nsp::{NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, group_texts};
+pub use nsp::{
+    NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, document_pairs, group_texts,
+};
 pub use stream::{
     PairResults, PretrainingExample, TokenizedDocument, continuation_table, encode_documents,
     mask_pairs, stream_pairs, tokenize_documents,

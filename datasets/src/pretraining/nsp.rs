@@ -78,6 +78,18 @@ pub fn create_pairs_duplicated(
     Ok(pairs)
 }
 
+/// The NSP pairs of in-memory `documents`: tokenized by `tokenizer`, then paired as
+/// [`create_pairs_duplicated`] (`dupe_factor` 1: as [`create_pairs`]).
+pub fn document_pairs(
+    documents: &[super::Document],
+    tokenizer: &crate::BertTokenizer,
+    options: &NspOptions,
+    dupe_factor: usize,
+) -> Result<Vec<PretrainingPair>, DataError> {
+    let tokens = super::tokenize_documents(tokenizer, documents)?;
+    create_pairs_duplicated(&tokens, options, dupe_factor)
+}
+
 /// HF `run_clm.py`'s `group_texts`: the documents' ids concatenated and cut into blocks of
 /// `block_size - 1` tokens, each after `[CLS]` (`cls`); a last block of one token is dropped.
 pub fn group_texts(documents: &[Vec<Vec<u32>>], block_size: usize, cls: u32) -> Vec<Vec<u32>> {

@@ -62,76 +62,34 @@ where
     inner
         .with_truncation(None)
         .map_err(|e| DataError::Tokenizer(e.to_string()))?;
-    Ok(DocumentEncoder {
-        documents: documents.into_iter(),
-        tokenizer: BertTokenizer { inner },
-        chunk_documents,
-        ready: Vec::new().into_iter(),
-        pending_error: None,
-        finished: false,
-    })
+    let encode = Encode(BertTokenizer { inner });
+    Ok(ByChunk::new(documents, chunk_documents, |_| true, encode))
 }
 
 /// The iterator of [`encode_documents`].
-pub struct DocumentEncoder<I> {
-    documents: I,
-    tokenizer: BertTokenizer,
-    chunk_documents: usize,
-    ready: std::vec::IntoIter<TokenizedDocument>,
-    pending_error: Option<DataError>,
-    finished: bool,
-}
+pub type DocumentEncoder<I> = ByChunk<I, Document, Encode>;
 
-impl<I: Iterator<Item = Result<Document, DataError>>> Iterator for DocumentEncoder<I> {
-    type Item = Result<TokenizedDocument, DataError>;
+/// [`encode_documents`]' work on one chunk.
+pub struct Encode(BertTokenizer);
 
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(doc) = self.ready.next() {
-                return Some(Ok(doc));
-            }
-            if let Some(e) = self.pending_error.take() {
-                self.finished = true;
-                return Some(Err(e));
-            }
-            if self.finished {
-                return None;
-            }
-            let mut chunk = Vec::with_capacity(self.chunk_documents);
-            while chunk.len() < self.chunk_documents {
-                match self.documents.next() {
-                    Some(Ok(doc)) => chunk.push(doc),
-                    Some(Err(e)) => {
-                        self.pending_error = Some(e);
-                        break;
-                    }
-                    None => {
-                        self.finished = true;
-                        break;
-                    }
-                }
-            }
-            let sentences: Vec<&str> = chunk.iter().flatten().map(String::as_str).collect();
-            let encodings = match self.tokenizer.inner.encode_batch(sentences, false) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.finished = true;
-                    self.pending_error = None;
-                    return Some(Err(DataError::Tokenizer(e.to_string())));
-                }
-            };
-            let mut encodings = encodings.into_iter();
-            let tokenized: Vec<TokenizedDocument> = chunk
-                .iter()
-                .map(|doc| {
-                    doc.iter()
-                        .map(|_| encodings.next().expect("one encoding a sentence"))
-                        .map(|e| e.get_ids().to_vec())
-                        .collect()
-                })
-                .collect();
-            self.ready = tokenized.into_iter();
-        }
+impl ChunkMap<Document> for Encode {
+    type Output = TokenizedDocument;
+
+    fn map(&mut self, chunk: Vec<Document>) -> Result<Vec<TokenizedDocument>, DataError> {
+        let sentences: Vec<&str> = chunk.iter().flatten().map(String::as_str).collect();
+        let encodings = (self.0.inner)
+            .encode_batch(sentences, false)
+            .map_err(|e| DataError::Tokenizer(e.to_string()))?;
+        let mut encodings = encodings.into_iter();
+        Ok(chunk
+            .iter()
+            .map(|doc| {
+                doc.iter()
+                    .map(|_| encodings.next().expect("one encoding a sentence"))
+                    .map(|e| e.get_ids().to_vec())
+                    .collect()
+            })
+            .collect())
     }
 }
 
@@ -160,52 +118,123 @@ where
             "buffer_documents must be ≥ 2 to draw random next segments, got {buffer_documents}"
         )));
     }
-    Ok(PairStream {
-        documents: documents.into_iter(),
+    let pairing = Pairing {
         options: *options,
-        buffer_documents,
         rng: StdRng::seed_from_u64(options.seed),
         previous: Vec::new(),
-        ready: Vec::new().into_iter(),
-        pending_error: None,
-        finished: false,
-    })
+    };
+    let non_empty = |doc: &TokenizedDocument| doc.iter().any(|s| !s.is_empty());
+    Ok(ByChunk::new(
+        documents,
+        buffer_documents,
+        non_empty,
+        pairing,
+    ))
 }
 
 /// The iterator of [`stream_pairs`].
-pub struct PairStream<I> {
-    documents: I,
+pub type PairStream<I> = ByChunk<I, TokenizedDocument, Pairing>;
+
+/// [`stream_pairs`]' work on one buffer of documents.
+pub struct Pairing {
     options: NspOptions,
-    buffer_documents: usize,
     rng: StdRng,
     previous: Vec<TokenizedDocument>,
-    ready: std::vec::IntoIter<PretrainingPair>,
-    pending_error: Option<DataError>,
+}
+
+impl ChunkMap<TokenizedDocument> for Pairing {
+    type Output = PretrainingPair;
+
+    fn map(&mut self, buffer: Vec<TokenizedDocument>) -> Result<Vec<PretrainingPair>, DataError> {
+        // A lone last document draws its random segments from the previous buffer.
+        let borrowed = if buffer.len() < 2 {
+            self.previous.len()
+        } else {
+            0
+        };
+        let pool: Vec<&[Vec<u32>]> = self.previous[self.previous.len() - borrowed..]
+            .iter()
+            .chain(&buffer)
+            .map(Vec::as_slice)
+            .collect();
+        if pool.len() < 2 {
+            return Err(DataError::Option(
+                "next sentence prediction needs at least two non-empty documents".into(),
+            ));
+        }
+        let mut pairs = Vec::new();
+        for doc_index in borrowed..pool.len() {
+            pairs_from_document(&pool, doc_index, &self.options, &mut self.rng, &mut pairs);
+        }
+        self.previous = buffer;
+        Ok(pairs)
+    }
+}
+
+/// The work a [`ByChunk`] stream does on each chunk of its input.
+pub trait ChunkMap<T> {
+    type Output;
+    fn map(&mut self, chunk: Vec<T>) -> Result<Vec<Self::Output>, DataError>;
+}
+
+/// A stream that reads up to `size` items of its input at a time (those `keep` accepts),
+/// maps each chunk with `M` and yields the results one by one. An error of the input comes
+/// after the results of the items read before it; any error ends the stream.
+pub struct ByChunk<I, T, M: ChunkMap<T>> {
+    input: I,
+    size: usize,
+    keep: fn(&T) -> bool,
+    map: M,
+    ready: std::vec::IntoIter<M::Output>,
+    pending: Option<DataError>,
     finished: bool,
 }
 
-impl<I: Iterator<Item = Result<TokenizedDocument, DataError>>> Iterator for PairStream<I> {
-    type Item = Result<PretrainingPair, DataError>;
+impl<I, T, M: ChunkMap<T>> ByChunk<I, T, M> {
+    fn new(
+        input: impl IntoIterator<IntoIter = I, Item = Result<T, DataError>>,
+        size: usize,
+        keep: fn(&T) -> bool,
+        map: M,
+    ) -> Self {
+        ByChunk {
+            input: input.into_iter(),
+            size,
+            keep,
+            map,
+            ready: Vec::new().into_iter(),
+            pending: None,
+            finished: false,
+        }
+    }
+}
+
+impl<I, T, M> Iterator for ByChunk<I, T, M>
+where
+    I: Iterator<Item = Result<T, DataError>>,
+    M: ChunkMap<T>,
+{
+    type Item = Result<M::Output, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(pair) = self.ready.next() {
-                return Some(Ok(pair));
+            if let Some(x) = self.ready.next() {
+                return Some(Ok(x));
             }
-            if let Some(e) = self.pending_error.take() {
+            if let Some(e) = self.pending.take() {
                 self.finished = true;
                 return Some(Err(e));
             }
             if self.finished {
                 return None;
             }
-            let mut buffer: Vec<TokenizedDocument> = Vec::with_capacity(self.buffer_documents);
-            while buffer.len() < self.buffer_documents {
-                match self.documents.next() {
-                    Some(Ok(doc)) if doc.iter().any(|s| !s.is_empty()) => buffer.push(doc),
+            let mut chunk = Vec::with_capacity(self.size);
+            while chunk.len() < self.size {
+                match self.input.next() {
+                    Some(Ok(x)) if (self.keep)(&x) => chunk.push(x),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        self.pending_error = Some(e);
+                        self.pending = Some(e);
                         break;
                     }
                     None => {
@@ -214,33 +243,16 @@ impl<I: Iterator<Item = Result<TokenizedDocument, DataError>>> Iterator for Pair
                     }
                 }
             }
-            if buffer.is_empty() {
+            if chunk.is_empty() {
                 continue;
             }
-            // A lone last document draws its random segments from the previous buffer.
-            let borrowed = if buffer.len() < 2 {
-                self.previous.len()
-            } else {
-                0
-            };
-            let pool: Vec<&[Vec<u32>]> = self.previous[self.previous.len() - borrowed..]
-                .iter()
-                .chain(&buffer)
-                .map(Vec::as_slice)
-                .collect();
-            if pool.len() < 2 {
-                self.finished = true;
-                self.pending_error = None;
-                return Some(Err(DataError::Option(
-                    "next sentence prediction needs at least two non-empty documents".into(),
-                )));
+            match self.map.map(chunk) {
+                Ok(out) => self.ready = out.into_iter(),
+                Err(e) => {
+                    (self.finished, self.pending) = (true, None);
+                    return Some(Err(e));
+                }
             }
-            let mut pairs = Vec::new();
-            for doc_index in borrowed..pool.len() {
-                pairs_from_document(&pool, doc_index, &self.options, &mut self.rng, &mut pairs);
-            }
-            self.previous = buffer;
-            self.ready = pairs.into_iter();
         }
     }
 }

@@ -7,7 +7,7 @@ use bert::{
     BertConfig, BertForSequenceClassification, BertInput, BertPretrained,
     SequenceClassificationLabels,
 };
-use bert_train::{TrainError, TrainTask};
+use bert_train::{TrainError, TrainTask, TrainingArguments};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
@@ -44,6 +44,24 @@ pub fn batches(device: &Device) -> Vec<Batch> {
             (input, SequenceClassificationLabels::Classes(labels))
         })
         .collect()
+}
+
+/// A quiet run into `dir`: `steps` steps of AdamW at `learning_rate` (weight decay 0.01),
+/// the loss logged every step, a checkpoint at the end.
+pub fn run_args(dir: &Path, steps: usize, learning_rate: f64) -> TrainingArguments {
+    TrainingArguments {
+        output_dir: dir.to_path_buf(),
+        max_steps: Some(steps),
+        logging_steps: 1,
+        save_steps: Some(steps),
+        progress: false,
+        optim: bert_train::AdamWArgs {
+            learning_rate,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+        ..TrainingArguments::default()
+    }
 }
 
 /// A tiny model with dropout on, so that resume must also restore the dropout RNG.
