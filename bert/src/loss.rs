@@ -19,17 +19,20 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>, ignore_index: i6
     -(picked * keep.clone()).sum() / keep.sum()
 }
 
-/// HF's per-token loss (`BertForMaskedLM`, `BertForTokenClassification`, and
-/// `BertLMHeadModel` after its shift): mean cross-entropy of `[b, s, v]` logits against
-/// `[b, s]` labels in `0..v`, -100 where no loss.
+/// HF's per-token loss (`BertForMaskedLM`, `BertForTokenClassification`, `BertLMHeadModel`):
+/// mean cross-entropy of `[b, s, v]` logits against `[b, s]` labels in `0..v`, -100 where no
+/// loss. The labels are checked as given, then `adjust`ed (the causal shift, the attention
+/// mask's ignored positions) before the loss.
 pub fn token_cross_entropy(
     logits: &Tensor<3>,
     labels: Tensor<2, Int>,
     known: Option<crate::model::Bounds>,
+    adjust: impl FnOnce(Tensor<2, Int>) -> Tensor<2, Int>,
 ) -> Result<Tensor<1>> {
     let [b, s, v] = logits.dims();
     check_shape("labels", &labels.dims(), &[b, s])?;
     check_labels("labels", &labels, known, v, Some(IGNORE_INDEX))?;
+    let labels = adjust(labels);
     Ok(cross_entropy(
         logits.clone().reshape([b * s, v]),
         labels.reshape([b * s]),

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use bert::fixtures::assert_err;
 use bert::tensors_file::{HostData, HostTensor, NamedTensors, read_tensors, write_tensors};
 use bert::{
-    AnyBert, BertError, BertForSequenceClassification, BertInput, BertModel, BertPretrained,
+    AnyBert, BertConfig, BertError, BertForSequenceClassification, BertForTokenClassification,
+    BertInput, BertLMHeadModel, BertModel, BertPretrained,
 };
 use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
@@ -369,4 +370,23 @@ fn truncated_or_corrupted_weights_files_are_errors_not_aborts() {
             }
         }
     }
+}
+
+/// Token labels are checked as given, before the heads adjust them: a label outside the classes
+/// is refused even where the attention mask ignores its position (token classification) or the
+/// causal shift drops it (the first column of a causal LM's labels).
+#[test]
+fn token_labels_are_checked_before_masking_or_shifting() {
+    let device = device();
+    let mut config = BertConfig::tiny(99, 32, 1, 2);
+    config.set_num_labels(3);
+    let tagger = BertForTokenClassification::new(&config, &device);
+    let input = BertInput::new(ids(&[&[1, 2, 3]])).with_attention_mask(ids(&[&[1, 1, 0]]));
+    let labels = ids(&[&[0, 1, 7]]);
+    assert_err(tagger.forward(input, Some(labels)), &["labels contains 7"]);
+    config.is_decoder = true;
+    let lm = BertLMHeadModel::new(&config, &device);
+    let labels = ids(&[&[99, 2, 3]]);
+    let input = BertInput::new(ids(&[&[1, 2, 3]]));
+    assert_err(lm.forward(input, Some(labels)), &["labels contains 99"]);
 }

@@ -129,7 +129,7 @@ fn streamed(args: &Args, device: &Device) -> Result<Data, Error> {
     let batches =
         streamed_pretraining_batches(corpus, tok, options, collator, batch_size, buffer, device)?;
     let summary = format!(
-        "--streaming {} → {} training pairs a pass, {} held out",
+        "{} (streamed) → {} training pairs a pass, {} held out",
         path.display(),
         batches.items(),
         eval_pairs.len()

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
 use crate::heads::prediction::BertOnlyMLMHead;
-use crate::loss::{IGNORE_INDEX, check_shape, token_cross_entropy};
+use crate::loss::{IGNORE_INDEX, token_cross_entropy};
 use crate::model::{BertInput, BertModel};
 use crate::output::CausalLMOutputWithCrossAttentions;
 
@@ -34,18 +34,13 @@ impl BertLMHeadModel {
         let (out, logits) = self.cls.forward_with(&self.bert, input)?;
         let loss = match labels {
             Some(labels) => {
-                let [b, s, _] = logits.dims();
-                check_shape("labels", &labels.dims(), &[b, s])?;
                 // HF ForCausalLMLoss: labels shifted left, the last position padded with -100.
-                let device = labels.device();
-                let shifted = Tensor::cat(
-                    vec![
-                        labels.slice([0..b, 1..s]),
-                        Tensor::full([b, 1], IGNORE_INDEX, &device),
-                    ],
-                    1,
-                );
-                Some(token_cross_entropy(&logits, shifted, known.labels)?)
+                let shift = |labels: Tensor<2, Int>| {
+                    let [b, s] = labels.dims();
+                    let pad = Tensor::full([b, 1], IGNORE_INDEX, &labels.device());
+                    Tensor::cat(vec![labels.slice([0..b, 1..s]), pad], 1)
+                };
+                Some(token_cross_entropy(&logits, labels, known.labels, shift)?)
             }
             None => None,
         };

@@ -32,7 +32,7 @@ impl BertForMaskedLM {
         let known = input.host_bounds;
         let (_, logits) = self.cls.forward_with(&self.bert, input)?;
         let loss = labels
-            .map(|labels| token_cross_entropy(&logits, labels, known.labels))
+            .map(|labels| token_cross_entropy(&logits, labels, known.labels, |l| l))
             .transpose()?;
         Ok(MaskedLMOutput { loss, logits })
     }

@@ -68,13 +68,13 @@ impl BertLMPredictionHead {
         }
     }
 
-    /// `hidden`: `[b, s, h]`; `word_embeddings`: `[vocab, h]` → logits `[b, s, vocab]`.
     /// [`Self::forward`] with the decoder tied to `bert`'s word embeddings (HF
     /// `tie_word_embeddings`).
     pub fn forward_tied(&self, bert: &BertModel, hidden: Tensor<3>) -> Tensor<3> {
         self.forward(hidden, bert.embeddings.word_embeddings.weight.val())
     }
 
+    /// `hidden`: `[b, s, h]`; `word_embeddings`: `[vocab, h]` → logits `[b, s, vocab]`.
     pub fn forward(&self, hidden: Tensor<3>, word_embeddings: Tensor<2>) -> Tensor<3> {
         let [b, s, h] = hidden.dims();
         let logits = self.forward_rows(hidden.reshape([b * s, h]), word_embeddings);

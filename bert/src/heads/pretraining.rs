@@ -50,8 +50,8 @@ impl BertForPreTraining {
         let seq_relationship_logits = self.cls.seq_relationship.forward(pooled);
         let loss = match (labels, next_sentence_label) {
             (Some(labels), Some(nsp)) => {
-                let nsp = nsp_loss(seq_relationship_logits.clone(), nsp, known)?;
-                Some(token_cross_entropy(&prediction_logits, labels, known.labels)? + nsp)
+                let mlm = token_cross_entropy(&prediction_logits, labels, known.labels, |l| l)?;
+                Some(mlm + nsp_loss(seq_relationship_logits.clone(), nsp, known)?)
             }
             _ => None,
         };

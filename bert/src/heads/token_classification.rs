@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::BertConfig;
 use crate::error::Result;
 use crate::init;
-use crate::loss::{IGNORE_INDEX, check_shape, token_cross_entropy};
+use crate::loss::{IGNORE_INDEX, token_cross_entropy};
 use crate::model::{BertInput, BertModel};
 use crate::output::TokenClassifierOutput;
 
@@ -34,7 +34,6 @@ impl BertForTokenClassification {
         input: BertInput,
         labels: Option<Tensor<2, Int>>,
     ) -> Result<TokenClassifierOutput> {
-        let [b, s] = input.dims();
         let attention_mask = input.attention_mask.clone();
         let known = input.host_bounds;
         let out = self.bert.forward(input)?;
@@ -42,17 +41,14 @@ impl BertForTokenClassification {
             &self.dropout,
             out.last_hidden_state,
         ));
-        let loss = match labels {
-            Some(mut labels) => {
-                check_shape("labels", &labels.dims(), &[b, s])?;
-                if let Some(mask) = attention_mask {
-                    // active_loss = attention_mask == 1; other positions get the ignore index.
-                    labels = labels.mask_fill(mask.not_equal_elem(1), IGNORE_INDEX);
-                }
-                Some(token_cross_entropy(&logits, labels, known.labels)?)
-            }
-            None => None,
+        // active_loss = attention_mask == 1; other positions get the ignore index.
+        let active = |labels: Tensor<2, Int>| match attention_mask {
+            Some(mask) => labels.mask_fill(mask.not_equal_elem(1), IGNORE_INDEX),
+            None => labels,
         };
+        let loss = labels
+            .map(|labels| token_cross_entropy(&logits, labels, known.labels, active))
+            .transpose()?;
         Ok(TokenClassifierOutput { loss, logits })
     }
 }
