@@ -5,6 +5,14 @@ use burn::tensor::Tensor;
 
 use crate::attention::KvCache;
 
+/// The heads' output of a loss and `D`-dimensional logits; HF's classes of that form are its
+/// aliases below ([`SequenceClassifierOutput`], [`TokenClassifierOutput`], …).
+#[derive(Debug, Clone)]
+pub struct ModelOutput<const D: usize> {
+    pub loss: Option<Tensor<1>>,
+    pub logits: Tensor<D>,
+}
+
 /// `BertModel`'s output.
 #[derive(Debug, Clone)]
 pub struct BaseModelOutputWithPoolingAndCrossAttentions {
@@ -43,12 +51,8 @@ pub struct MaskedLMRowsOutput {
     pub logits: Tensor<2>,
 }
 
-/// `BertForMaskedLM`'s output.
-#[derive(Debug, Clone)]
-pub struct MaskedLMOutput {
-    pub loss: Option<Tensor<1>>,
-    pub logits: Tensor<3>,
-}
+/// `BertForMaskedLM`'s output; logits `[b, seq, vocab]`.
+pub type MaskedLMOutput = ModelOutput<3>;
 
 /// `BertLMHeadModel`'s output (loss is the shifted next-token loss).
 #[derive(Debug, Clone)]
@@ -59,32 +63,16 @@ pub struct CausalLMOutputWithCrossAttentions {
 }
 
 /// `BertForNextSentencePrediction`'s output; logits `[b, 2]`, index 0 = "B follows A".
-#[derive(Debug, Clone)]
-pub struct NextSentencePredictorOutput {
-    pub loss: Option<Tensor<1>>,
-    pub logits: Tensor<2>,
-}
+pub type NextSentencePredictorOutput = ModelOutput<2>;
 
 /// `BertForSequenceClassification`'s output; logits `[b, num_labels]`.
-#[derive(Debug, Clone)]
-pub struct SequenceClassifierOutput {
-    pub loss: Option<Tensor<1>>,
-    pub logits: Tensor<2>,
-}
+pub type SequenceClassifierOutput = ModelOutput<2>;
 
 /// `BertForMultipleChoice`'s output; logits `[b, num_choices]`.
-#[derive(Debug, Clone)]
-pub struct MultipleChoiceModelOutput {
-    pub loss: Option<Tensor<1>>,
-    pub logits: Tensor<2>,
-}
+pub type MultipleChoiceModelOutput = ModelOutput<2>;
 
 /// `BertForTokenClassification`'s output; logits `[b, seq, num_labels]`.
-#[derive(Debug, Clone)]
-pub struct TokenClassifierOutput {
-    pub loss: Option<Tensor<1>>,
-    pub logits: Tensor<3>,
-}
+pub type TokenClassifierOutput = ModelOutput<3>;
 
 /// `BertForQuestionAnswering`'s output; logits `[b, seq]`.
 #[derive(Debug, Clone)]

@@ -67,6 +67,15 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
     }
 }
 
+/// A run of the tiny model (seed 1) with `args` on `data` and the plain task.
+fn run(
+    args: &TrainingArguments,
+    data: &InMemoryBatches<Batch>,
+) -> Result<bert_train::TrainOutput<BertForSequenceClassification>, TrainError> {
+    let device = device();
+    train(args, model(&device, 1), data, &Task::new(None), &device)
+}
+
 fn args(dir: &Path) -> TrainingArguments {
     TrainingArguments {
         gradient_accumulation_steps: 2,
@@ -194,7 +203,7 @@ fn partial_or_corrupted_checkpoints_are_refused() {
     let dir = tmp("corrupt");
     let mut a = args(&dir);
     a.max_steps = Some(3);
-    train(&a, model(&device, 1), &data, &Task::new(None), &device).unwrap();
+    run(&a, &data).unwrap();
     let ckpt = dir.join("checkpoint-3");
     a.resume = Resume::Checkpoint(ckpt.clone());
 
@@ -206,16 +215,13 @@ fn partial_or_corrupted_checkpoints_are_refused() {
     let bytes = std::fs::read(&model_file).unwrap();
     std::fs::write(&model_file, &bytes[..bytes.len() / 2]).unwrap();
     assert_err(
-        train(&a, model(&device, 1), &data, &Task::new(None), &device),
+        run(&a, &data),
         &["partial or corrupted checkpoint: model.bpk has"],
     );
 
     std::fs::write(&model_file, &bytes).unwrap();
     std::fs::remove_file(ckpt.join("trainer_state.json")).unwrap();
-    assert_err(
-        train(&a, model(&device, 1), &data, &Task::new(None), &device),
-        &["is not a complete checkpoint"],
-    );
+    assert_err(run(&a, &data), &["is not a complete checkpoint"]);
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -233,7 +239,7 @@ fn checkpoint_faults_keep_what_was_saved() {
     std::fs::write(dir.join("checkpoint-6"), b"not a folder").unwrap();
     let a = args(&dir);
     assert_err(
-        train(&a, model(&device, 1), &data, &Task::new(None), &device),
+        run(&a, &data),
         &[
             "checkpoint-6 was not saved",
             "the earlier checkpoints are intact: checkpoint-3",
@@ -248,13 +254,13 @@ fn checkpoint_faults_keep_what_was_saved() {
     // A full run (checkpoints 6 and 8 kept), then the newest truncated: resuming with no path
     // skips it and continues from checkpoint-6 (steps 7 and 8 again).
     std::fs::remove_file(dir.join("checkpoint-6")).unwrap();
-    train(&a, model(&device, 1), &data, &Task::new(None), &device).unwrap();
+    run(&a, &data).unwrap();
     let model_file = dir.join("checkpoint-8/model.bpk");
     let bytes = std::fs::read(&model_file).unwrap();
     std::fs::write(&model_file, &bytes[..bytes.len() / 2]).unwrap();
     let mut r = args(&dir);
     r.resume = Resume::Latest;
-    let out = train(&r, model(&device, 1), &data, &Task::new(None), &device).unwrap();
+    let out = run(&r, &data).unwrap();
     assert_eq!(
         out.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
         [7, 8]
@@ -265,17 +271,14 @@ fn checkpoint_faults_keep_what_was_saved() {
         std::fs::remove_file(f).ok();
     }
     assert_err(
-        train(&r, model(&device, 1), &data, &Task::new(None), &device),
+        run(&r, &data),
         &["no checkpoint", "checkpoint-8", "checkpoint-6"],
     );
 
     // An output folder under a file cannot be made.
     let mut u = args(&dir.join("checkpoint-8/model.bpk/out"));
     u.max_steps = Some(3);
-    assert_err(
-        train(&u, model(&device, 1), &data, &Task::new(None), &device),
-        &["model.bpk/out"],
-    );
+    assert_err(run(&u, &data), &["model.bpk/out"]);
     std::fs::remove_dir_all(dir).ok();
 }
 
