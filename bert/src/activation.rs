@@ -37,6 +37,13 @@ impl HiddenAct {
 /// Exact GELU, `x·½(1 + erf(x/√2))`, composed from `erf` so that autodiff differentiates it
 /// exactly: Burn 0.22's fused `gelu` backward on ndarray and wgpu is off by up to 8.7e-4
 /// (measured against the analytic derivative), which breaks gradient parity with PyTorch.
+///
+/// On flex (f32) it runs fused instead ([`crate::flex_kernels`]): the same function and
+/// derivative to 1e-6, in one parallel pass each way.
 pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if crate::flex_kernels::applies(&x) {
+        return crate::flex_kernels::gelu(x);
+    }
     x.clone() * (x / std::f64::consts::SQRT_2).erf().add_scalar(1.0) * 0.5
 }

@@ -19,6 +19,8 @@ pub mod dropout;
 pub mod embeddings;
 pub mod error;
 pub mod fixtures;
+#[cfg(feature = "flex")]
+pub mod flex_kernels;
 pub mod heads;
 pub mod hub;
 pub mod init;

@@ -1,0 +1,227 @@
+//! Fused kernels for the flex backend, through Burn's `#[backend_extension]`: one parallel pass
+//! where the composed form makes several single-threaded ones (burn-flex 0.22 runs element-wise
+//! ops on one thread).
+//!
+//! Exact GELU: composed, `x·½(1 + erf(x/√2))` is five element-wise passes forward and about ten
+//! backward, with a scalar `erf`; fused, one pass each way over both cores. `erf` is
+//! Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the approximation PyTorch's vectorised CPU
+//! `erf` uses, with an `exp` that LLVM vectorises. Every other backend keeps the composed form
+//! ([`crate::activation::gelu_exact`] decides).
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::{DType, Device, Tensor};
+use rayon::prelude::*;
+
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait FusedGelu: Backend {
+    /// Exact GELU.
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `grad · GELU'(x)`.
+    fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Whether [`gelu`] runs fused on `x`: f32 on the flex device (plain or autodiff).
+pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32 && x.device().inner() == Device::flex()
+}
+
+/// Exact GELU of a flex f32 tensor (see [`applies`]), differentiable.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedGelu>::gelu_erf(x.into_dispatch()))
+}
+
+const CHUNK: usize = 1 << 14;
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1/√(2π).
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+impl FusedGelu for Flex {
+    fn gelu_erf(x: FlexTensor) -> FlexTensor {
+        let x = contiguous(x);
+        let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
+        let src = x.as_slice::<f32>().expect("contiguous f32");
+        let dst = out.storage_mut::<f32>();
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(o, i)| {
+                for (o, &v) in o.iter_mut().zip(i) {
+                    *o = v * 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+                }
+            });
+        out
+    }
+
+    fn gelu_erf_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let x = contiguous(x);
+        // The incoming gradient's buffer takes the result when nothing else holds it.
+        let mut grad = match contiguous(grad) {
+            g if g.is_unique() => g,
+            g => g.to_contiguous_copy(),
+        };
+        let src = x.as_slice::<f32>().expect("contiguous f32");
+        grad.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(g, i)| {
+                for (g, &v) in g.iter_mut().zip(i) {
+                    // GELU'(x) = Φ(x) + x·φ(x).
+                    let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+                    let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
+                    *g *= cdf + v * pdf;
+                }
+            });
+        grad
+    }
+}
+
+trait CopyOut {
+    /// A contiguous copy in a buffer of its own.
+    fn to_contiguous_copy(&self) -> Self;
+}
+
+impl CopyOut for FlexTensor {
+    fn to_contiguous_copy(&self) -> Self {
+        let mut out = FlexTensor::empty(self.layout().shape().clone(), DType::F32);
+        out.storage_mut::<f32>()
+            .copy_from_slice(self.as_slice::<f32>().expect("contiguous f32"));
+        out
+    }
+}
+
+/// `x` itself when it is a contiguous f32 buffer starting at 0 (what the loops read), else a
+/// contiguous copy.
+fn contiguous(x: FlexTensor) -> FlexTensor {
+    match x.layout().contiguous_offsets() {
+        Some((0, _)) => x,
+        _ => x.to_contiguous(),
+    }
+}
+
+impl<B: FusedGelu, C: CheckpointStrategy> FusedGelu for Autodiff<B, C> {
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GeluBackward;
+
+        impl<B: FusedGelu> Backward<B, 1> for GeluBackward {
+            /// The input.
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let x = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| B::gelu_erf_backward(x, g));
+            }
+        }
+
+        let (x, node) = x.into_parts();
+        match GeluBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::gelu_erf(x.clone());
+                prep.finish(x, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gelu_erf(x)),
+        }
+    }
+
+    /// Not differentiated again (the first-order backward is all training needs).
+    fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::from_inner(B::gelu_erf_backward(Self::inner(x), Self::inner(grad)))
+    }
+}
+
+/// erf, Abramowitz & Stegun 7.1.26: `1 - (a1·t + … + a5·t⁵)·e^(-x²)`, `t = 1/(1 + p·|x|)`.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_8,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
+    let a = x.abs();
+    let t = 1.0 / (1.0 + P * a);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let y = 1.0 - poly * exp(-a * a);
+    y.copysign(x)
+}
+
+/// e^x for f32 without a libm call, so that loops over it vectorise: `x = n·ln2 + r`,
+/// `|r| ≤ ln2/2`, a degree-6 polynomial for e^r (relative error ~2e-7), `2^n` built in the
+/// exponent bits. Inputs below -87 give 0 (the callers' arguments are ≤ 0).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Round to nearest by the 1.5·2^23 trick (vectorises; `round` is a libm call).
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused `erf` and `exp` against the standard library's, over the range GELU sees.
+    #[test]
+    fn erf_and_exp_match_the_standard_library() {
+        let mut worst = (0f32, 0f32);
+        for i in -60_000..=60_000 {
+            let x = i as f32 / 5_000.0; // -12 … 12
+            worst.0 = worst.0.max((erf(x) - libm_erf(x)).abs());
+            let e = -(x * x) / 2.0;
+            let rel = ((exp(e) - e.exp()) / e.exp().max(f32::MIN_POSITIVE)).abs();
+            if e > -80.0 {
+                worst.1 = worst.1.max(rel);
+            }
+        }
+        // 1.5e-7 in exact arithmetic (A&S), plus f32 rounding.
+        assert!(worst.0 < 1e-6, "erf: {}", worst.0);
+        assert!(worst.1 < 1e-6, "exp: {}", worst.1);
+    }
+
+    /// libm's `erff`, through the tensor op on flex (std has no `erf`).
+    fn libm_erf(x: f32) -> f32 {
+        let d = crate::backend::test_device();
+        let t = Tensor::<1>::from_floats([x], &d).erf();
+        t.into_data().try_to_vec::<f32>().unwrap()[0]
+    }
+
+    /// Forward and backward of the fused GELU against the composed form, on the flex device.
+    #[test]
+    fn fused_gelu_matches_the_composed_form_and_its_gradient() {
+        let d = Device::flex().autodiff();
+        let values: Vec<f32> = (0..4096).map(|i| (i as f32 - 2048.0) / 300.0).collect();
+        let x = Tensor::<2>::from_data(burn::tensor::TensorData::new(values, [64, 64]), &d);
+        let composed =
+            |x: Tensor<2>| x.clone() * (x / std::f64::consts::SQRT_2).erf().add_scalar(1.0) * 0.5;
+        let (a, b) = (x.clone().require_grad(), x.require_grad());
+        let (fa, fb) = (gelu(a.clone()), composed(b.clone()));
+        let diff: f32 = (fa.clone() - fb.clone()).abs().max().into_scalar();
+        assert!(diff < 1e-6, "forward {diff}");
+        let (ga, gb) = (fa.sum().backward(), fb.sum().backward());
+        let (ga, gb) = (a.grad(&ga).unwrap(), b.grad(&gb).unwrap());
+        let diff: f32 = (ga - gb).abs().max().into_scalar();
+        assert!(diff < 1e-6, "gradient {diff}");
+    }
+}
