@@ -101,7 +101,14 @@ impl BertSelfAttention {
         if let Some(mask) = mask {
             scores = scores + mask;
         }
-        let probs = crate::dropout::forward(&self.dropout, softmax(scores, 3));
+        #[cfg(feature = "flex")]
+        let probs = match crate::flex_kernels::applies(&scores) {
+            true => crate::flex_kernels::softmax_last(scores),
+            false => softmax(scores, 3),
+        };
+        #[cfg(not(feature = "flex"))]
+        let probs = softmax(scores, 3);
+        let probs = crate::dropout::forward(&self.dropout, probs);
         let context = matmul(probs, value.clone())
             .swap_dims(1, 2)
             .reshape([b, s, h]);

@@ -2,6 +2,9 @@
 //! where the composed form makes several single-threaded ones (burn-flex 0.22 runs element-wise
 //! ops on one thread).
 //!
+//! Softmax over the last dimension (attention's): composed under autodiff, five passes forward
+//! and about six backward; fused, one pass over the rows each way, in parallel.
+//!
 //! Exact GELU: composed, `x·½(1 + erf(x/√2))` is five element-wise passes forward and about ten
 //! backward, with a scalar `erf`; fused, one pass each way over both cores. `erf` is
 //! Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the approximation PyTorch's vectorised CPU
@@ -20,21 +23,31 @@ use burn::tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 #[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
-pub trait FusedGelu: Backend {
+pub trait FlexFused: Backend {
     /// Exact GELU.
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `grad · GELU'(x)`.
     fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Softmax over the last dimension.
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The softmax's input gradient from its output `y`: `y · (grad - Σ grad·y)` per row.
+    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// Whether [`gelu`] runs fused on `x`: f32 on the flex device (plain or autodiff).
+/// Whether the fused kernels run on `x`: f32 on the flex device (plain or autodiff).
 pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
     x.dtype() == DType::F32 && x.device().inner() == Device::flex()
 }
 
 /// Exact GELU of a flex f32 tensor (see [`applies`]), differentiable.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FusedGelu>::gelu_erf(x.into_dispatch()))
+    Tensor::from_dispatch(<Dispatch as FlexFused>::gelu_erf(x.into_dispatch()))
+}
+
+/// Softmax over the last dimension of a flex f32 tensor (see [`applies`]), differentiable:
+/// one parallel pass over the rows forward and one backward.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FlexFused>::softmax_last(x.into_dispatch()))
 }
 
 const CHUNK: usize = 1 << 14;
@@ -42,7 +55,7 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
-impl FusedGelu for Flex {
+impl FlexFused for Flex {
     fn gelu_erf(x: FlexTensor) -> FlexTensor {
         let x = contiguous(x);
         let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
@@ -79,6 +92,51 @@ impl FusedGelu for Flex {
             });
         grad
     }
+
+    fn softmax_last(x: FlexTensor) -> FlexTensor {
+        let x = contiguous(x);
+        let (row, chunk) = rows_per_chunk(&x);
+        let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
+        let src = x.as_slice::<f32>().expect("contiguous f32");
+        out.storage_mut::<f32>()
+            .par_chunks_mut(chunk)
+            .zip(src.par_chunks(chunk))
+            .for_each(|(o, i)| {
+                for (o, i) in o.chunks_mut(row).zip(i.chunks(row)) {
+                    let max = i.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let mut sum = 0.0;
+                    for (o, &v) in o.iter_mut().zip(i) {
+                        *o = exp(v - max);
+                        sum += *o;
+                    }
+                    let inv = 1.0 / sum;
+                    o.iter_mut().for_each(|o| *o *= inv);
+                }
+            });
+        out
+    }
+
+    fn softmax_last_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let y = contiguous(y);
+        let (row, chunk) = rows_per_chunk(&y);
+        let mut grad = match contiguous(grad) {
+            g if g.is_unique() => g,
+            g => g.to_contiguous_copy(),
+        };
+        let src = y.as_slice::<f32>().expect("contiguous f32");
+        grad.storage_mut::<f32>()
+            .par_chunks_mut(chunk)
+            .zip(src.par_chunks(chunk))
+            .for_each(|(g, y)| {
+                for (g, y) in g.chunks_mut(row).zip(y.chunks(row)) {
+                    let dot: f32 = g.iter().zip(y).map(|(a, b)| a * b).sum();
+                    for (g, &y) in g.iter_mut().zip(y) {
+                        *g = y * (*g - dot);
+                    }
+                }
+            });
+        grad
+    }
 }
 
 trait CopyOut {
@@ -95,6 +153,14 @@ impl CopyOut for FlexTensor {
     }
 }
 
+/// `x`'s rows (its last dimension) in chunks of about [`CHUNK`] elements, with a buffer of the
+/// same shape for each to write.
+fn rows_per_chunk(x: &FlexTensor) -> (usize, usize) {
+    let shape = x.layout().shape();
+    let row = shape[shape.num_dims() - 1].max(1);
+    (row, row * (CHUNK / row).max(1))
+}
+
 /// `x` itself when it is a contiguous f32 buffer starting at 0 (what the loops read), else a
 /// contiguous copy.
 fn contiguous(x: FlexTensor) -> FlexTensor {
@@ -104,12 +170,12 @@ fn contiguous(x: FlexTensor) -> FlexTensor {
     }
 }
 
-impl<B: FusedGelu, C: CheckpointStrategy> FusedGelu for Autodiff<B, C> {
+impl<B: FlexFused, C: CheckpointStrategy> FlexFused for Autodiff<B, C> {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct GeluBackward;
 
-        impl<B: FusedGelu> Backward<B, 1> for GeluBackward {
+        impl<B: FlexFused> Backward<B, 1> for GeluBackward {
             /// The input.
             type State = FloatTensor<B>;
 
@@ -138,6 +204,46 @@ impl<B: FusedGelu, C: CheckpointStrategy> FusedGelu for Autodiff<B, C> {
     fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::from_inner(B::gelu_erf_backward(Self::inner(x), Self::inner(grad)))
     }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SoftmaxBackward;
+
+        impl<B: FlexFused> Backward<B, 1> for SoftmaxBackward {
+            /// The output.
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let y = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::softmax_last_backward(y, g)
+                });
+            }
+        }
+
+        let (x, node) = x.into_parts();
+        match SoftmaxBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::softmax_last(x);
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x)),
+        }
+    }
+
+    /// Not differentiated again.
+    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::from_inner(B::softmax_last_backward(Self::inner(y), Self::inner(grad)))
+    }
 }
 
 /// erf, Abramowitz & Stegun 7.1.26: `1 - (a1·t + … + a5·t⁵)·e^(-x²)`, `t = 1/(1 + p·|x|)`.
@@ -160,22 +266,23 @@ fn erf(x: f32) -> f32 {
 
 /// e^x for f32 without a libm call, so that loops over it vectorise: `x = n·ln2 + r`,
 /// `|r| ≤ ln2/2`, a degree-6 polynomial for e^r (relative error ~2e-7), `2^n` built in the
-/// exponent bits. Inputs below -87 give 0 (the callers' arguments are ≤ 0).
+/// exponent bits. Inputs below -87 give 0 (as the softmax of a masked score needs).
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+fn exp(x0: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     // Round to nearest by the 1.5·2^23 trick (vectorises; `round` is a libm call).
     const MAGIC: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
+    let x = x0.clamp(-87.0, 88.0);
     let n = (x * LOG2E + MAGIC) - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    let y = p * f32::from_bits(((n as i32 + 127) << 23) as u32);
+    if x0 < -87.0 { 0.0 } else { y }
 }
 
 #[cfg(test)]
@@ -205,6 +312,41 @@ mod tests {
         let d = crate::backend::test_device();
         let t = Tensor::<1>::from_floats([x], &d).erf();
         t.into_data().try_to_vec::<f32>().unwrap()[0]
+    }
+
+    /// Forward and backward of the fused softmax against Burn's, on the flex device, with a
+    /// masked (very negative) entry per row as attention has.
+    #[test]
+    fn fused_softmax_matches_burns_and_its_gradient() {
+        let d = Device::flex().autodiff();
+        let values: Vec<f32> = (0..4096)
+            .map(|i| {
+                if i % 64 == 5 {
+                    f32::MIN
+                } else {
+                    ((i * 37 % 101) as f32 - 50.0) / 7.0
+                }
+            })
+            .collect();
+        let x = Tensor::<3>::from_data(burn::tensor::TensorData::new(values, [4, 16, 64]), &d);
+        let w = Tensor::<3>::from_data(
+            burn::tensor::TensorData::new(
+                (0..4096).map(|i| (i % 13) as f32).collect(),
+                [4, 16, 64],
+            ),
+            &d,
+        );
+        let (a, b) = (x.clone().require_grad(), x.require_grad());
+        let (fa, fb) = (
+            softmax_last(a.clone()),
+            burn::tensor::activation::softmax(b.clone(), 2),
+        );
+        let diff: f32 = (fa.clone() - fb.clone()).abs().max().into_scalar();
+        assert!(diff < 1e-6, "forward {diff}");
+        let (ga, gb) = ((fa * w.clone()).sum().backward(), (fb * w).sum().backward());
+        let (ga, gb) = (a.grad(&ga).unwrap(), b.grad(&gb).unwrap());
+        let diff: f32 = (ga - gb).abs().max().into_scalar();
+        assert!(diff < 1e-5, "gradient {diff}");
     }
 
     /// Forward and backward of the fused GELU against the composed form, on the flex device.
