@@ -58,99 +58,87 @@ const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 impl FlexFused for Flex {
     fn gelu_erf(x: FlexTensor) -> FlexTensor {
         let x = contiguous(x);
-        let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
-        let src = x.as_slice::<f32>().expect("contiguous f32");
-        let dst = out.storage_mut::<f32>();
-        dst.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, i)| {
-                for (o, &v) in o.iter_mut().zip(i) {
-                    *o = v * 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                }
-            });
-        out
+        par_zip(empty_like(&x), &x, CHUNK, |o, i| {
+            for (o, &v) in o.iter_mut().zip(i) {
+                *o = v * 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+            }
+        })
     }
 
     fn gelu_erf_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let x = contiguous(x);
-        // The incoming gradient's buffer takes the result when nothing else holds it.
-        let mut grad = match contiguous(grad) {
-            g if g.is_unique() => g,
-            g => g.to_contiguous_copy(),
-        };
-        let src = x.as_slice::<f32>().expect("contiguous f32");
-        grad.storage_mut::<f32>()
-            .par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(g, i)| {
-                for (g, &v) in g.iter_mut().zip(i) {
-                    // GELU'(x) = Φ(x) + x·φ(x).
-                    let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                    let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
-                    *g *= cdf + v * pdf;
-                }
-            });
-        grad
+        par_zip(writable(grad), &x, CHUNK, |g, i| {
+            for (g, &v) in g.iter_mut().zip(i) {
+                // GELU'(x) = Φ(x) + x·φ(x).
+                let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+                let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
+                *g *= cdf + v * pdf;
+            }
+        })
     }
 
     fn softmax_last(x: FlexTensor) -> FlexTensor {
         let x = contiguous(x);
         let (row, chunk) = rows_per_chunk(&x);
-        let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
-        let src = x.as_slice::<f32>().expect("contiguous f32");
-        out.storage_mut::<f32>()
-            .par_chunks_mut(chunk)
-            .zip(src.par_chunks(chunk))
-            .for_each(|(o, i)| {
-                for (o, i) in o.chunks_mut(row).zip(i.chunks(row)) {
-                    let max = i.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    let mut sum = 0.0;
-                    for (o, &v) in o.iter_mut().zip(i) {
-                        *o = exp(v - max);
-                        sum += *o;
-                    }
-                    let inv = 1.0 / sum;
-                    o.iter_mut().for_each(|o| *o *= inv);
+        par_zip(empty_like(&x), &x, chunk, |o, i| {
+            for (o, i) in o.chunks_mut(row).zip(i.chunks(row)) {
+                let max = i.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let mut sum = 0.0;
+                for (o, &v) in o.iter_mut().zip(i) {
+                    *o = exp(v - max);
+                    sum += *o;
                 }
-            });
-        out
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|o| *o *= inv);
+            }
+        })
     }
 
     fn softmax_last_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let y = contiguous(y);
         let (row, chunk) = rows_per_chunk(&y);
-        let mut grad = match contiguous(grad) {
-            g if g.is_unique() => g,
-            g => g.to_contiguous_copy(),
-        };
-        let src = y.as_slice::<f32>().expect("contiguous f32");
-        grad.storage_mut::<f32>()
-            .par_chunks_mut(chunk)
-            .zip(src.par_chunks(chunk))
-            .for_each(|(g, y)| {
-                for (g, y) in g.chunks_mut(row).zip(y.chunks(row)) {
-                    let dot: f32 = g.iter().zip(y).map(|(a, b)| a * b).sum();
-                    for (g, &y) in g.iter_mut().zip(y) {
-                        *g = y * (*g - dot);
-                    }
+        par_zip(writable(grad), &y, chunk, |g, y| {
+            for (g, y) in g.chunks_mut(row).zip(y.chunks(row)) {
+                let dot: f32 = g.iter().zip(y).map(|(a, b)| a * b).sum();
+                for (g, &y) in g.iter_mut().zip(y) {
+                    *g = y * (*g - dot);
                 }
-            });
-        grad
+            }
+        })
     }
 }
 
-trait CopyOut {
-    /// A contiguous copy in a buffer of its own.
-    fn to_contiguous_copy(&self) -> Self;
+/// `f` on matching chunks of `dst` (written) and `src` (read), `chunk` elements at a time, in
+/// parallel; returns `dst`.
+fn par_zip(
+    mut dst: FlexTensor,
+    src: &FlexTensor,
+    chunk: usize,
+    f: impl Fn(&mut [f32], &[f32]) + Send + Sync,
+) -> FlexTensor {
+    let src = src.as_slice::<f32>().expect("contiguous f32");
+    (dst.storage_mut::<f32>().par_chunks_mut(chunk))
+        .zip(src.par_chunks(chunk))
+        .for_each(|(d, s)| f(d, s));
+    dst
 }
 
-impl CopyOut for FlexTensor {
-    fn to_contiguous_copy(&self) -> Self {
-        let mut out = FlexTensor::empty(self.layout().shape().clone(), DType::F32);
-        out.storage_mut::<f32>()
-            .copy_from_slice(self.as_slice::<f32>().expect("contiguous f32"));
-        out
+/// A new f32 buffer of `x`'s shape.
+fn empty_like(x: &FlexTensor) -> FlexTensor {
+    FlexTensor::empty(x.layout().shape().clone(), DType::F32)
+}
+
+/// The incoming gradient as a buffer the backward may overwrite: its own when nothing else
+/// holds it, else a contiguous copy.
+fn writable(grad: FlexTensor) -> FlexTensor {
+    let grad = contiguous(grad);
+    if grad.is_unique() {
+        return grad;
     }
+    let mut out = empty_like(&grad);
+    out.storage_mut::<f32>()
+        .copy_from_slice(grad.as_slice::<f32>().expect("contiguous f32"));
+    out
 }
 
 /// `x`'s rows (its last dimension) in chunks of about [`CHUNK`] elements, with a buffer of the
@@ -172,32 +160,7 @@ fn contiguous(x: FlexTensor) -> FlexTensor {
 
 impl<B: FlexFused, C: CheckpointStrategy> FlexFused for Autodiff<B, C> {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GeluBackward;
-
-        impl<B: FlexFused> Backward<B, 1> for GeluBackward {
-            /// The input.
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |g| B::gelu_erf_backward(x, g));
-            }
-        }
-
-        let (x, node) = x.into_parts();
-        match GeluBackward.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let y = B::gelu_erf(x.clone());
-                prep.finish(x, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::gelu_erf(x)),
-        }
+        tracked::<B, C>(x, B::gelu_erf, B::gelu_erf_backward, Saved::Input)
     }
 
     /// Not differentiated again (the first-order backward is all training needs).
@@ -206,43 +169,68 @@ impl<B: FlexFused, C: CheckpointStrategy> FlexFused for Autodiff<B, C> {
     }
 
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SoftmaxBackward;
-
-        impl<B: FlexFused> Backward<B, 1> for SoftmaxBackward {
-            /// The output.
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let y = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |g| {
-                    B::softmax_last_backward(y, g)
-                });
-            }
-        }
-
-        let (x, node) = x.into_parts();
-        match SoftmaxBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::softmax_last(x);
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x)),
-        }
+        tracked::<B, C>(x, B::softmax_last, B::softmax_last_backward, Saved::Output)
     }
 
     /// Not differentiated again.
     fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::from_inner(B::softmax_last_backward(Self::inner(y), Self::inner(grad)))
+    }
+}
+
+/// What a fused op's backward reads besides the gradient.
+#[derive(Clone, Copy, PartialEq)]
+enum Saved {
+    Input,
+    Output,
+}
+
+type Unary<B> = fn(FloatTensor<B>) -> FloatTensor<B>;
+type Binary<B> = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+
+/// The backward step of a fused unary op: `grad(saved, incoming gradient)`.
+struct UnaryBackward<B: Backend> {
+    grad: Binary<B>,
+}
+
+impl<B: Backend> std::fmt::Debug for UnaryBackward<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnaryBackward")
+    }
+}
+
+impl<B: Backend> Backward<B, 1> for UnaryBackward<B> {
+    /// The op's input or output ([`Saved`]).
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let saved = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| (self.grad)(saved, g));
+    }
+}
+
+/// `forward` on the inner backend, recorded for autodiff with `grad` as its backward.
+fn tracked<B: FlexFused, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    forward: Unary<B>,
+    grad: Binary<B>,
+    saved: Saved,
+) -> FloatTensor<Autodiff<B, C>> {
+    let (x, node) = x.into_parts();
+    match (UnaryBackward { grad })
+        .prepare::<C>([node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) if saved == Saved::Input => {
+            let y = forward(x.clone());
+            prep.finish(x, y)
+        }
+        OpsKind::Tracked(prep) => {
+            let y = forward(x);
+            prep.finish(y.clone(), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x)),
     }
 }
 
