@@ -47,3 +47,13 @@ pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
     x.clone() * (x / std::f64::consts::SQRT_2).erf().add_scalar(1.0) * 0.5
 }
+
+/// Softmax over the last dimension (attention's probabilities); fused on flex (f32) as
+/// [`gelu_exact`] is.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if crate::flex_kernels::applies(&x) {
+        return crate::flex_kernels::softmax_last(x);
+    }
+    activation::softmax(x, D - 1)
+}

@@ -6,8 +6,9 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::{Device, Tensor, activation::softmax};
+use burn::tensor::{Device, Tensor};
 
+use crate::activation::softmax_last;
 use crate::config::BertConfig;
 use crate::init;
 use crate::layer_norm::LayerNorm;
@@ -101,14 +102,7 @@ impl BertSelfAttention {
         if let Some(mask) = mask {
             scores = scores + mask;
         }
-        #[cfg(feature = "flex")]
-        let probs = match crate::flex_kernels::applies(&scores) {
-            true => crate::flex_kernels::softmax_last(scores),
-            false => softmax(scores, 3),
-        };
-        #[cfg(not(feature = "flex"))]
-        let probs = softmax(scores, 3);
-        let probs = crate::dropout::forward(&self.dropout, probs);
+        let probs = crate::dropout::forward(&self.dropout, softmax_last(scores));
         let context = matmul(probs, value.clone())
             .swap_dims(1, 2)
             .reshape([b, s, h]);

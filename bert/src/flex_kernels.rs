@@ -141,8 +141,8 @@ fn writable(grad: FlexTensor) -> FlexTensor {
     out
 }
 
-/// `x`'s rows (its last dimension) in chunks of about [`CHUNK`] elements, with a buffer of the
-/// same shape for each to write.
+/// The length of `x`'s rows (its last dimension), and a chunk of whole rows of about [`CHUNK`]
+/// elements for [`par_zip`].
 fn rows_per_chunk(x: &FlexTensor) -> (usize, usize) {
     let shape = x.layout().shape();
     let row = shape[shape.num_dims() - 1].max(1);

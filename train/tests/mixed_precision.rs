@@ -191,10 +191,13 @@ fn fp16_trains_to_the_end_with_loss_scaling() {
     let scaler = bert_train::GradScaler::load(&dir.join("checkpoint-6")).unwrap();
     assert!(scaler.scale >= 1.0 && scaler.scale <= 65536.0, "{scaler:?}");
     // Resuming restores the scaler and continues.
-    let mut r = args(&dir, 8);
-    r.fp16 = true;
-    r.resume = bert_train::Resume::Latest;
-    let more = train(&r, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
+    let resume_to = |steps: usize| {
+        let mut r = args(&dir, steps);
+        r.fp16 = true;
+        r.resume = bert_train::Resume::Latest;
+        train(&r, model(&device, 1), &data, &ClassifierTask, &device).unwrap()
+    };
+    let more = resume_to(8);
     assert_eq!(
         more.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
         [7, 8]
@@ -208,16 +211,10 @@ fn fp16_trains_to_the_end_with_loss_scaling() {
     let text = std::fs::read_to_string(&scaler_file).unwrap();
     assert!(text.contains("\"scale\":65536.0"), "{text}");
     std::fs::write(&scaler_file, text.replace("65536.0", "1.0e300")).unwrap();
-    let mut r = args(&dir, 10);
-    r.fp16 = true;
-    r.resume = bert_train::Resume::Latest;
-    train(&r, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
+    resume_to(10);
     let after = bert_train::GradScaler::load(&dir.join("checkpoint-10")).unwrap();
     assert!(after.skipped_steps >= 1, "{after:?}");
-    let mut r = args(&dir, 12);
-    r.fp16 = true;
-    r.resume = bert_train::Resume::Latest;
-    let resumed = train(&r, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
+    let resumed = resume_to(12);
     assert_eq!(
         resumed.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
         [11, 12]
