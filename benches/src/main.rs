@@ -500,10 +500,8 @@ fn compare(args: CompareArgs) -> Result<(), Error> {
 
 fn soak(a: SoakArgs) -> Result<(), Error> {
     let device = bert::backend::device_from_name(&a.backend)?;
-    let dir = std::env::temp_dir().join(format!("bert-soak-{}", std::process::id()));
-    let result = benches::soak::soak(&a.backend, &device, a.steps, a.every, a.warmup_steps, &dir);
-    std::fs::remove_dir_all(&dir).ok();
-    let result = result?;
+    let dir = bert::fixtures::Scratch::dir("soak");
+    let result = benches::soak::soak(&a.backend, &device, a.steps, a.every, a.warmup_steps, &dir)?;
     for s in &result.samples {
         eprintln!(
             "step {:>6}: RSS {:>8.1} MiB  device {:?}",

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bert::fixtures::assert_err;
 use bert::tensors_file::{HostData, HostTensor, NamedTensors, read_tensors, write_tensors};
@@ -14,12 +14,11 @@ use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
 
 /// A scratch copy of a reference case, removed on drop.
-struct Scratch(PathBuf);
+struct Scratch(bert::fixtures::Scratch);
 
 impl Scratch {
     fn copy_of(case: &str, tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("bert-errors-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = bert::fixtures::Scratch::dir(&format!("errors-{tag}"));
         for f in ["config.json", "model.safetensors", "pytorch_model.bin"] {
             if case_dir(case).join(f).is_file() {
                 std::fs::copy(case_dir(case).join(f), dir.join(f)).unwrap();
@@ -37,12 +36,6 @@ impl Scratch {
         let mut t = read_tensors(&file).unwrap();
         edit(&mut t);
         write_tensors(&file, &t, &[("format", "pt")]).unwrap();
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
     }
 }
 

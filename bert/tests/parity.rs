@@ -213,8 +213,8 @@ fn save_pretrained_round_trip() {
     let keep = std::env::var("BERT_ROUNDTRIP_DIR")
         .ok()
         .filter(|d| !d.is_empty());
-    let tmp = std::env::temp_dir().join(format!("bert-roundtrip-{}", std::process::id()));
-    let root = keep.clone().map(Into::into).unwrap_or(tmp.clone());
+    let tmp = bert::fixtures::Scratch::dir("roundtrip");
+    let root = keep.map(PathBuf::from).unwrap_or(tmp.to_path_buf());
     for case in [
         "bert_model",
         "pretraining",
@@ -244,17 +244,18 @@ fn save_pretrained_round_trip() {
         let b = back.forward(&x, &device).unwrap();
         assert_close(case, &b, &a, 0.0, |_| true);
     }
-    if keep.is_none() {
-        std::fs::remove_dir_all(tmp).ok();
-    }
 }
 
 /// Writes `case`'s weights again, renamed by `rename` and stored as `dtype` (F32, F16 or
 /// BF16), with its config, into a scratch directory.
-fn rewritten_case(case: &str, tag: &str, dtype: &str, rename: fn(&str) -> String) -> PathBuf {
+fn rewritten_case(
+    case: &str,
+    tag: &str,
+    dtype: &str,
+    rename: fn(&str) -> String,
+) -> bert::fixtures::Scratch {
     use safetensors::{Dtype, tensor::TensorView};
-    let dir = std::env::temp_dir().join(format!("bert-parity-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = bert::fixtures::Scratch::dir(&format!("parity-{tag}"));
     std::fs::copy(case_dir(case).join("config.json"), dir.join("config.json")).unwrap();
     let weights = bert::Checkpoint::read(case_dir(case)).unwrap().tensors;
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = weights
@@ -320,12 +321,10 @@ fn legacy_names_and_half_precision_checkpoints_load_the_same_model() {
     };
     let dir = rewritten_case(case, "legacy", "F32", legacy);
     assert_eq!(max_abs_diff("logits", &logits(&dir), &want), 0.0);
-    std::fs::remove_dir_all(dir).ok();
     for (dtype, tol) in [("F16", 2e-2), ("BF16", 1e-1)] {
         let dir = rewritten_case(case, dtype, dtype, |k| k.to_string());
         let diff = max_abs_diff("logits", &logits(&dir), &want);
         eprintln!("{dtype}: max |Δ logits| {diff}");
         assert!(diff > 0.0 && diff < tol, "{dtype}: max |Δ logits| {diff}");
-        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -19,12 +19,8 @@ fn fixtures() -> PathBuf {
     bert_datasets::fixtures::dir().unwrap()
 }
 
-fn scratch(name: &str, content: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bert-formats-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p
+fn scratch(name: &str, content: &[u8]) -> bert::fixtures::Scratch {
+    bert::fixtures::Scratch::file("formats", name, content)
 }
 
 fn cols(text: Column, pair: Option<Column>, label: Column, header: bool) -> ClassificationColumns {

@@ -271,10 +271,7 @@ fn streamed_documents_follow_the_rules_of_read_documents() {
             vec!["Last."]
         ]
     );
-    let dir = std::env::temp_dir().join(format!("bert-stream-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("corpus.txt");
-    std::fs::write(&path, text).unwrap();
+    let path = bert::fixtures::Scratch::file("stream", "corpus.txt", text);
     assert_eq!(read_documents(&path).unwrap(), streamed);
 
     let bad = b"fine\n\nstill fine\nbad \xff byte\nnever read\n";

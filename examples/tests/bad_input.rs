@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bert::fixtures::Scratch;
+
 /// `target/<profile>/examples/NAME`, beside this test's `deps/`.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test path");
@@ -16,15 +18,8 @@ fn example(name: &str) -> PathBuf {
     profile_dir.join("examples").join(name)
 }
 
-fn scratch(name: &str, contents: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bert-bad-input-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(&path, contents).unwrap();
-    path
+fn scratch(name: &str, contents: &[u8]) -> Scratch {
+    Scratch::file("bad-input", name, contents)
 }
 
 fn fixtures() -> PathBuf {
@@ -36,9 +31,9 @@ fn fixtures() -> PathBuf {
 fn refuses(name: &str, args: &[&str], status: i32, words: &[&str]) {
     let mut cmd = Command::new(example(name));
     cmd.args(args);
+    let out_dir = Scratch::dir("bad-input-out");
     if !matches!(name, "fill_mask" | "nsp" | "generate") {
-        let out = std::env::temp_dir().join(format!("bert-bad-input-out-{}", std::process::id()));
-        cmd.arg("--output-dir").arg(out);
+        cmd.arg("--output-dir").arg(out_dir.join("out"));
     }
     let out = cmd
         .env("BERT_FIXTURES", fixtures())
@@ -118,31 +113,31 @@ fn classification_data_faults_are_named() {
     let single = scratch("single.csv", b"text,label\na,pos\nb,pos\nc,pos\nd,pos\n");
     let empty = scratch("empty.csv", b"");
     let tiny = scratch("tiny.csv", b"text,label\na,0\nb,1\n");
-    let p = |p: &PathBuf| p.display().to_string();
+    let p = |p: &Path| p.display().to_string();
     let cases: Vec<(PathBuf, Vec<&str>, Vec<String>)> = vec![
         (
-            ragged.clone(),
+            ragged.to_path_buf(),
             vec![],
             vec![format!("{}:12", p(&ragged)), "4 fields".into()],
         ),
         (
-            quote.clone(),
+            quote.to_path_buf(),
             vec![],
             vec![format!("{}:12", p(&quote)), "not closed".into()],
         ),
         (
-            single.clone(),
+            single.to_path_buf(),
             vec![],
             vec!["1 class".into(), "at least 2".into(), "regression".into()],
         ),
-        (empty.clone(), vec![], vec![p(&empty)]),
+        (empty.to_path_buf(), vec![], vec![p(&empty)]),
         (
             PathBuf::from("/nonexistent/train.csv"),
             vec![],
             vec!["/nonexistent/train.csv".into()],
         ),
         (
-            tiny.clone(),
+            tiny.to_path_buf(),
             vec!["--validation-split", "0.1"],
             vec!["evaluation set is empty".into(), "--no-eval".into()],
         ),
@@ -161,12 +156,10 @@ fn classification_data_faults_are_named() {
 fn broken_models_are_named() {
     let minilm = fixtures().join("models/all-MiniLM-L6-v2");
     let copy = |name: &str| {
-        let dir = scratch(
-            &format!("{name}/tokenizer.json"),
-            &std::fs::read(minilm.join("tokenizer.json")).unwrap(),
-        );
-        let dir = dir.parent().unwrap().to_path_buf();
-        std::fs::copy(minilm.join("vocab.txt"), dir.join("vocab.txt")).unwrap();
+        let dir = Scratch::dir(&format!("bad-input-{name}"));
+        for f in ["tokenizer.json", "vocab.txt"] {
+            std::fs::copy(minilm.join(f), dir.join(f)).unwrap();
+        }
         dir
     };
     let bad_config = copy("bad-config");

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bert::fixtures::assert_err;
+use bert::fixtures::{Scratch, assert_err};
 use bert::{BertConfig, BertModel, BertPretrained};
 use bert_examples::{classify, clm, fill_mask, generate, multiple_choice, ner, nsp, pretrain, qa};
 use clap::Parser;
@@ -17,11 +17,8 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bert-examples-{tag}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(tag: &str) -> Scratch {
+    Scratch::dir(&format!("examples-{tag}"))
 }
 
 fn fixtures() -> PathBuf {
@@ -29,7 +26,7 @@ fn fixtures() -> PathBuf {
 }
 
 /// A 2-layer, hidden-32 `BertModel` with all-MiniLM-L6-v2's tokenizer.
-fn tiny_model() -> PathBuf {
+fn tiny_model() -> Scratch {
     let dir = tmp("tiny-model");
     let minilm = fixtures().join("models/all-MiniLM-L6-v2");
     let mut config = BertConfig::tiny(30522, 32, 2, 2);

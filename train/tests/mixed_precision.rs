@@ -72,9 +72,7 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
         let dir = tmp(tag);
         let mut a = args(&dir, 5);
         a.bf16 = bf16;
-        let out = train(&a, model(&device, 1), &data, &ClassifierTask, &device).unwrap();
-        std::fs::remove_dir_all(dir).ok();
-        out
+        train(&a, model(&device, 1), &data, &ClassifierTask, &device).unwrap()
     };
     let f32_run = run(false, "f32");
     let bf16_run = run(true, "bf16");
@@ -99,9 +97,7 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
         &device,
     )
     .unwrap();
-    std::fs::remove_dir_all(dir).ok();
     let pure = relative(&pure_bf16_params(&init), &params(&f32_nodrop.model));
-    std::fs::remove_dir_all(init).ok();
     eprintln!(
         "after 5 steps: parameters moved {moved:.3e} (relative) from init; bf16 mixed vs f32 {diff:.3e}, pure bf16 vs f32 {pure:.3e}"
     );
@@ -125,7 +121,8 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
 /// bf16) from the model saved in `init`, run by [`pure_bf16_child`] in a child process (a
 /// device's float type is set once per process), as f32 values.
 fn pure_bf16_params(init: &Path) -> Vec<f32> {
-    let out = tmp("pure-bf16-params");
+    let dir = tmp("pure-bf16-params");
+    let out = dir.join("params.bin");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["pure_bf16_child", "--exact", "--test-threads", "1"])
         .env("BERT_PURE_BF16_OUT", &out)
@@ -134,7 +131,6 @@ fn pure_bf16_params(init: &Path) -> Vec<f32> {
         .unwrap();
     assert!(status.success(), "the pure bf16 child failed");
     let bytes = std::fs::read(&out).unwrap();
-    std::fs::remove_file(&out).ok();
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
@@ -160,7 +156,6 @@ fn pure_bf16_child() {
     let init = std::env::var_os("BERT_PURE_BF16_INIT").unwrap();
     let start = BertForSequenceClassification::from_pretrained(init, &device).unwrap();
     let trained = train(&args(&dir, 5), start, &data, &ClassifierTask, &device).unwrap();
-    std::fs::remove_dir_all(dir).ok();
     let weight = trained.model.bert.embeddings.word_embeddings.weight.val();
     assert_eq!(weight.dtype(), DType::BF16, "pure bf16 weights");
     let bytes: Vec<u8> = params(&trained.model)
@@ -219,7 +214,6 @@ fn fp16_trains_to_the_end_with_loss_scaling() {
         resumed.step_losses.iter().map(|s| s.0).collect::<Vec<_>>(),
         [11, 12]
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -129,7 +129,7 @@ fn next_sentence_prediction_generalises_to_held_out_pairs() {
     let held_out: Vec<Batch> = (0..4).map(|_| batch(&mut rng, 64, &device)).collect();
     let before = nsp_accuracy(&model, &held_out);
 
-    let dir = std::env::temp_dir().join(format!("bert-nsp-learns-{}", std::process::id()));
+    let dir = bert::fixtures::Scratch::dir("nsp-learns");
     let args = TrainingArguments {
         warmup: 0.1,
         logging_steps: 1000,
@@ -137,7 +137,6 @@ fn next_sentence_prediction_generalises_to_held_out_pairs() {
     };
     let data = InMemoryBatches::new(train_batches.clone(), true, 3);
     let out = train(&args, model, &data, &Task, &device).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
 
     let seen = nsp_accuracy(&out.model, &train_batches);
     let after = nsp_accuracy(&out.model, &held_out);

@@ -1,7 +1,7 @@
 //! What the trainer's tests share: the batches of `reference/adamw.json` and a tiny model.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bert::{
     BertConfig, BertForSequenceClassification, BertInput, BertPretrained,
@@ -81,11 +81,9 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// An empty scratch folder for `tag`, this process's own.
-pub fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bert-train-{tag}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    d
+/// An empty scratch folder for `tag`, removed when dropped.
+pub fn tmp(tag: &str) -> bert::fixtures::Scratch {
+    bert::fixtures::Scratch::dir(&format!("train-{tag}"))
 }
 
 /// Sequence classification on [`batches`]: the model's own loss, saved as HF saves it.
