@@ -5,6 +5,10 @@
 //! Softmax over the last dimension (attention's): composed under autodiff, five passes forward
 //! and about six backward; fused, one pass over the rows each way, in parallel.
 //!
+//! LayerNorm over the last dimension: Burn 0.22 composes it under autodiff (nine element-wise
+//! passes forward, about fifteen backward); fused, burn-flex's own parallel forward and one
+//! parallel pass backward that also sums the weight's and the bias's gradients.
+//!
 //! Exact GELU: composed, `x·½(1 + erf(x/√2))` is five element-wise passes forward and about ten
 //! backward, with a scalar `erf`; fused, one pass each way over both cores. `erf` is
 //! Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the approximation PyTorch's vectorised CPU
@@ -17,9 +21,10 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Shape, Tensor};
 use rayon::prelude::*;
 
 #[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
@@ -32,6 +37,21 @@ pub trait FlexFused: Backend {
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// The softmax's input gradient from its output `y`: `y · (grad - Σ grad·y)` per row.
     fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// LayerNorm over the last dimension: `(x - mean) / √(var + eps) · weight + bias`.
+    fn layer_norm_last(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+    /// The gradients of [`FlexFused::layer_norm_last`] for its input, weight and bias, from its
+    /// input, its weight and the output's gradient.
+    fn layer_norm_last_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// Whether the fused kernels run on `x`: f32 on the flex device (plain or autodiff).
@@ -48,6 +68,22 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// one parallel pass over the rows forward and one backward.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FlexFused>::softmax_last(x.into_dispatch()))
+}
+
+/// LayerNorm over the last dimension of a flex f32 tensor (see [`applies`]), differentiable in
+/// `x`, `weight` and `bias`.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<1>,
+    bias: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FlexFused>::layer_norm_last(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        eps,
+    ))
 }
 
 const CHUNK: usize = 1 << 14;
@@ -106,6 +142,71 @@ impl FlexFused for Flex {
             }
         })
     }
+
+    fn layer_norm_last(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        <Flex as ModuleOps<Flex>>::layer_norm(x, weight, Some(bias), eps)
+    }
+
+    fn layer_norm_last_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        eps: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, weight) = (contiguous(x), contiguous(weight));
+        let w = weight.as_slice::<f32>().expect("contiguous f32");
+        let (h, chunk) = rows_per_chunk(&x);
+        let zeros = || (vec![0f32; h], vec![0f32; h]);
+        let mut dx = writable(grad);
+        let (dw, db) = (dx.storage_mut::<f32>().par_chunks_mut(chunk))
+            .zip(
+                x.as_slice::<f32>()
+                    .expect("contiguous f32")
+                    .par_chunks(chunk),
+            )
+            .map(|(g, x)| {
+                let (mut dw, mut db) = zeros();
+                for (g, x) in g.chunks_mut(h).zip(x.chunks(h)) {
+                    // x̂ = (x - mean)·rstd; with ĝ = g·w:
+                    // dx = rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)), dw = Σ g·x̂, db = Σ g.
+                    let mean = x.iter().sum::<f32>() / h as f32;
+                    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+                    let rstd = 1.0 / (var + eps as f32).sqrt();
+                    let (mut mean_g, mut mean_gx) = (0.0, 0.0);
+                    for i in 0..h {
+                        let xh = (x[i] - mean) * rstd;
+                        dw[i] += g[i] * xh;
+                        db[i] += g[i];
+                        mean_g += g[i] * w[i];
+                        mean_gx += g[i] * w[i] * xh;
+                    }
+                    let (mean_g, mean_gx) = (mean_g / h as f32, mean_gx / h as f32);
+                    for i in 0..h {
+                        let xh = (x[i] - mean) * rstd;
+                        g[i] = rstd * (g[i] * w[i] - mean_g - xh * mean_gx);
+                    }
+                }
+                (dw, db)
+            })
+            .reduce(zeros, |(mut dw, mut db), (dw2, db2)| {
+                dw.iter_mut().zip(dw2).for_each(|(a, b)| *a += b);
+                db.iter_mut().zip(db2).for_each(|(a, b)| *a += b);
+                (dw, db)
+            });
+        (dx, vector(&dw), vector(&db))
+    }
+}
+
+/// A 1-D f32 tensor holding `values`.
+fn vector(values: &[f32]) -> FlexTensor {
+    let mut t = FlexTensor::empty(Shape::new([values.len()]), DType::F32);
+    t.storage_mut::<f32>().copy_from_slice(values);
+    t
 }
 
 /// `f` on matching chunks of `dst` (written) and `src` (read), `chunk` elements at a time, in
@@ -175,6 +276,69 @@ impl<B: FlexFused, C: CheckpointStrategy> FlexFused for Autodiff<B, C> {
     /// Not differentiated again.
     fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::from_inner(B::softmax_last_backward(Self::inner(y), Self::inner(grad)))
+    }
+
+    fn layer_norm_last(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let ((x, x_node), (w, w_node)) = (x.into_parts(), weight.into_parts());
+        let (b, b_node) = bias.into_parts();
+        match (LayerNormBackward { eps })
+            .prepare::<C>([x_node, w_node, b_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::layer_norm_last(x.clone(), w.clone(), b, eps);
+                prep.finish((x, w), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_last(x, w, b, eps)),
+        }
+    }
+
+    /// Not differentiated again.
+    fn layer_norm_last_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dw, db) = B::layer_norm_last_backward(
+            Self::inner(x),
+            Self::inner(weight),
+            Self::inner(grad),
+            eps,
+        );
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dw),
+            Self::from_inner(db),
+        )
+    }
+}
+
+/// The backward step of [`FlexFused::layer_norm_last`]: input, weight and bias gradients from
+/// the saved input and weight.
+#[derive(Debug)]
+struct LayerNormBackward {
+    eps: f64,
+}
+
+impl<B: FlexFused> Backward<B, 3> for LayerNormBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state;
+        let (dx, dw, db) = B::layer_norm_last_backward(x, weight, grad, self.eps);
+        for (parent, grad) in ops.parents.into_iter().zip([dx, dw, db]) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, grad);
+            }
+        }
     }
 }
 
@@ -335,6 +499,72 @@ mod tests {
         let (ga, gb) = (a.grad(&ga).unwrap(), b.grad(&gb).unwrap());
         let diff: f32 = (ga - gb).abs().max().into_scalar();
         assert!(diff < 1e-5, "gradient {diff}");
+    }
+
+    /// Forward and backward of the fused LayerNorm against Burn's composed one (what autodiff
+    /// runs otherwise): the input's, weight's and bias's gradients, rows with offsets and
+    /// scales as the residual stream has.
+    #[test]
+    fn fused_layer_norm_matches_burns_and_its_gradients() {
+        use burn::tensor::TensorData;
+        let d = Device::flex().autodiff();
+        let (rows, h) = (3 * 50, 96);
+        let values: Vec<f32> = (0..rows * h)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0 * (1 + i / h % 5) as f32 + (i / h) as f32)
+            .collect();
+        let x = Tensor::<3>::from_data(TensorData::new(values, [3, 50, h]), &d);
+        let weight = Tensor::<1>::from_data(
+            TensorData::new((0..h).map(|i| 0.5 + (i % 7) as f32 / 5.0).collect(), [h]),
+            &d,
+        );
+        let bias = Tensor::<1>::from_data(
+            TensorData::new((0..h).map(|i| (i % 3) as f32 - 1.0).collect(), [h]),
+            &d,
+        );
+        let upstream = Tensor::<3>::from_data(
+            TensorData::new(
+                (0..rows * h)
+                    .map(|i| ((i % 11) as f32 - 5.0) / 3.0)
+                    .collect(),
+                [3, 50, h],
+            ),
+            &d,
+        );
+        let run = |fused: bool| {
+            let (x, w, b) = (
+                x.clone().require_grad(),
+                weight.clone().require_grad(),
+                bias.clone().require_grad(),
+            );
+            let y = if fused {
+                layer_norm(x.clone(), w.clone(), b.clone(), 1e-12)
+            } else {
+                burn::tensor::module::layer_norm(x.clone(), w.clone(), Some(b.clone()), 1e-12)
+            };
+            let g = (y.clone() * upstream.clone()).sum().backward();
+            let flat = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+            (
+                flat(y.flatten(0, 2)),
+                flat(x.grad(&g).unwrap().flatten(0, 2)),
+                flat(w.grad(&g).unwrap()),
+                flat(b.grad(&g).unwrap()),
+            )
+        };
+        let (fused, composed) = (run(true), run(false));
+        let worst = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                .fold(0f32, f32::max)
+        };
+        assert!(worst(&fused.0, &composed.0) < 1e-5, "forward");
+        assert!(worst(&fused.1, &composed.1) < 1e-4, "input gradient");
+        assert!(worst(&fused.2, &composed.2) < 1e-4, "weight gradient");
+        assert!(worst(&fused.3, &composed.3) < 1e-5, "bias gradient");
+        assert!(
+            composed.2.iter().any(|g| g.abs() > 1.0),
+            "a weight gradient worth checking"
+        );
     }
 
     /// Forward and backward of the fused GELU against the composed form, on the flex device.

@@ -22,7 +22,17 @@ impl LayerNorm {
         }
     }
 
+    /// On flex (f32) it runs fused ([`crate::flex_kernels::layer_norm`]), forward and backward.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(feature = "flex")]
+        if crate::flex_kernels::applies(&x) {
+            return crate::flex_kernels::layer_norm(
+                x,
+                self.weight.val(),
+                self.bias.val(),
+                self.eps,
+            );
+        }
         layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
     }
 }
