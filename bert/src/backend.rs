@@ -40,89 +40,53 @@ pub struct BackendSpec {
     make: fn(usize) -> Backend,
 }
 
-/// Every backend, once.
+/// Every backend, once: name, aliases, Cargo feature (and whether it is compiled in), CPU or
+/// GPU (GPUs take a device index), the [`Backend`] it makes, what it runs on.
+#[rustfmt::skip]
 pub const BACKENDS: [BackendSpec; 8] = [
-    BackendSpec {
-        name: "flex",
-        aliases: &[],
-        feature: "flex",
-        compiled: cfg!(feature = "flex"),
-        indexed: false,
-        gpu: false,
-        runs_on: "CPU, pure Rust (`Device::flex()`; the default)",
-        make: |_| Backend::Flex,
-    },
-    BackendSpec {
-        name: "ndarray",
-        aliases: &[],
-        feature: "ndarray",
-        compiled: cfg!(feature = "ndarray"),
-        indexed: false,
-        gpu: false,
-        runs_on: "CPU (`Device::ndarray()`)",
-        make: |_| Backend::NdArray,
-    },
-    BackendSpec {
-        name: "cpu",
-        aliases: &[],
-        feature: "cpu",
-        compiled: cfg!(feature = "cpu"),
-        indexed: false,
-        gpu: false,
-        runs_on: "CPU, CubeCL through MLIR/LLVM (`Device::cpu()`)",
-        make: |_| Backend::Cpu,
-    },
-    BackendSpec {
-        name: "wgpu",
-        aliases: &[],
-        feature: "wgpu",
-        compiled: cfg!(feature = "wgpu"),
-        indexed: true,
-        gpu: true,
-        runs_on: "GPU through wgpu, any graphics API (`wgpu:N`: the N-th discrete GPU)",
-        make: Backend::Wgpu,
-    },
-    BackendSpec {
-        name: "vulkan",
-        aliases: &[],
-        feature: "vulkan",
-        compiled: cfg!(feature = "vulkan"),
-        indexed: true,
-        gpu: true,
-        runs_on: "GPU through Vulkan (CubeCL SPIR-V)",
-        make: Backend::Vulkan,
-    },
-    BackendSpec {
-        name: "tch",
-        aliases: &["libtorch"],
-        feature: "tch",
-        compiled: cfg!(feature = "tch"),
-        indexed: false,
-        gpu: false,
-        runs_on: "CPU through libtorch (`Device::libtorch()`)",
-        make: |_| Backend::Tch,
-    },
-    BackendSpec {
-        name: "tch-cuda",
-        aliases: &["libtorch-cuda"],
-        feature: "tch",
-        compiled: cfg!(feature = "tch"),
-        indexed: true,
-        gpu: true,
-        runs_on: "NVIDIA GPU through libtorch (`Device::libtorch_cuda(N)`)",
-        make: Backend::TchCuda,
-    },
-    BackendSpec {
-        name: "cuda",
-        aliases: &[],
-        feature: "cuda",
-        compiled: cfg!(feature = "cuda"),
-        indexed: true,
-        gpu: true,
-        runs_on: "NVIDIA GPU, CubeCL CUDA (`Device::cuda(N)`)",
-        make: Backend::Cuda,
-    },
+    row("flex", &[], "flex", cfg!(feature = "flex"), CPU, |_| Backend::Flex,
+        "CPU, pure Rust (`Device::flex()`; the default)"),
+    row("ndarray", &[], "ndarray", cfg!(feature = "ndarray"), CPU, |_| Backend::NdArray,
+        "CPU (`Device::ndarray()`)"),
+    row("cpu", &[], "cpu", cfg!(feature = "cpu"), CPU, |_| Backend::Cpu,
+        "CPU, CubeCL through MLIR/LLVM (`Device::cpu()`)"),
+    row("wgpu", &[], "wgpu", cfg!(feature = "wgpu"), GPU, Backend::Wgpu,
+        "GPU through wgpu, any graphics API (`wgpu:N`: the N-th discrete GPU)"),
+    row("vulkan", &[], "vulkan", cfg!(feature = "vulkan"), GPU, Backend::Vulkan,
+        "GPU through Vulkan (CubeCL SPIR-V)"),
+    row("tch", &["libtorch"], "tch", cfg!(feature = "tch"), CPU, |_| Backend::Tch,
+        "CPU through libtorch (`Device::libtorch()`)"),
+    row("tch-cuda", &["libtorch-cuda"], "tch", cfg!(feature = "tch"), GPU, Backend::TchCuda,
+        "NVIDIA GPU through libtorch (`Device::libtorch_cuda(N)`)"),
+    row("cuda", &[], "cuda", cfg!(feature = "cuda"), GPU, Backend::Cuda,
+        "NVIDIA GPU, CubeCL CUDA (`Device::cuda(N)`)"),
 ];
+
+const CPU: bool = false;
+const GPU: bool = true;
+
+/// A row of [`BACKENDS`]: GPUs take a device index (`cuda:1`); CPUs do not.
+#[allow(clippy::too_many_arguments)]
+const fn row(
+    name: &'static str,
+    aliases: &'static [&'static str],
+    feature: &'static str,
+    compiled: bool,
+    gpu: bool,
+    make: fn(usize) -> Backend,
+    runs_on: &'static str,
+) -> BackendSpec {
+    BackendSpec {
+        name,
+        aliases,
+        feature,
+        compiled,
+        indexed: gpu,
+        gpu,
+        runs_on,
+        make,
+    }
+}
 
 /// The backend names for help texts: `flex, ndarray, …, cuda`.
 pub fn names() -> String {

@@ -118,21 +118,25 @@ fn masked_lm_gradients_match_hf_through_the_tied_decoder() {
     let device = device().autodiff();
     let model = BertForMaskedLM::from_pretrained(case_dir(case), &device).unwrap();
     let x = inputs(case);
-    let input = BertInput::new(x["input_ids"].int("input_ids", &device).unwrap())
-        .with_attention_mask(x["attention_mask"].int("attention_mask", &device).unwrap())
-        .with_token_type_ids(x["token_type_ids"].int("token_type_ids", &device).unwrap());
+    let input = hf_input(&x, &device);
     let labels = x["labels"].int("labels", &device).unwrap();
     let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
     let grads = loss.backward();
     check_grads(case, grad_dict(&model, &grads));
 }
 
+/// The model input of HF's inputs `x` (ids, attention mask, token types).
+fn hf_input(x: &NamedTensors, device: &burn::tensor::Device) -> BertInput {
+    let int = |name: &str| x[name].int(name, device).unwrap();
+    BertInput::new(int("input_ids"))
+        .with_attention_mask(int("attention_mask"))
+        .with_token_type_ids(int("token_type_ids"))
+}
+
 /// HF's inputs of `case` and its labels as masked rows (padded to a multiple of 8).
 fn masked_case(case: &str, device: &burn::tensor::Device) -> (BertInput, MaskedPositions) {
     let x = inputs(case);
-    let input = BertInput::new(x["input_ids"].int("input_ids", device).unwrap())
-        .with_attention_mask(x["attention_mask"].int("attention_mask", device).unwrap())
-        .with_token_type_ids(x["token_type_ids"].int("token_type_ids", device).unwrap());
+    let input = hf_input(&x, device);
     let labels: Vec<i64> = x["labels"].to_f32().iter().map(|&l| l as i64).collect();
     let seq = x["labels"].shape[1];
     let masked = MaskedPositions::from_labels(&labels, seq, 8, device).unwrap();
@@ -180,9 +184,7 @@ fn sequence_classification_gradients_match_hf() {
     let device = device().autodiff();
     let model = BertForSequenceClassification::from_pretrained(case_dir(case), &device).unwrap();
     let x = inputs(case);
-    let input = BertInput::new(x["input_ids"].int("input_ids", &device).unwrap())
-        .with_attention_mask(x["attention_mask"].int("attention_mask", &device).unwrap())
-        .with_token_type_ids(x["token_type_ids"].int("token_type_ids", &device).unwrap());
+    let input = hf_input(&x, &device);
     let labels = SequenceClassificationLabels::Classes(x["labels"].int("labels", &device).unwrap());
     let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
     let grads = loss.backward();

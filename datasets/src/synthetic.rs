@@ -91,6 +91,34 @@ const SUBJECTS: [&str; 10] = [
     "painting",
 ];
 
+/// An answer in a generated fact: one of a list, or a year.
+#[derive(Clone, Copy)]
+enum Blank {
+    Pick(&'static [&'static str]),
+    Year,
+}
+
+impl Blank {
+    fn draw(self, rng: &mut StdRng) -> String {
+        match self {
+            Self::Pick(list) => list.choose(rng).unwrap().to_string(),
+            Self::Year => rng.random_range(1900..2010).to_string(),
+        }
+    }
+}
+
+/// The facts a generated SQuAD context states about a person `{p}`: the sentence around its
+/// two answers, the answers, and a question for each.
+#[rustfmt::skip]
+const FACTS: [([&str; 3], [Blank; 2], [&str; 2]); 3] = [
+    (["{p} was born in ", " in ", "."], [Blank::Pick(&CITIES), Blank::Year],
+        ["Where was {p} born?", "In what year was {p} born?"]),
+    (["{p} works as a ", " for ", "."], [Blank::Pick(&JOBS), Blank::Pick(&COMPANIES)],
+        ["What does {p} work as?", "Which company does {p} work for?"]),
+    (["{p} moved to ", " to study ", "."], [Blank::Pick(&CITIES), Blank::Pick(&SUBJECTS)],
+        ["Where did {p} move to?", "What did {p} study?"]),
+];
+
 /// Writes [`squad`]`(n, seed)` to `path` (its folder made if needed), for the readers of real
 /// SQuAD files.
 pub fn write_squad(path: &std::path::Path, n: usize, seed: u64) -> Result<(), crate::DataError> {
@@ -117,86 +145,19 @@ pub fn squad(n: usize, seed: u64) -> serde_json::Value {
         // (question, answer, char start) for every fact of this context.
         let mut facts: Vec<(String, String, usize)> = Vec::new();
         for p in people.iter().take(rng.random_range(3..=4)) {
-            let kind = rng.random_range(0..3);
-            let mut sentence =
-                |context: &mut String, parts: &[(&str, Option<(String, String)>)]| {
-                    for (text, qa) in parts {
-                        if let Some((question, _)) = qa {
-                            facts.push((
-                                question.clone(),
-                                text.to_string(),
-                                context.chars().count(),
-                            ));
-                        }
-                        context.push_str(text);
-                    }
-                    context.push(' ');
-                };
-            match kind {
-                0 => {
-                    let (city, year) = (
-                        *CITIES.choose(&mut rng).unwrap(),
-                        rng.random_range(1900..2010),
-                    );
-                    sentence(
-                        &mut context,
-                        &[
-                            (&format!("{p} was born in "), None),
-                            (city, Some((format!("Where was {p} born?"), String::new()))),
-                            (" in ", None),
-                            (
-                                &year.to_string(),
-                                Some((format!("In what year was {p} born?"), String::new())),
-                            ),
-                            (".", None),
-                        ],
-                    );
-                }
-                1 => {
-                    let (job, company) = (
-                        *JOBS.choose(&mut rng).unwrap(),
-                        *COMPANIES.choose(&mut rng).unwrap(),
-                    );
-                    sentence(
-                        &mut context,
-                        &[
-                            (&format!("{p} works as a "), None),
-                            (
-                                job,
-                                Some((format!("What does {p} work as?"), String::new())),
-                            ),
-                            (" for ", None),
-                            (
-                                company,
-                                Some((format!("Which company does {p} work for?"), String::new())),
-                            ),
-                            (".", None),
-                        ],
-                    );
-                }
-                _ => {
-                    let (city, subject) = (
-                        *CITIES.choose(&mut rng).unwrap(),
-                        *SUBJECTS.choose(&mut rng).unwrap(),
-                    );
-                    sentence(
-                        &mut context,
-                        &[
-                            (&format!("{p} moved to "), None),
-                            (
-                                city,
-                                Some((format!("Where did {p} move to?"), String::new())),
-                            ),
-                            (" to study ", None),
-                            (
-                                subject,
-                                Some((format!("What did {p} study?"), String::new())),
-                            ),
-                            (".", None),
-                        ],
-                    );
-                }
+            let (text, blanks, questions) = &FACTS[rng.random_range(0..FACTS.len())];
+            let answers = blanks.map(|blank| blank.draw(&mut rng));
+            context.push_str(&text[0].replace("{p}", p));
+            for ((question, answer), text) in questions.iter().zip(answers).zip(&text[1..]) {
+                facts.push((
+                    question.replace("{p}", p),
+                    answer.clone(),
+                    context.chars().count(),
+                ));
+                context.push_str(&answer);
+                context.push_str(text);
             }
+            context.push(' ');
         }
         let context = context.trim_end().to_string();
         facts.shuffle(&mut rng);
