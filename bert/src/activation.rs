@@ -38,22 +38,22 @@ impl HiddenAct {
 /// exactly: Burn 0.22's fused `gelu` backward on ndarray and wgpu is off by up to 8.7e-4
 /// (measured against the analytic derivative), which breaks gradient parity with PyTorch.
 ///
-/// On flex (f32) it runs fused instead ([`crate::flex_kernels`]): the same function and
+/// On flex and ndarray (f32) it runs fused instead ([`crate::cpu_kernels`]): the same function and
 /// derivative to 1e-6, in one parallel pass each way.
 pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    #[cfg(feature = "flex")]
-    if crate::flex_kernels::applies(&x) {
-        return crate::flex_kernels::gelu(x);
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    if crate::cpu_kernels::applies(&x) {
+        return crate::cpu_kernels::gelu(x);
     }
     x.clone() * (x / std::f64::consts::SQRT_2).erf().add_scalar(1.0) * 0.5
 }
 
-/// Softmax over the last dimension (attention's probabilities); fused on flex (f32) as
+/// Softmax over the last dimension (attention's probabilities); fused on flex and ndarray (f32) as
 /// [`gelu_exact`] is.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    #[cfg(feature = "flex")]
-    if crate::flex_kernels::applies(&x) {
-        return crate::flex_kernels::softmax_last(x);
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    if crate::cpu_kernels::applies(&x) {
+        return crate::cpu_kernels::softmax_last(x);
     }
     activation::softmax(x, D - 1)
 }

@@ -22,16 +22,11 @@ impl LayerNorm {
         }
     }
 
-    /// On flex (f32) it runs fused ([`crate::flex_kernels::layer_norm`]), forward and backward.
+    /// On flex and ndarray (f32) it runs fused ([`crate::cpu_kernels::layer_norm`]), forward and backward.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        #[cfg(feature = "flex")]
-        if crate::flex_kernels::applies(&x) {
-            return crate::flex_kernels::layer_norm(
-                x,
-                self.weight.val(),
-                self.bias.val(),
-                self.eps,
-            );
+        #[cfg(any(feature = "flex", feature = "ndarray"))]
+        if crate::cpu_kernels::applies(&x) {
+            return crate::cpu_kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps);
         }
         layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
     }

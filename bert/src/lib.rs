@@ -15,12 +15,12 @@ pub mod attention;
 pub mod auto;
 pub mod backend;
 pub mod config;
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+pub mod cpu_kernels;
 pub mod dropout;
 pub mod embeddings;
 pub mod error;
 pub mod fixtures;
-#[cfg(feature = "flex")]
-pub mod flex_kernels;
 pub mod heads;
 pub mod hub;
 pub mod init;
