@@ -362,6 +362,23 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Whether `device` (plain or autodiff) keeps its tensors in host memory: flex and ndarray. A
+/// host-drawn dropout mask costs no transfer there, and the fused CPU kernels run there.
+#[allow(deprecated)] // Device::ndarray: burn-ndarray is deprecated upstream, still a backend here
+pub fn host_memory(device: &Device) -> bool {
+    let inner = device.clone().inner();
+    #[cfg(feature = "flex")]
+    if inner == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    if inner == Device::ndarray() {
+        return true;
+    }
+    let _ = inner;
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Dispatch, backend_extension};
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
 #[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Autodiff)]
@@ -58,19 +58,7 @@ pub trait CpuFused: Backend {
 
 /// Whether the fused kernels run on `x`: f32 on the flex or ndarray device (plain or autodiff).
 pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
-    if x.dtype() != DType::F32 {
-        return false;
-    }
-    let device = x.device().inner();
-    #[cfg(feature = "flex")]
-    if device == Device::flex() {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    if device == Device::ndarray() {
-        return true;
-    }
-    false
+    x.dtype() == DType::F32 && crate::backend::host_memory(&x.device())
 }
 
 /// Exact GELU of a CPU f32 tensor (see [`applies`]), differentiable.
@@ -187,6 +175,8 @@ mod kernels {
         (mean, 1.0 / (var + eps as f32).sqrt())
     }
 
+    /// (Flex runs burn-flex's own SIMD forward instead.)
+    #[cfg_attr(not(feature = "ndarray"), allow(dead_code))]
     pub fn layer_norm_last<T: HostRows>(x: T, weight: T, bias: T, eps: f64) -> T {
         let (x, weight, bias) = (x.contiguous(), weight.contiguous(), bias.contiguous());
         let (w, b) = (weight.values(), bias.values());
@@ -585,6 +575,7 @@ fn exp(x0: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
 
     /// The fused `erf` and `exp` against the standard library's, over the range GELU sees.
     #[test]
@@ -605,6 +596,7 @@ mod tests {
     }
 
     /// The autodiff devices of the CPU backends the kernels run on.
+    #[allow(clippy::vec_init_then_push)] // each push is behind its feature
     fn cpu_devices() -> Vec<Device> {
         let mut devices = Vec::new();
         #[cfg(feature = "flex")]

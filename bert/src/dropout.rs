@@ -14,7 +14,7 @@
 use std::cell::Cell;
 
 use burn::nn::Dropout;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, Tensor, TensorData};
 
 thread_local! {
     /// (seed, calls since seeding) of this thread's host mask stream.
@@ -35,7 +35,7 @@ pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
         return x;
     }
     let keep = 1.0 - dropout.prob;
-    if host_memory(&device) {
+    if crate::backend::host_memory(&device) {
         let shape = x.dims();
         let n: usize = shape.iter().product();
         let key = STREAM.with(|s| {
@@ -48,22 +48,6 @@ pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     }
     let random = x.random_like(Distribution::Bernoulli(keep));
     x * random * (1.0 / keep)
-}
-
-/// The backends whose tensors are host memory, where a host-drawn mask costs no transfer.
-#[allow(deprecated)] // Device::ndarray: burn-ndarray is deprecated upstream, still a backend here
-fn host_memory(device: &Device) -> bool {
-    let inner = device.clone().inner();
-    #[cfg(feature = "flex")]
-    if inner == Device::flex() {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    if inner == Device::ndarray() {
-        return true;
-    }
-    let _ = inner;
-    false
 }
 
 pub(crate) fn splitmix64(x: u64) -> u64 {
@@ -121,7 +105,7 @@ mod tests {
         seed(3);
         let a2 = forward(&drop, x.clone()).into_data();
         assert_ne!(a, b, "a new mask per call");
-        if host_memory(&d) {
+        if crate::backend::host_memory(&d) {
             assert_eq!(a, a2, "re-seeding replays the host stream");
         }
         let kept = a

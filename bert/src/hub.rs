@@ -258,25 +258,41 @@ fn key_rules(base_model: bool, keys: &BTreeSet<String>) -> KeyRemapper {
     KeyRemapper::from_patterns(rules).expect("the key rules are valid patterns")
 }
 
-/// The HF keys of a module's float parameters, in the module's order (HF's `state_dict`
-/// order, which its loading warnings follow).
-struct KeyOrder {
-    path: Vec<String>,
-    keys: Vec<String>,
+/// A float parameter of a module: the field names on its path (`encoder`, `layer`, `0`, …,
+/// `weight`; Burn's names, which the HF key follows), its id and its number of values.
+#[derive(Debug, Clone)]
+pub struct FloatParam {
+    pub path: Vec<String>,
+    pub id: burn::module::ParamId,
+    pub num_elements: usize,
 }
 
-impl ModuleVisitor for KeyOrder {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+/// The float parameters of `module`, in its order (HF's `state_dict` order, which its loading
+/// warnings follow).
+pub fn float_params<M: Module>(module: &M) -> Vec<FloatParam> {
+    #[derive(Default)]
+    struct Visitor {
+        path: Vec<String>,
+        params: Vec<FloatParam>,
     }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+    impl ModuleVisitor for Visitor {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.params.push(FloatParam {
+                path: self.path.clone(),
+                id: param.id,
+                num_elements: param.lazy_shape().num_elements(),
+            });
+        }
     }
-
-    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
-        self.keys.push(hf_key(self.path.iter().map(String::as_str)));
-    }
+    let mut visitor = Visitor::default();
+    module.visit(&mut visitor);
+    visitor.params
 }
 
 /// `types[i]` is the type of the struct that holds field `path[i]`.
@@ -437,14 +453,9 @@ pub trait BertPretrained: Module + Sized {
             .iter()
             .map(|(p, _)| hf_key(p.split('.')))
             .collect();
-        let mut order = KeyOrder {
-            path: Vec::new(),
-            keys: Vec::new(),
-        };
-        model.visit(&mut order);
-        let missing: Vec<String> = order
-            .keys
+        let missing: Vec<String> = float_params(&model)
             .into_iter()
+            .map(|p| hf_key(p.path.iter().map(String::as_str)))
             .filter(|k| absent.contains(k))
             .collect();
         if let Some(key) = missing.iter().find(|k| is_body(k)) {

@@ -29,30 +29,22 @@ pub type NamedTensors = BTreeMap<String, HostTensor>;
 impl HostTensor {
     /// A float tensor copied from the device.
     pub fn from_float<const D: usize>(t: Tensor<D>) -> Self {
-        let shape = t.dims().to_vec();
-        let data = t
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32 data");
-        Self {
-            shape,
-            data: HostData::F32(data),
-        }
+        Self::from_data(t.into_data(), false)
     }
 
     /// An integer tensor copied from the device.
     pub fn from_int<const D: usize>(t: Tensor<D, Int>) -> Self {
-        let shape = t.dims().to_vec();
-        let data = t
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .expect("i64 data");
-        Self {
-            shape,
-            data: HostData::I64(data),
-        }
+        Self::from_data(t.into_data(), true)
+    }
+
+    /// Host data as f32 values, or as i64 ones when `int`.
+    fn from_data(data: TensorData, int: bool) -> Self {
+        let shape = data.shape().to_vec();
+        let data = match int {
+            true => HostData::I64(data.convert::<i64>().try_to_vec().expect("i64 data")),
+            false => HostData::F32(data.convert::<f32>().try_to_vec().expect("f32 data")),
+        };
+        Self { shape, data }
     }
 
     /// A 0-d scalar (HF's `loss`) from a one-element tensor.

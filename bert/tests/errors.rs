@@ -43,57 +43,36 @@ fn load(dir: &Path) -> bert::Result<BertForSequenceClassification> {
     BertForSequenceClassification::from_pretrained(dir, &device())
 }
 
-#[test]
-fn malformed_config_names_the_file_and_the_problem() {
-    let s = Scratch::copy_of("seq_cls_single", "malformed");
-    std::fs::write(s.path().join("config.json"), "{\"hidden_size\": \"big\"").unwrap();
-    assert_err(load(s.path()), &["config.json", "malformed"]);
-}
+/// A broken model folder: its name, how a copy of a real one is broken, the words of the error.
+type Case = (&'static str, Box<dyn Fn(&Path)>, &'static [&'static str]);
 
+/// Broken files in a copy of a real model folder: loading names the file and the problem.
 #[test]
-fn missing_config_names_the_file() {
-    let s = Scratch::copy_of("seq_cls_single", "noconfig");
-    std::fs::remove_file(s.path().join("config.json")).unwrap();
-    assert_err(load(s.path()), &["config.json", "No such file"]);
-}
-
-#[test]
-fn invalid_config_value_is_named() {
-    let s = Scratch::copy_of("seq_cls_single", "badvalue");
-    let text = std::fs::read_to_string(s.path().join("config.json")).unwrap();
-    std::fs::write(
-        s.path().join("config.json"),
-        text.replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 5"),
-    )
-    .unwrap();
-    assert_err(
-        load(s.path()),
-        &["not a multiple of num_attention_heads (5)"],
-    );
-}
-
-#[test]
-fn missing_weights_file_is_named() {
-    let s = Scratch::copy_of("seq_cls_single", "noweights");
-    std::fs::remove_file(s.path().join("model.safetensors")).unwrap();
-    assert_err(
-        load(s.path()),
-        &["no model.safetensors or pytorch_model.bin"],
-    );
-}
-
-#[test]
-fn corrupt_weights_file_is_named() {
-    let s = Scratch::copy_of("seq_cls_single", "corrupt");
-    std::fs::write(
-        s.path().join("model.safetensors"),
-        b"not a safetensors file",
-    )
-    .unwrap();
-    assert_err(
-        load(s.path()),
-        &["model.safetensors", "cannot read weights"],
-    );
+fn broken_model_files_are_named() {
+    let write = |file: &'static str, text: &'static str| {
+        move |dir: &Path| std::fs::write(dir.join(file), text).unwrap()
+    };
+    let remove =
+        |file: &'static str| move |dir: &Path| std::fs::remove_file(dir.join(file)).unwrap();
+    let heads_5 = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let text = text.replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 5");
+        std::fs::write(dir.join("config.json"), text).unwrap();
+    };
+    #[rustfmt::skip]
+    let cases: [Case; 5] = [
+        ("malformed", Box::new(write("config.json", "{\"hidden_size\": \"big\"")), &["config.json", "malformed"]),
+        ("noconfig", Box::new(remove("config.json")), &["config.json", "No such file"]),
+        ("badvalue", Box::new(heads_5), &["not a multiple of num_attention_heads (5)"]),
+        ("noweights", Box::new(remove("model.safetensors")), &["no model.safetensors or pytorch_model.bin"]),
+        ("corrupt", Box::new(write("model.safetensors", "not a safetensors file")), &["model.safetensors", "cannot read weights"]),
+    ];
+    for (tag, edit, words) in cases {
+        eprintln!("case {tag}");
+        let s = Scratch::copy_of("seq_cls_single", tag);
+        edit(s.path());
+        assert_err(load(s.path()), words);
+    }
 }
 
 #[test]

@@ -3,9 +3,8 @@
 //! bias and every LayerNorm weight get no weight decay (the BERT recipe's
 //! `no_decay = ['bias', 'LayerNorm.bias', 'LayerNorm.weight']`), the rest the configured decay.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, ModuleOptimizer};
-use burn::tensor::Tensor;
 
 /// HF `TrainingArguments` defaults for AdamW.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,38 +72,20 @@ pub struct ParamGroupSummary {
 
 impl ParamGroupSummary {
     pub fn of<M: Module>(module: &M) -> Self {
-        struct V {
-            path: Vec<String>,
-            group: ParamGroup,
-            s: ParamGroupSummary,
-        }
-        impl ModuleVisitor for V {
-            fn enter_module(&mut self, name: &str, _: &str) {
-                self.path.push(name.to_string());
-            }
-            fn exit_module(&mut self, _: &str, _: &str) {
-                self.path.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let path = self.path.join(".");
-                let n = param.lazy_shape().num_elements();
-                if self.group.matches(&param.id, Some(&path)) {
-                    self.s.no_decay_tensors += 1;
-                    self.s.no_decay_params += n;
-                    self.s.no_decay_paths.push(path);
-                } else {
-                    self.s.decay_tensors += 1;
-                    self.s.decay_params += n;
-                }
+        let group = no_decay_group();
+        let mut s = Self::default();
+        for p in bert::hub::float_params(module) {
+            let path = p.path.join(".");
+            if group.matches(&p.id, Some(&path)) {
+                s.no_decay_tensors += 1;
+                s.no_decay_params += p.num_elements;
+                s.no_decay_paths.push(path);
+            } else {
+                s.decay_tensors += 1;
+                s.decay_params += p.num_elements;
             }
         }
-        let mut v = V {
-            path: Vec::new(),
-            group: no_decay_group(),
-            s: Self::default(),
-        };
-        module.visit(&mut v);
-        v.s
+        s
     }
 }
 

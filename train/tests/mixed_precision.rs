@@ -38,6 +38,19 @@ fn takes_half() -> bool {
     ok
 }
 
+/// The RNG lock, the test device (autodiff) and the batches, where the backend takes
+/// half-precision products ([`takes_half`]).
+fn half_precision_setup() -> Option<(
+    std::sync::MutexGuard<'static, ()>,
+    Device,
+    InMemoryBatches<Batch>,
+)> {
+    if !takes_half() {
+        return None;
+    }
+    Some(setup(false, 0))
+}
+
 fn args(dir: &Path, steps: usize) -> TrainingArguments {
     run_args(dir, steps, 1e-3)
 }
@@ -62,12 +75,9 @@ fn relative(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
-    if !takes_half() {
+    let Some((_l, device, data)) = half_precision_setup() else {
         return;
-    }
-    let _l = rng_lock();
-    let device = bert::backend::test_device().autodiff();
-    let data = InMemoryBatches::new(batches(&device), false, 0);
+    };
     let run = |bf16: bool, tag: &str| {
         let dir = tmp(tag);
         let mut a = args(&dir, 5);
@@ -167,12 +177,9 @@ fn pure_bf16_child() {
 
 #[test]
 fn fp16_trains_to_the_end_with_loss_scaling() {
-    if !takes_half() {
+    let Some((_l, device, data)) = half_precision_setup() else {
         return;
-    }
-    let _l = rng_lock();
-    let device = bert::backend::test_device().autodiff();
-    let data = InMemoryBatches::new(batches(&device), false, 0);
+    };
     let dir = tmp("fp16");
     let mut a = args(&dir, 6);
     a.fp16 = true;

@@ -39,20 +39,18 @@ impl Task {
 }
 
 impl TrainTask<BertForSequenceClassification, Batch> for Task {
+    /// [`ClassifierTask`]'s loss, counting calls and device reads, failing or diverging on cue.
     fn loss(
         &self,
         model: &BertForSequenceClassification,
-        (input, labels): Batch,
+        b: Batch,
     ) -> Result<Tensor<1>, TrainError> {
         self.calls.set(self.calls.get() + 1);
         self.reads.borrow_mut().push(bert::reads::count());
         if self.fail_at == Some(self.calls.get()) {
             return Err(TrainError::Argument("killed".into()));
         }
-        let loss = model
-            .forward(input, Some(labels))?
-            .loss
-            .expect("labels given");
+        let loss = ClassifierTask.loss(model, b)?;
         Ok(match self.nan_from {
             Some(k) if self.calls.get() >= k => loss * f32::NAN,
             _ => loss,
@@ -97,9 +95,7 @@ fn losses_in_log(dir: &Path) -> Vec<(u64, f64)> {
 
 #[test]
 fn killed_and_resumed_run_has_the_same_losses() {
-    let _rng = rng_lock();
-    let device = device();
-    let data = InMemoryBatches::new(batches(&device), true, 42);
+    let (_rng, device, data) = setup(true, 42);
 
     let full_dir = tmp("full");
     let full = train(
@@ -195,9 +191,7 @@ fn killed_and_resumed_run_has_the_same_losses() {
 
 #[test]
 fn partial_or_corrupted_checkpoints_are_refused() {
-    let _rng = rng_lock();
-    let device = device();
-    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let (_rng, _, data) = setup(false, 0);
     let dir = tmp("corrupt");
     let mut a = args(&dir);
     a.max_steps = Some(3);
@@ -228,9 +222,7 @@ fn partial_or_corrupted_checkpoints_are_refused() {
 /// resumes from the one before; an output folder that cannot be made is named.
 #[test]
 fn checkpoint_faults_keep_what_was_saved() {
-    let _rng = rng_lock();
-    let device = device();
-    let data = InMemoryBatches::new(batches(&device), false, 0);
+    let (_rng, _, data) = setup(false, 0);
     let dir = tmp("faults");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("checkpoint-6"), b"not a folder").unwrap();
@@ -302,10 +294,8 @@ fn bad_arguments_are_named() {
 /// logging step; the optimizer step of a NaN loss is not taken silently into a saved model).
 #[test]
 fn a_diverged_loss_is_named_with_its_step() {
-    let _rng = rng_lock();
-    let device = device();
+    let (_rng, device, data) = setup(false, 0);
     let dir = tmp("nan");
-    let data = InMemoryBatches::new(batches(&device), false, 0);
     let mut task = Task::new(None);
     task.nan_from = Some(7); // micro-batch 7 = optimizer step 4 (2 micro-batches per step)
     let e = train(&args(&dir), model(&device, 1), &data, &task, &device).unwrap_err();
@@ -325,10 +315,8 @@ fn a_diverged_loss_is_named_with_its_step() {
 /// checked from ranges taken on the host.
 #[test]
 fn steps_between_logging_steps_read_nothing_from_the_device() {
-    let _rng = rng_lock();
-    let device = device();
+    let (_rng, device, data) = setup(false, 0);
     let dir = tmp("reads");
-    let data = InMemoryBatches::new(batches(&device), false, 0);
     let mut a = args(&dir);
     a.max_steps = Some(9);
     a.logging_steps = 4;

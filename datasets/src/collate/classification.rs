@@ -6,7 +6,7 @@ use bert::{BertInput, SequenceClassificationLabels};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{TokenizedText, int1, pad_texts};
+use super::{DataCollatorWithPadding, TokenizedText, int1, pad_texts};
 use crate::tasks::classification::Label;
 
 /// A text (or pair) and its label.
@@ -24,13 +24,7 @@ pub struct ClassificationBatch {
     pub labels: SequenceClassificationLabels,
 }
 
-/// Pads classification items.
-#[derive(Debug, Clone, Copy)]
-pub struct ClassificationBatcher {
-    pub pad_id: u32,
-}
-
-impl Batcher<ClassificationItem, ClassificationBatch> for ClassificationBatcher {
+impl Batcher<ClassificationItem, ClassificationBatch> for DataCollatorWithPadding {
     fn batch(&self, items: Vec<ClassificationItem>, device: &Device) -> ClassificationBatch {
         let texts: Vec<&TokenizedText> = items.iter().map(|i| &i.text).collect();
         let input = pad_texts(&texts, self.pad_id, device);

@@ -6,7 +6,9 @@ use bert::{BertInput, MaskedPositions};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::{TokenizedText, int1, int2, pad_labels, pad_texts, pad_texts_to};
+use super::{
+    DataCollatorWithPadding, TokenizedText, int1, int2, pad_labels, pad_texts, pad_texts_to,
+};
 use crate::pretraining::{MlmMasker, PretrainingPair, continuation_table};
 use crate::{BertTokenizer, DataError};
 
@@ -134,13 +136,7 @@ pub struct CausalLmBatch {
     pub labels: Tensor<2, Int>,
 }
 
-/// Pads blocks of ids; each block is its own labels.
-#[derive(Debug, Clone, Copy)]
-pub struct CausalLmBatcher {
-    pub pad_id: u32,
-}
-
-impl Batcher<Vec<u32>, CausalLmBatch> for CausalLmBatcher {
+impl Batcher<Vec<u32>, CausalLmBatch> for DataCollatorWithPadding {
     fn batch(&self, blocks: Vec<Vec<u32>>, device: &Device) -> CausalLmBatch {
         let texts: Vec<TokenizedText> = blocks.iter().cloned().map(TokenizedText::single).collect();
         let refs: Vec<&TokenizedText> = texts.iter().collect();

@@ -6,7 +6,9 @@
 //! without reading the device.
 //!
 //! The collators are Burn `Batcher`s; the trainer's batch source (`bert_train::ItemBatches`)
-//! and the evaluation loops call them, and Burn's `DataLoaderBuilder` can serve them too.
+//! and the evaluation loops call them, and Burn's `DataLoaderBuilder` can serve them too. The
+//! fine-tuning tasks and causal LM only pad: one collator, [`DataCollatorWithPadding`], serves
+//! them all (the task names below are its aliases); pretraining also masks.
 //!
 //! | task                      | item                           | collator                        | batch                        |
 //! |---------------------------|--------------------------------|---------------------------------|------------------------------|
@@ -23,17 +25,30 @@ mod multiple_choice;
 mod question_answering;
 mod token_classification;
 
-pub use classification::{ClassificationBatch, ClassificationBatcher, ClassificationItem};
-pub use language_modeling::{
-    CausalLmBatch, CausalLmBatcher, PretrainingBatch, PretrainingCollator,
-};
-pub use multiple_choice::{MultipleChoiceBatch, MultipleChoiceBatcher, MultipleChoiceItem};
-pub use question_answering::{
-    QuestionAnsweringBatch, QuestionAnsweringBatcher, QuestionAnsweringItem,
-};
-pub use token_classification::{
-    TokenClassificationBatch, TokenClassificationBatcher, TokenClassificationItem,
-};
+pub use classification::{ClassificationBatch, ClassificationItem};
+pub use language_modeling::{CausalLmBatch, PretrainingBatch, PretrainingCollator};
+pub use multiple_choice::{MultipleChoiceBatch, MultipleChoiceItem};
+pub use question_answering::{QuestionAnsweringBatch, QuestionAnsweringItem};
+pub use token_classification::{TokenClassificationBatch, TokenClassificationItem};
+
+/// Pads a batch of items to its longest sequence with `pad_id` (HF's
+/// `DataCollatorWithPadding`): a Burn `Batcher` for every fine-tuning task's items and for
+/// causal-LM blocks, each into its task's batch.
+#[derive(Debug, Clone, Copy)]
+pub struct DataCollatorWithPadding {
+    pub pad_id: u32,
+}
+
+/// [`DataCollatorWithPadding`] for sequence classification.
+pub type ClassificationBatcher = DataCollatorWithPadding;
+/// [`DataCollatorWithPadding`] for token classification (labels padded with -100).
+pub type TokenClassificationBatcher = DataCollatorWithPadding;
+/// [`DataCollatorWithPadding`] for question answering.
+pub type QuestionAnsweringBatcher = DataCollatorWithPadding;
+/// [`DataCollatorWithPadding`] for multiple choice (every choice padded to the longest).
+pub type MultipleChoiceBatcher = DataCollatorWithPadding;
+/// [`DataCollatorWithPadding`] for causal LM (each block is its own labels).
+pub type CausalLmBatcher = DataCollatorWithPadding;
 
 use bert::{BertInput, HostBounds};
 use burn::tensor::{Device, Int, Tensor, TensorData};

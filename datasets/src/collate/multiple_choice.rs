@@ -4,7 +4,7 @@
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::{TokenizedText, int1, pad_texts};
+use super::{DataCollatorWithPadding, TokenizedText, int1, pad_texts};
 
 /// The context paired with each choice, and the right choice's index.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,12 +22,7 @@ pub struct MultipleChoiceBatch {
     pub labels: Tensor<1, Int>,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct MultipleChoiceBatcher {
-    pub pad_id: u32,
-}
-
-impl Batcher<MultipleChoiceItem, MultipleChoiceBatch> for MultipleChoiceBatcher {
+impl Batcher<MultipleChoiceItem, MultipleChoiceBatch> for DataCollatorWithPadding {
     fn batch(&self, items: Vec<MultipleChoiceItem>, device: &Device) -> MultipleChoiceBatch {
         let (b, c) = (items.len(), items.first().map_or(0, |i| i.choices.len()));
         let texts: Vec<&TokenizedText> = items.iter().flat_map(|i| &i.choices).collect();

@@ -4,7 +4,7 @@ use bert::BertInput;
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::{TokenizedText, int1, pad_texts};
+use super::{DataCollatorWithPadding, TokenizedText, int1, pad_texts};
 use crate::tasks::squad::SquadFeature;
 
 /// An extractive-QA item: a window and its answer token span (0, 0 when absent).
@@ -32,12 +32,7 @@ pub struct QuestionAnsweringBatch {
     pub end_positions: Tensor<1, Int>,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct QuestionAnsweringBatcher {
-    pub pad_id: u32,
-}
-
-impl Batcher<QuestionAnsweringItem, QuestionAnsweringBatch> for QuestionAnsweringBatcher {
+impl Batcher<QuestionAnsweringItem, QuestionAnsweringBatch> for DataCollatorWithPadding {
     fn batch(&self, items: Vec<QuestionAnsweringItem>, device: &Device) -> QuestionAnsweringBatch {
         let texts: Vec<&TokenizedText> = items.iter().map(|i| &i.text).collect();
         let pos = |f: &dyn Fn(&QuestionAnsweringItem) -> usize| {

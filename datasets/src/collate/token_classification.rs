@@ -5,7 +5,7 @@ use bert::BertInput;
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::{TokenizedText, int2, pad_labels, pad_texts};
+use super::{DataCollatorWithPadding, TokenizedText, int2, pad_labels, pad_texts};
 
 /// A token classification item: a label per token (-100 where none).
 #[derive(Debug, Clone, PartialEq)]
@@ -22,12 +22,7 @@ pub struct TokenClassificationBatch {
     pub labels: Tensor<2, Int>,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct TokenClassificationBatcher {
-    pub pad_id: u32,
-}
-
-impl Batcher<TokenClassificationItem, TokenClassificationBatch> for TokenClassificationBatcher {
+impl Batcher<TokenClassificationItem, TokenClassificationBatch> for DataCollatorWithPadding {
     fn batch(
         &self,
         items: Vec<TokenClassificationItem>,

@@ -7,7 +7,7 @@ use bert::{
     BertConfig, BertForSequenceClassification, BertInput, BertPretrained,
     SequenceClassificationLabels,
 };
-use bert_train::{TrainError, TrainTask, TrainingArguments};
+use bert_train::{InMemoryBatches, TrainError, TrainTask, TrainingArguments};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
@@ -79,6 +79,22 @@ static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a training test starts from: the RNG lock (Burn's device RNG is process-wide), the
+/// test device (autodiff) and [`batches`] on it, shuffled by `seed` when `shuffle`.
+pub fn setup(
+    shuffle: bool,
+    seed: u64,
+) -> (
+    std::sync::MutexGuard<'static, ()>,
+    Device,
+    InMemoryBatches<Batch>,
+) {
+    let lock = rng_lock();
+    let device = bert::backend::test_device().autodiff();
+    let data = InMemoryBatches::new(batches(&device), shuffle, seed);
+    (lock, device, data)
 }
 
 /// An empty scratch folder for `tag`, removed when dropped.
