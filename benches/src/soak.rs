@@ -86,10 +86,6 @@ impl TrainTask<Model, ClassificationBatch> for Task {
             ("eval_rss_mib".to_string(), rss),
         ])))
     }
-
-    fn save_pretrained(&self, model: &Model, dir: &Path) -> Result<(), TrainError> {
-        Ok(model.save_pretrained(dir)?)
-    }
 }
 
 /// `steps` training steps on `device` (named `backend`), memory sampled every `every` steps;

@@ -373,7 +373,7 @@ impl TrainArgs {
         setup: &Setup,
     ) -> Result<bert_train::TrainOutput<M>, crate::Error>
     where
-        M: burn::module::Module + 'static,
+        M: burn::module::Module + bert::BertPretrained + 'static,
         I: Length + Clone + 'static,
         B: 'static,
         T: bert_train::TrainTask<M, B> + Collates<I, B>,
@@ -394,7 +394,7 @@ impl TrainArgs {
     /// Trains `model` on `batches` with `task` on the autodiff `device` and prints the run's
     /// report.
     #[allow(clippy::too_many_arguments)]
-    pub fn train<M: burn::module::Module + 'static, B>(
+    pub fn train<M: burn::module::Module + bert::BertPretrained + 'static, B>(
         &self,
         d: &TrainDefaults,
         model: M,

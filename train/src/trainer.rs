@@ -20,7 +20,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bert::BertPretrained;
 use bert::precision::{Autocast, autocast};
+use bert_datasets::BertTokenizer;
 use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -117,7 +119,7 @@ impl Default for TrainingArguments {
 }
 
 /// What a task contributes to the loop.
-pub trait TrainTask<M, B> {
+pub trait TrainTask<M: BertPretrained, B> {
     /// The (mean) loss of one micro-batch.
     fn loss(&self, model: &M, batch: B) -> Result<Tensor<1>, TrainError>;
 
@@ -126,9 +128,20 @@ pub trait TrainTask<M, B> {
         Ok(None)
     }
 
-    /// Writes the model in HF format (for `best_model/` and `final_model/`); no default, so
-    /// that a task cannot silently save nothing.
-    fn save_pretrained(&self, model: &M, dir: &Path) -> Result<(), TrainError>;
+    /// The tokenizer saved beside the model (HF's `Trainer(processing_class=…)`), if any.
+    fn tokenizer(&self) -> Option<&BertTokenizer> {
+        None
+    }
+
+    /// Writes the model in HF format, with [`TrainTask::tokenizer`] when there is one, as HF's
+    /// `Trainer.save_model` does (for `best_model/` and `final_model/`).
+    fn save_pretrained(&self, model: &M, dir: &Path) -> Result<(), TrainError> {
+        model.save_pretrained(dir)?;
+        if let Some(tokenizer) = self.tokenizer() {
+            tokenizer.save_pretrained(dir)?;
+        }
+        Ok(())
+    }
 }
 
 /// The result of [`train`].
@@ -196,7 +209,7 @@ pub fn train<M, B>(
     device: &Device,
 ) -> Result<TrainOutput<M>, TrainError>
 where
-    M: Module + 'static,
+    M: Module + BertPretrained + 'static,
 {
     let micro_per_epoch = data.len();
     validate(args, micro_per_epoch)?;
@@ -469,7 +482,7 @@ fn progress_bar(show: bool, total: usize, start: usize) -> ProgressBar {
 /// pass under `mode`, each backward pass from the loss × `loss_scale`, the gradients scaled
 /// back by `1 / (accum × loss_scale)` and summed; returns them and the step's mean (unscaled)
 /// loss, on the device.
-fn accumulate<M: Module + 'static, B>(
+fn accumulate<M: Module + BertPretrained + 'static, B>(
     model: &M,
     data: &dyn BatchSource<B>,
     task: &dyn TrainTask<M, B>,
@@ -545,7 +558,7 @@ impl LogWindow {
 
 /// An evaluation: logs the task's metrics, saves `best_model/` when `metric_for_best_model`
 /// improved, counts early-stopping patience; returns whether to stop.
-fn evaluate<M, B>(
+fn evaluate<M: BertPretrained, B>(
     args: &TrainingArguments,
     model: &M,
     task: &dyn TrainTask<M, B>,

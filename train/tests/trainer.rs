@@ -56,13 +56,6 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
             _ => loss,
         })
     }
-    fn save_pretrained(
-        &self,
-        model: &BertForSequenceClassification,
-        dir: &Path,
-    ) -> Result<(), TrainError> {
-        ClassifierTask.save_pretrained(model, dir)
-    }
 }
 
 /// A run of the tiny model (seed 1) with `args` on `data` and the plain task.

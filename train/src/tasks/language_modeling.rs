@@ -1,8 +1,6 @@
 //! `BertForPreTraining` (masked LM + next sentence prediction, HF `run_mlm.py` with NSP) and
 //! `BertLMHeadModel` (next-token prediction, HF `run_clm.py`).
 
-use std::path::Path;
-
 use bert::{BertForPreTraining, BertLMHeadModel};
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{CausalLmBatch, PretrainingBatch, PretrainingCollator};
@@ -10,7 +8,7 @@ use bert_datasets::pretraining::{Corpus, NspOptions, PretrainingPair};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::{WeightedMean, save_with_tokenizer};
+use super::WeightedMean;
 use crate::{ItemStream, Metrics, StreamedBatches, TrainError, TrainTask};
 
 /// Pretraining with evaluation on held-out pairs (fixed masks, so numbers compare across
@@ -141,8 +139,8 @@ impl TrainTask<BertForPreTraining, PretrainingBatch> for PretrainingTask {
         ])))
     }
 
-    fn save_pretrained(&self, model: &BertForPreTraining, dir: &Path) -> Result<(), TrainError> {
-        save_with_tokenizer(model, &self.tokenizer, dir)
+    fn tokenizer(&self) -> Option<&BertTokenizer> {
+        Some(&self.tokenizer)
     }
 }
 
@@ -193,8 +191,8 @@ impl TrainTask<BertLMHeadModel, CausalLmBatch> for CausalLmTask {
         ])))
     }
 
-    fn save_pretrained(&self, model: &BertLMHeadModel, dir: &Path) -> Result<(), TrainError> {
-        save_with_tokenizer(model, &self.tokenizer, dir)
+    fn tokenizer(&self) -> Option<&BertTokenizer> {
+        Some(&self.tokenizer)
     }
 }
 

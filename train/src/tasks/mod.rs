@@ -31,14 +31,10 @@ pub use token_classification::{
     TagRows, TaggedText, TokenClassificationTask, all_o_baseline, scores, tag,
 };
 
-use std::path::Path;
-
-use bert::BertPretrained;
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{
-    ClassificationBatch, ClassificationBatcher, ClassificationItem, MultipleChoiceBatch,
-    MultipleChoiceBatcher, MultipleChoiceItem, QuestionAnsweringBatch, QuestionAnsweringBatcher,
-    QuestionAnsweringItem, TokenClassificationBatch, TokenClassificationBatcher,
+    ClassificationBatch, ClassificationItem, DataCollatorWithPadding, MultipleChoiceBatch,
+    MultipleChoiceItem, QuestionAnsweringBatch, QuestionAnsweringItem, TokenClassificationBatch,
     TokenClassificationItem,
 };
 use burn::data::dataloader::batcher::Batcher;
@@ -60,12 +56,12 @@ pub trait Collates<I, B> {
 /// The fine-tuning tasks' collators: each pads with its tokenizer's `[PAD]`; a task has
 /// evaluation data when its evaluation batches (or questions) are not empty.
 macro_rules! collates_with_pad {
-    ($($task:ty: $item:ty => $batch:ty, $collator:ident, $eval:ident;)*) => {$(
+    ($($task:ty: $item:ty => $batch:ty, $eval:ident;)*) => {$(
         impl Collates<$item, $batch> for $task {
-            type Collator = $collator;
+            type Collator = DataCollatorWithPadding;
 
-            fn collator(&self) -> Result<$collator, TrainError> {
-                Ok($collator {
+            fn collator(&self) -> Result<DataCollatorWithPadding, TrainError> {
+                Ok(DataCollatorWithPadding {
                     pad_id: self.tokenizer.special_ids()?.pad,
                 })
             }
@@ -78,21 +74,27 @@ macro_rules! collates_with_pad {
 }
 
 collates_with_pad! {
-    SequenceClassificationTask: ClassificationItem => ClassificationBatch, ClassificationBatcher, eval;
-    TokenClassificationTask: TokenClassificationItem => TokenClassificationBatch, TokenClassificationBatcher, eval;
-    MultipleChoiceTask: MultipleChoiceItem => MultipleChoiceBatch, MultipleChoiceBatcher, eval;
-    QuestionAnsweringTask: QuestionAnsweringItem => QuestionAnsweringBatch, QuestionAnsweringBatcher, examples;
+    SequenceClassificationTask: ClassificationItem => ClassificationBatch, eval;
+    TokenClassificationTask: TokenClassificationItem => TokenClassificationBatch, eval;
+    MultipleChoiceTask: MultipleChoiceItem => MultipleChoiceBatch, eval;
+    QuestionAnsweringTask: QuestionAnsweringItem => QuestionAnsweringBatch, examples;
 }
 
-/// Writes the model and its tokenizer as one HF model directory.
-pub fn save_with_tokenizer<M: BertPretrained>(
-    model: &M,
+/// `items` padded with `tokenizer`'s `[PAD]` ([`DataCollatorWithPadding`]) in batches of
+/// `batch_size` on `device`, in order: a fine-tuning task's evaluation batches.
+pub fn padded_eval_batches<I: Clone, B>(
+    items: &[I],
+    batch_size: usize,
     tokenizer: &BertTokenizer,
-    dir: &Path,
-) -> Result<(), TrainError> {
-    model.save_pretrained(dir)?;
-    tokenizer.save_pretrained(dir)?;
-    Ok(())
+    device: &Device,
+) -> Result<Vec<B>, TrainError>
+where
+    DataCollatorWithPadding: Batcher<I, B>,
+{
+    let collator = DataCollatorWithPadding {
+        pad_id: tokenizer.special_ids()?.pad,
+    };
+    eval_batches(items, batch_size, &collator, device)
 }
 
 /// `items` collated in chunks of `batch_size` on `device`, in order (evaluation batches).

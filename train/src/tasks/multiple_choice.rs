@@ -1,14 +1,12 @@
 //! `BertForMultipleChoice` (HF `run_swag.py`): accuracy over held-out items.
 
-use std::path::Path;
-
 use bert::{BertForMultipleChoice, MultipleChoiceModelOutput};
 use bert_datasets::BertTokenizer;
-use bert_datasets::collate::{MultipleChoiceBatch, MultipleChoiceBatcher, MultipleChoiceItem};
+use bert_datasets::collate::{MultipleChoiceBatch, MultipleChoiceItem};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::{WeightedMean, eval_batches, save_with_tokenizer};
+use super::{WeightedMean, padded_eval_batches};
 use crate::{Metrics, TrainError, TrainTask};
 
 pub struct MultipleChoiceTask {
@@ -24,11 +22,8 @@ impl MultipleChoiceTask {
         tokenizer: BertTokenizer,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let batcher = MultipleChoiceBatcher {
-            pad_id: tokenizer.special_ids()?.pad,
-        };
         Ok(Self {
-            eval: eval_batches(eval_items, batch_size, &batcher, device)?,
+            eval: padded_eval_batches(eval_items, batch_size, &tokenizer, device)?,
             tokenizer,
         })
     }
@@ -85,7 +80,7 @@ impl TrainTask<BertForMultipleChoice, MultipleChoiceBatch> for MultipleChoiceTas
         ])))
     }
 
-    fn save_pretrained(&self, model: &BertForMultipleChoice, dir: &Path) -> Result<(), TrainError> {
-        save_with_tokenizer(model, &self.tokenizer, dir)
+    fn tokenizer(&self) -> Option<&BertTokenizer> {
+        Some(&self.tokenizer)
     }
 }

@@ -1,8 +1,6 @@
 //! `BertForQuestionAnswering` (HF `run_qa.py`, `QuestionAnsweringPipeline`): long contexts in
 //! windows, the n-best spans over all windows, SQuAD exact match and F1.
 
-use std::path::Path;
-
 use bert::BertForQuestionAnswering;
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{
@@ -17,7 +15,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::{WeightedMean, rows, save_with_tokenizer};
+use super::{WeightedMean, rows};
 use crate::{Metrics, TrainError, TrainTask};
 
 /// Fine-tuning with SQuAD evaluation on held-out questions.
@@ -162,12 +160,8 @@ impl TrainTask<BertForQuestionAnswering, QuestionAnsweringBatch> for QuestionAns
         ])))
     }
 
-    fn save_pretrained(
-        &self,
-        model: &BertForQuestionAnswering,
-        dir: &Path,
-    ) -> Result<(), TrainError> {
-        save_with_tokenizer(model, &self.tokenizer, dir)
+    fn tokenizer(&self) -> Option<&BertTokenizer> {
+        Some(&self.tokenizer)
     }
 }
 

@@ -1,18 +1,16 @@
 //! `BertForSequenceClassification` (HF `run_glue.py`, `TextClassificationPipeline`):
 //! single-label, regression and multi-label classification of a text or a pair.
 
-use std::path::Path;
-
 use bert::{BertForSequenceClassification, BertPretrained, ProblemType};
 use bert_datasets::BertTokenizer;
-use bert_datasets::collate::{ClassificationBatch, ClassificationBatcher, ClassificationItem};
+use bert_datasets::collate::{ClassificationBatch, ClassificationItem};
 use bert_datasets::collate::{TokenizedText, pad_texts};
 use bert_datasets::metrics::{argmax, classification_metrics};
 use bert_datasets::tasks::classification::Label;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::{WeightedMean, eval_batches, label_name, rows, save_with_tokenizer};
+use super::{WeightedMean, label_name, padded_eval_batches, rows};
 use crate::{Metrics, TrainError, TrainTask};
 
 /// Fine-tuning with evaluation on held-out items.
@@ -32,12 +30,9 @@ impl SequenceClassificationTask {
         tokenizer: BertTokenizer,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let batcher = ClassificationBatcher {
-            pad_id: tokenizer.special_ids()?.pad,
-        };
         Ok(Self {
             problem_type,
-            eval: eval_batches(eval_items, batch_size, &batcher, device)?,
+            eval: padded_eval_batches(eval_items, batch_size, &tokenizer, device)?,
             eval_labels: eval_items.iter().map(|i| i.label.clone()).collect(),
             tokenizer,
         })
@@ -81,12 +76,8 @@ impl TrainTask<BertForSequenceClassification, ClassificationBatch> for SequenceC
         Ok(Some(m))
     }
 
-    fn save_pretrained(
-        &self,
-        model: &BertForSequenceClassification,
-        dir: &Path,
-    ) -> Result<(), TrainError> {
-        save_with_tokenizer(model, &self.tokenizer, dir)
+    fn tokenizer(&self) -> Option<&BertTokenizer> {
+        Some(&self.tokenizer)
     }
 }
 

@@ -1,20 +1,17 @@
 //! `BertForTokenClassification` (HF `run_ner.py`, `TokenClassificationPipeline`): a tag per
 //! word, scored seqeval-style on entities.
 
-use std::path::Path;
-
 use bert::{BertForTokenClassification, BertPretrained};
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{
-    TokenClassificationBatch, TokenClassificationBatcher, TokenClassificationItem, TokenizedText,
-    pad_texts,
+    TokenClassificationBatch, TokenClassificationItem, TokenizedText, pad_texts,
 };
 use bert_datasets::metrics::{EntityScores, entity_scores};
 use bert_datasets::tasks::conll::{Entity, TaggedWord, group_words};
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::{WeightedMean, eval_batches, label_name, save_with_tokenizer};
+use super::{WeightedMean, label_name, padded_eval_batches};
 use crate::{Metrics, TrainError, TrainTask};
 
 /// Fine-tuning with entity-level evaluation on held-out sentences.
@@ -37,11 +34,8 @@ impl TokenClassificationTask {
         tokenizer: BertTokenizer,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let batcher = TokenClassificationBatcher {
-            pad_id: tokenizer.special_ids()?.pad,
-        };
         Ok(Self {
-            eval: eval_batches(eval_items, batch_size, &batcher, device)?,
+            eval: padded_eval_batches(eval_items, batch_size, &tokenizer, device)?,
             labels,
             tokenizer,
         })
@@ -143,12 +137,8 @@ impl TrainTask<BertForTokenClassification, TokenClassificationBatch> for TokenCl
         ])))
     }
 
-    fn save_pretrained(
-        &self,
-        model: &BertForTokenClassification,
-        dir: &Path,
-    ) -> Result<(), TrainError> {
-        save_with_tokenizer(model, &self.tokenizer, dir)
+    fn tokenizer(&self) -> Option<&BertTokenizer> {
+        Some(&self.tokenizer)
     }
 }
 

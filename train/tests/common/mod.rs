@@ -3,10 +3,7 @@
 
 use std::path::Path;
 
-use bert::{
-    BertConfig, BertForSequenceClassification, BertInput, BertPretrained,
-    SequenceClassificationLabels,
-};
+use bert::{BertConfig, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
 use bert_train::{InMemoryBatches, TrainError, TrainTask, TrainingArguments};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
@@ -112,13 +109,5 @@ impl TrainTask<BertForSequenceClassification, Batch> for ClassifierTask {
         (input, labels): Batch,
     ) -> Result<Tensor<1>, TrainError> {
         Ok(model.forward(input, Some(labels))?.loss.expect("labels"))
-    }
-
-    fn save_pretrained(
-        &self,
-        model: &BertForSequenceClassification,
-        dir: &Path,
-    ) -> Result<(), TrainError> {
-        Ok(model.save_pretrained(dir)?)
     }
 }
