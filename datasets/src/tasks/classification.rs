@@ -296,12 +296,16 @@ pub fn label_set(field: &str) -> Vec<String> {
         .collect()
 }
 
-struct RawRow {
+/// A row of a file, before its label has an id: its 1-based line, its text (raw: the text and
+/// the optional pair; or tokenized) and its label as written.
+struct Row<T> {
     line: usize,
-    text: String,
-    pair: Option<String>,
+    text: T,
     label: String,
 }
+
+/// A raw row's text and optional pair.
+type RawRow = Row<(String, Option<String>)>;
 
 /// Reads CSV (`.csv`), TSV (`.tsv`, `.txt`), JSONL (`.jsonl`, `.json`) or Parquet
 /// (`.parquet`) by extension. For Parquet, the `line` of an error is the 1-based row.
@@ -385,47 +389,35 @@ fn finish(
     regression: bool,
     class_names: Option<Vec<String>>,
 ) -> Result<ClassificationData, DataError> {
-    let line_label = |r: &RawRow| (r.line, r.label.clone());
-    let (examples, id2label) = labelled(
-        name,
-        rows,
-        line_label,
-        regression,
-        class_names,
-        |r, label| ClassificationExample {
-            text: r.text,
-            text_pair: r.pair,
-            label,
-        },
-    )?;
-    Ok(ClassificationData { examples, id2label })
+    let (labelled, id2label) = labelled(name, rows, regression, class_names)?;
+    let examples = labelled.map(|((text, text_pair), label)| ClassificationExample {
+        text,
+        text_pair,
+        label,
+    });
+    Ok(ClassificationData {
+        examples: examples.collect(),
+        id2label,
+    })
 }
 
-/// `rows` with their [`labels`], each made into an item by `make`; no rows is an error.
-fn labelled<R, T>(
+/// The texts of `rows` with their [`labels`], and the label names; no rows is an error.
+fn labelled<T>(
     name: &str,
-    rows: Vec<R>,
-    line_label: impl Fn(&R) -> (usize, String),
+    rows: Vec<Row<T>>,
     regression: bool,
     class_names: Option<Vec<String>>,
-    make: impl Fn(R, Label) -> T,
-) -> Result<(Vec<T>, Vec<String>), DataError> {
+) -> Result<(impl Iterator<Item = (T, Label)>, Vec<String>), DataError> {
     if rows.is_empty() {
         return Err(file_err(name, "no examples"));
     }
-    let raw: Vec<(usize, String)> = rows.iter().map(line_label).collect();
     let (labels, id2label) = labels(
         name,
-        raw.iter().map(|(line, label)| (*line, label.as_str())),
+        rows.iter().map(|r| (r.line, r.label.as_str())),
         regression,
         class_names,
     )?;
-    let items = rows
-        .into_iter()
-        .zip(labels)
-        .map(|(r, l)| make(r, l))
-        .collect();
-    Ok((items, id2label))
+    Ok((rows.into_iter().map(|r| r.text).zip(labels), id2label))
 }
 
 fn labels<'a>(
@@ -559,8 +551,10 @@ fn delimited_rows(
         };
         rows.push(RawRow {
             line,
-            text: field(ti, "text")?,
-            pair: pi.map(|i| field(i, "text pair")).transpose()?,
+            text: (
+                field(ti, "text")?,
+                pi.map(|i| field(i, "text pair")).transpose()?,
+            ),
             label: field(li, "label")?,
         });
     }
@@ -676,8 +670,10 @@ fn raw_row(
 ) -> Result<RawRow, DataError> {
     Ok(RawRow {
         line,
-        text: text_field(name, line, row, text)?,
-        pair: pair.map(|p| text_field(name, line, row, p)).transpose()?,
+        text: (
+            text_field(name, line, row, text)?,
+            pair.map(|p| text_field(name, line, row, p)).transpose()?,
+        ),
         label: text_field(name, line, row, label)?,
     })
 }
@@ -912,11 +908,7 @@ fn tokenized_from_parquet<R: ChunkReader + 'static>(
     finish_tokenized(name, rows, regression, class_names)
 }
 
-struct TokenizedRow {
-    line: usize,
-    text: TokenizedText,
-    label: String,
-}
+type TokenizedRow = Row<TokenizedText>;
 
 fn finish_tokenized(
     name: &str,
@@ -924,19 +916,11 @@ fn finish_tokenized(
     regression: bool,
     class_names: Option<Vec<String>>,
 ) -> Result<TokenizedClassificationData, DataError> {
-    let line_label = |r: &TokenizedRow| (r.line, r.label.clone());
-    let (items, id2label) = labelled(
-        name,
-        rows,
-        line_label,
-        regression,
-        class_names,
-        |r, label| ClassificationItem {
-            text: r.text,
-            label,
-        },
-    )?;
-    Ok(TokenizedClassificationData { items, id2label })
+    let (labelled, id2label) = labelled(name, rows, regression, class_names)?;
+    Ok(TokenizedClassificationData {
+        items: (labelled.map(|(text, label)| ClassificationItem { text, label })).collect(),
+        id2label,
+    })
 }
 
 /// A list of non-negative integers below 2^32.
