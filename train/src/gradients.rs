@@ -35,7 +35,12 @@ pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> T
     struct SumSquares(Option<Tensor<1>>);
     impl GradFn for SumSquares {
         fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
-            let s = grad.square().sum();
+            // On flex and ndarray one parallel pass (single-threaded square, then sum, otherwise).
+            let s = if bert::cpu_kernels::applies(&grad) {
+                bert::cpu_kernels::sum_squares(grad)
+            } else {
+                grad.square().sum()
+            };
             self.0 = Some(match self.0.take() {
                 Some(acc) => acc + s,
                 None => s,
