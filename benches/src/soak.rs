@@ -14,7 +14,9 @@ use bert::{BertForSequenceClassification, BertPretrained};
 use bert_datasets::collate::TokenizedText;
 use bert_datasets::collate::{ClassificationBatch, ClassificationBatcher, ClassificationItem};
 use bert_datasets::tasks::classification::Label;
-use bert_train::{ItemBatches, Metrics, TrainError, TrainTask, TrainingArguments, train};
+use bert_train::{
+    ItemBatches, Metrics, TrainError, TrainTask, TrainingArguments, eval_metrics, train,
+};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -81,10 +83,10 @@ impl TrainTask<Model, ClassificationBatch> for Task {
             device_reserved_mib: device,
         });
         // A loss-like metric keeps the trainer's best-model bookkeeping busy, as a real run.
-        Ok(Some(Metrics::from([
-            ("eval_loss".to_string(), 1.0 / step as f64),
-            ("eval_rss_mib".to_string(), rss),
-        ])))
+        Ok(eval_metrics([
+            ("eval_loss", 1.0 / step as f64),
+            ("eval_rss_mib", rss),
+        ]))
     }
 }
 

@@ -22,7 +22,9 @@ pub use gradients::{accumulate_scaled, clip_grad_norm, global_grad_norm};
 pub use optimizer::{AdamWArgs, ParamGroupSummary, adamw_with_no_decay};
 pub use schedule::{HfSchedule, SchedulerType, get_scheduler, warmup_steps};
 pub use streamed::{ItemStream, StreamedBatches};
-pub use trainer::{Metrics, Resume, TrainOutput, TrainTask, TrainingArguments, train};
+pub use trainer::{
+    Metrics, Resume, TrainOutput, TrainTask, TrainingArguments, eval_metrics, train,
+};
 
 /// Errors of the training engine, each saying what failed and naming the bad value.
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,11 @@ use crate::{
 /// Evaluation metrics by name (`eval_loss`, `eval_accuracy`, …).
 pub type Metrics = BTreeMap<String, f64>;
 
+/// What [`TrainTask::evaluate`] returns from `(name, value)` pairs (HF's `eval_*` names).
+pub fn eval_metrics<const N: usize>(pairs: [(&str, f64); N]) -> Option<Metrics> {
+    Some(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
 /// HF `TrainingArguments`, the subset this trainer implements, with HF's defaults.
 #[derive(Debug, Clone)]
 pub struct TrainingArguments {

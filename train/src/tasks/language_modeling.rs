@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::WeightedMean;
-use crate::{ItemStream, Metrics, StreamedBatches, TrainError, TrainTask};
+use crate::{ItemStream, Metrics, StreamedBatches, TrainError, TrainTask, eval_metrics};
 
 /// Pretraining with evaluation on held-out pairs (fixed masks, so numbers compare across
 /// steps).
@@ -128,15 +128,12 @@ impl TrainTask<BertForPreTraining, PretrainingBatch> for PretrainingTask {
             .iter()
             .map(|b| b.next_sentence_label.dims()[0])
             .sum();
-        Ok(Some(Metrics::from([
-            ("eval_loss".to_string(), loss.mean()),
-            ("eval_mlm_loss".to_string(), mlm_loss_sum / masked),
-            ("eval_mlm_accuracy".to_string(), mlm_right as f64 / masked),
-            (
-                "eval_nsp_accuracy".to_string(),
-                nsp_right as f64 / pairs as f64,
-            ),
-        ])))
+        Ok(eval_metrics([
+            ("eval_loss", loss.mean()),
+            ("eval_mlm_loss", mlm_loss_sum / masked),
+            ("eval_mlm_accuracy", mlm_right as f64 / masked),
+            ("eval_nsp_accuracy", nsp_right as f64 / pairs as f64),
+        ]))
     }
 
     fn tokenizer(&self) -> Option<&BertTokenizer> {
@@ -185,10 +182,10 @@ impl TrainTask<BertLMHeadModel, CausalLmBatch> for CausalLmTask {
             tokens += count;
         }
         let loss = sum / tokens.max(1) as f64;
-        Ok(Some(Metrics::from([
-            ("eval_loss".to_string(), loss),
-            ("eval_perplexity".to_string(), loss.exp()),
-        ])))
+        Ok(eval_metrics([
+            ("eval_loss", loss),
+            ("eval_perplexity", loss.exp()),
+        ]))
     }
 
     fn tokenizer(&self) -> Option<&BertTokenizer> {

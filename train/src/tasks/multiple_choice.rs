@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::{WeightedMean, padded_eval_batches};
-use crate::{Metrics, TrainError, TrainTask};
+use crate::{Metrics, TrainError, TrainTask, eval_metrics};
 
 pub struct MultipleChoiceTask {
     pub eval: Vec<MultipleChoiceBatch>,
@@ -74,10 +74,10 @@ impl TrainTask<BertForMultipleChoice, MultipleChoiceBatch> for MultipleChoiceTas
             correct += right;
             n += size;
         }
-        Ok(Some(Metrics::from([
-            ("eval_loss".to_string(), loss.mean()),
-            ("eval_accuracy".to_string(), correct as f64 / n as f64),
-        ])))
+        Ok(eval_metrics([
+            ("eval_loss", loss.mean()),
+            ("eval_accuracy", correct as f64 / n as f64),
+        ]))
     }
 
     fn tokenizer(&self) -> Option<&BertTokenizer> {

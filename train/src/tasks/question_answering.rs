@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::{WeightedMean, rows};
-use crate::{Metrics, TrainError, TrainTask};
+use crate::{Metrics, TrainError, TrainTask, eval_metrics};
 
 /// Fine-tuning with SQuAD evaluation on held-out questions.
 pub struct QuestionAnsweringTask {
@@ -153,11 +153,11 @@ impl TrainTask<BertForQuestionAnswering, QuestionAnsweringBatch> for QuestionAns
         let (answers, loss) = self.predict_eval(model)?;
         let texts: Vec<String> = answers.into_iter().map(|a| a.text).collect();
         let (em, f1) = squad_scores(&self.examples, &texts);
-        Ok(Some(Metrics::from([
-            ("eval_loss".to_string(), loss),
-            ("eval_exact_match".to_string(), em),
-            ("eval_f1".to_string(), f1),
-        ])))
+        Ok(eval_metrics([
+            ("eval_loss", loss),
+            ("eval_exact_match", em),
+            ("eval_f1", f1),
+        ]))
     }
 
     fn tokenizer(&self) -> Option<&BertTokenizer> {

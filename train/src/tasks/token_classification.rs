@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::{WeightedMean, label_name, padded_eval_batches};
-use crate::{Metrics, TrainError, TrainTask};
+use crate::{Metrics, TrainError, TrainTask, eval_metrics};
 
 /// Fine-tuning with entity-level evaluation on held-out sentences.
 pub struct TokenClassificationTask {
@@ -128,13 +128,13 @@ impl TrainTask<BertForTokenClassification, TokenClassificationBatch> for TokenCl
             .flat_map(|(p, g)| p.iter().zip(g).map(|(a, b)| (a == b) as usize))
             .sum::<usize>();
         let total = rows.iter().map(|r| r.1.len()).sum::<usize>().max(1);
-        Ok(Some(Metrics::from([
-            ("eval_loss".to_string(), loss),
-            ("eval_precision".to_string(), s.precision),
-            ("eval_recall".to_string(), s.recall),
-            ("eval_f1".to_string(), s.f1),
-            ("eval_accuracy".to_string(), correct as f64 / total as f64),
-        ])))
+        Ok(eval_metrics([
+            ("eval_loss", loss),
+            ("eval_precision", s.precision),
+            ("eval_recall", s.recall),
+            ("eval_f1", s.f1),
+            ("eval_accuracy", correct as f64 / total as f64),
+        ]))
     }
 
     fn tokenizer(&self) -> Option<&BertTokenizer> {
