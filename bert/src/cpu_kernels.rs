@@ -209,7 +209,7 @@ pub trait HostRows: Sized {
     fn row_len(&self) -> usize;
     /// A 1-D tensor holding `values`.
     fn vector(values: &[f32]) -> Self;
-    /// A new `[rows, cols]` f32 buffer.
+    /// A new `[rows, cols]` f32 buffer (its values unspecified: the kernels write them all).
     fn matrix(rows: usize, cols: usize) -> Self;
 }
 
@@ -391,8 +391,7 @@ mod kernels {
 
     pub fn linear_2d<T: HostRows>(x: T, weight: T, bias: T) -> T {
         let (x, weight, bias) = (x.contiguous(), weight.contiguous(), bias.contiguous());
-        let (k, m) = (weight.values().len() / weight.row_len(), weight.row_len());
-        let n = x.values().len() / k;
+        let [n, k, m] = linear_sizes(&x, &weight);
         let mut y = T::matrix(n, m);
         let b = bias.values();
         (y.values_mut().par_chunks_mut(m)).for_each(|row| row.copy_from_slice(b));
@@ -409,8 +408,7 @@ mod kernels {
 
     pub fn linear_2d_backward<T: HostRows>(x: T, weight: T, grad: T) -> (T, T, T) {
         let (x, weight, grad) = (x.contiguous(), weight.contiguous(), grad.contiguous());
-        let (k, m) = (weight.values().len() / weight.row_len(), weight.row_len());
-        let n = x.values().len() / k;
+        let [n, k, m] = linear_sizes(&x, &weight);
         let g = grad.values();
         // dx = g·wᵀ: g `[n, m]`; wᵀ `[m, k]` read through w's strides.
         let mut dx = T::matrix(n, k);
@@ -420,7 +418,7 @@ mod kernels {
         let mut dw = T::matrix(k, m);
         let xt = (x.values(), 1, k as isize);
         gemm(dw.values_mut(), [k, m, n], false, xt, (g, m as isize, 1));
-        let db = (g.par_chunks(m * (CHUNK / m).max(1)))
+        let db = (g.par_chunks(rows_per_chunk(&grad).1))
             .map(|c| {
                 let mut sums = vec![0f32; m];
                 for row in c.chunks(m) {
@@ -436,6 +434,13 @@ mod kernels {
                 },
             );
         (dx, dw, T::vector(&db))
+    }
+
+    /// `[rows, in, out]` of a linear layer's input `[rows, in]` and weight `[in, out]`.
+    fn linear_sizes<T: HostRows>(x: &T, weight: &T) -> [usize; 3] {
+        let out = weight.row_len();
+        let inp = weight.values().len() / out;
+        [x.values().len() / inp, inp, out]
     }
 
     /// `dst` `[rows, cols]` (row-major) `= lhs·rhs`, or `+=` with `accumulate`; `[rows, cols,
@@ -990,6 +995,31 @@ mod tests {
         }
     }
 
+    /// `op(x, w, b)` and the gradients of `Σ op(x, w, b)·upstream` for `x`, `w` and `b`, as
+    /// flat vectors.
+    fn output_and_gradients<const D: usize, const W: usize>(
+        x: &Tensor<D>,
+        w: &Tensor<W>,
+        b: &Tensor<1>,
+        upstream: &Tensor<D>,
+        op: impl Fn(Tensor<D>, Tensor<W>, Tensor<1>) -> Tensor<D>,
+    ) -> [Vec<f32>; 4] {
+        let (x, w, b) = (
+            x.clone().require_grad(),
+            w.clone().require_grad(),
+            b.clone().require_grad(),
+        );
+        let y = op(x.clone(), w.clone(), b.clone());
+        let g = (y.clone() * upstream.clone()).sum().backward();
+        let flat = |t: burn::tensor::TensorData| t.try_to_vec::<f32>().unwrap();
+        [
+            flat(y.into_data()),
+            flat(x.grad(&g).unwrap().into_data()),
+            flat(w.grad(&g).unwrap().into_data()),
+            flat(b.grad(&g).unwrap().into_data()),
+        ]
+    }
+
     /// Forward and backward of the fused LayerNorm against Burn's composed one (what autodiff
     /// runs otherwise): the input's, weight's and bias's gradients, rows with offsets and
     /// scales as the residual stream has.
@@ -1021,27 +1051,14 @@ mod tests {
                 ),
                 &d,
             );
-            let run = |fused: bool| {
-                let (x, w, b) = (
-                    x.clone().require_grad(),
-                    weight.clone().require_grad(),
-                    bias.clone().require_grad(),
-                );
-                let y = if fused {
-                    layer_norm(x.clone(), w.clone(), b.clone(), 1e-12)
-                } else {
-                    burn::tensor::module::layer_norm(x.clone(), w.clone(), Some(b.clone()), 1e-12)
-                };
-                let g = (y.clone() * upstream.clone()).sum().backward();
-                let flat = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
-                (
-                    flat(y.flatten(0, 2)),
-                    flat(x.grad(&g).unwrap().flatten(0, 2)),
-                    flat(w.grad(&g).unwrap()),
-                    flat(b.grad(&g).unwrap()),
-                )
-            };
-            let (fused, composed) = (run(true), run(false));
+            let (fused, composed) = (
+                output_and_gradients(&x, &weight, &bias, &upstream, |x, w, b| {
+                    layer_norm(x, w, b, 1e-12)
+                }),
+                output_and_gradients(&x, &weight, &bias, &upstream, |x, w, b| {
+                    burn::tensor::module::layer_norm(x, w, Some(b), 1e-12)
+                }),
+            );
             let worst = |a: &[f32], b: &[f32]| {
                 a.iter()
                     .zip(b)
@@ -1049,12 +1066,12 @@ mod tests {
                     .fold(0f32, f32::max)
             };
             // Rows offset by up to 150 with a spread of ~7: (x - mean) keeps ~1e-5 of f32.
-            assert!(worst(&fused.0, &composed.0) < 5e-5, "forward");
-            assert!(worst(&fused.1, &composed.1) < 1e-4, "input gradient");
-            assert!(worst(&fused.2, &composed.2) < 1e-4, "weight gradient");
-            assert!(worst(&fused.3, &composed.3) < 1e-5, "bias gradient");
+            assert!(worst(&fused[0], &composed[0]) < 5e-5, "forward");
+            assert!(worst(&fused[1], &composed[1]) < 1e-4, "input gradient");
+            assert!(worst(&fused[2], &composed[2]) < 1e-4, "weight gradient");
+            assert!(worst(&fused[3], &composed[3]) < 1e-5, "bias gradient");
             assert!(
-                composed.2.iter().any(|g| g.abs() > 1.0),
+                composed[2].iter().any(|g| g.abs() > 1.0),
                 "a weight gradient worth checking"
             );
         }
@@ -1075,27 +1092,10 @@ mod tests {
             let w = Tensor::<2>::from_data(data(k * m, 2, vec![k, m]), &d);
             let b = Tensor::<1>::from_data(data(m, 3, vec![m]), &d);
             let up = Tensor::<2>::from_data(data(n * m, 4, vec![n, m]), &d);
-            let run = |fused: bool| {
-                let (x, w, b) = (
-                    x.clone().require_grad(),
-                    w.clone().require_grad(),
-                    b.clone().require_grad(),
-                );
-                let y = if fused {
-                    linear(x.clone(), w.clone(), b.clone())
-                } else {
-                    x.clone().matmul(w.clone()) + b.clone().unsqueeze()
-                };
-                let g = (y.clone() * up.clone()).sum().backward();
-                let flat = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-                [
-                    flat(y),
-                    flat(x.grad(&g).unwrap()),
-                    flat(w.grad(&g).unwrap()),
-                    flat(b.grad(&g).unwrap().unsqueeze()),
-                ]
-            };
-            let (fused, burn) = (run(true), run(false));
+            let (fused, burn) = (
+                output_and_gradients(&x, &w, &b, &up, linear),
+                output_and_gradients(&x, &w, &b, &up, |x, w, b| x.matmul(w) + b.unsqueeze()),
+            );
             for (name, (a, b)) in ["output", "input grad", "weight grad", "bias grad"]
                 .iter()
                 .zip(fused.iter().zip(&burn))
