@@ -192,6 +192,41 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
+/// `fn $name(args) -> R { body }` compiled three times: for AVX-512, for AVX2 + FMA and for the
+/// baseline, the widest the CPU has picked at run time (`is_x86_feature_detected!` caches its
+/// answer). The crate is built for baseline x86-64 (SSE2), so without this the element-wise
+/// loops run 4 lanes wide on a CPU that has 16. Rust never contracts `a·b + c` into an FMA, so
+/// the three give bit-identical results.
+macro_rules! simd_fn {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                fn v4($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512dq")
+                    && std::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU has the features `v4` is compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features `v3` is compiled for.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
 /// What the kernels need of a backend's f32 tensor: its values as one slice in row-major
 /// order, a new buffer of its shape, and a 1-D one.
 pub trait HostRows: Sized {
@@ -219,60 +254,77 @@ mod kernels {
 
     pub fn gelu_erf<T: HostRows>(x: T) -> T {
         let x = x.contiguous();
-        par_zip(x.empty_like(), &x, CHUNK, |o, i| {
+        par_zip(x.empty_like(), &x, CHUNK, gelu_chunk)
+    }
+
+    simd_fn! {
+        fn gelu_chunk(o: &mut [f32], i: &[f32]) {
             for (o, &v) in o.iter_mut().zip(i) {
                 *o = v * 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
             }
-        })
+        }
     }
 
     pub fn gelu_erf_backward<T: HostRows>(x: T, grad: T) -> T {
         let x = x.contiguous();
-        par_zip(writable(grad), &x, CHUNK, |g, i| {
+        par_zip(writable(grad), &x, CHUNK, gelu_backward_chunk)
+    }
+
+    simd_fn! {
+        fn gelu_backward_chunk(g: &mut [f32], i: &[f32]) {
             for (g, &v) in g.iter_mut().zip(i) {
                 // GELU'(x) = Φ(x) + x·φ(x).
                 let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
                 let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
                 *g *= cdf + v * pdf;
             }
-        })
+        }
     }
 
     pub fn softmax_last<T: HostRows>(x: T) -> T {
         let x = x.contiguous();
         let (row, chunk) = rows_per_chunk(&x);
-        par_zip(x.empty_like(), &x, chunk, |o, i| {
+        par_zip(x.empty_like(), &x, chunk, |o, i| softmax_rows(o, i, row))
+    }
+
+    simd_fn! {
+        fn softmax_rows(o: &mut [f32], i: &[f32], row: usize) {
             for (o, i) in o.chunks_mut(row).zip(i.chunks(row)) {
-                let max = i.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let mut sum = 0.0;
+                let max = max16(i);
                 for (o, &v) in o.iter_mut().zip(i) {
                     *o = exp(v - max);
-                    sum += *o;
                 }
-                let inv = 1.0 / sum;
+                let inv = 1.0 / sum16(o, o, o, |o, _, _| o);
                 o.iter_mut().for_each(|o| *o *= inv);
             }
-        })
+        }
     }
 
     pub fn softmax_last_backward<T: HostRows>(y: T, grad: T) -> T {
         let y = y.contiguous();
         let (row, chunk) = rows_per_chunk(&y);
         par_zip(writable(grad), &y, chunk, |g, y| {
+            softmax_backward_rows(g, y, row)
+        })
+    }
+
+    simd_fn! {
+        fn softmax_backward_rows(g: &mut [f32], y: &[f32], row: usize) {
             for (g, y) in g.chunks_mut(row).zip(y.chunks(row)) {
-                let dot: f32 = g.iter().zip(y).map(|(a, b)| a * b).sum();
+                let dot = sum16(g, y, y, |g, y, _| g * y);
                 for (g, &y) in g.iter_mut().zip(y) {
                     *g = y * (*g - dot);
                 }
             }
-        })
+        }
     }
 
     /// A row's mean and 1/√(var + eps) (two passes: no cancellation).
+    #[inline(always)]
     fn moments(x: &[f32], eps: f64) -> (f32, f32) {
         let n = x.len() as f32;
-        let mean = x.iter().sum::<f32>() / n;
-        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let mean = sum16(x, x, x, |v, _, _| v) / n;
+        let var = sum16(x, x, x, |v, _, _| (v - mean) * (v - mean)) / n;
         (mean, 1.0 / (var + eps as f32).sqrt())
     }
 
@@ -281,15 +333,21 @@ mod kernels {
     pub fn layer_norm_last<T: HostRows>(x: T, weight: T, bias: T, eps: f64) -> T {
         let (x, weight, bias) = (x.contiguous(), weight.contiguous(), bias.contiguous());
         let (w, b) = (weight.values(), bias.values());
-        let (h, chunk) = rows_per_chunk(&x);
+        let (_, chunk) = rows_per_chunk(&x);
         par_zip(x.empty_like(), &x, chunk, |o, x| {
-            for (o, x) in o.chunks_mut(h).zip(x.chunks(h)) {
+            layer_norm_rows(o, x, w, b, eps)
+        })
+    }
+
+    simd_fn! {
+        fn layer_norm_rows(o: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f64) {
+            for (o, x) in o.chunks_mut(w.len()).zip(x.chunks(w.len())) {
                 let (mean, rstd) = moments(x, eps);
-                for i in 0..h {
-                    o[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(w).zip(b) {
+                    *o = (x - mean) * rstd * w + b;
                 }
             }
-        })
+        }
     }
 
     pub fn layer_norm_last_backward<T: HostRows>(x: T, weight: T, grad: T, eps: f64) -> (T, T, T) {
@@ -302,24 +360,7 @@ mod kernels {
             .zip(x.values().par_chunks(chunk))
             .map(|(g, x)| {
                 let (mut dw, mut db) = zeros();
-                for (g, x) in g.chunks_mut(h).zip(x.chunks(h)) {
-                    // x̂ = (x - mean)·rstd; with ĝ = g·w:
-                    // dx = rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)), dw = Σ g·x̂, db = Σ g.
-                    let (mean, rstd) = moments(x, eps);
-                    let (mut mean_g, mut mean_gx) = (0.0, 0.0);
-                    for i in 0..h {
-                        let xh = (x[i] - mean) * rstd;
-                        dw[i] += g[i] * xh;
-                        db[i] += g[i];
-                        mean_g += g[i] * w[i];
-                        mean_gx += g[i] * w[i] * xh;
-                    }
-                    let (mean_g, mean_gx) = (mean_g / h as f32, mean_gx / h as f32);
-                    for i in 0..h {
-                        let xh = (x[i] - mean) * rstd;
-                        g[i] = rstd * (g[i] * w[i] - mean_g - xh * mean_gx);
-                    }
-                }
+                layer_norm_backward_rows(g, x, w, &mut dw, &mut db, eps);
                 (dw, db)
             })
             .reduce(zeros, |(mut dw, mut db), (dw2, db2)| {
@@ -328,6 +369,36 @@ mod kernels {
                 (dw, db)
             });
         (dx, T::vector(&dw), T::vector(&db))
+    }
+
+    simd_fn! {
+        /// Rows of `g` (overwritten with the input's gradient) and `x`; the weight's and the
+        /// bias's gradients added to `dw` and `db`.
+        fn layer_norm_backward_rows(
+            g: &mut [f32],
+            x: &[f32],
+            w: &[f32],
+            dw: &mut [f32],
+            db: &mut [f32],
+            eps: f64,
+        ) {
+            let h = w.len();
+            for (g, x) in g.chunks_mut(h).zip(x.chunks(h)) {
+                // x̂ = (x - mean)·rstd; with ĝ = g·w:
+                // dx = rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)), dw = Σ g·x̂, db = Σ g.
+                let (mean, rstd) = moments(x, eps);
+                for (((dw, db), &g), &x) in dw.iter_mut().zip(db.iter_mut()).zip(&*g).zip(x) {
+                    *dw += g * ((x - mean) * rstd);
+                    *db += g;
+                }
+                let mean_g = sum16(g, w, w, |g, w, _| g * w) / h as f32;
+                let mean_gx = sum16(g, w, x, |g, w, x| g * w * ((x - mean) * rstd)) / h as f32;
+                for ((g, &w), &x) in g.iter_mut().zip(w).zip(x) {
+                    let xh = (x - mean) * rstd;
+                    *g = rstd * (*g * w - mean_g - xh * mean_gx);
+                }
+            }
+        }
     }
 
     pub fn adamw_update<T: HostRows>(
@@ -354,39 +425,81 @@ mod kernels {
             f(step.step_size),
             f(step.bias_correction2_sqrt),
         );
-        let decays = step.decay != 0.0;
+        let k = [clip, keep, w1, b2, w2, bc2, eps, step_size];
         (p.values_mut().par_chunks_mut(CHUNK))
             .zip(m.values_mut().par_chunks_mut(CHUNK))
             .zip(v.values_mut().par_chunks_mut(CHUNK))
             .zip(grad.values().par_chunks(CHUNK))
-            .for_each(|(((p, m), v), g)| {
-                for i in 0..p.len() {
-                    // The same f32 operations, in the same order, as torch's in-place ones.
-                    let g = g[i] * clip;
-                    if decays {
-                        p[i] *= keep;
-                    }
-                    m[i] += w1 * (g - m[i]);
-                    v[i] = v[i] * b2 + w2 * g * g;
-                    let denom = v[i].sqrt() / bc2 + eps;
-                    p[i] += -step_size * (m[i] / denom);
-                }
-            });
+            .for_each(|(((p, m), v), g)| adamw_chunk(p, m, v, g, k));
         (p, m, v)
+    }
+
+    simd_fn! {
+        fn adamw_chunk(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], k: [f32; 8]) {
+            let [clip, keep, w1, b2, w2, bc2, eps, step_size] = k;
+            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                // The same f32 operations, in the same order, as torch's in-place ones (without
+                // weight decay `keep` is 1, and `p·1` is `p` exactly).
+                let g = g * clip;
+                *p *= keep;
+                *m += w1 * (g - *m);
+                *v = *v * b2 + w2 * g * g;
+                let denom = v.sqrt() / bc2 + eps;
+                *p += -step_size * (*m / denom);
+            }
+        }
     }
 
     pub fn sum_squares<T: HostRows>(x: T) -> T {
         let x = x.contiguous();
-        // Blocks of 1,024 summed over 16 f32 lanes (vectorised), the blocks' sums in f64.
-        let block = |b: &[f32]| {
-            let mut lanes = [0f32; 16];
-            for c in b.chunks(16) {
-                lanes.iter_mut().zip(c).for_each(|(l, v)| *l += v * v);
-            }
-            lanes.iter().sum::<f32>() as f64
-        };
-        let sum: f64 = (x.values().par_chunks(1024)).map(block).sum();
+        // Blocks of 1,024 summed over 16 f32 lanes, the blocks' sums in f64.
+        let sum: f64 = (x.values().par_chunks(1024)).map(squares_block).sum();
         T::vector(&[sum as f32])
+    }
+
+    simd_fn! {
+        fn squares_block(b: &[f32]) -> f64 {
+            sum16(b, b, b, |v, _, _| v * v) as f64
+        }
+    }
+
+    /// `Σ f(a_i, b_i, c_i)` over `a`'s length in 16 f32 lanes (so that it vectorises: an f32 sum
+    /// in one chain does not), the lanes and the tail added at the end.
+    #[inline(always)]
+    fn sum16(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+        let n = a.len();
+        let (b, c) = (&b[..n], &c[..n]);
+        let full = n - n % 16;
+        let mut lanes = [0f32; 16];
+        for ((a, b), c) in (a[..full].chunks_exact(16))
+            .zip(b[..full].chunks_exact(16))
+            .zip(c[..full].chunks_exact(16))
+        {
+            let (a, b, c): (&[f32; 16], &[f32; 16], &[f32; 16]) = (
+                a.try_into().unwrap(),
+                b.try_into().unwrap(),
+                c.try_into().unwrap(),
+            );
+            for l in 0..16 {
+                lanes[l] += f(a[l], b[l], c[l]);
+            }
+        }
+        let tail: f32 = (full..n).map(|i| f(a[i], b[i], c[i])).sum();
+        lanes.iter().sum::<f32>() + tail
+    }
+
+    /// The largest of `a` (`-inf` when empty), 16 lanes at a time.
+    #[inline(always)]
+    fn max16(a: &[f32]) -> f32 {
+        let full = a.len() - a.len() % 16;
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        for c in a[..full].chunks_exact(16) {
+            let c: &[f32; 16] = c.try_into().unwrap();
+            for l in 0..16 {
+                lanes[l] = lanes[l].max(c[l]);
+            }
+        }
+        (lanes.iter().chain(&a[full..])).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
     }
 
     pub fn linear_2d<T: HostRows>(x: T, weight: T, bias: T) -> T {
@@ -421,9 +534,7 @@ mod kernels {
         let db = (g.par_chunks(rows_per_chunk(&grad).1))
             .map(|c| {
                 let mut sums = vec![0f32; m];
-                for row in c.chunks(m) {
-                    sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-                }
+                add_rows(&mut sums, c);
                 sums
             })
             .reduce(
@@ -434,6 +545,15 @@ mod kernels {
                 },
             );
         (dx, dw, T::vector(&db))
+    }
+
+    simd_fn! {
+        /// `sums += ` each of `rows`' rows (of `sums`' length).
+        fn add_rows(sums: &mut [f32], rows: &[f32]) {
+            for row in rows.chunks(sums.len()) {
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+        }
     }
 
     /// `[rows, in, out]` of a linear layer's input `[rows, in]` and weight `[in, out]`.
@@ -587,7 +707,7 @@ mod flex {
     use burn::backend::Flex;
     use burn::backend::flex::FlexTensor;
     use burn::backend::ops::ModuleOps;
-    use burn::tensor::{DType, Shape};
+    use burn::tensor::{Shape, TensorData};
 
     use super::{AdamWStep, CpuFused, HostRows, kernels};
 
@@ -613,20 +733,26 @@ mod flex {
             FlexTensor::is_unique(self)
         }
         fn empty_like(&self) -> Self {
-            FlexTensor::empty(self.layout().shape().clone(), DType::F32)
+            zeros(self.layout().shape().clone())
         }
         fn row_len(&self) -> usize {
             let shape = self.layout().shape();
             shape[shape.num_dims() - 1]
         }
         fn vector(values: &[f32]) -> Self {
-            let mut t = FlexTensor::empty(Shape::new([values.len()]), DType::F32);
-            t.storage_mut::<f32>().copy_from_slice(values);
-            t
+            FlexTensor::from_data(TensorData::new(values.to_vec(), [values.len()]))
         }
         fn matrix(rows: usize, cols: usize) -> Self {
-            FlexTensor::empty(Shape::new([rows, cols]), DType::F32)
+            zeros(Shape::new([rows, cols]))
         }
+    }
+
+    /// A zeroed f32 tensor from a `Vec<f32>` (calloc: fresh pages need no memset).
+    /// `FlexTensor::empty` zeroes a `Vec<u8>` and then copies it into a 16-byte-aligned buffer
+    /// (`Bytes::from_bytes_vec`): two passes over memory per new tensor.
+    fn zeros(shape: Shape) -> FlexTensor {
+        let n = shape.num_elements();
+        FlexTensor::from_data(TensorData::new(vec![0f32; n], shape))
     }
 }
 
@@ -908,13 +1034,17 @@ fn exp(x0: f32) -> f32 {
     // Round to nearest by the 1.5·2^23 trick (vectorises; `round` is a libm call).
     const MAGIC: f32 = 12_582_912.0;
     let x = x0.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let shifted = x * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let y = p * f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // `shifted`'s low mantissa bits hold n (|n| ≤ 127) above MAGIC's 0x4B40_0000: 2ⁿ's exponent
+    // from integer arithmetic that vectorises (`n as i32` saturates, and does not).
+    let biased = shifted.to_bits().wrapping_sub(0x4B40_0000 - 127);
+    let y = p * f32::from_bits(biased << 23);
     if x0 < -87.0 { 0.0 } else { y }
 }
 
