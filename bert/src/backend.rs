@@ -127,7 +127,7 @@ impl Backend {
     }
 
     /// The Burn device, or an error saying which feature to enable.
-    #[allow(deprecated, unreachable_code, unused_variables)] // ndarray and tch are deprecated upstream
+    #[allow(deprecated, unused_variables)] // ndarray and tch are deprecated upstream
     pub fn device(self) -> Result<Device, BertError> {
         keep_freed_memory();
         let missing = || {
@@ -138,54 +138,31 @@ impl Backend {
                 compiled().join(", ")
             ))
         };
-        Ok(match self {
-            Self::Flex => {
-                #[cfg(feature = "flex")]
-                return Ok(Device::flex());
+        // `Ok(device)` where the build has the feature, else the error naming it.
+        macro_rules! when_compiled {
+            ($feature:literal, $device:expr) => {{
+                #[cfg(feature = $feature)]
+                return Ok($device);
+                #[cfg(not(feature = $feature))]
                 return Err(missing());
-            }
-            Self::NdArray => {
-                #[cfg(feature = "ndarray")]
-                return Ok(Device::ndarray());
-                return Err(missing());
-            }
-            Self::Cpu => {
-                #[cfg(feature = "cpu")]
-                return Ok(Device::cpu());
-                return Err(missing());
-            }
-            Self::Wgpu(i) => {
-                #[cfg(feature = "wgpu")]
-                return Ok(Device::wgpu(gpu_kind(i)));
-                return Err(missing());
-            }
-            Self::Vulkan(i) => {
-                #[cfg(feature = "vulkan")]
-                return Ok(Device::vulkan(gpu_kind(i)));
-                return Err(missing());
-            }
-            Self::Tch => {
-                #[cfg(feature = "tch")]
-                return Ok(Device::libtorch());
-                return Err(missing());
-            }
-            Self::TchCuda(i) => {
-                #[cfg(feature = "tch")]
-                {
-                    nvidia_driver(self)?;
-                    return Ok(Device::libtorch_cuda(i));
-                }
-                return Err(missing());
-            }
-            Self::Cuda(i) => {
-                #[cfg(feature = "cuda")]
-                {
-                    nvidia_driver(self)?;
-                    return Ok(Device::cuda(i));
-                }
-                return Err(missing());
-            }
-        })
+            }};
+        }
+        match self {
+            Self::Flex => when_compiled!("flex", Device::flex()),
+            Self::NdArray => when_compiled!("ndarray", Device::ndarray()),
+            Self::Cpu => when_compiled!("cpu", Device::cpu()),
+            Self::Wgpu(i) => when_compiled!("wgpu", Device::wgpu(gpu_kind(i))),
+            Self::Vulkan(i) => when_compiled!("vulkan", Device::vulkan(gpu_kind(i))),
+            Self::Tch => when_compiled!("tch", Device::libtorch()),
+            Self::TchCuda(i) => when_compiled!("tch", {
+                nvidia_driver(self)?;
+                Device::libtorch_cuda(i)
+            }),
+            Self::Cuda(i) => when_compiled!("cuda", {
+                nvidia_driver(self)?;
+                Device::cuda(i)
+            }),
+        }
     }
 }
 

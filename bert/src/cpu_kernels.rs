@@ -40,6 +40,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 #[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Autodiff)]
 pub trait CpuFused: Backend {
@@ -244,8 +245,12 @@ pub trait HostRows: Sized {
     fn row_len(&self) -> usize;
     /// A 1-D tensor holding `values`.
     fn vector(values: &[f32]) -> Self;
-    /// A new `[rows, cols]` f32 buffer (its values unspecified: the kernels write them all).
-    fn matrix(rows: usize, cols: usize) -> Self;
+    /// A new `[rows, cols]` f32 tensor whose values `init` writes, without zeroing the buffer
+    /// first.
+    ///
+    /// # Safety
+    /// `init` writes every element of the slice it is given.
+    unsafe fn matrix(rows: usize, cols: usize, init: impl FnOnce(&mut [MaybeUninit<f32>])) -> Self;
 }
 
 /// The fused kernels, once for every [`HostRows`] backend.
@@ -273,10 +278,11 @@ mod kernels {
     simd_fn! {
         fn gelu_backward_chunk(g: &mut [f32], i: &[f32]) {
             for (g, &v) in g.iter_mut().zip(i) {
-                // GELU'(x) = Φ(x) + x·φ(x).
-                let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
-                *g *= cdf + v * pdf;
+                // GELU'(x) = Φ(x) + x·φ(x); erf's e^(-x²/2) is φ's too.
+                let x = v * FRAC_1_SQRT_2;
+                let gauss = exp(-x * x);
+                let cdf = 0.5 * (1.0 + erf_given_exp(x, gauss));
+                *g *= cdf + v * (FRAC_1_SQRT_2PI * gauss);
             }
         }
     }
@@ -505,18 +511,24 @@ mod kernels {
     pub fn linear_2d<T: HostRows>(x: T, weight: T, bias: T) -> T {
         let (x, weight, bias) = (x.contiguous(), weight.contiguous(), bias.contiguous());
         let [n, k, m] = linear_sizes(&x, &weight);
-        let mut y = T::matrix(n, m);
         let b = bias.values();
-        (y.values_mut().par_chunks_mut(m)).for_each(|row| row.copy_from_slice(b));
-        // y += x·w: x `[n, k]`, w `[k, m]`, both row-major.
-        gemm(
-            y.values_mut(),
-            [n, m, k],
-            true,
-            (x.values(), k as isize, 1),
-            (weight.values(), m as isize, 1),
-        );
-        y
+        let init = |y: &mut [MaybeUninit<f32>]| {
+            // Every row the bias, then y += x·w: x `[n, k]`, w `[k, m]`, both row-major.
+            (y.par_chunks_mut(m)).for_each(|row| {
+                row.iter_mut().zip(b).for_each(|(y, &b)| {
+                    y.write(b);
+                });
+            });
+            // SAFETY: every element was just written (`b` has `m` values: `linear_sizes`).
+            let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            let (x, w) = (
+                (x.values(), k as isize, 1),
+                (weight.values(), m as isize, 1),
+            );
+            gemm(Dst::Add(y), [n, m, k], x, w);
+        };
+        // SAFETY: `init` writes every element.
+        unsafe { T::matrix(n, m, init) }
     }
 
     pub fn linear_2d_backward<T: HostRows>(x: T, weight: T, grad: T) -> (T, T, T) {
@@ -524,13 +536,19 @@ mod kernels {
         let [n, k, m] = linear_sizes(&x, &weight);
         let g = grad.values();
         // dx = g·wᵀ: g `[n, m]`; wᵀ `[m, k]` read through w's strides.
-        let mut dx = T::matrix(n, k);
         let w = (weight.values(), 1, m as isize);
-        gemm(dx.values_mut(), [n, k, m], false, (g, m as isize, 1), w);
+        let product = |dx: &mut [MaybeUninit<f32>]| {
+            gemm(Dst::Write(dx), [n, k, m], (g, m as isize, 1), w);
+        };
+        // SAFETY: a `Dst::Write` product writes every element.
+        let dx = unsafe { T::matrix(n, k, product) };
         // dw = xᵀ·g: xᵀ `[k, n]` read through x's strides; g `[n, m]`.
-        let mut dw = T::matrix(k, m);
         let xt = (x.values(), 1, k as isize);
-        gemm(dw.values_mut(), [k, m, n], false, xt, (g, m as isize, 1));
+        let product = |dw: &mut [MaybeUninit<f32>]| {
+            gemm(Dst::Write(dw), [k, m, n], xt, (g, m as isize, 1));
+        };
+        // SAFETY: as above.
+        let dw = unsafe { T::matrix(k, m, product) };
         let db = (g.par_chunks(rows_per_chunk(&grad).1))
             .map(|c| {
                 let mut sums = vec![0f32; m];
@@ -563,17 +581,28 @@ mod kernels {
         [x.values().len() / inp, inp, out]
     }
 
-    /// `dst` `[rows, cols]` (row-major) `= lhs·rhs`, or `+=` with `accumulate`; `[rows, cols,
-    /// inner]` the product's sizes, each operand `(values, row stride, column stride)`. Both
-    /// cores above ~7M multiply-adds, as burn-flex's own matmul.
+    /// Where [`gemm`] puts its product: added to values there, or written over a buffer that
+    /// need not hold values yet (every element is written).
+    enum Dst<'a> {
+        Add(&'a mut [f32]),
+        Write(&'a mut [MaybeUninit<f32>]),
+    }
+
+    /// `dst` `[rows, cols]` (row-major) `= lhs·rhs` or `+= lhs·rhs`; `[rows, cols, inner]` the
+    /// product's sizes, each operand `(values, row stride, column stride)`. Both cores above
+    /// ~7M multiply-adds, as burn-flex's own matmul.
     fn gemm(
-        dst: &mut [f32],
+        dst: Dst<'_>,
         [rows, cols, inner]: [usize; 3],
-        accumulate: bool,
         lhs: (&[f32], isize, isize),
         rhs: (&[f32], isize, isize),
     ) {
-        assert_eq!(dst.len(), rows * cols, "gemm: destination size");
+        // `read_dst` false: gemm writes every element of `dst` and reads none.
+        let (dst, len, accumulate) = match dst {
+            Dst::Add(d) => (d.as_mut_ptr(), d.len(), true),
+            Dst::Write(d) => (d.as_mut_ptr().cast::<f32>(), d.len(), false),
+        };
+        assert_eq!(len, rows * cols, "gemm: destination size");
         let last = |(v, rs, cs): (&[f32], isize, isize), r: usize, c: usize| {
             (r.max(1) - 1) as isize * rs + (c.max(1) - 1) as isize * cs < v.len() as isize
         };
@@ -593,7 +622,7 @@ mod kernels {
                 rows,
                 cols,
                 inner,
-                dst.as_mut_ptr(),
+                dst,
                 1,
                 cols as isize,
                 accumulate,
@@ -709,6 +738,8 @@ mod flex {
     use burn::backend::ops::ModuleOps;
     use burn::tensor::{Shape, TensorData};
 
+    use std::mem::MaybeUninit;
+
     use super::{AdamWStep, CpuFused, HostRows, kernels};
 
     // burn-flex's own LayerNorm forward: SIMD and parallel.
@@ -742,8 +773,17 @@ mod flex {
         fn vector(values: &[f32]) -> Self {
             FlexTensor::from_data(TensorData::new(values.to_vec(), [values.len()]))
         }
-        fn matrix(rows: usize, cols: usize) -> Self {
-            zeros(Shape::new([rows, cols]))
+        unsafe fn matrix(
+            rows: usize,
+            cols: usize,
+            init: impl FnOnce(&mut [MaybeUninit<f32>]),
+        ) -> Self {
+            let n = rows * cols;
+            let mut values = Vec::with_capacity(n);
+            init(&mut values.spare_capacity_mut()[..n]);
+            // SAFETY: `init` wrote all `n` (the caller's promise).
+            unsafe { values.set_len(n) };
+            FlexTensor::from_data(TensorData::new(values, [rows, cols]))
         }
     }
 
@@ -761,6 +801,8 @@ mod ndarray {
     use burn::backend::NdArray;
     use burn::backend::ndarray::{NdArrayTensor, SharedArray};
     use ndarray_crate::IxDyn;
+
+    use std::mem::MaybeUninit;
 
     use super::{AdamWStep, CpuFused, HostRows, kernels};
 
@@ -807,8 +849,15 @@ mod ndarray {
             let array = SharedArray::<f32>::from_shape_vec(IxDyn(&[values.len()]), values.to_vec());
             NdArrayTensor::from(array.expect("a 1-D shape"))
         }
-        fn matrix(rows: usize, cols: usize) -> Self {
-            NdArrayTensor::from(SharedArray::<f32>::zeros(IxDyn(&[rows, cols])))
+        unsafe fn matrix(
+            rows: usize,
+            cols: usize,
+            init: impl FnOnce(&mut [MaybeUninit<f32>]),
+        ) -> Self {
+            let mut values = ndarray_crate::Array::<f32, _>::uninit(IxDyn(&[rows, cols]));
+            init(values.as_slice_mut().expect("a new array is contiguous"));
+            // SAFETY: `init` wrote every element (the caller's promise).
+            NdArrayTensor::from(unsafe { values.assume_init() }.into_shared())
         }
     }
 }
@@ -1008,6 +1057,12 @@ fn tracked<B: CpuFused, C: CheckpointStrategy>(
 /// erf, Abramowitz & Stegun 7.1.26: `1 - (a1·t + … + a5·t⁵)·e^(-x²)`, `t = 1/(1 + p·|x|)`.
 #[inline(always)]
 fn erf(x: f32) -> f32 {
+    erf_given_exp(x, exp(-x * x))
+}
+
+/// [`erf`] with its `e^(-x²)` computed by the caller.
+#[inline(always)]
+fn erf_given_exp(x: f32, exp_minus_x2: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
         0.254_829_6,
@@ -1019,7 +1074,7 @@ fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + P * a);
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * exp(-a * a);
+    let y = 1.0 - poly * exp_minus_x2;
     y.copysign(x)
 }
 

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::BertConfig;
 use crate::error::{BertError, Result};
 use crate::heads::prediction::BertOnlyMLMHead;
-use crate::loss::{IGNORE_INDEX, token_cross_entropy};
+use crate::loss::IGNORE_INDEX;
 use crate::model::{BertInput, BertModel};
 use crate::output::CausalLMOutputWithCrossAttentions;
 
@@ -30,20 +30,13 @@ impl BertLMHeadModel {
         input: BertInput,
         labels: Option<Tensor<2, Int>>,
     ) -> Result<CausalLMOutputWithCrossAttentions> {
-        let known = input.host_bounds;
-        let (out, logits) = self.cls.forward_with(&self.bert, input)?;
-        let loss = match labels {
-            Some(labels) => {
-                // HF ForCausalLMLoss: labels shifted left, the last position padded with -100.
-                let shift = |labels: Tensor<2, Int>| {
-                    let [b, s] = labels.dims();
-                    let pad = Tensor::full([b, 1], IGNORE_INDEX, &labels.device());
-                    Tensor::cat(vec![labels.slice([0..b, 1..s]), pad], 1)
-                };
-                Some(token_cross_entropy(&logits, labels, known.labels, shift)?)
-            }
-            None => None,
+        // HF ForCausalLMLoss: labels shifted left, the last position padded with -100.
+        let shift = |labels: Tensor<2, Int>| {
+            let [b, s] = labels.dims();
+            let pad = Tensor::full([b, 1], IGNORE_INDEX, &labels.device());
+            Tensor::cat(vec![labels.slice([0..b, 1..s]), pad], 1)
         };
+        let (out, logits, loss) = self.cls.forward_with(&self.bert, input, labels, shift)?;
         Ok(CausalLMOutputWithCrossAttentions {
             loss,
             logits,

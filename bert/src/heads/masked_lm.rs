@@ -7,7 +7,6 @@ use crate::config::BertConfig;
 use crate::error::Result;
 use crate::heads::masked_positions::MaskedPositions;
 use crate::heads::prediction::BertOnlyMLMHead;
-use crate::loss::token_cross_entropy;
 use crate::model::{BertInput, BertModel};
 use crate::output::{MaskedLMOutput, MaskedLMRowsOutput};
 
@@ -29,11 +28,7 @@ impl BertForMaskedLM {
         input: BertInput,
         labels: Option<Tensor<2, Int>>,
     ) -> Result<MaskedLMOutput> {
-        let known = input.host_bounds;
-        let (_, logits) = self.cls.forward_with(&self.bert, input)?;
-        let loss = labels
-            .map(|labels| token_cross_entropy(&logits, labels, known.labels, |l| l))
-            .transpose()?;
+        let (_, logits, loss) = self.cls.forward_with(&self.bert, input, labels, |l| l)?;
         Ok(MaskedLMOutput { loss, logits })
     }
 

@@ -5,13 +5,14 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::activation::HiddenAct;
 use crate::config::BertConfig;
 use crate::error::Result;
 use crate::init;
 use crate::layer_norm::LayerNorm;
+use crate::loss::token_cross_entropy;
 use crate::model::{BertInput, BertModel};
 use crate::output::BaseModelOutputWithPoolingAndCrossAttentions;
 
@@ -108,15 +109,26 @@ impl BertOnlyMLMHead {
     }
 
     /// `bert` on `input`, then this head on its last hidden state (decoder tied to the word
-    /// embeddings): the encoder's output and the vocabulary logits `[b, s, vocab]`.
+    /// embeddings): the encoder's output, the vocabulary logits `[b, s, vocab]` and, with
+    /// `labels` `[b, s]` (-100: no loss), the token cross-entropy against `adjust(labels)`.
     pub fn forward_with(
         &self,
         bert: &BertModel,
         input: BertInput,
-    ) -> Result<(BaseModelOutputWithPoolingAndCrossAttentions, Tensor<3>)> {
+        labels: Option<Tensor<2, Int>>,
+        adjust: impl FnOnce(Tensor<2, Int>) -> Tensor<2, Int>,
+    ) -> Result<(
+        BaseModelOutputWithPoolingAndCrossAttentions,
+        Tensor<3>,
+        Option<Tensor<1>>,
+    )> {
+        let known = input.host_bounds;
         let out = bert.forward(input)?;
-        let hidden = out.last_hidden_state.clone();
-        Ok((out, self.predictions.forward_tied(bert, hidden)))
+        let logits = (self.predictions).forward_tied(bert, out.last_hidden_state.clone());
+        let loss = labels
+            .map(|labels| token_cross_entropy(&logits, labels, known.labels, adjust))
+            .transpose()?;
+        Ok((out, logits, loss))
     }
 
     /// The encoder without pooler and this head above it, as `BertForMaskedLM` and
