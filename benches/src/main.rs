@@ -93,7 +93,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 60.0)]
     budget_s: f64,
     /// Training: sync after the forward pass, the backward pass and the optimizer step, and
-    /// report where the step's time goes (host dispatch vs device wait per phase).
+    /// report where the step's time goes (host dispatch vs device wait per phase), the ops the
+    /// forward pass records and the device → host reads a step makes.
     #[arg(long)]
     profile: bool,
     /// Training: also measure each backend with Burn's `ModuleOptimizer` after
@@ -374,7 +375,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 Ok(m) => {
                     if let Some(b) = &m.breakdown {
                         eprintln!(
-                            "{name:>8} {:?} {} s{} b{}: forward {:.1} + {:.1} ms, backward {:.1} + {:.1} ms, optimizer {:.1} + {:.1} ms (host + wait)",
+                            "{name:>8} {:?} {} s{} b{}: forward {:.1} + {:.1} ms, backward {:.1} + {:.1} ms, optimizer {:.1} + {:.1} ms (host + wait); {:.0} ops recorded forward, {:.0} host reads",
                             w.kind,
                             w.config,
                             w.seq,
@@ -384,7 +385,9 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                             b.backward_host_ms,
                             b.backward_wait_ms,
                             b.optimizer_host_ms,
-                            b.optimizer_wait_ms
+                            b.optimizer_wait_ms,
+                            b.forward_ops,
+                            b.host_reads,
                         );
                     }
                     eprintln!(

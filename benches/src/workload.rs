@@ -128,6 +128,29 @@ pub struct Breakdown {
     /// Global-norm clipping and the AdamW step.
     pub optimizer_host_ms: f64,
     pub optimizer_wait_ms: f64,
+    /// Float ops the forward pass records on the autodiff device (new autodiff tensors, by
+    /// Burn's node ids): the graph the backward pass walks. A fused kernel counts once. (The
+    /// backward pass and the optimizer run on the inner device and record none.)
+    #[serde(default)]
+    pub forward_ops: f64,
+    /// Device → host reads per step by this workspace's code (`bert::reads`): each waits for
+    /// the device.
+    #[serde(default)]
+    pub host_reads: f64,
+}
+
+/// What `--profile` collects per timed step: the phases' [host done, device done] times and
+/// the counts of [`Breakdown`] (forward ops, host reads).
+#[derive(Debug, Default)]
+struct Profile {
+    times: Vec<[f64; 6]>,
+    counts: Vec<[f64; 2]>,
+}
+
+/// Burn's next autodiff node id (taking one): the difference of two is the number of autodiff
+/// tensors created in between, plus one.
+fn next_node() -> u64 {
+    burn::backend::autodiff::NodeId::new().value
 }
 
 /// The model input: deterministic token ids in `[1, vocab)` (no padding, full attention), with
@@ -164,7 +187,7 @@ fn train_loop<M: Module>(
     runs: Runs,
     first: &mut Option<f64>,
     times: &mut Vec<f64>,
-    phases: &mut Vec<[f64; 6]>,
+    profile: &mut Profile,
 ) -> Result<(), Error> {
     let sync = |d: &Device| d.sync().map_err(|e| format!("{e:?}"));
     let adamw = AdamWArgs {
@@ -186,8 +209,10 @@ fn train_loop<M: Module>(
             }
             Ok(())
         };
+        let (reads, node) = (bert::reads::count(), next_node());
         let l = bert::precision::autocast(runs.autocast, || loss(&model))?;
         mark(0, ad)?;
+        let forward_ops = next_node() - node - 1;
         let grads = l.backward();
         mark(1, ad)?;
         let mut grads = GradientsParams::from_grads(grads, &model);
@@ -198,6 +223,7 @@ fn train_loop<M: Module>(
             optim.step(1e-5, model, grads, 1.0)?.0
         };
         mark(2, ad)?;
+        let counts = [forward_ops, (bert::reads::count() - reads) as u64];
         sync(ad)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if runs.profile && k >= runs.warmup.max(1) {
@@ -205,7 +231,8 @@ fn train_loop<M: Module>(
             for i in 0..6 {
                 d[i] = marks[i] - if i == 0 { 0.0 } else { marks[i - 1] };
             }
-            phases.push(d);
+            profile.times.push(d);
+            profile.counts.push(counts.map(|c| c as f64));
         }
         record(k, ms, runs.warmup, first, times);
         if times.iter().sum::<f64>() / 1e3 > runs.budget_s {
@@ -300,7 +327,7 @@ pub fn measure(
     let mut first = None;
     let total = warmup.max(1) + iters.max(1);
     let labels: Vec<i64> = (0..w.batch).map(|i| (i % 2) as i64).collect();
-    let mut phases: Vec<[f64; 6]> = Vec::new();
+    let mut profile = Profile::default();
     match w.kind {
         Kind::Train => {
             let ad = runs.autodiff(device);
@@ -316,7 +343,7 @@ pub fn measure(
                     .loss
                     .expect("labels"))
             };
-            train_loop(model, loss, &ad, runs, &mut first, &mut times, &mut phases)?;
+            train_loop(model, loss, &ad, runs, &mut first, &mut times, &mut profile)?;
         }
         Kind::Pretrain => {
             let ad = runs.autodiff(device);
@@ -340,7 +367,7 @@ pub fn measure(
                     m.forward_masked(input.clone(), &masked, nsp.clone())?.loss
                 })
             };
-            train_loop(model, loss, &ad, runs, &mut first, &mut times, &mut phases)?;
+            train_loop(model, loss, &ad, runs, &mut first, &mut times, &mut profile)?;
         }
         Kind::Infer => {
             let model = BertForSequenceClassification::new(&config, device);
@@ -382,8 +409,9 @@ pub fn measure(
         flops_per_token: fpt,
         achieved_tflops: tokens_per_s * fpt / 1e12,
         ratio_to_pytorch: None,
-        breakdown: (!phases.is_empty()).then(|| {
-            let m = |i: usize| median(phases.iter().map(|p| p[i]).collect());
+        breakdown: (!profile.times.is_empty()).then(|| {
+            let m = |i: usize| median(profile.times.iter().map(|p| p[i]).collect());
+            let c = |i: usize| median(profile.counts.iter().map(|p| p[i]).collect());
             Breakdown {
                 forward_host_ms: m(0),
                 forward_wait_ms: m(1),
@@ -391,6 +419,8 @@ pub fn measure(
                 backward_wait_ms: m(3),
                 optimizer_host_ms: m(4),
                 optimizer_wait_ms: m(5),
+                forward_ops: c(0),
+                host_reads: c(1),
             }
         }),
     })

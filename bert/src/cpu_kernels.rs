@@ -28,6 +28,13 @@
 //! buffer; fused, one parallel pass that reads the gradient and updates the parameter and both
 //! moments in place (a copy first of any buffer something else holds). The arithmetic, in f32,
 //! is torch's, step by step. The gradient norm's `Σ g²` ([`sum_squares`]) is one parallel pass.
+//!
+//! The crate is compiled for baseline x86-64 (SSE2, 4 lanes), so each element-wise loop is
+//! compiled three times, for AVX-512, AVX2 + FMA and the baseline, and the widest the CPU has
+//! runs (`simd_fn!`; bit-identical results: Rust never fuses a multiply and an add). Sums run in
+//! 16 lanes (`sum16`), and the linear layer's outputs are written without zeroing
+//! them first. On a 2-core AVX-512 Xeon these took a flex training step from 3.03 s to 2.36 s
+//! on BERT-base and from 55 to 33 ms on tiny (`benches/results/cpu-2core-xeon-train-simd-*`).
 // Burn 0.22 deprecates ndarray in favour of flex; it is still one of this crate's backends.
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
 

@@ -198,17 +198,19 @@ fn token_id_outside_the_vocabulary_is_refused() {
     );
 }
 
+/// A `[n]` integer `labels` input.
+fn int_labels(values: Vec<i64>) -> HostTensor {
+    HostTensor {
+        shape: vec![values.len()],
+        data: HostData::I64(values),
+    }
+}
+
 #[test]
 fn out_of_range_label_is_refused() {
     let device = device();
     let mut x = inputs("seq_cls_single");
-    x.insert(
-        "labels".into(),
-        HostTensor {
-            shape: vec![3],
-            data: HostData::I64(vec![0, 3, 1]),
-        },
-    );
+    x.insert("labels".into(), int_labels(vec![0, 3, 1]));
     let (model, _) = AnyBert::from_pretrained(case_dir("seq_cls_single"), None, &device).unwrap();
     assert_err(
         model.forward(&x, &device),
@@ -221,13 +223,7 @@ fn unknown_or_misshapen_named_inputs_are_refused() {
     let device = device();
     let (model, _) = AnyBert::from_pretrained(case_dir("qa"), None, &device).unwrap();
     let mut x = inputs("qa");
-    x.insert(
-        "labels".into(),
-        HostTensor {
-            shape: vec![3],
-            data: HostData::I64(vec![0, 1, 1]),
-        },
-    );
+    x.insert("labels".into(), int_labels(vec![0, 1, 1]));
     assert_err(
         model.forward(&x, &device),
         &["unknown input `labels` for BertForQuestionAnswering"],

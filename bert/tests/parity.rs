@@ -12,6 +12,7 @@ use bert::{
     AnyBert, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertInput,
     MaskedPositions, SequenceClassificationLabels,
 };
+use burn::tensor::{Int, Tensor};
 use common::*;
 
 const TOL: f32 = 1e-4;
@@ -112,17 +113,25 @@ fn check_grads(case: &str, grads: NamedTensors) {
     assert_close(case, &renamed, &want, TOL, |n| n.starts_with("grad."));
 }
 
+/// `case`'s model loaded on an autodiff device, `loss(model, HF's input, HF's labels)`
+/// backpropagated: every parameter's gradient matches HF's.
+fn gradients_match_hf<M: BertPretrained>(
+    case: &str,
+    loss: impl FnOnce(&M, BertInput, Tensor<1, Int>) -> Tensor<1>,
+) {
+    let device = device().autodiff();
+    let model = M::from_pretrained(case_dir(case), &device).unwrap();
+    let x = inputs(case);
+    let labels = x["labels"].int("labels", &device).unwrap();
+    let grads = loss(&model, hf_input(&x, &device), labels).backward();
+    check_grads(case, grad_dict(&model, &grads));
+}
+
 #[test]
 fn masked_lm_gradients_match_hf_through_the_tied_decoder() {
-    let case = "masked_lm";
-    let device = device().autodiff();
-    let model = BertForMaskedLM::from_pretrained(case_dir(case), &device).unwrap();
-    let x = inputs(case);
-    let input = hf_input(&x, &device);
-    let labels = x["labels"].int("labels", &device).unwrap();
-    let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
-    let grads = loss.backward();
-    check_grads(case, grad_dict(&model, &grads));
+    gradients_match_hf("masked_lm", |m: &BertForMaskedLM, input, labels| {
+        m.forward(input, Some(labels)).unwrap().loss.unwrap()
+    });
 }
 
 /// The model input of HF's inputs `x` (ids, attention mask, token types).
@@ -180,15 +189,13 @@ fn pretraining_on_masked_positions_matches_hf() {
 
 #[test]
 fn sequence_classification_gradients_match_hf() {
-    let case = "seq_cls_single";
-    let device = device().autodiff();
-    let model = BertForSequenceClassification::from_pretrained(case_dir(case), &device).unwrap();
-    let x = inputs(case);
-    let input = hf_input(&x, &device);
-    let labels = SequenceClassificationLabels::Classes(x["labels"].int("labels", &device).unwrap());
-    let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
-    let grads = loss.backward();
-    check_grads(case, grad_dict(&model, &grads));
+    gradients_match_hf(
+        "seq_cls_single",
+        |m: &BertForSequenceClassification, input, l| {
+            let labels = SequenceClassificationLabels::Classes(l);
+            m.forward(input, Some(labels)).unwrap().loss.unwrap()
+        },
+    );
 }
 
 #[test]

@@ -186,8 +186,10 @@ fn killed_and_resumed_run_has_the_same_losses() {
 fn partial_or_corrupted_checkpoints_are_refused() {
     let (_rng, _, data) = setup(false, 0);
     let dir = tmp("corrupt");
-    let mut a = args(&dir);
-    a.max_steps = Some(3);
+    let mut a = TrainingArguments {
+        max_steps: Some(3),
+        ..args(&dir)
+    };
     run(&a, &data).unwrap();
     let ckpt = dir.join("checkpoint-3");
     a.resume = Resume::Checkpoint(ckpt.clone());
@@ -310,11 +312,13 @@ fn a_diverged_loss_is_named_with_its_step() {
 fn steps_between_logging_steps_read_nothing_from_the_device() {
     let (_rng, device, data) = setup(false, 0);
     let dir = tmp("reads");
-    let mut a = args(&dir);
-    a.max_steps = Some(9);
-    a.logging_steps = 4;
-    a.save_steps = None;
-    a.max_grad_norm = 0.5;
+    let a = TrainingArguments {
+        max_steps: Some(9),
+        logging_steps: 4,
+        save_steps: None,
+        max_grad_norm: 0.5,
+        ..args(&dir)
+    };
     let task = Task::new(None);
     let start = bert::reads::count();
     let out = train(&a, model(&device, 1), &data, &task, &device).unwrap();

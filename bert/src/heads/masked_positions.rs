@@ -96,20 +96,9 @@ mod tests {
         let m = MaskedPositions::from_labels(&labels, 4, 4, &d).unwrap();
         assert_eq!(m.num_labelled, 3);
         assert_eq!(m.label_bounds, (3, 9));
-        let pos: Vec<i64> = m
-            .positions
-            .to_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .unwrap();
-        let lab: Vec<i64> = m
-            .labels
-            .to_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .unwrap();
-        assert_eq!(pos, [1, 4, 6, 0]);
-        assert_eq!(lab, [7, 3, 9, -100]);
+        let ints = |t: &Tensor<1, Int>| t.to_data().try_to_vec_as::<i64>().unwrap();
+        assert_eq!(ints(&m.positions), [1, 4, 6, 0]);
+        assert_eq!(ints(&m.labels), [7, 3, 9, -100]);
         assert!(MaskedPositions::from_labels(&labels, 3, 1, &d).is_err());
         assert!(MaskedPositions::from_labels(&labels, 4, 0, &d).is_err());
     }
