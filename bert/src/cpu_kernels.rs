@@ -217,22 +217,61 @@ macro_rules! simd_fn {
                 fn v4($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 fn v3($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
-                if std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx512bw")
-                    && std::is_x86_feature_detected!("avx512dq")
-                    && std::is_x86_feature_detected!("avx512vl")
-                {
-                    // SAFETY: the CPU has the features `v4` is compiled for.
-                    return unsafe { v4($($arg),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has the features `v3` is compiled for.
-                    return unsafe { v3($($arg),*) };
+                use $crate::cpu_kernels::{SimdLevel, simd_level};
+                match simd_level() {
+                    // SAFETY: `simd_level` says the CPU has the features `v4` is compiled for.
+                    SimdLevel::Avx512 => return unsafe { v4($($arg),*) },
+                    // SAFETY: as above, for `v3`'s.
+                    SimdLevel::Avx2 => return unsafe { v3($($arg),*) },
+                    SimdLevel::Baseline => {}
                 }
             }
             imp($($arg),*)
         }
     };
+}
+
+/// The instruction sets [`simd_fn!`] compiles for, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// Baseline x86-64 (SSE2), or any other architecture.
+    Baseline = 0,
+    /// AVX2 and FMA.
+    Avx2 = 1,
+    /// AVX-512 (F, BW, DQ, VL).
+    Avx512 = 2,
+}
+
+/// The widest level this CPU has, capped by [`cap_simd_level`].
+pub fn simd_level() -> SimdLevel {
+    static DETECTED: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    let detected = *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+                return SimdLevel::Avx512;
+            }
+            if has!("avx2") && has!("fma") {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Baseline
+    });
+    let cap = match SIMD_CAP.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => SimdLevel::Baseline,
+        1 => SimdLevel::Avx2,
+        _ => SimdLevel::Avx512,
+    };
+    detected.min(cap)
+}
+
+static SIMD_CAP: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+
+/// Runs the element-wise kernels no wider than `level` from now on, in every thread (for tests
+/// and measurements: the results are the same bits at every level).
+pub fn cap_simd_level(level: SimdLevel) {
+    SIMD_CAP.store(level as u8, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// What the kernels need of a backend's f32 tensor: its values as one slice in row-major
@@ -1297,6 +1336,86 @@ mod tests {
                     .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
                     .fold(0f32, f32::max);
                 assert!(worst < 1e-5, "{name}: {worst}");
+            }
+        }
+    }
+
+    /// Every kernel, forward and backward, gives the same bits at each instruction-set level
+    /// the CPU has (AVX-512, AVX2 + FMA, baseline): the claim of `simd_fn!`.
+    #[test]
+    fn kernels_give_the_same_bits_at_every_simd_level() {
+        let bits = |t: Tensor<2>| -> Vec<u32> {
+            let v = t.into_data().convert::<f32>();
+            v.as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect()
+        };
+        let run = |d: &Device| -> Vec<Vec<u32>> {
+            let (n, h) = (37, 80); // rows and a width that is no multiple of 16
+            let values = |seed: f32| -> Vec<f32> {
+                (0..n * h)
+                    .map(|i| (i as f32 * 0.37 + seed).sin() * 4.0)
+                    .collect()
+            };
+            let t = |seed: f32, rows: usize, cols: usize| {
+                let v: Vec<f32> = values(seed).into_iter().take(rows * cols).collect();
+                Tensor::<2>::from_data(burn::tensor::TensorData::new(v, [rows, cols]), d)
+            };
+            let x = t(0.1, n, h).require_grad();
+            let (w, b) = (t(0.2, 1, h).reshape([h]), t(0.3, 1, h).reshape([h]));
+            let w = w.require_grad();
+            let lw = t(0.4, h, 24).require_grad();
+            let lb = t(0.5, 1, 24).reshape([24]).require_grad();
+            let up = t(0.6, n, h);
+            let y = gelu(x.clone())
+                + softmax_last(x.clone())
+                + layer_norm(x.clone(), w.clone(), b, 1e-12);
+            let lin = linear(y.clone(), lw.clone(), lb.clone());
+            let loss = (y * up).sum() + lin.sum();
+            let g = loss.backward();
+            let grad = |p: Tensor<2>| p.grad(&g).unwrap();
+            let (p, m, v) = adamw_step(
+                t(0.7, n, h).inner(),
+                t(0.8, n, h).inner(),
+                t(0.9, n, h).inner(),
+                t(1.0, n, h).inner().abs(),
+                None,
+                AdamWStep {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    decay: 1e-4,
+                    step_size: 1e-3,
+                    bias_correction2_sqrt: 0.05,
+                },
+            );
+            let sq = sum_squares(t(1.1, n, h).inner()).reshape([1, 1]);
+            vec![
+                bits(grad(x.clone())),
+                bits(w.grad(&g).unwrap().reshape([1, h])),
+                bits(grad(lw)),
+                bits(lb.grad(&g).unwrap().reshape([1, 24])),
+                bits(p),
+                bits(m),
+                bits(v),
+                bits(sq),
+            ]
+        };
+        for d in cpu_devices() {
+            let widest = simd_level();
+            let mut levels = vec![SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512];
+            levels.retain(|&l| l <= widest);
+            let results: Vec<_> = (levels.iter())
+                .map(|&l| {
+                    cap_simd_level(l);
+                    run(&d)
+                })
+                .collect();
+            cap_simd_level(SimdLevel::Avx512);
+            for (l, r) in levels.iter().zip(&results).skip(1) {
+                assert!(r == &results[0], "{l:?} differs from the baseline");
             }
         }
     }

@@ -115,9 +115,9 @@ fn check_grads(case: &str, grads: NamedTensors) {
 
 /// `case`'s model loaded on an autodiff device, `loss(model, HF's input, HF's labels)`
 /// backpropagated: every parameter's gradient matches HF's.
-fn gradients_match_hf<M: BertPretrained>(
+fn gradients_match_hf<M: BertPretrained, const D: usize>(
     case: &str,
-    loss: impl FnOnce(&M, BertInput, Tensor<1, Int>) -> Tensor<1>,
+    loss: impl FnOnce(&M, BertInput, Tensor<D, Int>) -> Tensor<1>,
 ) {
     let device = device().autodiff();
     let model = M::from_pretrained(case_dir(case), &device).unwrap();
