@@ -201,8 +201,7 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 /// `fn $name(args) -> R { body }` compiled three times: for AVX-512, for AVX2 + FMA and for the
-/// baseline, the widest the CPU has picked at run time (`is_x86_feature_detected!` caches its
-/// answer). The crate is built for baseline x86-64 (SSE2), so without this the element-wise
+/// baseline, the widest the CPU has picked at run time ([`simd_level`]). The crate is built for baseline x86-64 (SSE2), so without this the element-wise
 /// loops run 4 lanes wide on a CPU that has 16. Rust never contracts `a·b + c` into an FMA, so
 /// the three give bit-identical results.
 macro_rules! simd_fn {
