@@ -223,7 +223,7 @@ fn train_loop<M: Module>(
             optim.step(1e-5, model, grads, 1.0)?.0
         };
         mark(2, ad)?;
-        let counts = [forward_ops, (bert::reads::count() - reads) as u64];
+        let counts = [forward_ops as f64, (bert::reads::count() - reads) as f64];
         sync(ad)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if runs.profile && k >= runs.warmup.max(1) {
@@ -232,7 +232,7 @@ fn train_loop<M: Module>(
                 d[i] = marks[i] - if i == 0 { 0.0 } else { marks[i - 1] };
             }
             profile.times.push(d);
-            profile.counts.push(counts.map(|c| c as f64));
+            profile.counts.push(counts);
         }
         record(k, ms, runs.warmup, first, times);
         if times.iter().sum::<f64>() / 1e3 > runs.budget_s {

@@ -201,9 +201,10 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 /// `fn $name(args) -> R { body }` compiled three times: for AVX-512, for AVX2 + FMA and for the
-/// baseline, the widest the CPU has picked at run time ([`simd_level`]). The crate is built for baseline x86-64 (SSE2), so without this the element-wise
-/// loops run 4 lanes wide on a CPU that has 16. Rust never contracts `a·b + c` into an FMA, so
-/// the three give bit-identical results.
+/// baseline, the widest the CPU has picked at run time ([`simd_level`]). The crate is built for
+/// baseline x86-64 (SSE2), so without this the element-wise loops run 4 lanes wide on a CPU
+/// that has 16. Rust never contracts `a·b + c` into an FMA, so the three give bit-identical
+/// results.
 macro_rules! simd_fn {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
@@ -560,12 +561,10 @@ mod kernels {
         let init = |y: &mut [MaybeUninit<f32>]| {
             // Every row the bias, then y += x·w: x `[n, k]`, w `[k, m]`, both row-major.
             (y.par_chunks_mut(m)).for_each(|row| {
-                row.iter_mut().zip(b).for_each(|(y, &b)| {
-                    y.write(b);
-                });
+                row.write_copy_of_slice(b);
             });
-            // SAFETY: every element was just written (`b` has `m` values: `linear_sizes`).
-            let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            // SAFETY: every element was just written (rows of `m`, as many as `b` has).
+            let y = unsafe { y.assume_init_mut() };
             let (x, w) = (
                 (x.values(), k as isize, 1),
                 (weight.values(), m as isize, 1),
