@@ -17,7 +17,7 @@ use bert_datasets::tasks::classification::Label;
 use bert_train::{
     ItemBatches, Metrics, TrainError, TrainTask, TrainingArguments, eval_metrics, train,
 };
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -65,13 +65,6 @@ struct Task {
 type Model = BertForSequenceClassification;
 
 impl TrainTask<Model, ClassificationBatch> for Task {
-    fn loss(&self, model: &Model, b: ClassificationBatch) -> Result<Tensor<1>, TrainError> {
-        Ok(model
-            .forward(b.input, Some(b.labels))?
-            .loss
-            .expect("labels"))
-    }
-
     fn evaluate(&self, _model: &Model) -> Result<Option<Metrics>, TrainError> {
         let mut samples = self.samples.borrow_mut();
         let step = (samples.len() + 1) * self.every;

@@ -373,7 +373,7 @@ impl TrainArgs {
         setup: &Setup,
     ) -> Result<bert_train::TrainOutput<M>, crate::Error>
     where
-        M: burn::module::Module + bert::BertPretrained + 'static,
+        M: burn::module::Module + bert::BertPretrained + bert_train::HeadLoss<B> + 'static,
         I: Length + Clone + 'static,
         B: 'static,
         T: bert_train::TrainTask<M, B> + Collates<I, B>,
@@ -394,7 +394,7 @@ impl TrainArgs {
     /// Trains `model` on `batches` with `task` on the autodiff `device` and prints the run's
     /// report.
     #[allow(clippy::too_many_arguments)]
-    pub fn train<M: burn::module::Module + bert::BertPretrained + 'static, B>(
+    pub fn train<M, B>(
         &self,
         d: &TrainDefaults,
         model: M,
@@ -403,7 +403,10 @@ impl TrainArgs {
         has_eval: bool,
         device: &Device,
         json: bool,
-    ) -> Result<bert_train::TrainOutput<M>, crate::Error> {
+    ) -> Result<bert_train::TrainOutput<M>, crate::Error>
+    where
+        M: burn::module::Module + bert::BertPretrained + bert_train::HeadLoss<B> + 'static,
+    {
         let training = self.training_arguments(d, batches.len(), has_eval);
         let out = bert_train::train(&training, model, batches, task, device)?;
         crate::report(&out, &training.output_dir, json);

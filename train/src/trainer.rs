@@ -32,6 +32,7 @@ use serde_json::json;
 
 use crate::checkpoint::{self, MODEL_FILE, SCHEDULER_FILE, TrainerState};
 use crate::data::BatchSource;
+use crate::head_loss::HeadLoss;
 use crate::plot::{Panel, Series};
 use crate::{
     AdamW, AdamWArgs, GradScaler, ParamGroupSummary, SchedulerType, TrainError, accumulate_scaled,
@@ -124,9 +125,12 @@ impl Default for TrainingArguments {
 }
 
 /// What a task contributes to the loop.
-pub trait TrainTask<M: BertPretrained, B> {
-    /// The (mean) loss of one micro-batch.
-    fn loss(&self, model: &M, batch: B) -> Result<Tensor<1>, TrainError>;
+pub trait TrainTask<M: BertPretrained + HeadLoss<B>, B> {
+    /// The (mean) loss of one micro-batch: the head's own by default ([`HeadLoss`], as HF's
+    /// `Trainer.compute_loss` returns `outputs.loss`).
+    fn loss(&self, model: &M, batch: B) -> Result<Tensor<1>, TrainError> {
+        model.head_loss(batch)
+    }
 
     /// Evaluation metrics of the current model (none by default).
     fn evaluate(&self, _model: &M) -> Result<Option<Metrics>, TrainError> {
@@ -214,7 +218,7 @@ pub fn train<M, B>(
     device: &Device,
 ) -> Result<TrainOutput<M>, TrainError>
 where
-    M: Module + BertPretrained + 'static,
+    M: Module + BertPretrained + HeadLoss<B> + 'static,
 {
     let micro_per_epoch = data.len();
     validate(args, micro_per_epoch)?;
@@ -487,7 +491,7 @@ fn progress_bar(show: bool, total: usize, start: usize) -> ProgressBar {
 /// pass under `mode`, each backward pass from the loss × `loss_scale`, the gradients scaled
 /// back by `1 / (accum × loss_scale)` and summed; returns them and the step's mean (unscaled)
 /// loss, on the device.
-fn accumulate<M: Module + BertPretrained + 'static, B>(
+fn accumulate<M: Module + BertPretrained + HeadLoss<B> + 'static, B>(
     model: &M,
     data: &dyn BatchSource<B>,
     task: &dyn TrainTask<M, B>,
@@ -563,7 +567,7 @@ impl LogWindow {
 
 /// An evaluation: logs the task's metrics, saves `best_model/` when `metric_for_best_model`
 /// improved, counts early-stopping patience; returns whether to stop.
-fn evaluate<M: BertPretrained, B>(
+fn evaluate<M: BertPretrained + HeadLoss<B>, B>(
     args: &TrainingArguments,
     model: &M,
     task: &dyn TrainTask<M, B>,

@@ -234,7 +234,7 @@ fn gradient_checkpointing_gives_the_same_gradients() {
         config.disable_dropout();
         d.seed(7);
         let m = BertForSequenceClassification::new(&config, &d);
-        let (input, labels) = batches(&d).remove(0);
+        let Batch { input, labels } = batches(&d).remove(0);
         let loss = m.forward(input, Some(labels)).unwrap().loss.unwrap();
         bert::hub::grad_dict(&m, &loss.backward())
     };

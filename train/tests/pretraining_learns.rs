@@ -7,7 +7,7 @@
 mod common;
 
 use bert::{BertConfig, BertForPreTraining, BertInput};
-use bert_train::{InMemoryBatches, TrainError, TrainTask, TrainingArguments, train};
+use bert_train::{HeadLoss, InMemoryBatches, TrainError, TrainTask, TrainingArguments, train};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 const PAD: i64 = 0;
@@ -77,16 +77,17 @@ fn batch(rng: &mut Rng, size: usize, device: &Device) -> Batch {
     }
 }
 
-struct Task;
-
-impl TrainTask<BertForPreTraining, Batch> for Task {
-    fn loss(&self, model: &BertForPreTraining, b: Batch) -> Result<Tensor<1>, TrainError> {
-        Ok(model
-            .forward(b.input, Some(b.labels), Some(b.next_sentence_label))?
-            .loss
-            .expect("labels given"))
+/// The loss over every position's labels (`forward`, not the masked rows of `forward_masked`).
+impl HeadLoss<Batch> for BertForPreTraining {
+    fn head_loss(&self, b: Batch) -> Result<Tensor<1>, TrainError> {
+        let out = self.forward(b.input, Some(b.labels), Some(b.next_sentence_label))?;
+        Ok(out.loss.expect("labels given"))
     }
 }
+
+struct Task;
+
+impl TrainTask<BertForPreTraining, Batch> for Task {}
 
 /// Share of `batches` whose NSP prediction (argmax of the seq-relationship logits) is right.
 fn nsp_accuracy(model: &BertForPreTraining, batches: &[Batch]) -> f64 {

@@ -5,7 +5,9 @@ use std::cell::Cell;
 use std::path::Path;
 
 use bert::{BertForSequenceClassification, BertPretrained};
-use bert_train::{InMemoryBatches, Resume, TrainError, TrainTask, TrainingArguments, train};
+use bert_train::{
+    HeadLoss, InMemoryBatches, Resume, TrainError, TrainTask, TrainingArguments, train,
+};
 use burn::tensor::{Device, Tensor};
 use serde_json::Value;
 
@@ -50,7 +52,7 @@ impl TrainTask<BertForSequenceClassification, Batch> for Task {
         if self.fail_at == Some(self.calls.get()) {
             return Err(TrainError::Argument("killed".into()));
         }
-        let loss = ClassifierTask.loss(model, b)?;
+        let loss = model.head_loss(b)?;
         Ok(match self.nan_from {
             Some(k) if self.calls.get() >= k => loss * f32::NAN,
             _ => loss,
@@ -344,7 +346,7 @@ fn steps_between_logging_steps_read_nothing_from_the_device() {
     assert!(out.step_losses.iter().all(|s| s.1.is_finite()));
     // Without host ranges the model checks on the device: one read for the ids, one for the
     // token types and one for the labels, every micro-batch.
-    let (input, labels) = batches(&device).remove(0);
+    let Batch { input, labels } = batches(&device).remove(0);
     let m = model(&device, 1);
     let before = bert::reads::count();
     m.forward(input.clone(), Some(labels.clone())).unwrap();

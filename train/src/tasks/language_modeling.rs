@@ -66,16 +66,6 @@ pub fn streamed_pretraining_batches(
 }
 
 impl TrainTask<BertForPreTraining, PretrainingBatch> for PretrainingTask {
-    fn loss(
-        &self,
-        model: &BertForPreTraining,
-        b: PretrainingBatch,
-    ) -> Result<Tensor<1>, TrainError> {
-        Ok(model
-            .forward_masked(b.input, &b.masked, b.next_sentence_label)?
-            .loss)
-    }
-
     /// `eval_loss` (MLM + NSP), `eval_mlm_loss` and `eval_mlm_accuracy` per masked token,
     /// `eval_nsp_accuracy` per pair.
     fn evaluate(&self, model: &BertForPreTraining) -> Result<Option<Metrics>, TrainError> {
@@ -148,13 +138,6 @@ pub struct CausalLmTask {
 }
 
 impl TrainTask<BertLMHeadModel, CausalLmBatch> for CausalLmTask {
-    fn loss(&self, model: &BertLMHeadModel, b: CausalLmBatch) -> Result<Tensor<1>, TrainError> {
-        Ok(model
-            .forward(b.input, Some(b.labels))?
-            .loss
-            .expect("labels"))
-    }
-
     /// `eval_loss` and `eval_perplexity` over the predicted tokens.
     fn evaluate(&self, model: &BertLMHeadModel) -> Result<Option<Metrics>, TrainError> {
         if self.eval.is_empty() {

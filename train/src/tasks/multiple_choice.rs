@@ -4,7 +4,7 @@ use bert::{BertForMultipleChoice, MultipleChoiceModelOutput};
 use bert_datasets::BertTokenizer;
 use bert_datasets::collate::{MultipleChoiceBatch, MultipleChoiceItem};
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 use super::{WeightedMean, padded_eval_batches};
 use crate::{Metrics, TrainError, TrainTask, eval_metrics};
@@ -42,14 +42,6 @@ fn forward(
 }
 
 impl TrainTask<BertForMultipleChoice, MultipleChoiceBatch> for MultipleChoiceTask {
-    fn loss(
-        &self,
-        model: &BertForMultipleChoice,
-        b: MultipleChoiceBatch,
-    ) -> Result<Tensor<1>, TrainError> {
-        Ok(forward(model, b)?.loss.expect("labels"))
-    }
-
     /// `eval_loss` and `eval_accuracy`.
     fn evaluate(&self, model: &BertForMultipleChoice) -> Result<Option<Metrics>, TrainError> {
         if self.eval.is_empty() {

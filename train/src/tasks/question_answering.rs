@@ -13,7 +13,7 @@ use bert_datasets::tasks::squad::{
 };
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 use super::{WeightedMean, rows};
 use crate::{Metrics, TrainError, TrainTask, eval_metrics};
@@ -134,17 +134,6 @@ impl QuestionAnsweringTask {
 }
 
 impl TrainTask<BertForQuestionAnswering, QuestionAnsweringBatch> for QuestionAnsweringTask {
-    fn loss(
-        &self,
-        model: &BertForQuestionAnswering,
-        b: QuestionAnsweringBatch,
-    ) -> Result<Tensor<1>, TrainError> {
-        Ok(model
-            .forward(b.input, Some(b.start_positions), Some(b.end_positions))?
-            .loss
-            .expect("positions"))
-    }
-
     /// `eval_loss`, `eval_exact_match` and `eval_f1` (percent, as the SQuAD script).
     fn evaluate(&self, model: &BertForQuestionAnswering) -> Result<Option<Metrics>, TrainError> {
         if self.examples.is_empty() {

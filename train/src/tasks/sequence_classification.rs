@@ -8,7 +8,7 @@ use bert_datasets::collate::{TokenizedText, pad_texts};
 use bert_datasets::metrics::{argmax, classification_metrics};
 use bert_datasets::tasks::classification::Label;
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 use super::{WeightedMean, label_name, padded_eval_batches, rows};
 use crate::{Metrics, TrainError, TrainTask};
@@ -40,17 +40,6 @@ impl SequenceClassificationTask {
 }
 
 impl TrainTask<BertForSequenceClassification, ClassificationBatch> for SequenceClassificationTask {
-    fn loss(
-        &self,
-        model: &BertForSequenceClassification,
-        b: ClassificationBatch,
-    ) -> Result<Tensor<1>, TrainError> {
-        Ok(model
-            .forward(b.input, Some(b.labels))?
-            .loss
-            .expect("labels"))
-    }
-
     /// `eval_loss` and the problem type's GLUE metrics (`eval_accuracy`, `eval_f1`, …).
     fn evaluate(
         &self,

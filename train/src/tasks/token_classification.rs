@@ -104,17 +104,6 @@ pub fn all_o_baseline(rows: &TagRows) -> TagRows {
 }
 
 impl TrainTask<BertForTokenClassification, TokenClassificationBatch> for TokenClassificationTask {
-    fn loss(
-        &self,
-        model: &BertForTokenClassification,
-        b: TokenClassificationBatch,
-    ) -> Result<Tensor<1>, TrainError> {
-        Ok(model
-            .forward(b.input, Some(b.labels))?
-            .loss
-            .expect("labels"))
-    }
-
     /// `eval_loss`, seqeval's `eval_precision`/`eval_recall`/`eval_f1` over entities, and
     /// `eval_accuracy` over labelled tokens (HF `run_ner.py`'s names).
     fn evaluate(&self, model: &BertForTokenClassification) -> Result<Option<Metrics>, TrainError> {

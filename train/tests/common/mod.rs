@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use bert::{BertConfig, BertForSequenceClassification, BertInput, SequenceClassificationLabels};
-use bert_train::{InMemoryBatches, TrainError, TrainTask, TrainingArguments};
+use bert_train::{InMemoryBatches, TrainTask, TrainingArguments};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
-pub type Batch = (BertInput, SequenceClassificationLabels);
+pub type Batch = bert_datasets::collate::ClassificationBatch;
 
 pub fn int2(v: &Value, device: &Device) -> Tensor<2, Int> {
     let rows: Vec<Vec<i64>> = serde_json::from_value(v.clone()).unwrap();
@@ -38,7 +38,10 @@ pub fn batches(device: &Device) -> Vec<Batch> {
                 })
                 .with_label_values(&labels);
             let labels = Tensor::from_data(TensorData::new(labels, [3]), device);
-            (input, SequenceClassificationLabels::Classes(labels))
+            Batch {
+                input,
+                labels: SequenceClassificationLabels::Classes(labels),
+            }
         })
         .collect()
 }
@@ -102,12 +105,4 @@ pub fn tmp(tag: &str) -> bert::fixtures::Scratch {
 /// Sequence classification on [`batches`]: the model's own loss, saved as HF saves it.
 pub struct ClassifierTask;
 
-impl TrainTask<BertForSequenceClassification, Batch> for ClassifierTask {
-    fn loss(
-        &self,
-        model: &BertForSequenceClassification,
-        (input, labels): Batch,
-    ) -> Result<Tensor<1>, TrainError> {
-        Ok(model.forward(input, Some(labels))?.loss.expect("labels"))
-    }
-}
+impl TrainTask<BertForSequenceClassification, Batch> for ClassifierTask {}
