@@ -98,21 +98,20 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
         return y.reshape(out);
     }
     let Some(half) = current().half() else {
-        return match &layer.bias {
-            // Flex and ndarray: one GEMM into rows that start as the bias, and a hand-written
-            // backward (`cpu_kernels::linear`).
-            Some(bias) if D == 2 && crate::cpu_kernels::applies(&x) => {
-                let [rows, cols] = [x.dims()[0], x.dims()[D - 1]];
-                let y = crate::cpu_kernels::linear(
-                    x.reshape([rows, cols]),
-                    layer.weight.val(),
-                    bias.val(),
-                );
-                let out = y.dims()[1];
-                y.reshape(std::array::from_fn(|i| if i == 0 { rows } else { out }))
-            }
-            _ => layer.forward(x),
-        };
+        // Flex and ndarray: one GEMM into rows that start as the bias, and a hand-written
+        // backward (`cpu_kernels::linear`).
+        #[cfg(any(feature = "flex", feature = "ndarray"))]
+        if let Some(bias) = &layer.bias
+            && D == 2
+            && crate::cpu_kernels::applies(&x)
+        {
+            let [rows, cols] = [x.dims()[0], x.dims()[D - 1]];
+            let y =
+                crate::cpu_kernels::linear(x.reshape([rows, cols]), layer.weight.val(), bias.val());
+            let out = y.dims()[1];
+            return y.reshape(std::array::from_fn(|i| if i == 0 { rows } else { out }));
+        }
+        return layer.forward(x);
     };
     let was = x.dtype();
     let weight = to_half(layer.weight.val(), half);
