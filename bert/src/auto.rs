@@ -279,49 +279,32 @@ impl AutoClass for BertModel {
     }
 }
 
-impl AutoClass for BertForPreTraining {
-    const INPUTS: &'static [&'static str] = &[TEXT[0], TEXT[1], "labels", "next_sentence_label"];
-    fn forward_named(&self, inputs: &Inputs<'_>) -> Result<NamedTensors> {
-        let o = self.forward(
-            inputs.bert_input()?,
-            inputs.int("labels")?,
-            inputs.int("next_sentence_label")?,
-        )?;
-        Ok(outputs(
-            o.loss,
-            [
-                (
-                    "prediction_logits",
-                    HostTensor::from_float(o.prediction_logits),
-                ),
-                (
-                    "seq_relationship_logits",
-                    HostTensor::from_float(o.seq_relationship_logits),
-                ),
-            ],
-        ))
-    }
-}
-
-/// Classes whose forward takes `labels` and returns `logits` (and `loss` with labels).
-macro_rules! logits_classes {
-    ($($class:ident: $inputs:expr),* $(,)?) => {$(
+/// Classes whose forward takes the `BertModel` input and label tensors (read by HF name) and
+/// returns float outputs, named as its fields (and `loss` with labels).
+macro_rules! labelled_classes {
+    ($($class:ident: $inputs:expr, ($($label:literal),*) => ($($field:ident),*);)*) => {$(
         impl AutoClass for $class {
             const INPUTS: &'static [&'static str] = $inputs;
             fn forward_named(&self, inputs: &Inputs<'_>) -> Result<NamedTensors> {
-                let o = self.forward(inputs.bert_input()?, inputs.int("labels")?)?;
-                Ok(outputs(o.loss, [("logits", HostTensor::from_float(o.logits))]))
+                let o = self.forward(inputs.bert_input()?, $(inputs.int($label)?),*)?;
+                let fields = [$((stringify!($field), HostTensor::from_float(o.$field))),*];
+                Ok(outputs(o.loss, fields))
             }
         }
     )*};
 }
 
-logits_classes!(
-    BertForMaskedLM: &TEXT_LABELS,
+labelled_classes! {
+    BertForPreTraining: &[TEXT[0], TEXT[1], "labels", "next_sentence_label"],
+        ("labels", "next_sentence_label") => (prediction_logits, seq_relationship_logits);
+    BertForMaskedLM: &TEXT_LABELS, ("labels") => (logits);
     BertLMHeadModel: &[DECODER[0], DECODER[1], DECODER[2], DECODER[3], "labels"],
-    BertForNextSentencePrediction: &TEXT_LABELS,
-    BertForTokenClassification: &TEXT_LABELS,
-);
+        ("labels") => (logits);
+    BertForNextSentencePrediction: &TEXT_LABELS, ("labels") => (logits);
+    BertForTokenClassification: &TEXT_LABELS, ("labels") => (logits);
+    BertForQuestionAnswering: &[TEXT[0], TEXT[1], "start_positions", "end_positions"],
+        ("start_positions", "end_positions") => (start_logits, end_logits);
+}
 
 impl AutoClass for BertForSequenceClassification {
     const INPUTS: &'static [&'static str] = &TEXT_LABELS;
@@ -366,24 +349,6 @@ impl AutoClass for BertForMultipleChoice {
         Ok(outputs(
             o.loss,
             [("logits", HostTensor::from_float(o.logits))],
-        ))
-    }
-}
-
-impl AutoClass for BertForQuestionAnswering {
-    const INPUTS: &'static [&'static str] = &[TEXT[0], TEXT[1], "start_positions", "end_positions"];
-    fn forward_named(&self, inputs: &Inputs<'_>) -> Result<NamedTensors> {
-        let o = self.forward(
-            inputs.bert_input()?,
-            inputs.int("start_positions")?,
-            inputs.int("end_positions")?,
-        )?;
-        Ok(outputs(
-            o.loss,
-            [
-                ("start_logits", HostTensor::from_float(o.start_logits)),
-                ("end_logits", HostTensor::from_float(o.end_logits)),
-            ],
         ))
     }
 }

@@ -906,6 +906,16 @@ mod ndarray {
     }
 }
 
+/// [`CpuFused`] methods of [`Autodiff`] that run on the inner backend unrecorded: float tensors,
+/// then other arguments, three float tensors out ([`untracked`]).
+macro_rules! untracked_three {
+    ($(fn $name:ident($($t:ident),*; $($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name($($t: FloatTensor<Self>,)* $($arg: $ty),*) -> Three<Self> {
+            untracked::<B, C>(B::$name($(Self::inner($t),)* $($arg),*))
+        }
+    )*};
+}
+
 impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         tracked::<B, C>(x, B::gelu_erf, B::gelu_erf_backward, Saved::Input)
@@ -939,28 +949,11 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         )
     }
 
-    /// Not differentiated again.
-    fn layer_norm_last_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        eps: f64,
-    ) -> Three<Self> {
-        let i = Self::inner;
-        untracked::<B, C>(B::layer_norm_last_backward(i(x), i(weight), i(grad), eps))
-    }
-
-    /// An optimizer step: not recorded.
-    fn adamw_update(
-        p: FloatTensor<Self>,
-        g: FloatTensor<Self>,
-        m: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        clip: FloatTensor<Self>,
-        step: AdamWStep,
-    ) -> Three<Self> {
-        let i = Self::inner;
-        untracked::<B, C>(B::adamw_update(i(p), i(g), i(m), i(v), i(clip), step))
+    // The backward kernels (not differentiated again) and the optimizer step: not recorded.
+    untracked_three! {
+        fn layer_norm_last_backward(x, weight, grad; eps: f64);
+        fn linear_2d_backward(x, weight, grad;);
+        fn adamw_update(p, g, m, v, clip; step: AdamWStep);
     }
 
     /// Not recorded (the gradient norm is not differentiated).
@@ -974,16 +967,6 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         weighted::<B, C>([x, weight, bias], WeightedBackward::Linear, B::linear_2d)
-    }
-
-    /// Not differentiated again.
-    fn linear_2d_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> Three<Self> {
-        let i = Self::inner;
-        untracked::<B, C>(B::linear_2d_backward(i(x), i(weight), i(grad)))
     }
 }
 

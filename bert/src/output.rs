@@ -25,6 +25,13 @@ pub struct BaseModelOutputWithPoolingAndCrossAttentions {
     pub past_key_values: Option<KvCache>,
 }
 
+impl BaseModelOutputWithPoolingAndCrossAttentions {
+    /// `pooler_output`, for the heads that build their `BertModel` with the pooler.
+    pub(crate) fn pooled(&self) -> Tensor<2> {
+        (self.pooler_output.clone()).expect("the heads that read the pooler build it")
+    }
+}
+
 /// `BertForPreTraining`'s output (loss = MLM loss + NSP loss).
 #[derive(Debug, Clone)]
 pub struct BertForPreTrainingOutput {

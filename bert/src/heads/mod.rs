@@ -1,5 +1,8 @@
 //! The task heads, one HF class per file, with HF's class and field names.
 
+use burn::nn::{Dropout, Linear};
+use burn::tensor::Tensor;
+
 pub mod lm_head;
 pub mod masked_lm;
 pub mod masked_positions;
@@ -20,6 +23,11 @@ pub use pretraining::BertForPreTraining;
 pub use question_answering::BertForQuestionAnswering;
 pub use sequence_classification::{BertForSequenceClassification, SequenceClassificationLabels};
 pub use token_classification::BertForTokenClassification;
+
+/// `self.classifier(self.dropout(x))`, as HF's classification heads apply them.
+fn classify<const D: usize>(dropout: &Dropout, classifier: &Linear, x: Tensor<D>) -> Tensor<D> {
+    classifier.forward(crate::dropout::forward(dropout, x))
+}
 
 // Each head's `BertPretrained` implementation (HF interop) comes from the one list of classes in
 // `crate::auto`.

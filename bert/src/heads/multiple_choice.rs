@@ -53,14 +53,8 @@ impl BertForMultipleChoice {
         input.token_type_ids = token_type_ids
             .map(|t| flat(t, "token_type_ids"))
             .transpose()?;
-        let out = self.bert.forward(input)?;
-        let pooled = out
-            .pooler_output
-            .expect("BertForMultipleChoice has a pooler");
-        let logits = self
-            .classifier
-            .forward(crate::dropout::forward(&self.dropout, pooled))
-            .reshape([b, c]);
+        let pooled = self.bert.forward(input)?.pooled();
+        let logits = super::classify(&self.dropout, &self.classifier, pooled).reshape([b, c]);
         let loss = labels
             .map(|labels| checked_cross_entropy("labels", logits.clone(), labels, None))
             .transpose()?;

@@ -31,10 +31,7 @@ impl BertForNextSentencePrediction {
         labels: Option<Tensor<1, Int>>,
     ) -> Result<NextSentencePredictorOutput> {
         let known = input.host_bounds;
-        let out = self.bert.forward(input)?;
-        let pooled = out
-            .pooler_output
-            .expect("BertForNextSentencePrediction has a pooler");
+        let pooled = self.bert.forward(input)?.pooled();
         let logits = self.cls.seq_relationship.forward(pooled);
         let loss = labels
             .map(|labels| checked_cross_entropy("labels", logits.clone(), labels, known.labels))

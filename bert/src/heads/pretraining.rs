@@ -44,10 +44,9 @@ impl BertForPreTraining {
     ) -> Result<BertForPreTrainingOutput> {
         let known = input.host_bounds;
         let out = self.bert.forward(input)?;
-        let pooled = out.pooler_output.expect("BertForPreTraining has a pooler");
+        let seq_relationship_logits = self.cls.seq_relationship.forward(out.pooled());
         let prediction_logits =
             (self.cls.predictions).forward_tied(&self.bert, out.last_hidden_state);
-        let seq_relationship_logits = self.cls.seq_relationship.forward(pooled);
         let loss = match (labels, next_sentence_label) {
             (Some(labels), Some(nsp)) => {
                 let mlm = token_cross_entropy(&prediction_logits, labels, known.labels, |l| l)?;
@@ -73,12 +72,11 @@ impl BertForPreTraining {
     ) -> Result<BertForPreTrainingMaskedOutput> {
         let known = input.host_bounds;
         let out = self.bert.forward(input)?;
-        let pooled = out.pooler_output.expect("BertForPreTraining has a pooler");
+        let seq_relationship_logits = self.cls.seq_relationship.forward(out.pooled());
         let prediction_logits = self.cls.predictions.forward_rows(
             masked.gather(out.last_hidden_state),
             self.bert.embeddings.word_embeddings.weight.val(),
         );
-        let seq_relationship_logits = self.cls.seq_relationship.forward(pooled);
         let nsp = nsp_loss(seq_relationship_logits.clone(), next_sentence_label, known)?;
         let mlm = masked.loss(prediction_logits.clone())?;
         Ok(BertForPreTrainingMaskedOutput {

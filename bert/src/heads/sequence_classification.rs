@@ -60,13 +60,8 @@ impl BertForSequenceClassification {
     ) -> Result<SequenceClassifierOutput> {
         let [batch, _] = input.dims();
         let known = input.host_bounds;
-        let out = self.bert.forward(input)?;
-        let pooled = out
-            .pooler_output
-            .expect("BertForSequenceClassification has a pooler");
-        let logits = self
-            .classifier
-            .forward(crate::dropout::forward(&self.dropout, pooled));
+        let pooled = self.bert.forward(input)?.pooled();
+        let logits = super::classify(&self.dropout, &self.classifier, pooled);
         let num_labels = logits.dims()[1];
         let loss = match labels {
             None => None,

@@ -37,10 +37,7 @@ impl BertForTokenClassification {
         let attention_mask = input.attention_mask.clone();
         let known = input.host_bounds;
         let out = self.bert.forward(input)?;
-        let logits = self.classifier.forward(crate::dropout::forward(
-            &self.dropout,
-            out.last_hidden_state,
-        ));
+        let logits = super::classify(&self.dropout, &self.classifier, out.last_hidden_state);
         // active_loss = attention_mask == 1; other positions get the ignore index.
         let active = |labels: Tensor<2, Int>| match attention_mask {
             Some(mask) => labels.mask_fill(mask.not_equal_elem(1), IGNORE_INDEX),
