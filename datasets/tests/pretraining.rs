@@ -12,12 +12,20 @@ use std::rc::Rc;
 
 use bert_datasets::fixtures::assert_err;
 use bert_datasets::pretraining::{
-    MlmMasker, NspOptions, continuation_table, create_pairs, documents, encode_documents,
+    MlmOptions, NspOptions, continuation_table, create_pairs, documents, encode_documents,
     mask_pairs, masking::IGNORE_INDEX, read_documents, split_paragraphs, stream_pairs,
 };
 
 fn fixtures() -> PathBuf {
     bert_datasets::fixtures::dir().unwrap()
+}
+
+/// BERT's token-level masking over `tok`'s vocabulary, never choosing `specials`.
+fn masking(tok: &BertTokenizer, specials: Vec<u32>) -> MlmOptions {
+    MlmOptions {
+        special_ids: specials,
+        ..MlmOptions::new(tok).unwrap()
+    }
 }
 
 #[test]
@@ -62,12 +70,12 @@ fn mlm_and_nsp_statistics_on_the_jargon_file() {
     );
 
     let specials = vec![special.cls, special.sep, special.pad];
-    let mut masker = MlmMasker::new(special.mask, tok.vocab_size() as u32, specials.clone(), 7);
+    let mut masker = masking(&tok, specials.clone()).masker(7);
     let (mut candidates, mut chosen, mut as_mask, mut as_random, mut kept) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     for p in &pairs {
         let (ids, _) = p.to_input(special.cls, special.sep);
-        let m = masker.mask(&ids, &[]);
+        let m = masker.mask(&ids);
         for (k, &id) in ids.iter().enumerate() {
             let is_special = specials.contains(&id);
             if m.labels[k] == IGNORE_INDEX {
@@ -104,22 +112,29 @@ fn mlm_and_nsp_statistics_on_the_jargon_file() {
 
     // Dynamic masking: the next epoch draws different masks.
     let (ids, _) = pairs[0].to_input(special.cls, special.sep);
-    let mut again = MlmMasker::new(special.mask, tok.vocab_size() as u32, specials, 7);
-    let first = again.mask(&ids, &[]);
-    let second = again.mask(&ids, &[]);
+    let mut again = masking(&tok, specials).masker(7);
+    let first = again.mask(&ids);
+    let second = again.mask(&ids);
     assert_ne!(first, second, "a new epoch draws new masks");
 }
 
 #[test]
 fn whole_word_masking_masks_all_pieces_of_a_word() {
-    let mut masker = MlmMasker::new(103, 30522, vec![101, 102], 3);
-    masker.whole_word_mask = true;
-    masker.mlm_probability = 0.5;
     // [CLS] un ##aff ##able word [SEP]
     let ids = [101, 4895, 10354, 3085, 2773, 102];
-    let cont = [false, false, true, true, false, false];
+    let mut continuation = vec![false; 30522];
+    (continuation[10354], continuation[3085]) = (true, true);
+    let mut masker = MlmOptions {
+        mlm_probability: 0.5,
+        mask_id: 103,
+        vocab_size: 30522,
+        special_ids: vec![101, 102],
+        whole_word_mask: true,
+        continuation,
+    }
+    .masker(3);
     for _ in 0..50 {
-        let m = masker.mask(&ids, &cont);
+        let m = masker.mask(&ids);
         let word: Vec<bool> = (1..4).map(|k| m.labels[k] != IGNORE_INDEX).collect();
         assert!(
             word.iter().all(|&c| c == word[0]),
@@ -236,13 +251,8 @@ fn an_endless_corpus_is_read_lazily() {
         16,
     )
     .unwrap();
-    let masker = MlmMasker::new(
-        special.mask,
-        tok.vocab_size() as u32,
-        vec![special.cls, special.sep],
-        1,
-    );
-    let examples: Vec<_> = mask_pairs(pairs, masker, special.cls, special.sep, Vec::new())
+    let masker = masking(&tok, vec![special.cls, special.sep]).masker(1);
+    let examples: Vec<_> = mask_pairs(pairs, masker, special.cls, special.sep)
         .take(100)
         .collect::<Result<_, _>>()
         .unwrap();
@@ -310,11 +320,11 @@ fn streaming_pairs_on_the_jargon_file() {
 
     // A buffer of 100 documents.
     let specials = vec![special.cls, special.sep, special.pad];
-    let masker = MlmMasker::new(special.mask, tok.vocab_size() as u32, specials.clone(), 7);
+    let masker = masking(&tok, specials.clone()).masker(7);
     let (mut pairs, mut random, mut candidates, mut chosen) = (0usize, 0usize, 0usize, 0usize);
     let encoded = encode_documents(documents(corpus.as_bytes(), "jargon"), &tok, 64).unwrap();
     let pairs_stream = stream_pairs(encoded, &options, 100).unwrap();
-    for e in mask_pairs(pairs_stream, masker, special.cls, special.sep, Vec::new()) {
+    for e in mask_pairs(pairs_stream, masker, special.cls, special.sep) {
         let e = e.unwrap();
         assert!(e.input_ids.len() <= options.max_seq_length);
         pairs += 1;
@@ -351,14 +361,12 @@ fn whole_word_masking_in_the_stream_uses_the_vocabulary() {
     assert!(table[tok.token_to_id("##s").unwrap() as usize]);
     assert!(!table[tok.token_to_id("the").unwrap() as usize]);
     let corpus = "Unaffable hyperparameterization everywhere.\nAnother sentence here.\n\nSecond document now.\nWith two lines.\n";
-    let mut masker = MlmMasker::new(
-        special.mask,
-        tok.vocab_size() as u32,
-        vec![special.cls, special.sep],
-        3,
-    );
-    masker.whole_word_mask = true;
-    masker.mlm_probability = 0.5;
+    let masker = MlmOptions {
+        mlm_probability: 0.5,
+        whole_word_mask: true,
+        ..masking(&tok, vec![special.cls, special.sep])
+    }
+    .masker(3);
     let options = NspOptions {
         short_seq_prob: 0.0,
         ..NspOptions::default()
@@ -373,13 +381,7 @@ fn whole_word_masking_in_the_stream_uses_the_vocabulary() {
             2,
         )
         .unwrap();
-        for e in mask_pairs(
-            pairs,
-            masker.clone(),
-            special.cls,
-            special.sep,
-            table.clone(),
-        ) {
+        for e in mask_pairs(pairs, masker.clone(), special.cls, special.sep) {
             let e = e.unwrap();
             // A continuation piece is chosen exactly when the piece before it is.
             for k in 1..e.input_ids.len() {

@@ -201,11 +201,9 @@ impl PretrainingDataArgs {
         tokenizer: &BertTokenizer,
         lm: &LmArgs,
     ) -> Result<PretrainingCollator, Error> {
-        let c = PretrainingCollator {
-            mlm_probability: self.mlm_probability,
-            whole_word_mask: self.whole_word_mask,
-            ..PretrainingCollator::new(tokenizer, lm.train.seed)?
-        };
+        let mut c = PretrainingCollator::new(tokenizer, lm.train.seed)?;
+        c.mlm.mlm_probability = self.mlm_probability;
+        c.mlm.whole_word_mask = self.whole_word_mask;
         Ok(match self.pad_to_max_length {
             true => c.pad_to_max_length(lm.model.max_seq_length),
             false => c,

@@ -9,8 +9,8 @@ use burn::tensor::{Device, Int, Tensor};
 use super::{
     DataCollatorWithPadding, TokenizedText, int1, int2, pad_labels, pad_texts, pad_texts_to,
 };
-use crate::pretraining::{MlmMasker, PretrainingPair, continuation_table};
-use crate::{BertTokenizer, DataError};
+use crate::pretraining::{MlmOptions, PretrainingPair};
+use crate::{BertTokenizer, DataError, SpecialIds};
 
 /// `BertForPreTraining::forward_masked`'s arguments.
 #[derive(Debug, Clone)]
@@ -25,18 +25,9 @@ pub struct PretrainingBatch {
 /// the batch's key: a resumed run draws the same masks.
 #[derive(Debug, Clone)]
 pub struct PretrainingCollator {
-    pub cls: u32,
-    pub sep: u32,
-    pub pad: u32,
-    pub mask: u32,
-    pub vocab_size: u32,
-    /// Never masked.
-    pub specials: Vec<u32>,
-    /// `##` pieces, for whole-word masking.
-    pub is_continuation: Vec<bool>,
-    pub mlm_probability: f64,
-    /// Mask all pieces of a word together.
-    pub whole_word_mask: bool,
+    /// The tokenizer's `[CLS]`, `[SEP]` and `[PAD]` (and the rest).
+    pub special: SpecialIds,
+    pub mlm: MlmOptions,
     pub seed: u64,
     /// Pad to at least this many tokens (0: to the longest pair).
     pub pad_to: usize,
@@ -48,17 +39,9 @@ impl PretrainingCollator {
     /// BERT's defaults over `tokenizer`'s vocabulary: 15% masked, token-level, padded to the
     /// longest pair.
     pub fn new(tokenizer: &BertTokenizer, seed: u64) -> Result<Self, DataError> {
-        let s = tokenizer.special_ids()?;
         Ok(Self {
-            cls: s.cls,
-            sep: s.sep,
-            pad: s.pad,
-            mask: s.mask,
-            vocab_size: tokenizer.vocab_size() as u32,
-            specials: vec![s.cls, s.sep, s.pad, s.mask, s.unk],
-            is_continuation: continuation_table(tokenizer),
-            mlm_probability: 0.15,
-            whole_word_mask: false,
+            special: tokenizer.special_ids()?,
+            mlm: MlmOptions::new(tokenizer)?,
             seed,
             pad_to: 0,
             masked_rows_multiple: 1,
@@ -83,28 +66,13 @@ impl PretrainingCollator {
         key: u64,
         device: &Device,
     ) -> PretrainingBatch {
-        let mut masker = MlmMasker::new(
-            self.mask,
-            self.vocab_size,
-            self.specials.clone(),
-            self.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        masker.mlm_probability = self.mlm_probability;
-        masker.whole_word_mask = self.whole_word_mask;
+        let (cls, sep) = (self.special.cls, self.special.sep);
+        let mut masker = (self.mlm).masker(self.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut texts = Vec::with_capacity(pairs.len());
         let mut labels = Vec::with_capacity(pairs.len());
         for p in pairs {
-            let (ids, types) = p.to_input(self.cls, self.sep);
-            let cont: Vec<bool> = ids
-                .iter()
-                .map(|&i| {
-                    self.is_continuation
-                        .get(i as usize)
-                        .copied()
-                        .unwrap_or(false)
-                })
-                .collect();
-            let m = masker.mask(&ids, &cont);
+            let (ids, types) = p.to_input(cls, sep);
+            let m = masker.mask(&ids);
             texts.push(TokenizedText {
                 input_ids: m.input_ids,
                 token_type_ids: types,
@@ -112,7 +80,7 @@ impl PretrainingCollator {
             labels.push(m.labels);
         }
         let refs: Vec<&TokenizedText> = texts.iter().collect();
-        let mut input = pad_texts_to(&refs, self.pad, self.pad_to, device);
+        let mut input = pad_texts_to(&refs, self.special.pad, self.pad_to, device);
         let s = input.input_ids.dims()[1];
         let labels = pad_labels(labels.iter().map(Vec::as_slice), s).concat();
         let nsp: Vec<i64> = pairs.iter().map(|p| p.next_sentence_label as i64).collect();

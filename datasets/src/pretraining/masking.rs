@@ -8,6 +8,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::{BertTokenizer, DataError};
+
 /// HF's ignore index.
 pub const IGNORE_INDEX: i64 = -100;
 
@@ -18,49 +20,85 @@ pub struct MaskedLm {
     pub labels: Vec<i64>,
 }
 
-/// Draws MLM masks.
-#[derive(Debug, Clone)]
-pub struct MlmMasker {
+/// What MLM masking may choose and how: the options of HF's `DataCollatorForLanguageModeling`
+/// and `DataCollatorForWholeWordMask`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlmOptions {
+    /// The chance of each non-special token to be chosen (0.15).
     pub mlm_probability: f64,
     pub mask_id: u32,
+    /// Random replacements are drawn from `0..vocab_size`.
     pub vocab_size: u32,
     /// Ids never chosen (`[CLS]`, `[SEP]`, `[PAD]`, …).
     pub special_ids: Vec<u32>,
+    /// Choose the `##` pieces of a word with it (off).
     pub whole_word_mask: bool,
+    /// For each vocabulary id, whether it is a `##` piece ([`continuation_table`]); read only
+    /// with `whole_word_mask` (an id past its end is a word start).
+    pub continuation: Vec<bool>,
+}
+
+impl MlmOptions {
+    /// BERT's defaults over `tokenizer`'s vocabulary: 15% of the tokens, token by token, never
+    /// `[CLS]`, `[SEP]`, `[PAD]`, `[MASK]` or `[UNK]`.
+    pub fn new(tokenizer: &BertTokenizer) -> Result<Self, DataError> {
+        let s = tokenizer.special_ids()?;
+        Ok(Self {
+            mlm_probability: 0.15,
+            mask_id: s.mask,
+            vocab_size: tokenizer.vocab_size() as u32,
+            special_ids: vec![s.cls, s.sep, s.pad, s.mask, s.unk],
+            whole_word_mask: false,
+            continuation: continuation_table(tokenizer),
+        })
+    }
+
+    /// A masker with these options drawing from `seed`.
+    pub fn masker(&self, seed: u64) -> MlmMasker {
+        MlmMasker {
+            options: self.clone(),
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+}
+
+/// For each id of the tokenizer's vocabulary, whether it is a `##` continuation piece.
+pub fn continuation_table(tokenizer: &BertTokenizer) -> Vec<bool> {
+    let mut table = vec![false; tokenizer.vocab_size()];
+    for (token, id) in tokenizer.inner.get_vocab(true) {
+        if let Some(c) = table.get_mut(id as usize) {
+            *c = token.starts_with("##");
+        }
+    }
+    table
+}
+
+/// Draws MLM masks ([`MlmOptions::masker`]).
+#[derive(Debug, Clone)]
+pub struct MlmMasker {
+    pub options: MlmOptions,
     rng: StdRng,
 }
 
 impl MlmMasker {
-    pub fn new(mask_id: u32, vocab_size: u32, special_ids: Vec<u32>, seed: u64) -> Self {
-        Self {
-            mlm_probability: 0.15,
-            mask_id,
-            vocab_size,
-            special_ids,
-            whole_word_mask: false,
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-
-    /// Masks `ids`. `is_continuation[i]` marks `##` pieces (used by whole-word masking; may be
-    /// empty otherwise).
-    pub fn mask(&mut self, ids: &[u32], is_continuation: &[bool]) -> MaskedLm {
+    /// Masks `ids`.
+    pub fn mask(&mut self, ids: &[u32]) -> MaskedLm {
+        let o = &self.options;
+        let is_special = |id: u32| o.special_ids.contains(&id);
+        let is_continuation = |id: u32| o.continuation.get(id as usize).copied().unwrap_or(false);
         let n = ids.len();
         let mut chosen = vec![false; n];
         let mut i = 0;
         while i < n {
-            let special = self.special_ids.contains(&ids[i]);
+            let special = is_special(ids[i]);
             // A word: this token and, with whole-word masking, its `##` continuations.
             let mut end = i + 1;
-            if self.whole_word_mask && !special {
-                while end < n
-                    && is_continuation.get(end).copied().unwrap_or(false)
-                    && !self.special_ids.contains(&ids[end])
-                {
+            if o.whole_word_mask && !special {
+                while end < n && is_continuation(ids[end]) && !is_special(ids[end]) {
                     end += 1;
                 }
             }
-            if !special && self.rng.random_bool(self.mlm_probability) {
+            if !special && self.rng.random_bool(o.mlm_probability) {
                 chosen[i..end].iter_mut().for_each(|c| *c = true);
             }
             i = end;
@@ -74,9 +112,9 @@ impl MlmMasker {
             labels[k] = ids[k] as i64;
             let r: f64 = self.rng.random();
             if r < 0.8 {
-                input_ids[k] = self.mask_id;
+                input_ids[k] = o.mask_id;
             } else if r < 0.9 {
-                input_ids[k] = self.rng.random_range(0..self.vocab_size);
+                input_ids[k] = self.rng.random_range(0..o.vocab_size);
             }
         }
         MaskedLm { input_ids, labels }

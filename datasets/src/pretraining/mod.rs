@@ -13,11 +13,11 @@ pub use corpus::{
     Corpus, CorpusFormat, Document, DocumentReader, DocumentStream, ParagraphDocuments, documents,
     is_held_out, paragraph_documents, read_documents, split_paragraphs, stream_documents,
 };
-pub use masking::{MaskedLm, MlmMasker};
+pub use masking::{MaskedLm, MlmMasker, MlmOptions, continuation_table};
 pub use nsp::{
     NspOptions, PretrainingPair, create_pairs, create_pairs_duplicated, document_pairs, group_texts,
 };
 pub use stream::{
-    PairResults, PretrainingExample, TokenizedDocument, continuation_table, encode_documents,
-    mask_pairs, stream_pairs, tokenize_documents,
+    PairResults, PretrainingExample, TokenizedDocument, encode_documents, mask_pairs, stream_pairs,
+    tokenize_documents,
 };

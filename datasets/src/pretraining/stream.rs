@@ -258,15 +258,8 @@ where
 }
 
 /// Pairs as MLM model inputs: `[CLS] A [SEP] B [SEP]` with token types, and masks drawn by
-/// `masker` (a new mask for every pair it sees, as HF's dynamic masking). `continuation[id]`
-/// marks `##` pieces for whole-word masking ([`continuation_table`]; may be empty otherwise).
-pub fn mask_pairs<I>(
-    pairs: I,
-    masker: MlmMasker,
-    cls: u32,
-    sep: u32,
-    continuation: Vec<bool>,
-) -> MaskedPairs<I::IntoIter>
+/// `masker` (a new mask for every pair it sees, as HF's dynamic masking).
+pub fn mask_pairs<I>(pairs: I, masker: MlmMasker, cls: u32, sep: u32) -> MaskedPairs<I::IntoIter>
 where
     I: IntoIterator<Item = Result<PretrainingPair, DataError>>,
 {
@@ -275,7 +268,6 @@ where
         masker,
         cls,
         sep,
-        continuation,
     }
 }
 
@@ -287,24 +279,12 @@ pub fn tokenize_documents(
     encode_documents(documents.iter().cloned().map(Ok), tokenizer, 256)?.collect()
 }
 
-/// For each id of the tokenizer's vocabulary, whether it is a `##` continuation piece.
-pub fn continuation_table(tokenizer: &BertTokenizer) -> Vec<bool> {
-    let mut table = vec![false; tokenizer.vocab_size()];
-    for (token, id) in tokenizer.inner.get_vocab(true) {
-        if let Some(c) = table.get_mut(id as usize) {
-            *c = token.starts_with("##");
-        }
-    }
-    table
-}
-
 /// The iterator of [`mask_pairs`].
 pub struct MaskedPairs<I> {
     pairs: I,
     masker: MlmMasker,
     cls: u32,
     sep: u32,
-    continuation: Vec<bool>,
 }
 
 /// One pretraining example: masked input ids, MLM labels, token types and the NSP label.
@@ -327,14 +307,7 @@ impl<I: Iterator<Item = Result<PretrainingPair, DataError>>> Iterator for Masked
             Err(e) => return Some(Err(e)),
         };
         let (ids, token_type_ids) = pair.to_input(self.cls, self.sep);
-        let is_continuation: Vec<bool> = if self.continuation.is_empty() {
-            Vec::new()
-        } else {
-            ids.iter()
-                .map(|&id| self.continuation.get(id as usize).copied().unwrap_or(false))
-                .collect()
-        };
-        let masked = self.masker.mask(&ids, &is_continuation);
+        let masked = self.masker.mask(&ids);
         Some(Ok(PretrainingExample {
             input_ids: masked.input_ids,
             token_type_ids,
