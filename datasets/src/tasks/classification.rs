@@ -339,8 +339,8 @@ pub fn parse_classification(
                 json_name(&columns.label)?,
             );
             let mut rows = Vec::new();
-            json_rows(name, decode_utf8(data, name)?, |line, row| {
-                rows.push(raw_row(name, line, row, &tn, pn.as_deref(), &ln)?);
+            json_rows(name, decode_utf8(data, name)?, |row| {
+                rows.push(row.raw(&tn, pn.as_deref(), &ln)?);
                 Ok(())
             })?;
             rows
@@ -365,49 +365,59 @@ fn classification_from_parquet<R: ChunkReader + 'static>(
     let mut wanted = vec![&c.text, &c.label];
     wanted.extend(&c.text_pair);
     let mut rows = Vec::new();
-    let class_names = parquet_rows(name, reader, &wanted, &[], &c.label, |line, row, names| {
+    let class_names = parquet_rows(name, reader, &wanted, &[], &c.label, |row, names| {
         let column =
             |col: &Column| names[wanted.iter().position(|w| *w == col).expect("asked")].clone();
-        rows.push(raw_row(
-            name,
-            line,
-            row,
-            &column(&c.text),
-            c.text_pair.as_ref().map(column).as_deref(),
-            &column(&c.label),
-        )?);
+        let pair = c.text_pair.as_ref().map(column);
+        rows.push(row.raw(&column(&c.text), pair.as_deref(), &column(&c.label))?);
         Ok(())
     })?;
     finish(name, rows, c.regression, class_names)
 }
 
-/// Labels from the raw rows: class names sorted into ids (or the ids of HF `ClassLabel`
-/// names), or numbers for regression.
-fn finish(
-    name: &str,
-    rows: Vec<RawRow>,
-    regression: bool,
-    class_names: Option<Vec<String>>,
-) -> Result<ClassificationData, DataError> {
-    let (labelled, id2label) = labelled(name, rows, regression, class_names)?;
-    let examples = labelled.map(|((text, text_pair), label)| ClassificationExample {
-        text,
-        text_pair,
-        label,
-    });
-    Ok(ClassificationData {
-        examples: examples.collect(),
-        id2label,
-    })
+/// A dataset of texts (raw or tokenized) with their labels, and the label names.
+trait FromLabelled<T>: Sized {
+    fn from_labelled(labelled: impl Iterator<Item = (T, Label)>, id2label: Vec<String>) -> Self;
 }
 
-/// The texts of `rows` with their [`labels`], and the label names; no rows is an error.
-fn labelled<T>(
+impl FromLabelled<(String, Option<String>)> for ClassificationData {
+    fn from_labelled(
+        labelled: impl Iterator<Item = ((String, Option<String>), Label)>,
+        id2label: Vec<String>,
+    ) -> Self {
+        let examples = labelled.map(|((text, text_pair), label)| ClassificationExample {
+            text,
+            text_pair,
+            label,
+        });
+        Self {
+            examples: examples.collect(),
+            id2label,
+        }
+    }
+}
+
+impl FromLabelled<TokenizedText> for TokenizedClassificationData {
+    fn from_labelled(
+        labelled: impl Iterator<Item = (TokenizedText, Label)>,
+        id2label: Vec<String>,
+    ) -> Self {
+        let items = labelled.map(|(text, label)| ClassificationItem { text, label });
+        Self {
+            items: items.collect(),
+            id2label,
+        }
+    }
+}
+
+/// The texts of `rows` with their [`labels`]: class names sorted into ids (or the ids of HF
+/// `ClassLabel` names), or numbers for regression; no rows is an error.
+fn finish<T, D: FromLabelled<T>>(
     name: &str,
     rows: Vec<Row<T>>,
     regression: bool,
     class_names: Option<Vec<String>>,
-) -> Result<(impl Iterator<Item = (T, Label)>, Vec<String>), DataError> {
+) -> Result<D, DataError> {
     if rows.is_empty() {
         return Err(file_err(name, "no examples"));
     }
@@ -417,7 +427,8 @@ fn labelled<T>(
         regression,
         class_names,
     )?;
-    Ok((rows.into_iter().map(|r| r.text).zip(labels), id2label))
+    let texts = rows.into_iter().map(|r| r.text);
+    Ok(D::from_labelled(texts.zip(labels), id2label))
 }
 
 fn labels<'a>(
@@ -610,11 +621,11 @@ fn json_name(col: &Column) -> Result<String, DataError> {
     }
 }
 
-/// Calls `f` with each non-blank line of JSONL as an object, and its line number.
+/// Calls `f` with each non-blank line of JSONL as an object.
 fn json_rows(
     name: &str,
     text: &str,
-    mut f: impl FnMut(usize, &Map<String, Value>) -> Result<(), DataError>,
+    mut f: impl FnMut(JsonRow<'_>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     for (i, l) in text.lines().enumerate() {
         let line = i + 1;
@@ -626,7 +637,11 @@ fn json_rows(
         let Value::Object(row) = v else {
             return Err(line_err(name, line, "not a JSON object"));
         };
-        f(line, &row)?;
+        f(JsonRow {
+            name,
+            line,
+            row: &row,
+        })?;
     }
     Ok(())
 }
@@ -640,55 +655,79 @@ fn show(v: &Value) -> String {
     }
 }
 
-/// A field as text: strings as they are, numbers and booleans as JSON writes them.
-fn text_field(
-    name: &str,
+/// A row of a JSONL or Parquet file as a JSON object, with where it stands (for messages).
+#[derive(Clone, Copy)]
+struct JsonRow<'a> {
+    name: &'a str,
+    /// 1-based line (JSONL) or row (Parquet).
     line: usize,
-    row: &Map<String, Value>,
-    k: &str,
-) -> Result<String, DataError> {
-    match row.get(k) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        None => Err(line_err(name, line, format!("no field `{k}`"))),
-        Some(Value::Null) => Err(line_err(name, line, format!("field `{k}` is null"))),
-        Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(v.to_string()),
-        Some(v) => Err(line_err(
-            name,
-            line,
-            format!("field `{k}` is not text or a number: {}", show(v)),
-        )),
+    row: &'a Map<String, Value>,
+}
+
+impl JsonRow<'_> {
+    fn err(&self, message: impl Into<String>) -> DataError {
+        line_err(self.name, self.line, message)
+    }
+
+    /// A field as text: strings as they are, numbers and booleans as JSON writes them.
+    fn text(&self, k: &str) -> Result<String, DataError> {
+        match self.row.get(k) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            None => Err(self.err(format!("no field `{k}`"))),
+            Some(Value::Null) => Err(self.err(format!("field `{k}` is null"))),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(v.to_string()),
+            Some(v) => Err(self.err(format!("field `{k}` is not text or a number: {}", show(v)))),
+        }
+    }
+
+    /// A field as a list of non-negative integers below 2^32 (none when absent or null).
+    fn ids(&self, k: &str) -> Result<Option<Vec<u32>>, DataError> {
+        let v = match self.row.get(k) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(v) => v,
+        };
+        let Value::Array(items) = v else {
+            return Err(self.err(format!("`{k}` is not a list of ids: {}", show(v))));
+        };
+        let id = |(i, x): (usize, &Value)| {
+            let bad = |what: &str| self.err(format!("`{k}`[{i}] = {} {what}", show(x)));
+            match x {
+                Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => Err(bad("is negative")),
+                Value::Number(n) if n.as_u64().is_some() => n
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad("is too large for an id")),
+                _ => Err(bad("is not an integer")),
+            }
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(id)
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    fn raw(&self, text: &str, pair: Option<&str>, label: &str) -> Result<RawRow, DataError> {
+        Ok(RawRow {
+            line: self.line,
+            text: (self.text(text)?, pair.map(|p| self.text(p)).transpose()?),
+            label: self.text(label)?,
+        })
     }
 }
 
-fn raw_row(
-    name: &str,
-    line: usize,
-    row: &Map<String, Value>,
-    text: &str,
-    pair: Option<&str>,
-    label: &str,
-) -> Result<RawRow, DataError> {
-    Ok(RawRow {
-        line,
-        text: (
-            text_field(name, line, row, text)?,
-            pair.map(|p| text_field(name, line, row, p)).transpose()?,
-        ),
-        label: text_field(name, line, row, label)?,
-    })
-}
-
 /// Reads the `columns` (and those of `optional` that the file has) of a Parquet file row by
-/// row, calling `f` with the 1-based row number, the row as a JSON object, and the names of
-/// `columns`. Returns the class names when HF
-/// datasets saved `label` as a `ClassLabel` (in the file's `huggingface` metadata).
+/// row, calling `f` with the row as a JSON object (numbered from 1) and the names of `columns`.
+/// Returns the class names when HF datasets saved `label` as a `ClassLabel` (in the file's
+/// `huggingface` metadata).
 fn parquet_rows<R: ChunkReader + 'static>(
     name: &str,
     reader: R,
     columns: &[&Column],
     optional: &[&str],
     label: &Column,
-    mut f: impl FnMut(usize, &Map<String, Value>, &[String]) -> Result<(), DataError>,
+    mut f: impl FnMut(JsonRow<'_>, &[String]) -> Result<(), DataError>,
 ) -> Result<Option<Vec<String>>, DataError> {
     let file_length = reader.len();
     let reader = guarded(|| SerializedFileReader::new(reader))
@@ -760,7 +799,12 @@ fn parquet_rows<R: ChunkReader + 'static>(
             .get_column_iter()
             .map(|(k, v)| (k.clone(), field_json(v)))
             .collect();
-        f(line, &object, &names)?;
+        let row = JsonRow {
+            name,
+            line,
+            row: &object,
+        };
+        f(row, &names)?;
     }
     Ok(class_names)
 }
@@ -868,11 +912,11 @@ pub fn parse_tokenized_classification(
     match format {
         Format::Jsonl => {
             let mut rows = Vec::new();
-            json_rows(name, decode_utf8(data, name)?, |line, row| {
-                rows.push(tokenized_row(name, line, row, label_column)?);
+            json_rows(name, decode_utf8(data, name)?, |row| {
+                rows.push(tokenized_row(row, label_column)?);
                 Ok(())
             })?;
-            finish_tokenized(name, rows, regression, None)
+            finish(name, rows, regression, None)
         }
         Format::Parquet => tokenized_from_parquet(
             bytes::Bytes::copy_from_slice(data),
@@ -900,120 +944,53 @@ fn tokenized_from_parquet<R: ChunkReader + 'static>(
         &wanted_refs,
         &["attention_mask", "token_type_ids"],
         wanted_refs[1],
-        |line, row, _| {
-            rows.push(tokenized_row(name, line, row, label_column)?);
+        |row, _| {
+            rows.push(tokenized_row(row, label_column)?);
             Ok(())
         },
     )?;
-    finish_tokenized(name, rows, regression, class_names)
+    finish(name, rows, regression, class_names)
 }
 
 type TokenizedRow = Row<TokenizedText>;
 
-fn finish_tokenized(
-    name: &str,
-    rows: Vec<TokenizedRow>,
-    regression: bool,
-    class_names: Option<Vec<String>>,
-) -> Result<TokenizedClassificationData, DataError> {
-    let (labelled, id2label) = labelled(name, rows, regression, class_names)?;
-    Ok(TokenizedClassificationData {
-        items: (labelled.map(|(text, label)| ClassificationItem { text, label })).collect(),
-        id2label,
-    })
-}
-
-/// A list of non-negative integers below 2^32.
-fn id_list(name: &str, line: usize, k: &str, v: &Value) -> Result<Vec<u32>, DataError> {
-    let Value::Array(items) = v else {
-        return Err(line_err(
-            name,
-            line,
-            format!("`{k}` is not a list of ids: {}", show(v)),
-        ));
+fn tokenized_row(row: JsonRow<'_>, label_column: &str) -> Result<TokenizedRow, DataError> {
+    let mut input_ids = (row.ids("input_ids")?).ok_or_else(|| row.err("no field `input_ids`"))?;
+    let same_length = |k: &str, v: &[u32], n: usize| match v.len() == n {
+        true => Ok(()),
+        false => Err(row.err(format!("`{k}` has {} entries, `input_ids` {n}", v.len()))),
     };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let bad = |what: &str| line_err(name, line, format!("`{k}`[{i}] = {} {what}", show(x)));
-            match x {
-                Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => Err(bad("is negative")),
-                Value::Number(n) if n.as_u64().is_some() => n
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| bad("is too large for an id")),
-                _ => Err(bad("is not an integer")),
-            }
-        })
-        .collect()
-}
-
-fn tokenized_row(
-    name: &str,
-    line: usize,
-    row: &Map<String, Value>,
-    label_column: &str,
-) -> Result<TokenizedRow, DataError> {
-    let list = |k: &str| -> Result<Option<Vec<u32>>, DataError> {
-        match row.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => id_list(name, line, k, v).map(Some),
-        }
-    };
-    let mut input_ids =
-        list("input_ids")?.ok_or_else(|| line_err(name, line, "no field `input_ids`"))?;
-    let same_length = |k: &str, v: &[u32], n: usize| {
-        if v.len() == n {
-            Ok(())
-        } else {
-            Err(line_err(
-                name,
-                line,
-                format!("`{k}` has {} entries, `input_ids` {n}", v.len()),
-            ))
-        }
-    };
-    let mut token_type_ids = match list("token_type_ids")? {
+    let mut token_type_ids = match row.ids("token_type_ids")? {
         Some(t) => {
             same_length("token_type_ids", &t, input_ids.len())?;
             t
         }
         None => vec![0; input_ids.len()],
     };
-    if let Some(mask) = list("attention_mask")? {
+    if let Some(mask) = row.ids("attention_mask")? {
         same_length("attention_mask", &mask, input_ids.len())?;
         if let Some(i) = mask.iter().position(|&m| m > 1) {
-            return Err(line_err(
-                name,
-                line,
-                format!("`attention_mask`[{i}] = {} is not 0 or 1", mask[i]),
-            ));
+            let message = format!("`attention_mask`[{i}] = {} is not 0 or 1", mask[i]);
+            return Err(row.err(message));
         }
         let n = mask.iter().take_while(|&&m| m == 1).count();
         if mask[n..].contains(&1) {
-            return Err(line_err(
-                name,
-                line,
-                "`attention_mask` is not ones then zeros (only right padding is dropped)",
-            ));
+            return Err(
+                row.err("`attention_mask` is not ones then zeros (only right padding is dropped)")
+            );
         }
         input_ids.truncate(n);
         token_type_ids.truncate(n);
     }
     if input_ids.is_empty() {
-        return Err(line_err(
-            name,
-            line,
-            "no tokens (`input_ids` is empty or all padding)",
-        ));
+        return Err(row.err("no tokens (`input_ids` is empty or all padding)"));
     }
     Ok(TokenizedRow {
-        line,
+        line: row.line,
         text: TokenizedText {
             input_ids,
             token_type_ids,
         },
-        label: text_field(name, line, row, label_column)?,
+        label: row.text(label_column)?,
     })
 }
