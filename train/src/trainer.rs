@@ -271,7 +271,8 @@ where
     // once: nothing in a step waits for the device.
     let mut pending: Vec<(usize, Tensor<1>, Tensor<1>)> = Vec::new();
     for step in start..total {
-        // The schedule steps with the optimizer: an fp16 step skipped below leaves it behind.
+        // The schedule steps with the optimizer: an fp16 step `optimizer_step` skips leaves it
+        // behind.
         let lr = schedule.lr_at(schedule.current_step);
         if reseed_at(args, step, start) {
             let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
@@ -279,25 +280,12 @@ where
             bert::dropout::seed(seed);
         }
         let loss_scale = scaler.as_ref().map_or(1.0, |s| s.scale);
-        let (mut grads, loss) = accumulate(&model, data, task, step, accum, mode, loss_scale)?;
+        let (grads, loss) = accumulate(&model, data, task, step, accum, mode, loss_scale)?;
         log.micro_batches += accum;
-        // fp16: a step with inf/NaN gradients is skipped, optimizer and scheduler alike (one
-        // read of the gradient norm per step, as PyTorch's GradScaler makes); the norm read is
-        // the one the optimizer clips with.
-        let norm = crate::global_grad_norm(&model, &mut grads);
-        let overflow = match scaler.as_mut() {
-            Some(s) => !s.update(norm.clone().into_scalar::<f32>() as f64),
-            None => false,
-        };
-        let grad_norm = if overflow {
-            norm
-        } else {
-            LrScheduler::step(&mut schedule);
-            let (stepped, grad_norm) =
-                optim.step_with_norm(lr, model, grads, args.max_grad_norm, norm)?;
-            model = stepped;
-            grad_norm
-        };
+        let step_state = (&mut optim, &mut schedule, &mut scaler);
+        let (stepped, grad_norm) =
+            optimizer_step(model, grads, step_state, lr, args.max_grad_norm)?;
+        model = stepped;
         state.global_step = step + 1;
         state.epoch = (state.global_step * accum) as f64 / micro_per_epoch as f64;
         pending.push((state.global_step, loss, grad_norm));
@@ -563,6 +551,28 @@ impl LogWindow {
         *self = Self::new();
         entry
     }
+}
+
+/// The optimizer step on the accumulated gradients: clipped to `max_grad_norm` by their global
+/// norm, with the schedule stepped alongside. With fp16 a step whose gradients hold inf/NaN is
+/// skipped, optimizer and scheduler alike (one read of the norm per step, as PyTorch's
+/// GradScaler makes; the norm read is the one the optimizer clips with). Returns the model and
+/// the norm before clipping, on the device.
+fn optimizer_step<M: Module + 'static>(
+    model: M,
+    mut grads: GradientsParams,
+    (optim, schedule, scaler): StepState<'_>,
+    lr: f64,
+    max_grad_norm: f64,
+) -> Result<(M, Tensor<1>), TrainError> {
+    let norm = crate::global_grad_norm(&model, &mut grads);
+    if let Some(s) = scaler.as_mut()
+        && !s.update(norm.clone().into_scalar::<f32>() as f64)
+    {
+        return Ok((model, norm));
+    }
+    LrScheduler::step(schedule);
+    optim.step_with_norm(lr, model, grads, max_grad_norm, norm)
 }
 
 /// An evaluation: logs the task's metrics, saves `best_model/` when `metric_for_best_model`
