@@ -41,7 +41,6 @@ impl HiddenAct {
 /// On flex and ndarray (f32) it runs fused instead ([`crate::cpu_kernels`]): the same function and
 /// derivative to 1e-6, in one parallel pass each way.
 pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    #[cfg(any(feature = "flex", feature = "ndarray"))]
     if crate::cpu_kernels::applies(&x) {
         return crate::cpu_kernels::gelu(x);
     }
@@ -51,7 +50,6 @@ pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// Softmax over the last dimension (attention's probabilities); fused on flex and ndarray (f32) as
 /// [`gelu_exact`] is.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    #[cfg(any(feature = "flex", feature = "ndarray"))]
     if crate::cpu_kernels::applies(&x) {
         return crate::cpu_kernels::softmax_last(x);
     }

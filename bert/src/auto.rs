@@ -6,7 +6,8 @@
 //! Every class is listed once, in the `classes!` invocation below: the heads' `BertPretrained`
 //! implementations (HF interop), the enum, the class names, loading by name and the dispatch
 //! are generated from it. What a class takes and returns by name is its [`AutoClass`]
-//! implementation, one block per class.
+//! implementation: a row of the `labelled_classes!` table (the `BertModel` input, label tensors,
+//! output fields), or a block of its own (`BertModel`, sequence classification, multiple choice).
 
 use std::path::Path;
 

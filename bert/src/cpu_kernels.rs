@@ -37,6 +37,12 @@
 //! on BERT-base and from 55 to 33 ms on tiny (`benches/results/cpu-2core-xeon-train-simd-*`).
 // Burn 0.22 deprecates ndarray in favour of flex; it is still one of this crate's backends.
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
+// Without flex and ndarray (a GPU-only build) the module is compiled for its API but no tensor
+// is a host-memory one ([`applies`] is false): the kernels never run.
+#![cfg_attr(
+    not(any(feature = "flex", feature = "ndarray")),
+    allow(dead_code, unused_macros, unused_variables)
+)]
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -231,7 +237,7 @@ macro_rules! simd_fn {
     };
 }
 
-/// The instruction sets [`simd_fn!`] compiles for, narrowest first.
+/// The instruction sets `simd_fn!` compiles for, narrowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
     /// Baseline x86-64 (SSE2), or any other architecture.
@@ -1154,7 +1160,7 @@ mod tests {
     }
 
     /// The autodiff devices of the CPU backends the kernels run on.
-    #[allow(clippy::vec_init_then_push)] // each push is behind its feature
+    #[allow(clippy::vec_init_then_push, unused_mut)] // each push is behind its feature
     fn cpu_devices() -> Vec<Device> {
         let mut devices = Vec::new();
         #[cfg(feature = "flex")]

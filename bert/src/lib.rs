@@ -15,7 +15,6 @@ pub mod attention;
 pub mod auto;
 pub mod backend;
 pub mod config;
-#[cfg(any(feature = "flex", feature = "ndarray"))]
 pub mod cpu_kernels;
 pub mod dropout;
 pub mod embeddings;

@@ -100,7 +100,6 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     let Some(half) = current().half() else {
         // Flex and ndarray: one GEMM into rows that start as the bias, and a hand-written
         // backward (`cpu_kernels::linear`).
-        #[cfg(any(feature = "flex", feature = "ndarray"))]
         if let Some(bias) = &layer.bias
             && D == 2
             && crate::cpu_kernels::applies(&x)

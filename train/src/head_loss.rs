@@ -24,6 +24,12 @@ use burn::tensor::Tensor;
 use crate::TrainError;
 
 /// A head's own training loss on a batch that carries its labels.
+///
+/// [`TrainTask`](crate::TrainTask) asks it of every (head, batch) pair it trains, also where a
+/// task overrides `loss`. For a batch type of your own, implement it for the head (Rust's
+/// orphan rule allows `impl HeadLoss<MyBatch> for BertForX` in your crate); to train a head on
+/// a batch type this crate has no row for (e.g. `BertForMaskedLM` on `PretrainingBatch`),
+/// wrap the batch in a type of your own.
 pub trait HeadLoss<B> {
     /// The mean loss of `batch` (a graph on an autodiff device when training).
     fn head_loss(&self, batch: B) -> Result<Tensor<1>, TrainError>;

@@ -341,17 +341,17 @@ where
     })
 }
 
-/// `--resume`: loads the model, optimizer, scheduler and trainer state of the checkpoint
-/// `args.resume` names (verified first, and checked to agree on the step); returns the model
-/// and the checkpoint's folder, or the model untouched when not resuming.
-/// What a checkpoint restores besides the model and the trainer state: the optimizer, the
-/// learning-rate schedule and, with `--fp16`, the loss scaler.
+/// The optimizer, the learning-rate schedule and, with `--fp16`, the loss scaler: what an
+/// optimizer step advances and a checkpoint restores besides the model and the trainer state.
 type StepState<'a> = (
     &'a mut AdamW,
     &'a mut crate::HfSchedule,
     &'a mut Option<GradScaler>,
 );
 
+/// `--resume`: loads the model, optimizer, scheduler and trainer state of the checkpoint
+/// `args.resume` names (verified first, and checked to agree on the step); returns the model
+/// and the checkpoint's folder, or the model untouched when not resuming.
 fn resume<M: Module>(
     args: &TrainingArguments,
     model: M,

@@ -25,7 +25,8 @@ pub struct PretrainingBatch {
 /// the batch's key: a resumed run draws the same masks.
 #[derive(Debug, Clone)]
 pub struct PretrainingCollator {
-    /// The tokenizer's `[CLS]`, `[SEP]` and `[PAD]` (and the rest).
+    /// The tokenizer's special ids: the pairs are built with `cls` and `sep` and padded with
+    /// `pad` (what masking never chooses is `mlm.special_ids`).
     pub special: SpecialIds,
     pub mlm: MlmOptions,
     pub seed: u64,

@@ -258,7 +258,8 @@ where
 }
 
 /// Pairs as MLM model inputs: `[CLS] A [SEP] B [SEP]` with token types, and masks drawn by
-/// `masker` (a new mask for every pair it sees, as HF's dynamic masking).
+/// `masker` (a new mask for every pair it sees, as HF's dynamic masking; whole-word masking
+/// reads the `##` pieces from its options' `continuation`).
 pub fn mask_pairs<I>(pairs: I, masker: MlmMasker, cls: u32, sep: u32) -> MaskedPairs<I::IntoIter>
 where
     I: IntoIterator<Item = Result<PretrainingPair, DataError>>,

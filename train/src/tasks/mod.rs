@@ -1,8 +1,9 @@
 //! The tasks the trainer runs, one per head family (HF's `run_glue.py`, `run_ner.py`,
 //! `run_qa.py`, `run_swag.py`, `run_mlm.py`/`run_clm.py` as library code): each holds its
-//! evaluation data, implements [`TrainTask`](crate::TrainTask) (loss, HF-named evaluation
-//! metrics, `save_pretrained` with the tokenizer), and offers the head's inference as HF's
-//! pipelines do (classify texts, tag words, answer questions).
+//! evaluation data, implements [`TrainTask`](crate::TrainTask) (HF-named evaluation metrics,
+//! `save_pretrained` with the tokenizer; the loss is the head's own, [`HeadLoss`](crate::HeadLoss)),
+//! and offers the head's inference as HF's pipelines do (classify texts, tag words, answer
+//! questions).
 //!
 //! | head                             | task                                  |
 //! |----------------------------------|---------------------------------------|
