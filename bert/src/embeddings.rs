@@ -60,7 +60,7 @@ impl BertEmbeddings {
         // table, broadcast over the batch (its gradient is a sum over the batch, not a scatter
         // of `batch · seq` rows); the same for all-zero token types (row 0).
         let positions = match position_ids {
-            Some(ids) => self.position_embeddings.forward(ids),
+            Some(ids) => lookup(&self.position_embeddings, ids, None),
             None => self
                 .position_embeddings
                 .weight
@@ -69,7 +69,7 @@ impl BertEmbeddings {
                 .unsqueeze_dim::<3>(0),
         };
         let token_types = match token_type_ids {
-            Some(ids) => self.token_type_embeddings.forward(ids),
+            Some(ids) => lookup(&self.token_type_embeddings, ids, None),
             None => self
                 .token_type_embeddings
                 .weight
@@ -77,16 +77,27 @@ impl BertEmbeddings {
                 .slice(0..1)
                 .unsqueeze_dim::<3>(0),
         };
-        let mut words = self.word_embeddings.forward(input_ids.clone());
-        if let Some(pad) = self.pad_token_id {
-            // nn.Embedding(padding_idx=pad): same value, no gradient into the padding row.
-            let is_pad = input_ids
-                .equal_elem(pad as i64)
-                .unsqueeze_dim::<3>(2)
-                .expand(words.dims());
-            words = words.clone().mask_where(is_pad, words.detach());
-        }
+        let words = lookup(&self.word_embeddings, input_ids, self.pad_token_id);
         let embeddings = words + token_types + positions;
         crate::dropout::forward(&self.dropout, self.LayerNorm.forward(embeddings))
+    }
+}
+
+/// `table(ids)` as `nn.Embedding(padding_idx)`: the padding row gets no gradient. On flex and
+/// ndarray one fused lookup whose backward is a parallel scatter-add that leaves the padding
+/// positions out ([`crate::cpu_kernels::embedding`]); elsewhere Burn's, with the padding
+/// positions' gradient masked.
+fn lookup(table: &Embedding, ids: Tensor<2, Int>, padding_idx: Option<usize>) -> Tensor<3> {
+    let weight = table.weight.val();
+    if crate::cpu_kernels::applies(&weight) {
+        return crate::cpu_kernels::embedding(weight, ids, padding_idx);
+    }
+    let rows = table.forward(ids.clone());
+    match padding_idx {
+        Some(pad) => {
+            let is_pad = (ids.equal_elem(pad as i64).unsqueeze_dim::<3>(2)).expand(rows.dims());
+            rows.clone().mask_where(is_pad, rows.detach())
+        }
+        None => rows,
     }
 }
