@@ -113,15 +113,16 @@ pub trait CpuFused: Backend {
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-    /// The rows `ids` (`[n]`) of `table` (`[vocab, d]`) as `[n, d]`: `nn.Embedding`, whose
+    /// The rows `ids` (`[b, s]`) of `table` (`[vocab, d]`) as `[b, s, d]`: `nn.Embedding`, whose
     /// gradient skips the positions holding `padding_idx`.
     fn embedding_rows(
         table: FloatTensor<Self>,
         ids: IntTensor<Self>,
         padding_idx: Option<usize>,
     ) -> FloatTensor<Self>;
-    /// The gradient of [`CpuFused::embedding_rows`] for its table: the rows of `grad` (`[n, d]`)
-    /// summed into a zero `[vocab, d]` table at `ids`, the `padding_idx` positions left out.
+    /// The gradient of [`CpuFused::embedding_rows`] for its table: the rows of `grad`
+    /// (`[b, s, d]`) summed into a zero `[vocab, d]` table at `ids`, the `padding_idx` positions
+    /// left out.
     fn embedding_rows_backward(
         ids: IntTensor<Self>,
         grad: FloatTensor<Self>,
@@ -195,14 +196,11 @@ pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
 /// into a table of zeros (split by id range, each row summed in position order as Burn's serial
 /// one sums it) that leaves out the `padding_idx` positions.
 pub fn embedding(table: Tensor<2>, ids: Tensor<2, Int>, padding_idx: Option<usize>) -> Tensor<3> {
-    let [b, s] = ids.dims();
-    let d = table.dims()[1];
-    let rows = <Dispatch as CpuFused>::embedding_rows(
+    Tensor::from_dispatch(<Dispatch as CpuFused>::embedding_rows(
         table.into_dispatch(),
-        ids.reshape([b * s]).into_dispatch(),
+        ids.into_dispatch(),
         padding_idx,
-    );
-    Tensor::<2>::from_dispatch(rows).reshape([b, s, d])
+    ))
 }
 
 /// Whether the fused kernels run on `x`: f32 on the flex or ndarray device (plain or autodiff).
@@ -846,9 +844,7 @@ macro_rules! host_fused {
                 kernels::linear_2d_backward(x, weight, grad)
             }
             fn embedding_rows(table: $tensor, ids: $int, _padding_idx: Option<usize>) -> $tensor {
-                <$backend as burn::backend::ops::FloatTensorOps<$backend>>::float_select(
-                    table, 0, ids,
-                )
+                <$backend as burn::backend::ops::ModuleOps<$backend>>::embedding(table, ids)
             }
             fn embedding_rows_backward(
                 ids: $int,

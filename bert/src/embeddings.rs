@@ -1,6 +1,8 @@
 //! `BertEmbeddings`: word + position + token-type embeddings, LayerNorm, dropout.
 #![allow(non_snake_case)] // fields named `LayerNorm`, as HF's state-dict keys
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding};
 use burn::tensor::{Device, Int, Tensor};
@@ -56,30 +58,30 @@ impl BertEmbeddings {
         past_len: usize,
     ) -> Tensor<3> {
         let seq = input_ids.dims()[1];
-        // HF's default positions are `past_len..past_len + seq` in every row: one slice of the
-        // table, broadcast over the batch (its gradient is a sum over the batch, not a scatter
-        // of `batch · seq` rows); the same for all-zero token types (row 0).
-        let positions = match position_ids {
-            Some(ids) => lookup(&self.position_embeddings, ids, None),
-            None => self
-                .position_embeddings
-                .weight
-                .val()
-                .slice(past_len..past_len + seq)
-                .unsqueeze_dim::<3>(0),
-        };
-        let token_types = match token_type_ids {
-            Some(ids) => lookup(&self.token_type_embeddings, ids, None),
-            None => self
-                .token_type_embeddings
-                .weight
-                .val()
-                .slice(0..1)
-                .unsqueeze_dim::<3>(0),
-        };
+        // HF's default positions are `past_len..past_len + seq` in every row, its default token
+        // types all 0.
+        let positions = lookup_or_rows(
+            &self.position_embeddings,
+            position_ids,
+            past_len..past_len + seq,
+        );
+        let token_types = lookup_or_rows(&self.token_type_embeddings, token_type_ids, 0..1);
         let words = lookup(&self.word_embeddings, input_ids, self.pad_token_id);
         let embeddings = words + token_types + positions;
         crate::dropout::forward(&self.dropout, self.LayerNorm.forward(embeddings))
+    }
+}
+
+/// `table(ids)`, or without ids the table's rows `default` broadcast over the batch: the same in
+/// every row, so their gradient is a sum over the batch, not a scatter of `batch · seq` rows.
+fn lookup_or_rows(
+    table: &Embedding,
+    ids: Option<Tensor<2, Int>>,
+    default: Range<usize>,
+) -> Tensor<3> {
+    match ids {
+        Some(ids) => lookup(table, ids, None),
+        None => table.weight.val().slice(default).unsqueeze_dim::<3>(0),
     }
 }
 
