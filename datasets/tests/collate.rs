@@ -138,3 +138,61 @@ fn data_loader_serves_classification_batches_shuffled_by_seed() {
     assert_eq!(a, order(7, 1), "same seed, same order");
     assert_ne!(a, order(8, 1), "another seed, another order");
 }
+
+/// Blocks of text for `BertForMaskedLM` are masked as HF's `DataCollatorForLanguageModeling`
+/// masks them: each labelled row holds the original id of a non-special, non-padding position,
+/// whose input is `[MASK]` (80%), a random id (10%) or itself; one segment; the same key draws
+/// the same masks and another key others.
+#[test]
+fn masked_lm_blocks_are_masked_padded_and_keyed() {
+    let dir = bert_datasets::fixtures::dir().unwrap();
+    let tok =
+        bert_datasets::BertTokenizer::from_pretrained(dir.join("models/all-MiniLM-L6-v2")).unwrap();
+    let mut collator = PretrainingCollator::new(&tok, 7).unwrap();
+    collator.mlm.mlm_probability = 0.5;
+    let s = collator.special;
+    let blocks: Vec<Vec<u32>> = (0..4u32)
+        .map(|b| {
+            let words = (0..30 - 5 * b).map(|i| 2000 + (i * 7 + b) % 900);
+            std::iter::once(s.cls).chain(words).collect()
+        })
+        .collect();
+    let device = Device::flex();
+    let batch = collator.collate_blocks(&blocks, 3, &device);
+    let ids = rows(batch.input.input_ids.clone());
+    assert_eq!((ids.len(), ids[0].len()), (4, 31));
+    let types = rows(batch.input.token_type_ids.clone().unwrap());
+    assert!(types.iter().flatten().all(|&t| t == 0), "one segment");
+    let flat = |t: burn::tensor::Tensor<1, burn::tensor::Int>| -> Vec<i64> {
+        t.into_data().convert::<i64>().try_to_vec().unwrap()
+    };
+    let (positions, labels) = (
+        flat(batch.masked.positions.clone()),
+        flat(batch.masked.labels),
+    );
+    let labelled = &positions[..batch.masked.num_labelled];
+    assert!(
+        labelled.len() > 20,
+        "{} of ~52 chosen at 0.5",
+        labelled.len()
+    );
+    let (mut as_mask, mut kept) = (0, 0);
+    for (&p, &label) in labelled.iter().zip(&labels) {
+        let (row, col) = (p as usize / 31, p as usize % 31);
+        assert!(
+            col > 0 && col < blocks[row].len(),
+            "a special or padding position: {p}"
+        );
+        assert_eq!(
+            label, blocks[row][col] as i64,
+            "the label is the original id"
+        );
+        as_mask += usize::from(ids[row][col] == s.mask as i64);
+        kept += usize::from(ids[row][col] == label);
+    }
+    assert!(as_mask > labelled.len() / 2 && kept < labelled.len() / 4);
+    let again = collator.collate_blocks(&blocks, 3, &device);
+    assert_eq!(flat(again.masked.positions), positions, "the same key");
+    let other = collator.collate_blocks(&blocks, 4, &device);
+    assert_ne!(flat(other.masked.positions), positions, "another key");
+}

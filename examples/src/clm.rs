@@ -7,11 +7,10 @@
 
 use bert::BertLMHeadModel;
 use bert_datasets::collate::CausalLmBatcher;
-use bert_datasets::pretraining::{group_texts, tokenize_documents};
 use bert_train::tasks::{CausalLmTask, eval_batches};
 use clap::Parser;
 
-use crate::lm::LmArgs;
+use crate::lm::{Blocks, LmArgs};
 use crate::{Error, TrainDefaults};
 
 /// Train BertLMHeadModel on next-token prediction over a text corpus.
@@ -27,28 +26,12 @@ pub const DEFAULTS: TrainDefaults = crate::pretrain::DEFAULTS;
 pub fn main(args: Args) -> Result<(), Error> {
     let args = args.lm;
     let device = args.backend.device()?;
-    let (train_docs, eval_docs) = args.corpus.corpus(args.train.seed)?.documents()?;
-    let tokenizer = args
-        .model
-        .tokenizer(&args.train, train_docs.iter().flatten().cloned())?;
+    let Blocks {
+        train: train_blocks,
+        eval: eval_blocks,
+        tokenizer,
+    } = args.blocks("clm")?;
     let ids = tokenizer.special_ids()?;
-    let blocks = |docs| -> Result<_, Error> {
-        let tokens = tokenize_documents(&tokenizer, docs)?;
-        Ok(group_texts(&tokens, args.model.max_seq_length, ids.cls))
-    };
-    let (train_blocks, eval_blocks) = (blocks(&train_docs)?, blocks(&eval_docs)?);
-    if !args.json {
-        eprintln!(
-            "clm: {} / {} documents → {} / {} blocks of {} tokens; vocab {} on {}",
-            train_docs.len(),
-            eval_docs.len(),
-            train_blocks.len(),
-            eval_blocks.len(),
-            args.model.max_seq_length,
-            tokenizer.vocab_size(),
-            args.backend.backend
-        );
-    }
     let train_device = args.train.autodiff(&device);
     let model: BertLMHeadModel = args
         .model
@@ -59,17 +42,7 @@ pub fn main(args: Args) -> Result<(), Error> {
     let batches = args
         .train
         .batches(&DEFAULTS, train_blocks, batcher, &train_device);
-    let has_eval = !eval.is_empty();
     let task = CausalLmTask { eval, tokenizer };
-    let t = &args.train;
-    t.train(
-        &DEFAULTS,
-        model,
-        &batches,
-        &task,
-        has_eval,
-        &train_device,
-        args.json,
-    )?;
+    args.fit(model, &batches, &task, &train_device)?;
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod clm;
 pub mod fill_mask;
 pub mod generate;
 pub mod lm;
+pub mod mlm;
 pub mod multiple_choice;
 pub mod ner;
 pub mod nsp;

@@ -6,8 +6,13 @@ use std::path::PathBuf;
 
 use bert::{BertConfig, BertPretrained};
 use bert_datasets::collate::PretrainingCollator;
-use bert_datasets::pretraining::{Corpus, CorpusFormat, NspOptions};
+use bert_datasets::pretraining::{
+    Corpus, CorpusFormat, NspOptions, group_texts, tokenize_documents,
+};
 use bert_datasets::{BertTokenizer, WordPieceOptions};
+use bert_train::tasks::LmTask;
+use bert_train::{BatchSource, HeadLoss, TrainOutput, TrainTask};
+use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::{BackendArgs, Error, TrainArgs, range};
@@ -27,6 +32,63 @@ pub struct LmArgs {
     pub json: bool,
     #[command(flatten)]
     pub train: TrainArgs,
+}
+
+/// The training and held-out documents of the corpus as blocks of `--max-seq-length` tokens
+/// (HF's `group_texts`), and the tokenizer: what `mlm` and `clm` train on.
+pub struct Blocks {
+    pub train: Vec<Vec<u32>>,
+    pub eval: Vec<Vec<u32>>,
+    pub tokenizer: BertTokenizer,
+}
+
+impl LmArgs {
+    /// The corpus as [`Blocks`]; says what it made on stderr as `example` unless `--json`.
+    pub fn blocks(&self, example: &str) -> Result<Blocks, Error> {
+        let (train_docs, eval_docs) = self.corpus.corpus(self.train.seed)?.documents()?;
+        let tokenizer =
+            (self.model).tokenizer(&self.train, train_docs.iter().flatten().cloned())?;
+        let cls = tokenizer.special_ids()?.cls;
+        let blocks = |docs| -> Result<_, Error> {
+            let tokens = tokenize_documents(&tokenizer, docs)?;
+            Ok(group_texts(&tokens, self.model.max_seq_length, cls))
+        };
+        let (train, eval) = (blocks(&train_docs)?, blocks(&eval_docs)?);
+        if !self.json {
+            eprintln!(
+                "{example}: {} / {} documents → {} / {} blocks of {} tokens; vocab {} on {}",
+                train_docs.len(),
+                eval_docs.len(),
+                train.len(),
+                eval.len(),
+                self.model.max_seq_length,
+                tokenizer.vocab_size(),
+                self.backend.backend
+            );
+        }
+        Ok(Blocks {
+            train,
+            eval,
+            tokenizer,
+        })
+    }
+
+    /// Trains `model` on `batches` with the language-modelling `task` (evaluating when it has
+    /// held-out batches) on the autodiff `device`, with `pretrain`'s defaults; prints the report.
+    pub fn fit<M, B: 'static>(
+        &self,
+        model: M,
+        batches: &dyn BatchSource<B>,
+        task: &LmTask<B>,
+        device: &Device,
+    ) -> Result<TrainOutput<M>, Error>
+    where
+        M: Module + BertPretrained + HeadLoss<B> + 'static,
+        LmTask<B>: TrainTask<M, B>,
+    {
+        let (defaults, has_eval) = (&crate::pretrain::DEFAULTS, !task.eval.is_empty());
+        (self.train).train(defaults, model, batches, task, has_eval, device, self.json)
+    }
 }
 
 /// The corpus (HF's `--train_file` and `--validation_split_percentage`).
@@ -152,26 +214,50 @@ impl ModelArgs {
     }
 }
 
+/// HF's dynamic MLM masking (`DataCollatorForLanguageModeling`), for `pretrain` and `mlm`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MaskingArgs {
+    #[arg(long, default_value_t = 0.15, value_parser = range::fraction)]
+    pub mlm_probability: f64,
+    /// Mask all pieces of a word together (HF's `DataCollatorForWholeWordMask`).
+    #[arg(long)]
+    pub whole_word_mask: bool,
+    /// Pad every batch to --max-seq-length (HF's `pad_to_max_length`) instead of to its longest
+    /// sequence: one shape for all batches, so GPU backends compile their kernels once.
+    #[arg(long)]
+    pub pad_to_max_length: bool,
+}
+
+impl MaskingArgs {
+    /// The collator that masks as asked, seeded by --seed.
+    pub fn collator(
+        &self,
+        tokenizer: &BertTokenizer,
+        lm: &LmArgs,
+    ) -> Result<PretrainingCollator, Error> {
+        let mut c = PretrainingCollator::new(tokenizer, lm.train.seed)?;
+        c.mlm.mlm_probability = self.mlm_probability;
+        c.mlm.whole_word_mask = self.whole_word_mask;
+        Ok(match self.pad_to_max_length {
+            true => c.pad_to_max_length(lm.model.max_seq_length),
+            false => c,
+        })
+    }
+}
+
 /// How `pretrain` makes its data: BERT's `create_pretraining_data.py` options, HF's dynamic
 /// masking and `--streaming`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PretrainingDataArgs {
+    #[command(flatten)]
+    pub masking: MaskingArgs,
     #[arg(long, default_value_t = 0.1, value_parser = range::unit_interval)]
     pub short_seq_prob: f64,
-    #[arg(long, default_value_t = 0.15, value_parser = range::fraction)]
-    pub mlm_probability: f64,
     /// Times the NSP pairs are drawn from the training documents, each time with another seed
     /// (other chunk lengths, A/B cuts and random B segments), as `create_pretraining_data.py`'s
     /// `--dupe_factor` (BERT used 10). MLM masks are drawn anew for every batch regardless.
     #[arg(long, default_value_t = 1, value_parser = range::at_least_one)]
     pub dupe_factor: usize,
-    /// Pad every batch to --max-seq-length (HF's `pad_to_max_length`) instead of to its longest
-    /// pair: one shape for all batches, so GPU backends compile their kernels once.
-    #[arg(long)]
-    pub pad_to_max_length: bool,
-    /// Mask all pieces of a word together.
-    #[arg(long)]
-    pub whole_word_mask: bool,
     /// Stream the corpus instead of loading it (HF's `--streaming`): documents are read,
     /// tokenized and paired as training goes, through a shuffle buffer, with bounded memory
     /// for a corpus of any size. Held-out documents are picked by a hash of their index.
@@ -201,12 +287,6 @@ impl PretrainingDataArgs {
         tokenizer: &BertTokenizer,
         lm: &LmArgs,
     ) -> Result<PretrainingCollator, Error> {
-        let mut c = PretrainingCollator::new(tokenizer, lm.train.seed)?;
-        c.mlm.mlm_probability = self.mlm_probability;
-        c.mlm.whole_word_mask = self.whole_word_mask;
-        Ok(match self.pad_to_max_length {
-            true => c.pad_to_max_length(lm.model.max_seq_length),
-            false => c,
-        })
+        self.masking.collator(tokenizer, lm)
     }
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use bert::fixtures::{Scratch, assert_err};
 use bert::{BertConfig, BertModel, BertPretrained};
-use bert_examples::{classify, clm, fill_mask, generate, multiple_choice, ner, nsp, pretrain, qa};
+use bert_examples::{
+    classify, clm, fill_mask, generate, mlm, multiple_choice, ner, nsp, pretrain, qa,
+};
 use clap::Parser;
 use serde_json::Value;
 
@@ -270,7 +272,17 @@ fn pretrain_args(corpus: &Path, out: &Path, steps: &str, extra: &[&str]) -> pret
     pretrain::Args::parse_from(lm_args("pretrain", corpus, out, steps, extra))
 }
 
-/// The arguments `pretrain` and `clm` share: a tiny model on `corpus` for `steps` steps.
+/// An LM example (`main`: `mlm`, `clm`) on [`small_corpus`] in `dir`, 3 steps with an evaluation
+/// at step 3, and `extra`; its output folder.
+fn lm_run(dir: &Path, name: &str, extra: &[&str], main: impl FnOnce(Vec<&str>)) -> PathBuf {
+    let corpus = small_corpus(dir);
+    let out = dir.join("out");
+    let extra = [&["--eval-steps", "3"][..], extra].concat();
+    main(lm_args(name, &corpus, &out, "3", &extra));
+    out
+}
+
+/// The arguments `pretrain`, `mlm` and `clm` share: a tiny model on `corpus` for `steps` steps.
 fn lm_args<'a>(
     name: &'a str,
     corpus: &'a Path,
@@ -393,13 +405,43 @@ fn pretrain_resumes_exactly_and_its_model_fills_masks_and_predicts_nsp() {
 }
 
 #[test]
+fn masked_lm_training_feeds_fill_mask() {
+    let _l = lock();
+    let dir = tmp("mlm");
+    let extra = ["--whole-word-mask", "--mlm-probability", "0.3"];
+    let out = lm_run(&dir, "mlm", &extra, |a| {
+        mlm::main(mlm::Args::parse_from(a)).unwrap()
+    });
+    let e = log(&out);
+    let eval = e.iter().rev().find(|e| e.get("eval_perplexity").is_some());
+    let metric = |k: &str| eval.expect("an evaluation")[k].as_f64().unwrap();
+    // Three steps from a random init: the loss per masked token is still about ln(vocab), the
+    // perplexity its exponential (run_mlm.py's), the accuracy a fraction.
+    let model = out.join("final_model");
+    let config = BertConfig::from_file(model.join("config.json")).unwrap();
+    assert_eq!(
+        config.architectures,
+        Some(vec!["BertForMaskedLM".to_string()])
+    );
+    let vocab = (config.vocab_size as f64).ln();
+    let loss = metric("eval_loss");
+    assert!(
+        (loss - vocab).abs() < 1.0,
+        "eval_loss {loss} vs ln(vocab) {vocab}"
+    );
+    assert!((metric("eval_perplexity") - loss.exp()).abs() < 1e-9 * loss.exp());
+    assert!((0.0..=1.0).contains(&metric("eval_accuracy")));
+    let fill = ["--json", "the [MASK] is a program ."];
+    fill_mask::main(with_model("fill_mask", &model, &fill)).unwrap();
+}
+
+#[test]
 fn causal_lm_pretraining_feeds_generation() {
     let _l = lock();
     let dir = tmp("clm");
-    let corpus = small_corpus(&dir);
-    let out = dir.join("out");
-    let args = lm_args("clm", &corpus, &out, "3", &["--eval-steps", "3"]);
-    clm::main(clm::Args::parse_from(args)).unwrap();
+    let out = lm_run(&dir, "clm", &[], |a| {
+        clm::main(clm::Args::parse_from(a)).unwrap()
+    });
     assert!(
         log(&out).iter().any(|e| e.get("eval_perplexity").is_some()),
         "{:?}",

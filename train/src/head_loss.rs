@@ -9,14 +9,15 @@
 //! | `BertForQuestionAnswering`       | `QuestionAnsweringBatch`   | mean of start and end    |
 //! | `BertForMultipleChoice`          | `MultipleChoiceBatch`      | cross-entropy of choices |
 //! | `BertForPreTraining`             | `PretrainingBatch`         | MLM (masked rows) + NSP  |
+//! | `BertForMaskedLM`                | `MaskedLmBatch`            | MLM (masked rows)        |
 //! | `BertLMHeadModel`                | `CausalLmBatch`            | next-token cross-entropy |
 
 use bert::{
-    BertForMultipleChoice, BertForPreTraining, BertForQuestionAnswering,
+    BertForMaskedLM, BertForMultipleChoice, BertForPreTraining, BertForQuestionAnswering,
     BertForSequenceClassification, BertForTokenClassification, BertLMHeadModel,
 };
 use bert_datasets::collate::{
-    CausalLmBatch, ClassificationBatch, MultipleChoiceBatch, PretrainingBatch,
+    CausalLmBatch, ClassificationBatch, MaskedLmBatch, MultipleChoiceBatch, PretrainingBatch,
     QuestionAnsweringBatch, TokenClassificationBatch,
 };
 use burn::tensor::Tensor;
@@ -28,8 +29,8 @@ use crate::TrainError;
 /// [`TrainTask`](crate::TrainTask) asks it of every (head, batch) pair it trains, also where a
 /// task overrides `loss`. For a batch type of your own, implement it for the head (Rust's
 /// orphan rule allows `impl HeadLoss<MyBatch> for BertForX` in your crate); to train a head on
-/// a batch type this crate has no row for (e.g. `BertForMaskedLM` on `PretrainingBatch`),
-/// wrap the batch in a type of your own.
+/// a batch type this crate has no row for (e.g. `BertForNextSentencePrediction` on
+/// `PretrainingBatch`), wrap the batch in a type of your own.
 pub trait HeadLoss<B> {
     /// The mean loss of `batch` (a graph on an autodiff device when training).
     fn head_loss(&self, batch: B) -> Result<Tensor<1>, TrainError>;
@@ -73,5 +74,12 @@ impl HeadLoss<PretrainingBatch> for BertForPreTraining {
     fn head_loss(&self, b: PretrainingBatch) -> Result<Tensor<1>, TrainError> {
         let out = self.forward_masked(b.input, &b.masked, b.next_sentence_label)?;
         Ok(out.loss)
+    }
+}
+
+/// The MLM loss on the masked rows only (`forward_masked`).
+impl HeadLoss<MaskedLmBatch> for BertForMaskedLM {
+    fn head_loss(&self, b: MaskedLmBatch) -> Result<Tensor<1>, TrainError> {
+        Ok(self.forward_masked(b.input, &b.masked)?.loss)
     }
 }

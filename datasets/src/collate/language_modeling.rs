@@ -21,8 +21,17 @@ pub struct PretrainingBatch {
     pub next_sentence_label: Tensor<1, Int>,
 }
 
-/// Masks NSP pairs anew for every batch (dynamic masking, 80/10/10 as BERT), from a seed and
-/// the batch's key: a resumed run draws the same masks.
+/// `BertForMaskedLM::forward_masked`'s arguments.
+#[derive(Debug, Clone)]
+pub struct MaskedLmBatch {
+    pub input: BertInput,
+    /// The MLM labels as masked rows: the prediction head runs on those only.
+    pub masked: MaskedPositions,
+}
+
+/// Masks NSP pairs ([`Self::collate`]) or blocks of text ([`Self::collate_blocks`]) anew for
+/// every batch (dynamic masking, 80/10/10 as BERT), from a seed and the batch's key: a resumed
+/// run draws the same masks.
 #[derive(Debug, Clone)]
 pub struct PretrainingCollator {
     /// The tokenizer's special ids: the pairs are built with `cls` and `sep` and padded with
@@ -60,7 +69,7 @@ impl PretrainingCollator {
         }
     }
 
-    /// Pads the pairs and draws their masks from `(seed, key)`.
+    /// Pads the pairs (`[CLS] A [SEP] B [SEP]`) and draws their masks from `(seed, key)`.
     pub fn collate(
         &self,
         pairs: &[PretrainingPair],
@@ -68,32 +77,51 @@ impl PretrainingCollator {
         device: &Device,
     ) -> PretrainingBatch {
         let (cls, sep) = (self.special.cls, self.special.sep);
-        let mut masker = (self.mlm).masker(self.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let mut texts = Vec::with_capacity(pairs.len());
-        let mut labels = Vec::with_capacity(pairs.len());
-        for p in pairs {
-            let (ids, types) = p.to_input(cls, sep);
-            let m = masker.mask(&ids);
-            texts.push(TokenizedText {
-                input_ids: m.input_ids,
-                token_type_ids: types,
-            });
-            labels.push(m.labels);
-        }
-        let refs: Vec<&TokenizedText> = texts.iter().collect();
-        let mut input = pad_texts_to(&refs, self.special.pad, self.pad_to, device);
-        let s = input.input_ids.dims()[1];
-        let labels = pad_labels(labels.iter().map(Vec::as_slice), s).concat();
+        let texts = pairs.iter().map(|p| p.to_input(cls, sep));
+        let (mut input, masked) = self.mask_and_pad(texts, key, device);
         let nsp: Vec<i64> = pairs.iter().map(|p| p.next_sentence_label as i64).collect();
-        // The MLM labels' range comes with `masked` (forward_masked checks it from there).
         input.host_bounds.next_sentence_label = Some(bert::bounds(nsp.iter().copied(), None));
-        let masked = MaskedPositions::from_labels(&labels, s, self.masked_rows_multiple, device)
-            .expect("labels padded to [batch, seq] and a multiple ≥ 1");
         PretrainingBatch {
             input,
             masked,
             next_sentence_label: int1(nsp, device),
         }
+    }
+
+    /// Pads blocks of token ids (HF `run_mlm.py`'s `group_texts`, one segment each) and draws
+    /// their masks from `(seed, key)`: HF's `DataCollatorForLanguageModeling` for
+    /// `BertForMaskedLM`.
+    pub fn collate_blocks(&self, blocks: &[Vec<u32>], key: u64, device: &Device) -> MaskedLmBatch {
+        let texts = blocks.iter().map(|b| (b.clone(), vec![0; b.len()]));
+        let (input, masked) = self.mask_and_pad(texts, key, device);
+        MaskedLmBatch { input, masked }
+    }
+
+    /// The texts (ids, token types) masked in order from `(seed, key)` and padded, with their
+    /// masked rows (the MLM labels' range comes with them: `forward_masked` checks it there).
+    fn mask_and_pad(
+        &self,
+        texts: impl Iterator<Item = (Vec<u32>, Vec<u32>)>,
+        key: u64,
+        device: &Device,
+    ) -> (BertInput, MaskedPositions) {
+        let mut masker = (self.mlm).masker(self.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (mut masked_texts, mut labels) = (Vec::new(), Vec::new());
+        for (ids, token_type_ids) in texts {
+            let m = masker.mask(&ids);
+            masked_texts.push(TokenizedText {
+                input_ids: m.input_ids,
+                token_type_ids,
+            });
+            labels.push(m.labels);
+        }
+        let refs: Vec<&TokenizedText> = masked_texts.iter().collect();
+        let input = pad_texts_to(&refs, self.special.pad, self.pad_to, device);
+        let s = input.input_ids.dims()[1];
+        let labels = pad_labels(labels.iter().map(Vec::as_slice), s).concat();
+        let masked = MaskedPositions::from_labels(&labels, s, self.masked_rows_multiple, device)
+            .expect("labels padded to [batch, seq] and a multiple ≥ 1");
+        (input, masked)
     }
 }
 

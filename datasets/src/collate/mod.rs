@@ -17,6 +17,7 @@
 //! | question answering        | [`QuestionAnsweringItem`]      | [`QuestionAnsweringBatcher`]    | [`QuestionAnsweringBatch`]   |
 //! | multiple choice           | [`MultipleChoiceItem`]         | [`MultipleChoiceBatcher`]       | [`MultipleChoiceBatch`]      |
 //! | MLM + NSP pretraining     | `PretrainingPair`              | [`PretrainingCollator`]         | [`PretrainingBatch`]         |
+//! | masked LM (no NSP)        | a block of ids                 | [`PretrainingCollator`]         | [`MaskedLmBatch`]            |
 //! | causal LM                 | a block of ids                 | [`CausalLmBatcher`]             | [`CausalLmBatch`]            |
 
 mod classification;
@@ -26,7 +27,7 @@ mod question_answering;
 mod token_classification;
 
 pub use classification::{ClassificationBatch, ClassificationItem};
-pub use language_modeling::{CausalLmBatch, PretrainingBatch, PretrainingCollator};
+pub use language_modeling::{CausalLmBatch, MaskedLmBatch, PretrainingBatch, PretrainingCollator};
 pub use multiple_choice::{MultipleChoiceBatch, MultipleChoiceItem};
 pub use question_answering::{QuestionAnsweringBatch, QuestionAnsweringItem};
 pub use token_classification::{TokenClassificationBatch, TokenClassificationItem};

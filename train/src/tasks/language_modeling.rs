@@ -1,21 +1,54 @@
-//! `BertForPreTraining` (masked LM + next sentence prediction, HF `run_mlm.py` with NSP) and
-//! `BertLMHeadModel` (next-token prediction, HF `run_clm.py`).
+//! `BertForPreTraining` (masked LM + next sentence prediction, BERT's pretraining),
+//! `BertForMaskedLM` (masked LM alone, HF `run_mlm.py`) and `BertLMHeadModel` (next-token
+//! prediction, HF `run_clm.py`).
 
-use bert::{BertForPreTraining, BertLMHeadModel};
+use bert::{BertForMaskedLM, BertForPreTraining, BertLMHeadModel, MaskedPositions};
 use bert_datasets::BertTokenizer;
-use bert_datasets::collate::{CausalLmBatch, PretrainingBatch, PretrainingCollator};
+use bert_datasets::collate::{CausalLmBatch, MaskedLmBatch, PretrainingBatch, PretrainingCollator};
 use bert_datasets::pretraining::{Corpus, NspOptions, PretrainingPair};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::WeightedMean;
 use crate::{ItemStream, Metrics, StreamedBatches, TrainError, TrainTask, eval_metrics};
 
-/// Pretraining with evaluation on held-out pairs (fixed masks, so numbers compare across
-/// steps).
-pub struct PretrainingTask {
-    pub eval: Vec<PretrainingBatch>,
+/// A language-modelling task: its held-out batches and the tokenizer saved beside the model.
+/// [`PretrainingTask`], [`MaskedLmTask`] and [`CausalLmTask`] are its kinds.
+pub struct LmTask<B> {
+    pub eval: Vec<B>,
     pub tokenizer: BertTokenizer,
+}
+
+/// Pretraining (MLM + NSP) with evaluation on held-out pairs (fixed masks, so numbers compare
+/// across steps).
+pub type PretrainingTask = LmTask<PretrainingBatch>;
+
+/// Masked-LM training (HF `run_mlm.py`) with evaluation on held-out blocks masked once
+/// ([`keyed_eval_batches`] with `PretrainingCollator::collate_blocks`).
+pub type MaskedLmTask = LmTask<MaskedLmBatch>;
+
+/// Next-token training with held-out loss and perplexity per predicted token.
+pub type CausalLmTask = LmTask<CausalLmBatch>;
+
+impl<B> LmTask<B> {
+    /// The sums of `f` over the held-out batches with the model in inference mode; none without
+    /// held-out batches.
+    fn eval_sums<M: Module, const N: usize>(
+        &self,
+        model: &M,
+        f: impl Fn(&M, &B) -> Result<[f64; N], TrainError>,
+    ) -> Result<Option<[f64; N]>, TrainError> {
+        if self.eval.is_empty() {
+            return Ok(None);
+        }
+        let model = model.valid();
+        let mut sums = [0.0; N];
+        for b in &self.eval {
+            sums.iter_mut()
+                .zip(f(&model, b)?)
+                .for_each(|(s, v)| *s += v);
+        }
+        Ok(Some(sums))
+    }
 }
 
 impl PretrainingTask {
@@ -28,15 +61,71 @@ impl PretrainingTask {
         tokenizer: BertTokenizer,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        if batch_size == 0 {
-            return Err(TrainError::Argument("the batch size must be ≥ 1".into()));
-        }
-        let eval = eval_pairs
-            .chunks(batch_size)
-            .enumerate()
-            .map(|(i, c)| collator.collate(c, u64::MAX - i as u64, device))
-            .collect();
+        let eval = keyed_eval_batches(eval_pairs, batch_size, |c, key| {
+            collator.collate(c, key, device)
+        })?;
         Ok(Self { eval, tokenizer })
+    }
+}
+
+/// `items` in chunks of `batch_size`, each collated with a key from the end of the `u64` range
+/// (apart from the training keys): evaluation batches masked once, so that numbers compare
+/// across steps.
+pub fn keyed_eval_batches<I, B>(
+    items: &[I],
+    batch_size: usize,
+    collate: impl Fn(&[I], u64) -> B,
+) -> Result<Vec<B>, TrainError> {
+    if batch_size == 0 {
+        return Err(TrainError::Argument("the batch size must be ≥ 1".into()));
+    }
+    let chunks = items.chunks(batch_size).enumerate();
+    Ok(chunks
+        .map(|(i, c)| collate(c, u64::MAX - i as u64))
+        .collect())
+}
+
+/// Sums over the masked rows of a batch: the negative log-likelihood of the labels, and how many
+/// of them the logits' argmax gets right (padding rows, labelled -100, count in neither).
+fn mlm_sums(logits: Tensor<2>, masked: &MaskedPositions) -> (f64, i64) {
+    let labels = masked.labels.clone();
+    let rows = labels.dims()[0];
+    let keep = labels.clone().greater_equal_elem(0);
+    let logp = burn::tensor::activation::log_softmax(logits.clone(), 1);
+    let picked = logp
+        .gather(1, labels.clone().clamp_min(0).reshape([rows, 1]))
+        .reshape([rows]);
+    let nll: f32 = (picked.neg() * keep.clone().float()).sum().into_scalar();
+    let right: i64 = (logits.argmax(1).reshape([rows]).equal(labels))
+        .bool_and(keep)
+        .int()
+        .sum()
+        .into_scalar();
+    (nll as f64, right)
+}
+
+impl TrainTask<BertForMaskedLM, MaskedLmBatch> for MaskedLmTask {
+    /// `eval_loss`, `eval_perplexity` (`exp(eval_loss)`, as `run_mlm.py`) and `eval_accuracy`,
+    /// per masked token.
+    fn evaluate(&self, model: &BertForMaskedLM) -> Result<Option<Metrics>, TrainError> {
+        let sums = self.eval_sums(model, |model, b| {
+            let out = model.forward_masked(b.input.clone(), &b.masked)?;
+            let (nll, right) = mlm_sums(out.logits, &b.masked);
+            Ok([nll, right as f64, b.masked.num_labelled as f64])
+        })?;
+        let Some([nll, right, masked]) = sums else {
+            return Ok(None);
+        };
+        let loss = nll / masked.max(1.0);
+        Ok(eval_metrics([
+            ("eval_loss", loss),
+            ("eval_perplexity", loss.exp()),
+            ("eval_accuracy", right / masked.max(1.0)),
+        ]))
+    }
+
+    fn tokenizer(&self) -> Option<&BertTokenizer> {
+        Some(&self.tokenizer)
     }
 }
 
@@ -69,60 +158,37 @@ impl TrainTask<BertForPreTraining, PretrainingBatch> for PretrainingTask {
     /// `eval_loss` (MLM + NSP), `eval_mlm_loss` and `eval_mlm_accuracy` per masked token,
     /// `eval_nsp_accuracy` per pair.
     fn evaluate(&self, model: &BertForPreTraining) -> Result<Option<Metrics>, TrainError> {
-        if self.eval.is_empty() {
+        let sums = self.eval_sums(model, |model, b| {
+            let nsp_labels = b.next_sentence_label.clone();
+            let out = model.forward_masked(b.input.clone(), &b.masked, nsp_labels.clone())?;
+            let n = nsp_labels.dims()[0];
+            let loss: f32 = out.loss.into_scalar();
+            // Token-level MLM loss and accuracy over the masked rows.
+            let (nll, right) = mlm_sums(out.prediction_logits, &b.masked);
+            let nsp_right: i64 = (out.seq_relationship_logits.argmax(1).reshape([n]))
+                .equal(nsp_labels)
+                .int()
+                .sum()
+                .into_scalar();
+            let masked = b.masked.num_labelled as f64;
+            Ok([
+                loss as f64 * n as f64,
+                n as f64,
+                nll,
+                right as f64,
+                masked,
+                nsp_right as f64,
+            ])
+        })?;
+        let Some([loss, pairs, nll, right, masked, nsp_right]) = sums else {
             return Ok(None);
-        }
-        let model = model.valid();
-        let (mut mlm_loss_sum, mut masked, mut mlm_right) = (0.0, 0usize, 0i64);
-        let mut nsp_right = 0i64;
-        let mut loss = WeightedMean::default();
-        for b in &self.eval {
-            let out =
-                model.forward_masked(b.input.clone(), &b.masked, b.next_sentence_label.clone())?;
-            let n = b.next_sentence_label.dims()[0];
-            loss.add(out.loss, n);
-            // Token-level MLM loss and accuracy over the masked rows (padding rows are -100).
-            let labels = b.masked.labels.clone();
-            let rows = labels.dims()[0];
-            let keep = labels.clone().greater_equal_elem(0);
-            let logp = burn::tensor::activation::log_softmax(out.prediction_logits.clone(), 1);
-            let picked = logp
-                .gather(1, labels.clone().clamp_min(0).reshape([rows, 1]))
-                .reshape([rows]);
-            let nll: f32 = (picked.neg() * keep.clone().float()).sum().into_scalar();
-            let right: i64 = out
-                .prediction_logits
-                .argmax(1)
-                .reshape([rows])
-                .equal(labels)
-                .bool_and(keep)
-                .int()
-                .sum()
-                .into_scalar();
-            mlm_loss_sum += nll as f64;
-            masked += b.masked.num_labelled;
-            mlm_right += right;
-            let nsp: i64 = out
-                .seq_relationship_logits
-                .argmax(1)
-                .reshape([n])
-                .equal(b.next_sentence_label.clone())
-                .int()
-                .sum()
-                .into_scalar();
-            nsp_right += nsp;
-        }
-        let masked = masked.max(1) as f64;
-        let pairs: usize = self
-            .eval
-            .iter()
-            .map(|b| b.next_sentence_label.dims()[0])
-            .sum();
+        };
+        let (pairs, masked) = (pairs.max(1.0), masked.max(1.0));
         Ok(eval_metrics([
-            ("eval_loss", loss.mean()),
-            ("eval_mlm_loss", mlm_loss_sum / masked),
-            ("eval_mlm_accuracy", mlm_right as f64 / masked),
-            ("eval_nsp_accuracy", nsp_right as f64 / pairs as f64),
+            ("eval_loss", loss / pairs),
+            ("eval_mlm_loss", nll / masked),
+            ("eval_mlm_accuracy", right / masked),
+            ("eval_nsp_accuracy", nsp_right / pairs),
         ]))
     }
 
@@ -131,21 +197,10 @@ impl TrainTask<BertForPreTraining, PretrainingBatch> for PretrainingTask {
     }
 }
 
-/// Next-token training with held-out loss and perplexity per predicted token.
-pub struct CausalLmTask {
-    pub eval: Vec<CausalLmBatch>,
-    pub tokenizer: BertTokenizer,
-}
-
 impl TrainTask<BertLMHeadModel, CausalLmBatch> for CausalLmTask {
     /// `eval_loss` and `eval_perplexity` over the predicted tokens.
     fn evaluate(&self, model: &BertLMHeadModel) -> Result<Option<Metrics>, TrainError> {
-        if self.eval.is_empty() {
-            return Ok(None);
-        }
-        let model = model.valid();
-        let (mut sum, mut tokens) = (0.0, 0i64);
-        for b in &self.eval {
+        let sums = self.eval_sums(model, |model, b| {
             // Predicted tokens: every label after the first of a row that is not padding.
             let [n, s] = b.labels.dims();
             let count: i64 = b
@@ -161,10 +216,12 @@ impl TrainTask<BertLMHeadModel, CausalLmBatch> for CausalLmTask {
                 .loss
                 .expect("labels")
                 .into_scalar();
-            sum += loss as f64 * count as f64;
-            tokens += count;
-        }
-        let loss = sum / tokens.max(1) as f64;
+            Ok([loss as f64 * count as f64, count as f64])
+        })?;
+        let Some([sum, tokens]) = sums else {
+            return Ok(None);
+        };
+        let loss = sum / tokens.max(1.0);
         Ok(eval_metrics([
             ("eval_loss", loss),
             ("eval_perplexity", loss.exp()),

@@ -12,6 +12,7 @@
 //! | `BertForQuestionAnswering`       | [`QuestionAnsweringTask`]             |
 //! | `BertForMultipleChoice`          | [`MultipleChoiceTask`]                |
 //! | `BertForPreTraining`             | [`PretrainingTask`]                   |
+//! | `BertForMaskedLM`                | [`MaskedLmTask`]                      |
 //! | `BertLMHeadModel`                | [`CausalLmTask`]                      |
 
 mod language_modeling;
@@ -21,7 +22,8 @@ mod sequence_classification;
 mod token_classification;
 
 pub use language_modeling::{
-    CausalLmTask, MaskCandidate, MaskFill, PretrainingTask, fill_mask, streamed_pretraining_batches,
+    CausalLmTask, LmTask, MaskCandidate, MaskFill, MaskedLmTask, PretrainingTask, fill_mask,
+    keyed_eval_batches, streamed_pretraining_batches,
 };
 pub use multiple_choice::MultipleChoiceTask;
 pub use question_answering::{Answer, QuestionAnsweringTask, answer_questions};
