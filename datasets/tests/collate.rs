@@ -173,9 +173,21 @@ fn masked_lm_blocks_are_masked_padded_and_keyed() {
     let labelled = &positions[..batch.masked.num_labelled];
     assert!(
         labelled.len() > 20,
-        "{} of ~52 chosen at 0.5",
+        "{} of ~45 chosen at 0.5",
         labelled.len()
     );
+    // Padded with `[PAD]` past each block, attention 0 there.
+    let mask = rows(batch.input.attention_mask.clone().unwrap());
+    for (row, block) in blocks.iter().enumerate() {
+        for col in 0..31 {
+            let real = col < block.len();
+            assert_eq!(mask[row][col], real as i64, "attention at {row},{col}");
+            assert!(
+                real || ids[row][col] == s.pad as i64,
+                "padding at {row},{col}"
+            );
+        }
+    }
     let (mut as_mask, mut kept) = (0, 0);
     for (&p, &label) in labelled.iter().zip(&labels) {
         let (row, col) = (p as usize / 31, p as usize % 31);

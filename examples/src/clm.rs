@@ -30,7 +30,7 @@ pub fn main(args: Args) -> Result<(), Error> {
         train: train_blocks,
         eval: eval_blocks,
         tokenizer,
-    } = args.blocks("clm")?;
+    } = args.blocks("clm", false)?;
     let ids = tokenizer.special_ids()?;
     let train_device = args.train.autodiff(&device);
     let model: BertLMHeadModel = args
@@ -43,6 +43,6 @@ pub fn main(args: Args) -> Result<(), Error> {
         .train
         .batches(&DEFAULTS, train_blocks, batcher, &train_device);
     let task = CausalLmTask { eval, tokenizer };
-    args.fit(model, &batches, &task, &train_device)?;
+    args.fit(&DEFAULTS, model, &batches, &task, &train_device)?;
     Ok(())
 }

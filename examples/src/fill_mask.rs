@@ -1,6 +1,6 @@
 //! `fill_mask`: the top-k tokens for each `[MASK]` of a text, as HF's `fill-mask` pipeline
 //! prints them, from a `BertForMaskedLM` or `BertForPreTraining` directory (for example the
-//! `final_model` of the `pretrain` example).
+//! `final_model` of the `pretrain` or `mlm` example).
 
 use std::path::PathBuf;
 

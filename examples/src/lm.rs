@@ -1,4 +1,4 @@
-//! What the language-model examples (`pretrain`, `clm`) share: the corpus and its held-out
+//! What the language-model examples (`pretrain`, `mlm`, `clm`) share: the corpus and its held-out
 //! documents, the tokenizer (given, the model's, or WordPiece trained on the corpus) and the
 //! model (an HF checkpoint, or a new one of the given size).
 
@@ -15,9 +15,9 @@ use bert_train::{BatchSource, HeadLoss, TrainOutput, TrainTask};
 use burn::module::Module;
 use burn::tensor::Device;
 
-use crate::{BackendArgs, Error, TrainArgs, range};
+use crate::{BackendArgs, Error, TrainArgs, TrainDefaults, range};
 
-/// What `pretrain` and `clm` take alike: the backend, the corpus, the model and tokenizer, and
+/// What `pretrain`, `mlm` and `clm` take alike: the backend, the corpus, the model and tokenizer, and
 /// the trainer's arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LmArgs {
@@ -35,7 +35,8 @@ pub struct LmArgs {
 }
 
 /// The training and held-out documents of the corpus as blocks of `--max-seq-length` tokens
-/// (HF's `group_texts`), and the tokenizer: what `mlm` and `clm` train on.
+/// (HF's `group_texts`: each block starts with `[CLS]`), and the tokenizer: what `mlm` and `clm`
+/// train on.
 pub struct Blocks {
     pub train: Vec<Vec<u32>>,
     pub eval: Vec<Vec<u32>>,
@@ -43,15 +44,20 @@ pub struct Blocks {
 }
 
 impl LmArgs {
-    /// The corpus as [`Blocks`]; says what it made on stderr as `example` unless `--json`.
-    pub fn blocks(&self, example: &str) -> Result<Blocks, Error> {
+    /// The corpus as [`Blocks`]; with `sep`, every document ends with `[SEP]` (as `run_mlm.py`'s
+    /// texts do: the model sees the separator it will be given at inference). Says what it made
+    /// on stderr as `example` unless `--json`.
+    pub fn blocks(&self, example: &str, sep: bool) -> Result<Blocks, Error> {
         let (train_docs, eval_docs) = self.corpus.corpus(self.train.seed)?.documents()?;
         let tokenizer =
             (self.model).tokenizer(&self.train, train_docs.iter().flatten().cloned())?;
-        let cls = tokenizer.special_ids()?.cls;
+        let ids = tokenizer.special_ids()?;
         let blocks = |docs| -> Result<_, Error> {
-            let tokens = tokenize_documents(&tokenizer, docs)?;
-            Ok(group_texts(&tokens, self.model.max_seq_length, cls))
+            let mut tokens = tokenize_documents(&tokenizer, docs)?;
+            if sep {
+                tokens.iter_mut().for_each(|d| d.push(vec![ids.sep]));
+            }
+            Ok(group_texts(&tokens, self.model.max_seq_length, ids.cls))
         };
         let (train, eval) = (blocks(&train_docs)?, blocks(&eval_docs)?);
         if !self.json {
@@ -74,9 +80,11 @@ impl LmArgs {
     }
 
     /// Trains `model` on `batches` with the language-modelling `task` (evaluating when it has
-    /// held-out batches) on the autodiff `device`, with `pretrain`'s defaults; prints the report.
+    /// held-out batches) on the autodiff `device`, with the example's defaults `d`; prints the
+    /// report.
     pub fn fit<M, B: 'static>(
         &self,
+        d: &TrainDefaults,
         model: M,
         batches: &dyn BatchSource<B>,
         task: &LmTask<B>,
@@ -86,8 +94,8 @@ impl LmArgs {
         M: Module + BertPretrained + HeadLoss<B> + 'static,
         LmTask<B>: TrainTask<M, B>,
     {
-        let (defaults, has_eval) = (&crate::pretrain::DEFAULTS, !task.eval.is_empty());
-        (self.train).train(defaults, model, batches, task, has_eval, device, self.json)
+        let has_eval = !task.eval.is_empty();
+        (self.train).train(d, model, batches, task, has_eval, device, self.json)
     }
 }
 
@@ -150,7 +158,7 @@ pub struct ModelArgs {
     /// Default 4 × hidden size.
     #[arg(long, value_parser = range::at_least_one)]
     pub intermediate_size: Option<usize>,
-    /// Tokens per sequence (a pair, or a block of the causal LM).
+    /// Tokens per sequence (a pair of `pretrain`, a block of `mlm` and `clm`).
     #[arg(long, default_value_t = 128, value_parser = range::at_least_one)]
     pub max_seq_length: usize,
 }

@@ -1,8 +1,9 @@
 //! `mlm`: train `BertForMaskedLM` on masked-token prediction over contiguous blocks of a text
-//! corpus (HF `run_mlm.py`: `group_texts` into blocks of `--max-seq-length`, masks drawn anew
-//! for every batch, 80/10/10, `--mlm-probability`, `--whole-word-mask`), reporting held-out
-//! loss, perplexity and accuracy per masked token; `fill_mask` reads what it saves. From an HF
-//! model directory (`--model`) this is domain-adaptive MLM fine-tuning; `pretrain` adds NSP.
+//! corpus (HF `run_mlm.py`: documents ending in `[SEP]`, `group_texts` into blocks of
+//! `--max-seq-length`, masks drawn anew for every batch, 80/10/10, `--mlm-probability`; whole
+//! words with `--whole-word-mask`, as `DataCollatorForWholeWordMask`), reporting held-out loss,
+//! perplexity and accuracy per masked token; `fill_mask` reads what it saves. From an HF model
+//! directory (`--model`) this is domain-adaptive MLM fine-tuning; `pretrain` adds NSP.
 //!
 //! With no arguments it trains a small BERT (4 layers, hidden 256) on the Jargon File.
 
@@ -28,7 +29,7 @@ pub const DEFAULTS: TrainDefaults = crate::pretrain::DEFAULTS;
 pub fn main(args: Args) -> Result<(), Error> {
     let lm = &args.lm;
     let device = lm.backend.device()?;
-    let blocks = lm.blocks("mlm")?;
+    let blocks = lm.blocks("mlm", true)?;
     let train_device = lm.train.autodiff(&device);
     let model: BertForMaskedLM =
         (lm.model).model(&blocks.tokenizer, false, &train_device, lm.json)?;
@@ -45,6 +46,6 @@ pub fn main(args: Args) -> Result<(), Error> {
     let batches = (lm.train).item_batches(&DEFAULTS, blocks.train, move |items, key| {
         collator.collate_blocks(&items, key, &on)
     });
-    lm.fit(model, &batches, &task, &train_device)?;
+    lm.fit(&DEFAULTS, model, &batches, &task, &train_device)?;
     Ok(())
 }

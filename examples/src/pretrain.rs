@@ -3,7 +3,8 @@
 //! WordPiece vocabulary trained on the corpus. Pairs as BERT's `create_pretraining_data`
 //! (NSP 50/50), masks drawn anew for every batch (dynamic masking, 80/10/10). Reports MLM
 //! loss/accuracy and NSP accuracy on held-out documents; checkpoints and `--resume` come
-//! from the trainer. The `clm` example trains a decoder on next-token prediction instead.
+//! from the trainer. The `mlm` example trains masked LM without NSP (`BertForMaskedLM`), `clm`
+//! a decoder on next-token prediction.
 //!
 //! With no arguments it pretrains a small BERT (4 layers, hidden 256) on the Jargon File.
 

@@ -84,6 +84,7 @@ fn flags_out_of_range_are_named() {
         ("pretrain", &["--dupe-factor", "0"], "1.."),
         ("pretrain", &["--mlm-probability", "0"], "(0, 1)"),
         ("pretrain", &["--eval-fraction", "1"], "(0, 1)"),
+        ("mlm", &["--mlm-probability", "0"], "(0, 1)"),
         ("fill_mask", &["--top-k", "0"], "1.."),
         ("generate", &["--temperature", "0"], "(0, ∞)"),
     ];
@@ -247,12 +248,14 @@ fn task_data_faults_are_named() {
         &["bad-swag.csv:3"],
     );
     let corpus = scratch("tiny-corpus.txt", b"One sentence.\n\nAnother one.\n");
-    refuses(
-        "pretrain",
-        &["--corpus", corpus.to_str().unwrap()],
-        1,
-        &["tiny-corpus.txt", "at least 4"],
-    );
+    for example in ["pretrain", "mlm"] {
+        refuses(
+            example,
+            &["--corpus", corpus.to_str().unwrap()],
+            1,
+            &["tiny-corpus.txt", "at least 4"],
+        );
+    }
     refuses(
         "pretrain",
         &["--corpus", "/nonexistent/corpus.txt"],

@@ -1,6 +1,7 @@
 //! Language modelling: BERT pretraining (masked LM + next sentence prediction, HF's
-//! `DataCollatorForLanguageModeling` / `DataCollatorForWholeWordMask` over NSP pairs) and
-//! causal LM (next-token labels, the model shifts them).
+//! `DataCollatorForLanguageModeling` / `DataCollatorForWholeWordMask` over NSP pairs), masked
+//! LM alone (the same masking over blocks of text, for `BertForMaskedLM`) and causal LM
+//! (next-token labels, the model shifts them).
 
 use bert::{BertInput, MaskedPositions};
 use burn::data::dataloader::batcher::Batcher;

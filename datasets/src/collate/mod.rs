@@ -8,7 +8,7 @@
 //! The collators are Burn `Batcher`s; the trainer's batch source (`bert_train::ItemBatches`)
 //! and the evaluation loops call them, and Burn's `DataLoaderBuilder` can serve them too. The
 //! fine-tuning tasks and causal LM only pad: one collator, [`DataCollatorWithPadding`], serves
-//! them all (the task names below are its aliases); pretraining also masks.
+//! them all (the task names below are its aliases); pretraining and masked LM also mask.
 //!
 //! | task                      | item                           | collator                        | batch                        |
 //! |---------------------------|--------------------------------|---------------------------------|------------------------------|
