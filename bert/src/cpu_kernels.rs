@@ -25,9 +25,11 @@
 //!
 //! The embedding lookup ([`embedding`]): Burn's backward zeroes a `[vocab, d]` table (a zeroed
 //! byte buffer copied into an aligned one on flex) and adds the `b·s` rows into it on one
-//! thread, and `nn.Embedding`'s padding row needs a mask over `[b, s, d]` both ways; fused, a
-//! table of fresh zeroed pages and one parallel scatter-add (split by id range, each row summed
-//! in position order, so the bits are Burn's) that skips the padding positions.
+//! thread, and `nn.Embedding`'s padding row needs a mask over `[b, s, d]` both ways; fused, one
+//! zeroed allocation (fresh pages above glibc's mmap threshold, 32 MiB here, see
+//! `backend::keep_freed_memory`; one memset below it) and one parallel scatter-add (split by id
+//! range, each row summed in position order, so the bits are Burn's) that skips the padding
+//! positions.
 //!
 //! One AdamW step of a parameter ([`adamw_step`]): composed, torch's single-tensor AdamW with
 //! the clipping factor is about fifteen single-threaded element-wise passes, each with a new
@@ -327,7 +329,7 @@ pub trait HostRows: Sized {
     fn is_unique(&self) -> bool;
     /// A new f32 buffer of this tensor's shape.
     fn empty_like(&self) -> Self;
-    /// A new `[rows, cols]` f32 tensor of zeros (fresh pages from the allocator: no memset).
+    /// A new `[rows, cols]` f32 tensor of zeros, zeroed by the allocator (`calloc`).
     fn zeros(rows: usize, cols: usize) -> Self;
     /// The last dimension.
     fn row_len(&self) -> usize;
@@ -795,7 +797,7 @@ mod kernels {
 /// [`CpuFused`] for a [`HostRows`] backend: the kernels of [`kernels`]; `$layer_norm` is its
 /// LayerNorm forward.
 macro_rules! host_fused {
-    ($backend:ty, $tensor:ty, $layer_norm:expr, $int:ty, $host_ids:expr) => {
+    ($backend:ty, $tensor:ty, $layer_norm:expr) => {
         impl CpuFused for $backend {
             fn gelu_erf(x: $tensor) -> $tensor {
                 kernels::gelu_erf(x)
@@ -843,16 +845,17 @@ macro_rules! host_fused {
             ) -> ($tensor, $tensor, $tensor) {
                 kernels::linear_2d_backward(x, weight, grad)
             }
-            fn embedding_rows(table: $tensor, ids: $int, _padding_idx: Option<usize>) -> $tensor {
+            // The padding index matters to the backward only (autodiff keeps it).
+            fn embedding_rows(table: $tensor, ids: $tensor, _padding: Option<usize>) -> $tensor {
                 <$backend as burn::backend::ops::ModuleOps<$backend>>::embedding(table, ids)
             }
             fn embedding_rows_backward(
-                ids: $int,
+                ids: $tensor,
                 grad: $tensor,
                 vocab: usize,
                 padding_idx: Option<usize>,
             ) -> $tensor {
-                let ids: Vec<i64> = $host_ids(ids);
+                let ids = host_ids(ids);
                 kernels::embedding_backward(&ids, grad, vocab, padding_idx)
             }
         }
@@ -871,13 +874,9 @@ mod flex {
     use super::{AdamWStep, CpuFused, HostRows, kernels};
 
     // burn-flex's own LayerNorm forward: SIMD and parallel.
-    host_fused!(
-        Flex,
-        FlexTensor,
-        |x, w, b, eps| <Flex as ModuleOps<Flex>>::layer_norm(x, w, Some(b), eps),
-        FlexTensor,
-        host_ids
-    );
+    host_fused!(Flex, FlexTensor, |x, w, b, eps| {
+        <Flex as ModuleOps<Flex>>::layer_norm(x, w, Some(b), eps)
+    });
 
     /// The values of an int tensor (i64 or i32), for the embedding's backward.
     fn host_ids(ids: FlexTensor) -> Vec<i64> {
@@ -932,7 +931,7 @@ mod flex {
         }
     }
 
-    /// A zeroed f32 tensor from a `Vec<f32>` (calloc: fresh pages need no memset).
+    /// A zeroed f32 tensor from a `Vec<f32>` (`calloc`: no realigning copy).
     /// `FlexTensor::empty` zeroes a `Vec<u8>` and then copies it into a 16-byte-aligned buffer
     /// (`Bytes::from_bytes_vec`): two passes over memory per new tensor.
     fn zeroed(shape: Shape) -> FlexTensor {
@@ -951,13 +950,7 @@ mod ndarray {
 
     use super::{AdamWStep, CpuFused, HostRows, kernels};
 
-    host_fused!(
-        NdArray,
-        NdArrayTensor,
-        kernels::layer_norm_last,
-        NdArrayTensor,
-        host_ids
-    );
+    host_fused!(NdArray, NdArrayTensor, kernels::layer_norm_last);
 
     /// The values of an int tensor (i64 or i32), for the embedding's backward.
     fn host_ids(ids: NdArrayTensor) -> Vec<i64> {

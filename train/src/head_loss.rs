@@ -55,8 +55,8 @@ loss_from_labels! {
 
 impl HeadLoss<QuestionAnsweringBatch> for BertForQuestionAnswering {
     fn head_loss(&self, b: QuestionAnsweringBatch) -> Result<Tensor<1>, TrainError> {
-        let positions = (Some(b.start_positions), Some(b.end_positions));
-        let out = self.forward(b.input, positions.0, positions.1)?;
+        let (start, end) = (b.start_positions, b.end_positions);
+        let out = self.forward(b.input, Some(start), Some(end))?;
         Ok(out.loss.expect("positions given"))
     }
 }

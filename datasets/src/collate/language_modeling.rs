@@ -93,23 +93,23 @@ impl PretrainingCollator {
     /// their masks from `(seed, key)`: HF's `DataCollatorForLanguageModeling` for
     /// `BertForMaskedLM`.
     pub fn collate_blocks(&self, blocks: &[Vec<u32>], key: u64, device: &Device) -> MaskedLmBatch {
-        let texts = blocks.iter().map(|b| (b.clone(), vec![0; b.len()]));
+        let texts = blocks.iter().map(|b| (b.as_slice(), vec![0; b.len()]));
         let (input, masked) = self.mask_and_pad(texts, key, device);
         MaskedLmBatch { input, masked }
     }
 
     /// The texts (ids, token types) masked in order from `(seed, key)` and padded, with their
     /// masked rows (the MLM labels' range comes with them: `forward_masked` checks it there).
-    fn mask_and_pad(
+    fn mask_and_pad<T: AsRef<[u32]>>(
         &self,
-        texts: impl Iterator<Item = (Vec<u32>, Vec<u32>)>,
+        texts: impl Iterator<Item = (T, Vec<u32>)>,
         key: u64,
         device: &Device,
     ) -> (BertInput, MaskedPositions) {
         let mut masker = (self.mlm).masker(self.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (mut masked_texts, mut labels) = (Vec::new(), Vec::new());
         for (ids, token_type_ids) in texts {
-            let m = masker.mask(&ids);
+            let m = masker.mask(ids.as_ref());
             masked_texts.push(TokenizedText {
                 input_ids: m.input_ids,
                 token_type_ids,

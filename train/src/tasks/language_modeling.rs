@@ -9,6 +9,7 @@ use bert_datasets::pretraining::{Corpus, NspOptions, PretrainingPair};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+use super::keyed_eval_batches;
 use crate::{ItemStream, Metrics, StreamedBatches, TrainError, TrainTask, eval_metrics};
 
 /// A language-modelling task: its held-out batches and the tokenizer saved beside the model.
@@ -66,23 +67,6 @@ impl PretrainingTask {
         })?;
         Ok(Self { eval, tokenizer })
     }
-}
-
-/// `items` in chunks of `batch_size`, each collated with a key from the end of the `u64` range
-/// (apart from the training keys): evaluation batches masked once, so that numbers compare
-/// across steps.
-pub fn keyed_eval_batches<I, B>(
-    items: &[I],
-    batch_size: usize,
-    collate: impl Fn(&[I], u64) -> B,
-) -> Result<Vec<B>, TrainError> {
-    if batch_size == 0 {
-        return Err(TrainError::Argument("the batch size must be ≥ 1".into()));
-    }
-    let chunks = items.chunks(batch_size).enumerate();
-    Ok(chunks
-        .map(|(i, c)| collate(c, u64::MAX - i as u64))
-        .collect())
 }
 
 /// Sums over the masked rows of a batch: the negative log-likelihood of the labels, and how many

@@ -23,7 +23,7 @@ mod token_classification;
 
 pub use language_modeling::{
     CausalLmTask, LmTask, MaskCandidate, MaskFill, MaskedLmTask, PretrainingTask, fill_mask,
-    keyed_eval_batches, streamed_pretraining_batches,
+    streamed_pretraining_batches,
 };
 pub use multiple_choice::MultipleChoiceTask;
 pub use question_answering::{Answer, QuestionAnsweringTask, answer_questions};
@@ -107,12 +107,23 @@ pub fn eval_batches<I: Clone, B>(
     batcher: &impl Batcher<I, B>,
     device: &Device,
 ) -> Result<Vec<B>, TrainError> {
+    keyed_eval_batches(items, batch_size, |c, _| batcher.batch(c.to_vec(), device))
+}
+
+/// `items` in chunks of `batch_size`, each collated with a key from the end of the `u64` range
+/// (apart from the training keys): evaluation batches masked once, so that numbers compare
+/// across steps.
+pub fn keyed_eval_batches<I, B>(
+    items: &[I],
+    batch_size: usize,
+    collate: impl Fn(&[I], u64) -> B,
+) -> Result<Vec<B>, TrainError> {
     if batch_size == 0 {
         return Err(TrainError::Argument("the batch size must be ≥ 1".into()));
     }
-    Ok(items
-        .chunks(batch_size)
-        .map(|c| batcher.batch(c.to_vec(), device))
+    let chunks = items.chunks(batch_size).enumerate();
+    Ok(chunks
+        .map(|(i, c)| collate(c, u64::MAX - i as u64))
         .collect())
 }
 
