@@ -150,6 +150,14 @@ fn masked_lm_blocks_are_masked_padded_and_keyed() {
         bert_datasets::BertTokenizer::from_pretrained(dir.join("models/all-MiniLM-L6-v2")).unwrap();
     let mut collator = PretrainingCollator::new(&tok, 7).unwrap();
     collator.mlm.mlm_probability = 0.5;
+    collator.check().unwrap();
+    // What collate would panic on is refused before, with its name.
+    let mut bad = collator.clone();
+    bad.masked_rows_multiple = 0;
+    bert_datasets::fixtures::assert_err(bad.check(), &["masked_rows_multiple must be at least 1"]);
+    bad = collator.clone();
+    bad.mlm.random_replace_prob = 0.5;
+    bert_datasets::fixtures::assert_err(bad.check(), &["should not exceed 1"]);
     let s = collator.special;
     let blocks: Vec<Vec<u32>> = (0..4u32)
         .map(|b| {

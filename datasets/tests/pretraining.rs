@@ -118,6 +118,115 @@ fn mlm_and_nsp_statistics_on_the_jargon_file() {
     assert_ne!(first, second, "a new epoch draws new masks");
 }
 
+/// HF's `mask_replace_prob` / `random_replace_prob`: what a chosen token becomes, and HF's checks.
+#[test]
+fn replacement_probabilities_decide_what_a_chosen_token_becomes() {
+    // Ids ≥ 100 with no special among them; random tokens come from 0..5 (never an original).
+    let ids: Vec<u32> = (0..2_000).map(|i| 100 + i % 50).collect();
+    let options = |mask_replace_prob, random_replace_prob| MlmOptions {
+        mlm_probability: 0.5,
+        mask_replace_prob,
+        random_replace_prob,
+        mask_id: 99,
+        vocab_size: 5,
+        special_ids: vec![],
+        whole_word_mask: false,
+        continuation: vec![],
+    };
+    // Per chosen token: [MASK], random, kept.
+    let split = |o: MlmOptions| {
+        o.check().unwrap();
+        let m = o.masker(11).mask(&ids);
+        let mut counts = [0usize; 3];
+        for (k, &id) in ids.iter().enumerate() {
+            if m.labels[k] == IGNORE_INDEX {
+                assert_eq!(m.input_ids[k], id);
+                continue;
+            }
+            assert_eq!(m.labels[k], id as i64);
+            counts[match m.input_ids[k] {
+                99 => 0,
+                x if x < 5 => 1,
+                x if x == id => 2,
+                x => panic!("chosen token {id} became {x}"),
+            }] += 1;
+        }
+        let chosen = counts.iter().sum::<usize>();
+        assert!(
+            (900..1_100).contains(&chosen),
+            "{chosen} of 2000 chosen at p = 0.5"
+        );
+        counts.map(|c| c as f64 / chosen as f64)
+    };
+    assert_eq!(
+        split(options(1.0, 0.0)),
+        [1.0, 0.0, 0.0],
+        "HF 5's whole-word setting"
+    );
+    assert_eq!(split(options(0.0, 1.0)), [0.0, 1.0, 0.0]);
+    assert_eq!(split(options(0.0, 0.0)), [0.0, 0.0, 1.0]);
+    let [m, r, k] = split(options(0.5, 0.3));
+    assert!(
+        (m - 0.5).abs() < 0.05 && (r - 0.3).abs() < 0.05 && (k - 0.2).abs() < 0.05,
+        "split {m} / {r} / {k}"
+    );
+    // The defaults are BERT's 80/10/10 and draw the masks the fixed split drew (0.8 + 0.1 is
+    // 0.9 in f64): the Jargon File test above measures them.
+    let defaults = MlmOptions {
+        special_ids: vec![],
+        ..options(0.8, 0.1)
+    };
+    assert_eq!(
+        defaults.mask_replace_prob + defaults.random_replace_prob,
+        0.9
+    );
+
+    // HF's `__post_init__` checks, in its words.
+    for (o, message) in [
+        (
+            MlmOptions {
+                mlm_probability: 1.5,
+                ..options(0.8, 0.1)
+            },
+            "mlm_probability should be between 0 and 1.",
+        ),
+        (
+            MlmOptions {
+                mlm_probability: f64::NAN,
+                ..options(0.8, 0.1)
+            },
+            "mlm_probability should be between 0 and 1.",
+        ),
+        (
+            options(0.8, 0.3),
+            "The sum of mask_replace_prob and random_replace_prob should not exceed 1",
+        ),
+        (
+            options(-0.1, 0.1),
+            "mask_replace_prob should be between 0 and 1.",
+        ),
+        (
+            options(0.8, -0.1),
+            "random_replace_prob should be between 0 and 1.",
+        ),
+        (
+            MlmOptions {
+                vocab_size: 0,
+                ..options(0.8, 0.1)
+            },
+            "random_replace_prob > 0 needs a vocabulary",
+        ),
+    ] {
+        assert_err(o.check(), &["invalid data option", message]);
+    }
+    MlmOptions {
+        vocab_size: 0,
+        ..options(1.0, 0.0)
+    }
+    .check()
+    .unwrap();
+}
+
 #[test]
 fn whole_word_masking_masks_all_pieces_of_a_word() {
     // [CLS] un ##aff ##able word [SEP]
@@ -126,6 +235,8 @@ fn whole_word_masking_masks_all_pieces_of_a_word() {
     (continuation[10354], continuation[3085]) = (true, true);
     let mut masker = MlmOptions {
         mlm_probability: 0.5,
+        mask_replace_prob: 0.8,
+        random_replace_prob: 0.1,
         mask_id: 103,
         vocab_size: 30522,
         special_ids: vec![101, 102],

@@ -8,7 +8,7 @@
 //! With no arguments it trains a small BERT (4 layers, hidden 256) on the Jargon File.
 
 use bert::BertForMaskedLM;
-use bert_train::tasks::{MaskedLmTask, keyed_eval_batches};
+use bert_train::tasks::MaskedLmTask;
 use clap::Parser;
 
 use crate::lm::{LmArgs, MaskingArgs};
@@ -34,14 +34,12 @@ pub fn main(args: Args) -> Result<(), Error> {
     let model: BertForMaskedLM =
         (lm.model).model(&blocks.tokenizer, false, &train_device, lm.json)?;
     let collator = args.masking.collator(&blocks.tokenizer, lm)?;
-    // The held-out blocks masked once (keys apart from the training keys).
-    let eval = keyed_eval_batches(&blocks.eval, lm.train.batch_size(&DEFAULTS), |c, key| {
-        collator.collate_blocks(c, key, &device)
-    })?;
-    let task = MaskedLmTask {
-        eval,
-        tokenizer: blocks.tokenizer,
-    };
+    // The held-out blocks masked once.
+    let (eval, batch_size) = (&blocks.eval, lm.train.batch_size(&DEFAULTS));
+    let task =
+        MaskedLmTask::masked_once(eval, &collator, batch_size, blocks.tokenizer, |c, key| {
+            collator.collate_blocks(c, key, &device)
+        })?;
     let on = train_device.clone();
     let batches = (lm.train).item_batches(&DEFAULTS, blocks.train, move |items, key| {
         collator.collate_blocks(&items, key, &on)

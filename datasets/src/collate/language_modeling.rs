@@ -59,6 +59,18 @@ impl PretrainingCollator {
         })
     }
 
+    /// The masking options' checks ([`MlmOptions::check`], HF's) and a positive
+    /// `masked_rows_multiple`: what `collate` and `collate_blocks` would otherwise panic on.
+    pub fn check(&self) -> Result<(), DataError> {
+        self.mlm.check()?;
+        if self.masked_rows_multiple == 0 {
+            return Err(DataError::Option(
+                "masked_rows_multiple must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     /// HF's `pad_to_max_length`: every batch padded to `max_seq_length` tokens and its masked
     /// rows to a multiple of 64, so that GPU backends see few shapes and compile their kernels
     /// once.

@@ -24,7 +24,7 @@ pub struct LmTask<B> {
 pub type PretrainingTask = LmTask<PretrainingBatch>;
 
 /// Masked-LM training (HF `run_mlm.py`) with evaluation on held-out blocks masked once
-/// ([`keyed_eval_batches`] with `PretrainingCollator::collate_blocks`).
+/// ([`LmTask::masked_once`] with `PretrainingCollator::collate_blocks`).
 pub type MaskedLmTask = LmTask<MaskedLmBatch>;
 
 /// Next-token training with held-out loss and perplexity per predicted token.
@@ -52,9 +52,28 @@ impl<B> LmTask<B> {
     }
 }
 
+impl<B> LmTask<B> {
+    /// Held-out `items` in batches of `batch_size`, masked once by `collator` (checked first)
+    /// through `collate`, with keys from the end of the `u64` range (apart from the training
+    /// keys), so the numbers compare across evaluations. For masked LM (HF `run_mlm.py`'s
+    /// held-out blocks): `MaskedLmTask::masked_once(&blocks, &collator, batch_size, tokenizer,
+    /// |c, key| collator.collate_blocks(c, key, &device))`.
+    pub fn masked_once<T>(
+        items: &[T],
+        collator: &PretrainingCollator,
+        batch_size: usize,
+        tokenizer: BertTokenizer,
+        collate: impl Fn(&[T], u64) -> B,
+    ) -> Result<Self, TrainError> {
+        collator.check()?;
+        let eval = keyed_eval_batches(items, batch_size, collate)?;
+        Ok(Self { eval, tokenizer })
+    }
+}
+
 impl PretrainingTask {
     /// Evaluates on `eval_pairs` in batches of `batch_size` on `device`, masked once by
-    /// `collator` with keys from the end of the `u64` range (apart from the training keys).
+    /// `collator`.
     pub fn new(
         eval_pairs: &[PretrainingPair],
         collator: &PretrainingCollator,
@@ -62,10 +81,9 @@ impl PretrainingTask {
         tokenizer: BertTokenizer,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let eval = keyed_eval_batches(eval_pairs, batch_size, |c, key| {
+        Self::masked_once(eval_pairs, collator, batch_size, tokenizer, |c, key| {
             collator.collate(c, key, device)
-        })?;
-        Ok(Self { eval, tokenizer })
+        })
     }
 }
 
@@ -127,6 +145,7 @@ pub fn streamed_pretraining_batches(
     shuffle_buffer: usize,
     device: &Device,
 ) -> Result<StreamedBatches<PretrainingPair, PretrainingBatch>, TrainError> {
+    collator.check()?;
     let seed = corpus.seed;
     let open = move || -> Result<ItemStream<PretrainingPair>, TrainError> {
         let pairs = corpus.stream_pairs(false, &tokenizer, &options)?;
