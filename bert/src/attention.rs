@@ -10,9 +10,10 @@ use burn::tensor::{Device, Tensor};
 
 use crate::activation::softmax_last;
 use crate::config::BertConfig;
+use crate::cpu_kernels;
 use crate::init;
 use crate::layer_norm::LayerNorm;
-use crate::precision::{linear, matmul};
+use crate::precision::{self, linear, matmul};
 
 /// Cached keys and values of one layer, `[batch, heads, past_seq, head_dim]` (HF `past_key_value`).
 #[derive(Debug, Clone)]
@@ -77,7 +78,40 @@ impl BertSelfAttention {
         past: Option<(Tensor<4>, Tensor<4>)>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [b, s, h] = hidden.dims();
-        let query = self.split_heads(linear(&self.query, hidden.clone()));
+        let query = linear(&self.query, hidden.clone());
+        // Inference on flex and ndarray: one fused kernel from the projections to the merged
+        // context (`cpu_kernels::attention`), where the products are f32 and no cache is
+        // extended; the returned keys and values are views of the projections.
+        if past.is_none()
+            && cpu_kernels::applies(&query)
+            && !query.device().is_autodiff()
+            && precision::current() == precision::Autocast::Off
+        {
+            let states = encoder_states.unwrap_or(hidden);
+            let (key, value) = (
+                linear(&self.key, states.clone()),
+                linear(&self.value, states),
+            );
+            if let Some(context) = cpu_kernels::attention(
+                query.clone(),
+                key.clone(),
+                value.clone(),
+                mask.clone(),
+                self.num_heads,
+            ) {
+                return (context, (self.split_heads(key), self.split_heads(value)));
+            }
+            let (query, key, value) = (
+                self.split_heads(query),
+                self.split_heads(key),
+                self.split_heads(value),
+            );
+            return (
+                self.composed(query, key.clone(), value.clone(), mask),
+                (key, value),
+            );
+        }
+        let query = self.split_heads(query);
         let (key, value) = match (encoder_states, past) {
             // Cross-attention with cached encoder keys/values.
             (Some(_), Some(kv)) => kv,
@@ -97,16 +131,29 @@ impl BertSelfAttention {
                 }
             }
         };
-        let head_dim = h / self.num_heads;
-        let mut scores = matmul(query, key.clone().swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        let context = self.composed(query, key.clone(), value.clone(), mask);
+        debug_assert_eq!(context.dims(), [b, s, h]);
+        (context, (key, value))
+    }
+
+    /// HF's eager attention of split heads (`[b, heads, seq, head_dim]`), the heads merged:
+    /// `softmax(q·kᵀ / √head_dim + mask)`, dropout, `·v`.
+    fn composed(
+        &self,
+        query: Tensor<4>,
+        key: Tensor<4>,
+        value: Tensor<4>,
+        mask: Option<Tensor<4>>,
+    ) -> Tensor<3> {
+        let [b, heads, s, head_dim] = query.dims();
+        let mut scores = matmul(query, key.swap_dims(2, 3)) / (head_dim as f64).sqrt();
         if let Some(mask) = mask {
             scores = scores + mask;
         }
         let probs = crate::dropout::forward(&self.dropout, softmax_last(scores));
-        let context = matmul(probs, value.clone())
+        matmul(probs, value)
             .swap_dims(1, 2)
-            .reshape([b, s, h]);
-        (context, (key, value))
+            .reshape([b, s, heads * head_dim])
     }
 }
 

@@ -31,6 +31,15 @@
 //! range, each row summed in position order, so the bits are Burn's) that skips the padding
 //! positions.
 //!
+//! Attention for inference ([`attention`], on a device that records no gradients): the
+//! composed form makes the `[b, heads, q, k]` scores tensor and two single-threaded passes over
+//! it (the scaling, the mask) besides the softmax, and copies the heads apart for the batched
+//! products and back together after; fused, one parallel task per batch, head and block of 64
+//! queries runs both products with the `gemm` crate, reading the heads in place through
+//! strides, scales, masks and normalises a block's scores in one pass while they are in cache,
+//! and writes the context into its columns of the merged output. On a 2-core Xeon it took
+//! inference of BERT-small at seq 512 from 278 to 173 ms (PyTorch's fused SDPA: 145 ms).
+//!
 //! One AdamW step of a parameter ([`adamw_step`]): composed, torch's single-tensor AdamW with
 //! the clipping factor is about fifteen single-threaded element-wise passes, each with a new
 //! buffer; fused, one parallel pass that reads the gradient and updates the parameter and both
@@ -122,6 +131,17 @@ pub trait CpuFused: Backend {
         ids: IntTensor<Self>,
         padding_idx: Option<usize>,
     ) -> FloatTensor<Self>;
+    /// Attention for inference (not differentiable): per batch and head,
+    /// `softmax(q·kᵀ / √head_dim + mask)·v` for `q` `[b, q_len, heads·head_dim]` and `k`, `v`
+    /// `[b, k_len, heads·head_dim]` (the projections, heads side by side), with the additive
+    /// `mask` of shape `dims.mask`; returns the context `[b·q_len, heads·head_dim]`.
+    fn attention_3d(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        dims: AttentionDims,
+    ) -> FloatTensor<Self>;
     /// The gradient of [`CpuFused::embedding_rows`] for its table: the rows of `grad`
     /// (`[b, s, d]`) summed into a zero `[vocab, d]` table at `ids`, the `padding_idx` positions
     /// left out.
@@ -203,6 +223,65 @@ pub fn embedding(table: Tensor<2>, ids: Tensor<2, Int>, padding_idx: Option<usiz
         ids.into_dispatch(),
         padding_idx,
     ))
+}
+
+/// The sizes of [`attention`]: `mask` is the additive mask's shape, `[batch or 1, heads or 1,
+/// q_len or 1, k_len]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionDims {
+    pub batch: usize,
+    pub q_len: usize,
+    pub k_len: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub mask: [usize; 4],
+}
+
+/// Attention for inference on a CPU f32 device that records no gradients (see [`applies`]):
+/// `softmax(q·kᵀ / √head_dim + mask)·v` per head, for the projections `q` `[b, q_len, h]`,
+/// `k`, `v` `[b, k_len, h]` (`h = heads·head_dim`, heads side by side as HF's `view`), and an
+/// additive `mask` broadcastable to `[b, heads, q_len, k_len]`; returns the context
+/// `[b, q_len, h]` (HF's heads merged). One parallel task per batch, head and block of 64
+/// queries: two GEMMs reading the heads in place through strides, the scaling, mask and
+/// softmax in one pass over a block's scores (never the whole `[b, heads, q, k]` tensor), the
+/// context written into its columns of the output. The composed form makes the scores tensor,
+/// two single-threaded passes over it (scale, mask), copies of the heads for the batched
+/// products and of the context to merge the heads.
+///
+/// `None` when the mask's shape does not broadcast so (the caller composes it then).
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    mask: Option<Tensor<4>>,
+    heads: usize,
+) -> Option<Tensor<3>> {
+    let ([batch, q_len, h], [kb, k_len, kh]) = (q.dims(), k.dims());
+    if heads == 0 || h % heads != 0 || [kb, kh] != [batch, h] || v.dims() != k.dims() {
+        return None;
+    }
+    let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, k_len], &q.device()));
+    let m = mask.dims();
+    let fits = |dim: usize, full: usize| dim == 1 || dim == full;
+    if !(fits(m[0], batch) && fits(m[1], heads) && fits(m[2], q_len) && m[3] == k_len) {
+        return None;
+    }
+    let dims = AttentionDims {
+        batch,
+        q_len,
+        k_len,
+        heads,
+        head_dim: h / heads,
+        mask: m,
+    };
+    let context = Tensor::<2>::from_dispatch(<Dispatch as CpuFused>::attention_3d(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        mask.into_dispatch(),
+        dims,
+    ));
+    Some(context.reshape([batch, q_len, h]))
 }
 
 /// Whether the fused kernels run on `x`: f32 on the flex or ndarray device (plain or autodiff).
@@ -653,6 +732,124 @@ mod kernels {
         (dx, dw, T::vector(&db))
     }
 
+    /// Queries per task of [`attention`].
+    const QUERY_BLOCK: usize = 64;
+
+    pub fn attention<T: HostRows>(q: T, k: T, v: T, mask: T, dims: AttentionDims) -> T {
+        let (q, k, v, mask) = (
+            q.contiguous(),
+            k.contiguous(),
+            v.contiguous(),
+            mask.contiguous(),
+        );
+        let AttentionDims {
+            batch,
+            q_len,
+            k_len,
+            heads,
+            head_dim,
+            mask: [mb, mh, mq, _],
+        } = dims;
+        let h = heads * head_dim;
+        let (qv, kv, vv, mv) = (q.values(), k.values(), v.values(), mask.values());
+        assert_eq!(qv.len(), batch * q_len * h, "attention: query size");
+        assert_eq!(kv.len(), batch * k_len * h, "attention: key size");
+        assert_eq!(vv.len(), kv.len(), "attention: value size");
+        assert_eq!(mv.len(), mb * mh * mq * k_len, "attention: mask size");
+        let norm = (head_dim as f32).sqrt();
+        let blocks = q_len.div_ceil(QUERY_BLOCK);
+        let init = |out: &mut [MaybeUninit<f32>]| {
+            let out = &SharedOut(out.as_mut_ptr().cast::<f32>(), out.len());
+            (0..batch * heads * blocks)
+                .into_par_iter()
+                .for_each(|task| {
+                    let (bh, block) = (task / blocks, task % blocks);
+                    let (b, head) = (bh / heads, bh % heads);
+                    let q0 = block * QUERY_BLOCK;
+                    let rows = QUERY_BLOCK.min(q_len - q0);
+                    let col = head * head_dim;
+                    // The block's queries `[rows, head_dim]` and the head's keys, transposed,
+                    // `[head_dim, k_len]`, read in place (row strides `h`).
+                    let qb = &qv[(b * q_len + q0) * h + col..];
+                    let kb = &kv[b * k_len * h + col..];
+                    let mut scores = vec![MaybeUninit::<f32>::uninit(); rows * k_len];
+                    gemm(
+                        Dst::Write(&mut scores),
+                        [rows, k_len, head_dim],
+                        (qb, h as isize, 1),
+                        (kb, 1, h as isize),
+                    );
+                    // SAFETY: a `Dst::Write` product writes every element.
+                    let scores = unsafe { scores.assume_init_mut() };
+                    let mask_row = |i: usize| {
+                        let r = (((if mb == 1 { 0 } else { b }) * mh
+                            + if mh == 1 { 0 } else { head })
+                            * mq
+                            + if mq == 1 { 0 } else { q0 + i })
+                            * k_len;
+                        &mv[r..r + k_len]
+                    };
+                    for (i, row) in scores.chunks_mut(k_len).enumerate() {
+                        masked_softmax_row(row, mask_row(i), norm);
+                    }
+                    // context rows = probabilities `[rows, k_len]` · the head's values
+                    // `[k_len, head_dim]`, into the head's columns of the output rows.
+                    let vb = &vv[b * k_len * h + col..];
+                    let offset = (b * q_len + q0) * h + col;
+                    assert!(
+                        offset + (rows - 1) * h + head_dim <= out.len(),
+                        "attention: output size"
+                    );
+                    // SAFETY: the tasks write disjoint (row, column) ranges of `out`, inside it
+                    // (the assert), and nothing reads it until all are done.
+                    unsafe {
+                        gemm_raw(
+                            out.at(offset),
+                            h as isize,
+                            [rows, head_dim, k_len],
+                            (scores, k_len as isize, 1),
+                            (vb, h as isize, 1),
+                        );
+                    }
+                });
+        };
+        // SAFETY: every (row, column) of the output is written by the task of its batch,
+        // head and query block.
+        unsafe { T::matrix(batch * q_len, h, init) }
+    }
+
+    /// The output of [`attention`], shared by its tasks (each writes its own elements).
+    struct SharedOut(*mut f32, usize);
+    // SAFETY: the tasks write disjoint elements (see `attention`).
+    unsafe impl Sync for SharedOut {}
+
+    impl SharedOut {
+        fn len(&self) -> usize {
+            self.1
+        }
+        /// # Safety
+        /// `offset` is inside the output.
+        unsafe fn at(&self, offset: usize) -> *mut f32 {
+            // SAFETY: the caller's promise.
+            unsafe { self.0.add(offset) }
+        }
+    }
+
+    simd_fn! {
+        /// `row ← softmax(row / norm + mask)` in place (HF's order: scaled scores, then the mask).
+        fn masked_softmax_row(row: &mut [f32], mask: &[f32], norm: f32) {
+            for (s, &m) in row.iter_mut().zip(mask) {
+                *s = *s / norm + m;
+            }
+            let max = max16(row);
+            for s in row.iter_mut() {
+                *s = exp(*s - max);
+            }
+            let inv = 1.0 / sum16(row, row, row, |s, _, _| s);
+            row.iter_mut().for_each(|s| *s *= inv);
+        }
+    }
+
     /// [`CpuFused::embedding_rows_backward`] with the ids on the host. The table is split into
     /// id ranges, one task each, each scanning all positions for its ids: rows are disjoint
     /// between tasks and each row sums its positions in order.
@@ -736,13 +933,73 @@ mod kernels {
         // SAFETY: the asserts keep every index the strides reach inside its slice; `dst` is
         // borrowed mutably and apart from the operands.
         unsafe {
+            gemm_call(
+                dst,
+                cols as isize,
+                accumulate,
+                [rows, cols, inner],
+                lhs,
+                rhs,
+                parallelism,
+            );
+        }
+    }
+
+    /// `dst = lhs·rhs` (written, not read) on one thread, `dst` with row stride `dst_rs` and
+    /// column stride 1; the operands as in [`gemm`], checked to lie in their slices.
+    ///
+    /// # Safety
+    /// `dst` points at `[rows, cols]` elements at that stride that nothing else accesses.
+    unsafe fn gemm_raw(
+        dst: *mut f32,
+        dst_rs: isize,
+        [rows, cols, inner]: [usize; 3],
+        lhs: (&[f32], isize, isize),
+        rhs: (&[f32], isize, isize),
+    ) {
+        let last = |(v, rs, cs): (&[f32], isize, isize), r: usize, c: usize| {
+            (r.max(1) - 1) as isize * rs + (c.max(1) - 1) as isize * cs < v.len() as isize
+        };
+        assert!(
+            last(lhs, rows, inner) && last(rhs, inner, cols),
+            "gemm: operand sizes"
+        );
+        // SAFETY: the operands by the assert, `dst` by the caller.
+        unsafe {
+            gemm_call(
+                dst,
+                dst_rs,
+                false,
+                [rows, cols, inner],
+                lhs,
+                rhs,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+
+    /// The `gemm` crate's product into `dst` (row stride `dst_rs`, column stride 1).
+    ///
+    /// # Safety
+    /// Every index the sizes and strides reach is inside `dst` and the operands' slices.
+    unsafe fn gemm_call(
+        dst: *mut f32,
+        dst_rs: isize,
+        accumulate: bool,
+        [rows, cols, inner]: [usize; 3],
+        lhs: (&[f32], isize, isize),
+        rhs: (&[f32], isize, isize),
+        parallelism: gemm::Parallelism,
+    ) {
+        // SAFETY: the caller's promise.
+        unsafe {
             gemm::gemm(
                 rows,
                 cols,
                 inner,
                 dst,
                 1,
-                cols as isize,
+                dst_rs,
                 accumulate,
                 lhs.0.as_ptr(),
                 lhs.2,
@@ -845,6 +1102,15 @@ macro_rules! host_fused {
             ) -> ($tensor, $tensor, $tensor) {
                 kernels::linear_2d_backward(x, weight, grad)
             }
+            fn attention_3d(
+                q: $tensor,
+                k: $tensor,
+                v: $tensor,
+                mask: $tensor,
+                dims: AttentionDims,
+            ) -> $tensor {
+                kernels::attention(q, k, v, mask, dims)
+            }
             // The padding index matters to the backward only (autodiff keeps it).
             fn embedding_rows(table: $tensor, ids: $tensor, _padding: Option<usize>) -> $tensor {
                 <$backend as burn::backend::ops::ModuleOps<$backend>>::embedding(table, ids)
@@ -871,7 +1137,7 @@ mod flex {
 
     use std::mem::MaybeUninit;
 
-    use super::{AdamWStep, CpuFused, HostRows, kernels};
+    use super::{AdamWStep, AttentionDims, CpuFused, HostRows, kernels};
 
     // burn-flex's own LayerNorm forward: SIMD and parallel.
     host_fused!(Flex, FlexTensor, |x, w, b, eps| {
@@ -948,7 +1214,7 @@ mod ndarray {
 
     use std::mem::MaybeUninit;
 
-    use super::{AdamWStep, CpuFused, HostRows, kernels};
+    use super::{AdamWStep, AttentionDims, CpuFused, HostRows, kernels};
 
     host_fused!(NdArray, NdArrayTensor, kernels::layer_norm_last);
 
@@ -1022,13 +1288,17 @@ mod ndarray {
 }
 
 /// [`CpuFused`] methods of [`Autodiff`] that run on the inner backend unrecorded: float tensors,
-/// then other arguments, three float tensors out ([`untracked`]).
-macro_rules! untracked_three {
-    ($(fn $name:ident($($t:ident),*; $($arg:ident: $ty:ty),*);)*) => {$(
-        fn $name($($t: FloatTensor<Self>,)* $($arg: $ty),*) -> Three<Self> {
-            untracked::<B, C>(B::$name($(Self::inner($t),)* $($arg),*))
+/// then other arguments; one float tensor out, or three ([`untracked`]).
+macro_rules! untracked {
+    ($(fn $name:ident($($t:ident),*; $($arg:ident: $ty:ty),*) -> $out:ident;)*) => {$(
+        fn $name($($t: FloatTensor<Self>,)* $($arg: $ty),*) -> untracked!(@type $out) {
+            untracked!(@wrap $out, B::$name($(Self::inner($t),)* $($arg),*))
         }
     )*};
+    (@type one) => { FloatTensor<Self> };
+    (@type three) => { Three<Self> };
+    (@wrap one, $e:expr) => { Self::from_inner($e) };
+    (@wrap three, $e:expr) => { untracked::<B, C>($e) };
 }
 
 impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
@@ -1036,18 +1306,8 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         tracked::<B, C>(x, B::gelu_erf, B::gelu_erf_backward, Saved::Input)
     }
 
-    /// Not differentiated again (the first-order backward is all training needs).
-    fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::from_inner(B::gelu_erf_backward(Self::inner(x), Self::inner(grad)))
-    }
-
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         tracked::<B, C>(x, B::softmax_last, B::softmax_last_backward, Saved::Output)
-    }
-
-    /// Not differentiated again.
-    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::from_inner(B::softmax_last_backward(Self::inner(y), Self::inner(grad)))
     }
 
     fn layer_norm_last(
@@ -1094,16 +1354,17 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         Self::from_inner(B::embedding_rows_backward(ids, g, vocab, padding_idx))
     }
 
-    // The backward kernels (not differentiated again) and the optimizer step: not recorded.
-    untracked_three! {
-        fn layer_norm_last_backward(x, weight, grad; eps: f64);
-        fn linear_2d_backward(x, weight, grad;);
-        fn adamw_update(p, g, m, v, clip; step: AdamWStep);
-    }
-
-    /// Not recorded (the gradient norm is not differentiated).
-    fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::from_inner(B::sum_squares(Self::inner(x)))
+    // Not recorded: the backward kernels (not differentiated again: the first-order backward is
+    // all training needs), the optimizer step, the gradient norm's Σg², and inference
+    // attention (`attention` is for devices that record no gradients).
+    untracked! {
+        fn gelu_erf_backward(x, grad;) -> one;
+        fn softmax_last_backward(y, grad;) -> one;
+        fn layer_norm_last_backward(x, weight, grad; eps: f64) -> three;
+        fn linear_2d_backward(x, weight, grad;) -> three;
+        fn adamw_update(p, g, m, v, clip; step: AdamWStep) -> three;
+        fn sum_squares(x;) -> one;
+        fn attention_3d(q, k, v, mask; dims: AttentionDims) -> one;
     }
 
     fn linear_2d(
@@ -1325,6 +1586,79 @@ mod tests {
         #[cfg(feature = "ndarray")]
         devices.push(Device::ndarray().autodiff());
         devices
+    }
+
+    /// The fused inference attention against HF's eager attention composed of Burn's own ops
+    /// (heads split, `q·kᵀ / √d + mask`, Burn's softmax, `·v`, heads merged), on each CPU
+    /// device without autodiff: self-attention with padding masks (one query block and
+    /// several, a partial last one), a causal `[b, 1, q, k]` mask, a mask per head, no mask,
+    /// one mask for the batch, and cross-attention (`q_len ≠ k_len`); fully masked rows too.
+    #[test]
+    fn fused_attention_matches_composed_attention() {
+        let devices: Vec<Device> = cpu_devices().into_iter().map(Device::inner).collect();
+        let t = |seed: usize, dims: [usize; 3], d: &Device| {
+            let n: usize = dims.iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 2003.0 - 0.5) * 3.0)
+                .collect();
+            Tensor::<3>::from_data(burn::tensor::TensorData::new(v, dims), d)
+        };
+        let masked = f32::MIN;
+        for d in &devices {
+            // (batch, q_len, k_len, heads, head_dim, mask shape or none)
+            type Case = (usize, usize, usize, usize, usize, Option<[usize; 4]>);
+            let cases: [Case; 7] = [
+                (2, 9, 9, 2, 8, Some([2, 1, 1, 9])),
+                (3, 150, 150, 4, 16, Some([3, 1, 1, 150])),
+                (2, 70, 70, 2, 32, Some([2, 1, 70, 70])),
+                (2, 20, 20, 3, 8, Some([2, 3, 20, 20])),
+                (2, 65, 65, 2, 8, None),
+                (2, 12, 12, 2, 8, Some([1, 1, 1, 12])),
+                (2, 7, 30, 4, 8, Some([2, 1, 1, 30])),
+            ];
+            for (case, &(b, sq, sk, heads, hd, mask_dims)) in cases.iter().enumerate() {
+                let h = heads * hd;
+                let (q, k, v) = (
+                    t(1, [b, sq, h], d),
+                    t(2, [b, sk, h], d),
+                    t(3, [b, sk, h], d),
+                );
+                let mask = mask_dims.map(|m| {
+                    let n: usize = m.iter().product();
+                    // Padding at the end of every row's keys, a causal pattern where the
+                    // mask has a row per query, a fully masked row in the per-query masks.
+                    let v: Vec<f32> = (0..n)
+                        .map(|i| {
+                            let (key, row) = (i % m[3], i / m[3]);
+                            let query = row % m[2];
+                            let padded = key + 1 + (row % 3) >= m[3] && key > 0;
+                            let causal = m[2] > 1 && key > query;
+                            let all = m[2] > 1 && query == 3;
+                            if padded || causal || all { masked } else { 0.0 }
+                        })
+                        .collect();
+                    Tensor::<4>::from_data(burn::tensor::TensorData::new(v, m), d)
+                });
+                let split = |x: Tensor<3>, s: usize| x.reshape([b, s, heads, hd]).swap_dims(1, 2);
+                let mut scores = split(q.clone(), sq).matmul(split(k.clone(), sk).swap_dims(2, 3))
+                    / (hd as f64).sqrt();
+                if let Some(m) = mask.clone() {
+                    scores = scores + m;
+                }
+                let want = burn::tensor::activation::softmax(scores, 3)
+                    .matmul(split(v.clone(), sk))
+                    .swap_dims(1, 2)
+                    .reshape([b, sq, h]);
+                let got = attention(q, k, v, mask, heads).expect("the shapes fit");
+                assert_eq!(got.dims(), [b, sq, h]);
+                let diff: f32 = (got - want).abs().max().into_scalar();
+                assert!(diff < 2e-6, "{d:?} case {case}: max |Δ| {diff}");
+            }
+            // A mask that does not broadcast: left to the caller.
+            let q = t(1, [2, 5, 8], d);
+            let bad = Tensor::<4>::zeros([2, 1, 3, 5], d);
+            assert!(attention(q.clone(), q.clone(), q, Some(bad), 2).is_none());
+        }
     }
 
     /// libm's `erff`, through the tensor op on flex (std has no `erf`).
