@@ -6,7 +6,8 @@
 #   gpu/run.sh all        # check, tests, bench, within $DEADLINE s (default 450)
 #   gpu/run.sh check      # the GPU, the driver, PyTorch; one tiny step on every backend
 #   gpu/run.sh tests      # parity (every head vs HF) + training tests on cuda, tch-cuda, vulkan
-#   gpu/run.sh bench      # tiny/small/base × s128 b32, s512 b8 × train/infer × f32, bf16
+#   gpu/run.sh bench      # tiny/small/base × s128 b32, s512 b8 × train/infer × f32, bf16 mixed
+#                         # and pure; BERT-base s512 with and without gradient checkpointing
 #
 # Backends: `cuda` (CubeCL CUDA) and `vulkan`, `wgpu` from .gpu/cubecl (built with
 # fusion,autotune); `tch-cuda` from .gpu/tch-cuda, linked against this machine's own PyTorch
@@ -44,6 +45,8 @@ for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulka
 done
 torch_lib=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
 export LD_LIBRARY_PATH=${torch_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The results name the GPU they ran on (an H100 or an H200 may be lent).
+LABEL=${LABEL:-$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | sed 's/NVIDIA //')}
 export BERT_BENCH_COMMIT=${BERT_BENCH_COMMIT:-$(cat "$GPU/COMMIT" 2>/dev/null || echo unknown)}
 # The tests' reference files and the PyTorch script are found from the repository root.
 
@@ -79,29 +82,41 @@ tests() {
 }
 
 # One benchmark call: bench NAME BACKENDS DTYPE SEQ BATCH [more args]; PyTorch runs first.
+# CONFIGS (tiny,small,base) and WORKLOADS (train,infer) narrow a call.
 bench_one() {
   local name=$1 backends=$2 dtype=$3 seq=$4 batch=$5
   shift 5
   (( $(left) > 40 )) || { log "bench $name: no time left"; return; }
   local runner
   runner=$(bin "${backends%%,*}" benches)
-  log "bench $name: $backends $dtype s$seq b$batch"
-  timeout $(left) "$runner" run --backend "$backends" --configs tiny,small,base --seq "$seq" --batch "$batch" \
-    --workloads train,infer --dtype "$dtype" --warmup 5 --iters 20 --budget-s 4 --label "${LABEL:-H200}" \
-    --pytorch-device cuda --python "$PY" --out "$OUT/$name.json" "$@" >"$OUT/$name.md" 2>"$OUT/$name.log"
+  log "bench $name: $backends $dtype s$seq b$batch $*"
+  timeout $(left) "$runner" run --backend "$backends" --configs "${CONFIGS:-tiny,small,base}" --seq "$seq" \
+    --batch "$batch" --workloads "${WORKLOADS:-train,infer}" --dtype "$dtype" --warmup 5 --iters 20 --budget-s 4 \
+    --label "${LABEL:-GPU}" --pytorch-device cuda --python "$PY" --out "$OUT/$name.json" "$@" \
+    >"$OUT/$name.md" 2>"$OUT/$name.log"
   log "bench $name: exit $?"
 }
 
 bench() {
+  # Most wanted first: a stage the deadline cuts leaves the ones before it.
   # CubeCL's f32 matmul on CUDA runs on TF32 tensor cores where autotune picks them: PyTorch's
   # f32 rows are taken with allow_tf32 off (its default) here and on in the `-tf32` file.
   bench_one cuda-s128 cuda,vulkan f32 128 32 --pytorch --pytorch-attention sdpa,eager
   bench_one tch-cuda-s128 tch-cuda f32 128 32
+  # Mixed precision (the trainer's --bf16: f32 weights and AdamW state, bf16 matmuls) against
+  # torch.autocast bf16: issue "Mixed precision and memory" asks ≥ 1.8× f32, ≥ 0.8× PyTorch.
+  bench_one cuda-s128-bf16-mixed cuda bf16 128 32 --mixed --pytorch --pytorch-attention sdpa
   bench_one cuda-s512 cuda,vulkan f32 512 8 --pytorch --pytorch-attention sdpa,eager
   bench_one tch-cuda-s512 tch-cuda f32 512 8
+  # Gradient checkpointing: device memory and step time of BERT-base at seq 512 with and
+  # without (rows NAME/ckpt), PyTorch's gradient_checkpointing_enable() beside; two batches
+  # give the memory per sequence, hence the largest batch that fits.
+  CONFIGS=base WORKLOADS=train bench_one cuda-s512-ckpt cuda f32 512 8,32 --gradient-checkpointing --pytorch
+  bench_one tch-cuda-s128-bf16-mixed tch-cuda bf16 128 32 --mixed
+  bench_one torch-s128-tf32 none f32 128 32 --pytorch --pytorch-attention sdpa --pytorch-tf32 on
+  # Pure bf16 (every tensor bf16, Burn's `--dtype bf16`), beside the mixed rows.
   bench_one cuda-s128-bf16 cuda,vulkan bf16 128 32 --pytorch --pytorch-attention sdpa,eager
   bench_one tch-cuda-s128-bf16 tch-cuda bf16 128 32
-  bench_one torch-s128-tf32 none f32 128 32 --pytorch --pytorch-attention sdpa --pytorch-tf32 on
   bench_one cuda-s512-bf16 cuda,vulkan bf16 512 8 --pytorch --pytorch-attention sdpa,eager
   bench_one tch-cuda-s512-bf16 tch-cuda bf16 512 8
 }

@@ -155,7 +155,9 @@ pub fn markdown(files: &[Results]) -> String {
 }
 
 /// Bar charts: tokens/s (log scale) and the ratio to PyTorch eager, per workload, one bar per
-/// machine and backend.
+/// machine and backend: where files measure the same one, the later file's row (pass files
+/// oldest first); rows of earlier builds (`NAME@commit`, the "before" of a before/after run)
+/// are left out.
 pub fn charts(
     files: &[Results],
     tokens_png: &Path,
@@ -171,11 +173,17 @@ pub fn charts(
             } else {
                 m.backend.clone()
             };
+            if m.backend.contains('@') {
+                continue;
+            }
             let push = |groups: &mut Vec<BarGroup>, v: f64| match groups
                 .iter_mut()
                 .find(|g| g.label == label)
             {
-                Some(g) => g.bars.push((series.clone(), v)),
+                Some(g) => match g.bars.iter_mut().find(|(s, _)| *s == series) {
+                    Some(bar) => bar.1 = v,
+                    None => g.bars.push((series.clone(), v)),
+                },
                 None => groups.push(BarGroup {
                     label: label.clone(),
                     bars: vec![(series.clone(), v)],

@@ -1,6 +1,7 @@
 //! Peak memory of one workload: the process's peak resident set (Linux `VmHWM`, reset through
 //! `/proc/self/clear_refs` before each workload) and, on backends whose allocator reports it,
-//! the device memory reserved after the workload.
+//! the device memory its pools reserve after the workload (they keep the pages of its peak;
+//! the pages of earlier workloads are released first, `Device::memory_cleanup`).
 
 use burn::tensor::Device;
 

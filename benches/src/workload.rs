@@ -322,6 +322,9 @@ pub fn measure(
     if w.seq > config.max_position_embeddings {
         return Err(format!("seq {} > max_position_embeddings", w.seq).into());
     }
+    // The pages the previous workload left in the device's pools go back to the driver, so the
+    // memory reserved after this one is what it needed (with and without checkpointing).
+    device.memory_cleanup();
     memory::reset_peak_rss();
     let mut times = Vec::new();
     let mut first = None;
