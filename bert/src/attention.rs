@@ -77,51 +77,35 @@ impl BertSelfAttention {
         encoder_states: Option<Tensor<3>>,
         past: Option<(Tensor<4>, Tensor<4>)>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
-        let [b, s, h] = hidden.dims();
         let query = linear(&self.query, hidden.clone());
-        // Inference on flex and ndarray: one fused kernel from the projections to the merged
-        // context (`cpu_kernels::attention`), where the products are f32 and no cache is
-        // extended; the returned keys and values are views of the projections.
-        if past.is_none()
-            && cpu_kernels::applies(&query)
-            && !query.device().is_autodiff()
-            && precision::current() == precision::Autocast::Off
-        {
-            let states = encoder_states.unwrap_or(hidden);
-            let (key, value) = (
-                linear(&self.key, states.clone()),
-                linear(&self.value, states),
-            );
-            if let Some(context) = cpu_kernels::attention(
-                query.clone(),
-                key.clone(),
-                value.clone(),
-                mask.clone(),
-                self.num_heads,
-            ) {
-                return (context, (self.split_heads(key), self.split_heads(value)));
-            }
-            let (query, key, value) = (
-                self.split_heads(query),
-                self.split_heads(key),
-                self.split_heads(value),
-            );
-            return (
-                self.composed(query, key.clone(), value.clone(), mask),
-                (key, value),
-            );
-        }
-        let query = self.split_heads(query);
         let (key, value) = match (encoder_states, past) {
             // Cross-attention with cached encoder keys/values.
             (Some(_), Some(kv)) => kv,
-            (Some(enc), None) => (
-                self.split_heads(linear(&self.key, enc.clone())),
-                self.split_heads(linear(&self.value, enc)),
-            ),
-            (None, past) => {
-                let key = self.split_heads(linear(&self.key, hidden.clone()));
-                let value = self.split_heads(linear(&self.value, hidden));
+            // Self-attention (extending the cache, if any) or cross-attention without a cache.
+            (states, past) => {
+                let states = states.unwrap_or(hidden);
+                let key = linear(&self.key, states.clone());
+                let value = linear(&self.value, states);
+                // Inference on flex and ndarray with f32 products and no cache to extend: one
+                // fused kernel from the projections to the merged context; the returned keys
+                // and values are views of the projections.
+                if past.is_none()
+                    && cpu_kernels::applies(&query)
+                    && !query.device().is_autodiff()
+                    && precision::current() == precision::Autocast::Off
+                {
+                    let fused = cpu_kernels::attention(
+                        query.clone(),
+                        key.clone(),
+                        value.clone(),
+                        mask.clone(),
+                        self.num_heads,
+                    );
+                    if let Some(context) = fused {
+                        return (context, (self.split_heads(key), self.split_heads(value)));
+                    }
+                }
+                let (key, value) = (self.split_heads(key), self.split_heads(value));
                 match past {
                     Some((pk, pv)) => (
                         Tensor::cat(vec![pk, key], 2),
@@ -131,8 +115,8 @@ impl BertSelfAttention {
                 }
             }
         };
+        let query = self.split_heads(query);
         let context = self.composed(query, key.clone(), value.clone(), mask);
-        debug_assert_eq!(context.dims(), [b, s, h]);
         (context, (key, value))
     }
 

@@ -918,13 +918,7 @@ mod kernels {
             Dst::Write(d) => (d.as_mut_ptr().cast::<f32>(), d.len(), false),
         };
         assert_eq!(len, rows * cols, "gemm: destination size");
-        let last = |(v, rs, cs): (&[f32], isize, isize), r: usize, c: usize| {
-            (r.max(1) - 1) as isize * rs + (c.max(1) - 1) as isize * cs < v.len() as isize
-        };
-        assert!(
-            last(lhs, rows, inner) && last(rhs, inner, cols),
-            "gemm: operand sizes"
-        );
+        assert_operands_fit([rows, cols, inner], lhs, rhs);
         let parallelism = if rows * cols * inner >= 192 * 192 * 192 {
             gemm::Parallelism::Rayon(0)
         } else {
@@ -945,6 +939,22 @@ mod kernels {
         }
     }
 
+    /// Panics unless the last element each operand's sizes and strides reach is inside its
+    /// slice (what makes the `gemm` crate's raw pointers safe to read).
+    fn assert_operands_fit(
+        [rows, cols, inner]: [usize; 3],
+        lhs: (&[f32], isize, isize),
+        rhs: (&[f32], isize, isize),
+    ) {
+        let last = |(v, rs, cs): (&[f32], isize, isize), r: usize, c: usize| {
+            (r.max(1) - 1) as isize * rs + (c.max(1) - 1) as isize * cs < v.len() as isize
+        };
+        assert!(
+            last(lhs, rows, inner) && last(rhs, inner, cols),
+            "gemm: operand sizes"
+        );
+    }
+
     /// `dst = lhs·rhs` (written, not read) on one thread, `dst` with row stride `dst_rs` and
     /// column stride 1; the operands as in [`gemm`], checked to lie in their slices.
     ///
@@ -957,13 +967,7 @@ mod kernels {
         lhs: (&[f32], isize, isize),
         rhs: (&[f32], isize, isize),
     ) {
-        let last = |(v, rs, cs): (&[f32], isize, isize), r: usize, c: usize| {
-            (r.max(1) - 1) as isize * rs + (c.max(1) - 1) as isize * cs < v.len() as isize
-        };
-        assert!(
-            last(lhs, rows, inner) && last(rhs, inner, cols),
-            "gemm: operand sizes"
-        );
+        assert_operands_fit([rows, cols, inner], lhs, rhs);
         // SAFETY: the operands by the assert, `dst` by the caller.
         unsafe {
             gemm_call(

@@ -246,7 +246,6 @@ impl MaskingArgs {
         let mut c = PretrainingCollator::new(tokenizer, lm.train.seed)?;
         c.mlm.mlm_probability = self.mlm_probability;
         c.mlm.whole_word_mask = self.whole_word_mask;
-        c.check()?;
         Ok(match self.pad_to_max_length {
             true => c.pad_to_max_length(lm.model.max_seq_length),
             false => c,
