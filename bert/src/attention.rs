@@ -14,6 +14,7 @@ use crate::cpu_kernels;
 use crate::init;
 use crate::layer_norm::LayerNorm;
 use crate::precision::{self, linear, matmul};
+use crate::tch_kernels;
 
 /// Cached keys and values of one layer, `[batch, heads, past_seq, head_dim]` (HF `past_key_value`).
 #[derive(Debug, Clone)]
@@ -116,6 +117,11 @@ impl BertSelfAttention {
             }
         };
         let query = self.split_heads(query);
+        // Inference on libtorch: torch's SDPA, as HF's default attention.
+        if tch_kernels::applies(&query.device()) {
+            let context = tch_kernels::attention(query, key.clone(), value.clone(), mask);
+            return (context, (key, value));
+        }
         let context = self.composed(query, key.clone(), value.clone(), mask);
         (context, (key, value))
     }
@@ -191,4 +197,90 @@ impl BertAttention {
             .forward(hidden.clone(), mask, encoder_states, past);
         (self.output.forward(context, hidden), kv)
     }
+}
+
+/// One attention problem and HF's eager answer to it, for the tests of the fused forms.
+#[cfg(test)]
+pub(crate) struct ReferenceCase {
+    /// The projections, heads side by side: `q` `[b, q_len, h]`, `k` and `v` `[b, k_len, h]`.
+    pub q: Tensor<3>,
+    pub k: Tensor<3>,
+    pub v: Tensor<3>,
+    /// Additive, `0` or `f32::MIN`, broadcastable to `[b, heads, q_len, k_len]`.
+    pub mask: Option<Tensor<4>>,
+    pub heads: usize,
+    /// `softmax(q·kᵀ / √d + mask)·v` of Burn's own ops, heads merged: `[b, q_len, h]`.
+    pub want: Tensor<3>,
+}
+
+/// Attention problems for the fused forms (`cpu_kernels`, `tch_kernels`) to match on `device`:
+/// self-attention with padding masks (one block of 64 queries and several, a partial last
+/// one), a causal `[b, 1, q, k]` mask, a mask per head, no mask, one mask for the batch, and
+/// cross-attention (`q_len ≠ k_len`); the per-query masks have a fully masked row.
+#[cfg(test)]
+pub(crate) fn reference_cases(device: &Device) -> Vec<ReferenceCase> {
+    use burn::tensor::TensorData;
+    let t = |seed: usize, dims: [usize; 3]| {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 2003.0 - 0.5) * 3.0)
+            .collect();
+        Tensor::<3>::from_data(TensorData::new(v, dims), device)
+    };
+    // (batch, q_len, k_len, heads, head_dim, mask shape or none)
+    type Shape = (usize, usize, usize, usize, usize, Option<[usize; 4]>);
+    let shapes: [Shape; 7] = [
+        (2, 9, 9, 2, 8, Some([2, 1, 1, 9])),
+        (3, 150, 150, 4, 16, Some([3, 1, 1, 150])),
+        (2, 70, 70, 2, 32, Some([2, 1, 70, 70])),
+        (2, 20, 20, 3, 8, Some([2, 3, 20, 20])),
+        (2, 65, 65, 2, 8, None),
+        (2, 12, 12, 2, 8, Some([1, 1, 1, 12])),
+        (2, 7, 30, 4, 8, Some([2, 1, 1, 30])),
+    ];
+    shapes
+        .into_iter()
+        .map(|(b, sq, sk, heads, hd, mask_dims)| {
+            let h = heads * hd;
+            let (q, k, v) = (t(1, [b, sq, h]), t(2, [b, sk, h]), t(3, [b, sk, h]));
+            let mask = mask_dims.map(|m| {
+                let n: usize = m.iter().product();
+                // Padding at the end of every row's keys, a causal pattern where the mask has
+                // a row per query, a fully masked row in the per-query masks.
+                let v: Vec<f32> = (0..n)
+                    .map(|i| {
+                        let (key, row) = (i % m[3], i / m[3]);
+                        let query = row % m[2];
+                        let padded = key + 1 + (row % 3) >= m[3] && key > 0;
+                        let causal = m[2] > 1 && key > query;
+                        let all = m[2] > 1 && query == 3;
+                        if padded || causal || all {
+                            f32::MIN
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                Tensor::<4>::from_data(TensorData::new(v, m), device)
+            });
+            let split = |x: Tensor<3>, s: usize| x.reshape([b, s, heads, hd]).swap_dims(1, 2);
+            let mut scores = split(q.clone(), sq).matmul(split(k.clone(), sk).swap_dims(2, 3))
+                / (hd as f64).sqrt();
+            if let Some(m) = mask.clone() {
+                scores = scores + m;
+            }
+            let want = burn::tensor::activation::softmax(scores, 3)
+                .matmul(split(v.clone(), sk))
+                .swap_dims(1, 2)
+                .reshape([b, sq, h]);
+            ReferenceCase {
+                q,
+                k,
+                v,
+                mask,
+                heads,
+                want,
+            }
+        })
+        .collect()
 }

@@ -1593,74 +1593,25 @@ mod tests {
     }
 
     /// The fused inference attention against HF's eager attention composed of Burn's own ops
-    /// (heads split, `q·kᵀ / √d + mask`, Burn's softmax, `·v`, heads merged), on each CPU
-    /// device without autodiff: self-attention with padding masks (one query block and
-    /// several, a partial last one), a causal `[b, 1, q, k]` mask, a mask per head, no mask,
-    /// one mask for the batch, and cross-attention (`q_len ≠ k_len`); fully masked rows too.
+    /// on each CPU device without autodiff, for every case of
+    /// [`crate::attention::reference_cases`] (mask shapes, query blocks, cross-attention, fully
+    /// masked rows); a mask that does not broadcast is left to the caller.
     #[test]
     fn fused_attention_matches_composed_attention() {
-        let devices: Vec<Device> = cpu_devices().into_iter().map(Device::inner).collect();
-        let t = |seed: usize, dims: [usize; 3], d: &Device| {
-            let n: usize = dims.iter().product();
-            let v: Vec<f32> = (0..n)
-                .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 2003.0 - 0.5) * 3.0)
-                .collect();
-            Tensor::<3>::from_data(burn::tensor::TensorData::new(v, dims), d)
-        };
-        let masked = f32::MIN;
-        for d in &devices {
-            // (batch, q_len, k_len, heads, head_dim, mask shape or none)
-            type Case = (usize, usize, usize, usize, usize, Option<[usize; 4]>);
-            let cases: [Case; 7] = [
-                (2, 9, 9, 2, 8, Some([2, 1, 1, 9])),
-                (3, 150, 150, 4, 16, Some([3, 1, 1, 150])),
-                (2, 70, 70, 2, 32, Some([2, 1, 70, 70])),
-                (2, 20, 20, 3, 8, Some([2, 3, 20, 20])),
-                (2, 65, 65, 2, 8, None),
-                (2, 12, 12, 2, 8, Some([1, 1, 1, 12])),
-                (2, 7, 30, 4, 8, Some([2, 1, 1, 30])),
-            ];
-            for (case, &(b, sq, sk, heads, hd, mask_dims)) in cases.iter().enumerate() {
-                let h = heads * hd;
-                let (q, k, v) = (
-                    t(1, [b, sq, h], d),
-                    t(2, [b, sk, h], d),
-                    t(3, [b, sk, h], d),
-                );
-                let mask = mask_dims.map(|m| {
-                    let n: usize = m.iter().product();
-                    // Padding at the end of every row's keys, a causal pattern where the
-                    // mask has a row per query, a fully masked row in the per-query masks.
-                    let v: Vec<f32> = (0..n)
-                        .map(|i| {
-                            let (key, row) = (i % m[3], i / m[3]);
-                            let query = row % m[2];
-                            let padded = key + 1 + (row % 3) >= m[3] && key > 0;
-                            let causal = m[2] > 1 && key > query;
-                            let all = m[2] > 1 && query == 3;
-                            if padded || causal || all { masked } else { 0.0 }
-                        })
-                        .collect();
-                    Tensor::<4>::from_data(burn::tensor::TensorData::new(v, m), d)
-                });
-                let split = |x: Tensor<3>, s: usize| x.reshape([b, s, heads, hd]).swap_dims(1, 2);
-                let mut scores = split(q.clone(), sq).matmul(split(k.clone(), sk).swap_dims(2, 3))
-                    / (hd as f64).sqrt();
-                if let Some(m) = mask.clone() {
-                    scores = scores + m;
-                }
-                let want = burn::tensor::activation::softmax(scores, 3)
-                    .matmul(split(v.clone(), sk))
-                    .swap_dims(1, 2)
-                    .reshape([b, sq, h]);
-                let got = attention(q, k, v, mask, heads).expect("the shapes fit");
+        for d in cpu_devices().into_iter().map(Device::inner) {
+            for (i, case) in crate::attention::reference_cases(&d)
+                .into_iter()
+                .enumerate()
+            {
+                let [b, sq, h] = case.q.dims();
+                let got = attention(case.q, case.k, case.v, case.mask, case.heads)
+                    .expect("the shapes fit");
                 assert_eq!(got.dims(), [b, sq, h]);
-                let diff: f32 = (got - want).abs().max().into_scalar();
-                assert!(diff < 2e-6, "{d:?} case {case}: max |Δ| {diff}");
+                let diff: f32 = (got - case.want).abs().max().into_scalar();
+                assert!(diff < 2e-6, "{d:?} case {i}: max |Δ| {diff}");
             }
-            // A mask that does not broadcast: left to the caller.
-            let q = t(1, [2, 5, 8], d);
-            let bad = Tensor::<4>::zeros([2, 1, 3, 5], d);
+            let q = Tensor::<3>::zeros([2, 5, 8], &d);
+            let bad = Tensor::<4>::zeros([2, 1, 3, 5], &d);
             assert!(attention(q.clone(), q.clone(), q, Some(bad), 2).is_none());
         }
     }

@@ -27,7 +27,8 @@ pub enum Autocast {
 }
 
 impl Autocast {
-    fn half(self) -> Option<FloatDType> {
+    /// The half type of the products; `None` when off.
+    pub fn half(self) -> Option<FloatDType> {
         match self {
             Autocast::Off => None,
             Autocast::Bf16 => Some(FloatDType::BF16),
