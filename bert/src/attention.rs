@@ -87,21 +87,21 @@ impl BertSelfAttention {
                 let states = states.unwrap_or(hidden);
                 let key = linear(&self.key, states.clone());
                 let value = linear(&self.value, states);
-                // Inference on flex and ndarray with f32 products and no cache to extend: one
-                // fused kernel from the projections to the merged context; the returned keys
-                // and values are views of the projections.
+                // Flex and ndarray with f32 products and no cache to extend: one fused kernel
+                // from the projections to the merged context (training: with the dropout and a
+                // hand-written backward); the returned keys and values are views of the
+                // projections.
                 if past.is_none()
                     && cpu_kernels::applies(&query)
-                    && !query.device().is_autodiff()
                     && precision::current() == precision::Autocast::Off
                 {
-                    let fused = cpu_kernels::attention(
-                        query.clone(),
-                        key.clone(),
-                        value.clone(),
-                        mask.clone(),
-                        self.num_heads,
-                    );
+                    let (q, k, v) = (query.clone(), key.clone(), value.clone());
+                    let fused = if query.device().is_autodiff() {
+                        let heads = self.num_heads;
+                        cpu_kernels::attention_train(q, k, v, mask.clone(), heads, &self.dropout)
+                    } else {
+                        cpu_kernels::attention(q, k, v, mask.clone(), self.num_heads)
+                    };
                     if let Some(context) = fused {
                         return (context, (self.split_heads(key), self.split_heads(value)));
                     }

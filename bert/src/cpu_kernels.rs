@@ -40,6 +40,16 @@
 //! and writes the context into its columns of the merged output. On a 2-core Xeon it took
 //! inference of BERT-small at seq 512 from 278 to 173 ms (PyTorch's fused SDPA: 145 ms).
 //!
+//! Attention for training ([`attention_train`], under autodiff): composed, Burn records the
+//! two batched products, the scaling, the mask, the softmax and the dropout, each keeping its
+//! own `[b, heads, q, k]` tensor for the backward, with the heads copied apart and together
+//! both ways; fused, the forward is the inference kernel that also applies the dropout mask
+//! (drawn element by element from the host stream [`crate::dropout::forward`] draws from, so
+//! the same mask) and keeps one tensor, the probabilities with the dropped ones marked in
+//! their sign bit; the backward runs one task per batch and head over its blocks of queries:
+//! four products reading the heads in place and one pass for the softmax's and the dropout's
+//! backward.
+//!
 //! One AdamW step of a parameter ([`adamw_step`]): composed, torch's single-tensor AdamW with
 //! the clipping factor is about fifteen single-threaded element-wise passes, each with a new
 //! buffer; fused, one parallel pass that reads the gradient and updates the parameter and both
@@ -71,6 +81,8 @@ use burn::backend::{AutodiffBackend, Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Int, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+
+pub use crate::dropout::HostDraw;
 
 #[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Autodiff)]
 pub trait CpuFused: Backend {
@@ -142,6 +154,30 @@ pub trait CpuFused: Backend {
         mask: FloatTensor<Self>,
         dims: AttentionDims,
     ) -> FloatTensor<Self>;
+    /// Attention for training: [`CpuFused::attention_3d`] with `dropout`'s mask (over
+    /// `[b, heads, q_len, k_len]`, drawn where it is used) on the probabilities. Returns the
+    /// context `[b·q_len, heads·head_dim]` and, for the backward, the probabilities before
+    /// dropout `[b·heads·q_len, k_len]` with the sign bit set where dropout dropped them.
+    fn attention_train_3d(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        dims: AttentionDims,
+        dropout: Option<HostDraw>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// The gradients of [`CpuFused::attention_train_3d`] for `q`, `k` and `v`, from them, the
+    /// probabilities it returned and the context's gradient `[b·q_len, heads·head_dim]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_train_3d_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        dims: AttentionDims,
+        dropout: Option<HostDraw>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// The gradient of [`CpuFused::embedding_rows`] for its table: the rows of `grad`
     /// (`[b, s, d]`) summed into a zero `[vocab, d]` table at `ids`, the `padding_idx` positions
     /// left out.
@@ -256,8 +292,65 @@ pub fn attention(
     mask: Option<Tensor<4>>,
     heads: usize,
 ) -> Option<Tensor<3>> {
+    let (dims, mask) = attention_dims(&q, &k, &v, mask, heads)?;
+    let context = Tensor::<2>::from_dispatch(<Dispatch as CpuFused>::attention_3d(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        mask.into_dispatch(),
+        dims,
+    ));
+    Some(context.reshape([dims.batch, dims.q_len, dims.heads * dims.head_dim]))
+}
+
+/// [`attention`] for training on a CPU f32 autodiff device, differentiable for `q`, `k` and
+/// `v`, with `dropout` on the probabilities (HF's `self.dropout(attention_probs)`: the mask
+/// [`crate::dropout::forward`] would draw for them, element for element, from the same
+/// stream). One parallel task per
+/// batch, head and block of 64 queries forward, as [`attention`], that also keeps the block's
+/// probabilities for the backward (the composed form keeps the scores, the probabilities, the
+/// dropout mask and the dropped probabilities); backward one task per batch and head: for each
+/// block, `dV += P̃ᵀ·dO`, `dP̃ = dO·Vᵀ`, the softmax's backward through the dropout, `dQ = dS·K`
+/// and `dK += dSᵀ·Q` (`dS` over √d), each product reading the heads in place.
+///
+/// `None` when the mask's shape does not broadcast (the caller composes it then).
+pub fn attention_train(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    mask: Option<Tensor<4>>,
+    heads: usize,
+    dropout: &burn::nn::Dropout,
+) -> Option<Tensor<3>> {
+    let (dims, mask) = attention_dims(&q, &k, &v, mask, heads)?;
+    let dropout = crate::dropout::host_draw(dropout, &q.device());
+    let (context, _probs) = <Dispatch as CpuFused>::attention_train_3d(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        mask.into_dispatch(),
+        dims,
+        dropout,
+    );
+    let context = Tensor::<2>::from_dispatch(context);
+    Some(context.reshape([dims.batch, dims.q_len, dims.heads * dims.head_dim]))
+}
+
+/// The sizes of an attention of the projections `q` `[b, q_len, h]`, `k`, `v` `[b, k_len, h]`
+/// in `heads` heads, and the mask (zeros `[1, 1, 1, k_len]` for none); `None` unless the
+/// shapes fit and the mask broadcasts to `[b, heads, q_len, k_len]`.
+fn attention_dims(
+    q: &Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    mask: Option<Tensor<4>>,
+    heads: usize,
+) -> Option<(AttentionDims, Tensor<4>)> {
     let ([batch, q_len, h], [kb, k_len, kh]) = (q.dims(), k.dims());
     if heads == 0 || h % heads != 0 || [kb, kh] != [batch, h] || v.dims() != k.dims() {
+        return None;
+    }
+    if batch * q_len * k_len * h == 0 {
         return None;
     }
     let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, k_len], &q.device()));
@@ -274,14 +367,7 @@ pub fn attention(
         head_dim: h / heads,
         mask: m,
     };
-    let context = Tensor::<2>::from_dispatch(<Dispatch as CpuFused>::attention_3d(
-        q.into_dispatch(),
-        k.into_dispatch(),
-        v.into_dispatch(),
-        mask.into_dispatch(),
-        dims,
-    ));
-    Some(context.reshape([batch, q_len, h]))
+    Some((dims, mask))
 }
 
 /// Whether the fused kernels run on `x`: f32 on the flex or ndarray device (plain or autodiff).
@@ -742,85 +828,393 @@ mod kernels {
             v.contiguous(),
             mask.contiguous(),
         );
+        let forward = AttentionForward::new(&q, &k, &v, &mask, dims);
+        let init = |out: &mut [MaybeUninit<f32>]| {
+            let out = &SharedOut(out.as_mut_ptr().cast::<f32>(), out.len());
+            (0..forward.tasks()).into_par_iter().for_each(|task| {
+                let mut probs = vec![MaybeUninit::uninit(); forward.block_len(task)];
+                forward.block(task, &mut probs, None, out);
+            });
+        };
+        // SAFETY: every (row, column) of the output is written by the task of its batch,
+        // head and query block.
+        unsafe { T::matrix(dims.batch * dims.q_len, forward.h, init) }
+    }
+
+    /// The forward of [`super::attention_train`]: [`attention`] whose tasks keep their block's
+    /// probabilities (the second output, sign bit set where dropout dropped one) and multiply
+    /// them by the dropout mask before the product with the values.
+    pub fn attention_train<T: HostRows>(
+        q: T,
+        k: T,
+        v: T,
+        mask: T,
+        dims: AttentionDims,
+        dropout: Option<HostDraw>,
+    ) -> (T, T) {
+        let (q, k, v, mask) = (
+            q.contiguous(),
+            k.contiguous(),
+            v.contiguous(),
+            mask.contiguous(),
+        );
+        let forward = AttentionForward::new(&q, &k, &v, &mask, dims);
+        let AttentionDims {
+            batch,
+            q_len,
+            k_len,
+            heads,
+            ..
+        } = dims;
+        let mut context = None;
+        let fill_probs = |probs: &mut [MaybeUninit<f32>]| {
+            let probs = &SharedOut(probs.as_mut_ptr().cast::<f32>(), probs.len());
+            let fill_context = |out: &mut [MaybeUninit<f32>]| {
+                let out = &SharedOut(out.as_mut_ptr().cast::<f32>(), out.len());
+                (0..forward.tasks()).into_par_iter().for_each(|task| {
+                    let (first, len) = (forward.first_prob(task), forward.block_len(task));
+                    assert!(first + len <= probs.len(), "attention: probs size");
+                    // SAFETY: inside the buffer (the assert); the tasks' ranges are disjoint,
+                    // and nothing reads the buffer until all are done.
+                    let p = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            probs.at(first).cast::<MaybeUninit<f32>>(),
+                            len,
+                        )
+                    };
+                    forward.block(task, p, dropout, out);
+                });
+            };
+            // SAFETY: every (row, column) of the context is written by the task of its batch,
+            // head and query block.
+            context = Some(unsafe { T::matrix(batch * q_len, forward.h, fill_context) });
+        };
+        // SAFETY: every row of the probabilities is written by the task of its block.
+        let probs = unsafe { T::matrix(batch * heads * q_len, k_len, fill_probs) };
+        (
+            context.expect("the context is made with the probabilities"),
+            probs,
+        )
+    }
+
+    /// The operands of one attention forward and its tasks: one per batch, head and block of
+    /// [`QUERY_BLOCK`] queries.
+    struct AttentionForward<'a> {
+        qv: &'a [f32],
+        kv: &'a [f32],
+        vv: &'a [f32],
+        mv: &'a [f32],
+        dims: AttentionDims,
+        h: usize,
+        blocks: usize,
+        norm: f32,
+    }
+
+    impl<'a> AttentionForward<'a> {
+        fn new<T: HostRows>(
+            q: &'a T,
+            k: &'a T,
+            v: &'a T,
+            mask: &'a T,
+            dims: AttentionDims,
+        ) -> Self {
+            let (qv, kv, vv, mv) = (q.values(), k.values(), v.values(), mask.values());
+            assert_attention_sizes(&dims, qv, kv, vv);
+            let [mb, mh, mq, _] = dims.mask;
+            assert_eq!(mv.len(), mb * mh * mq * dims.k_len, "attention: mask size");
+            Self {
+                qv,
+                kv,
+                vv,
+                mv,
+                dims,
+                h: dims.heads * dims.head_dim,
+                blocks: dims.q_len.div_ceil(QUERY_BLOCK),
+                norm: (dims.head_dim as f32).sqrt(),
+            }
+        }
+
+        fn tasks(&self) -> usize {
+            self.dims.batch * self.dims.heads * self.blocks
+        }
+
+        /// (batch, head, first query, queries) of `task`.
+        fn at(&self, task: usize) -> (usize, usize, usize, usize) {
+            let (bh, block) = (task / self.blocks, task % self.blocks);
+            let q0 = block * QUERY_BLOCK;
+            let rows = QUERY_BLOCK.min(self.dims.q_len - q0);
+            (bh / self.dims.heads, bh % self.dims.heads, q0, rows)
+        }
+
+        /// The size of `task`'s probabilities, `[queries, k_len]`.
+        fn block_len(&self, task: usize) -> usize {
+            self.at(task).3 * self.dims.k_len
+        }
+
+        /// Where `task`'s probabilities start in the `[b, heads, q_len, k_len]` tensor.
+        fn first_prob(&self, task: usize) -> usize {
+            let (b, head, q0, _) = self.at(task);
+            ((b * self.dims.heads + head) * self.dims.q_len + q0) * self.dims.k_len
+        }
+
+        /// One task: the block's probabilities into `p` (`[queries, k_len]`, written whole;
+        /// sign bit set where `dropout` drops one), its context into the head's columns of its
+        /// rows of `out`.
+        fn block(
+            &self,
+            task: usize,
+            p: &mut [MaybeUninit<f32>],
+            dropout: Option<HostDraw>,
+            out: &SharedOut,
+        ) {
+            let AttentionDims {
+                q_len,
+                k_len,
+                head_dim,
+                mask: [mb, mh, mq, _],
+                ..
+            } = self.dims;
+            let (b, head, q0, rows) = self.at(task);
+            let (h, col) = (self.h, head * head_dim);
+            assert_eq!(p.len(), rows * k_len, "attention: block size");
+            // The block's queries `[rows, head_dim]` and the head's keys, transposed,
+            // `[head_dim, k_len]`, read in place (row strides `h`).
+            let qb = &self.qv[(b * q_len + q0) * h + col..];
+            let kb = &self.kv[b * k_len * h + col..];
+            // SAFETY: `p` is borrowed mutably, and the product writes all of it (so it holds
+            // values after).
+            let p = unsafe {
+                gemm_raw(
+                    p.as_mut_ptr().cast::<f32>(),
+                    k_len as isize,
+                    false,
+                    [rows, k_len, head_dim],
+                    (qb, h as isize, 1),
+                    (kb, 1, h as isize),
+                );
+                p.assume_init_mut()
+            };
+            for (i, row) in p.chunks_mut(k_len).enumerate() {
+                let r = (((if mb == 1 { 0 } else { b }) * mh + if mh == 1 { 0 } else { head })
+                    * mq
+                    + if mq == 1 { 0 } else { q0 + i })
+                    * k_len;
+                masked_softmax_row(row, &self.mv[r..r + k_len], self.norm);
+            }
+            // The probabilities after dropout, for the product.
+            let dropped = dropout.map(|draw| {
+                let mut d = vec![0f32; p.len()];
+                draw.fill(self.first_prob(task) as u64, &mut d);
+                apply_dropout(p, &mut d);
+                d
+            });
+            let lhs = dropped.as_deref().unwrap_or(p);
+            // context rows = probabilities `[rows, k_len]` · the head's values
+            // `[k_len, head_dim]`, into the head's columns of the output rows.
+            let vb = &self.vv[b * k_len * h + col..];
+            let offset = (b * q_len + q0) * h + col;
+            assert!(
+                offset + (rows - 1) * h + head_dim <= out.len(),
+                "attention: output size"
+            );
+            // SAFETY: the tasks write disjoint (row, column) ranges of `out`, inside it (the
+            // assert), and nothing reads it until all are done.
+            unsafe {
+                gemm_raw(
+                    out.at(offset),
+                    h as isize,
+                    false,
+                    [rows, head_dim, k_len],
+                    (lhs, k_len as isize, 1),
+                    (vb, h as isize, 1),
+                );
+            }
+        }
+    }
+
+    /// Panics unless the projections have the sizes `dims` gives them.
+    fn assert_attention_sizes(dims: &AttentionDims, qv: &[f32], kv: &[f32], vv: &[f32]) {
+        let h = dims.heads * dims.head_dim;
+        assert_eq!(
+            qv.len(),
+            dims.batch * dims.q_len * h,
+            "attention: query size"
+        );
+        assert_eq!(kv.len(), dims.batch * dims.k_len * h, "attention: key size");
+        assert_eq!(vv.len(), kv.len(), "attention: value size");
+    }
+
+    simd_fn! {
+        /// `mask ← probs · mask` (the dropout mask's values, `1/keep` or 0) and the sign bit
+        /// of each dropped probability set (a dropped 0 becomes -0).
+        fn apply_dropout(probs: &mut [f32], mask: &mut [f32]) {
+            for (p, m) in probs.iter_mut().zip(mask.iter_mut()) {
+                let kept = *m != 0.0;
+                *m *= *p;
+                *p = if kept { *p } else { -*p };
+            }
+        }
+    }
+
+    simd_fn! {
+        /// One block of the attention backward, from the saved probabilities `probs` (sign bit
+        /// set where dropped) and `grad`, the gradient of the dropped probabilities: `grad ←
+        /// P·(dP - Σ dP·P) / norm` (softmax's backward, then the scaling's), where `dP` is
+        /// `grad · scale` where kept and 0 where dropped; and `dropped ← P · scale` where kept,
+        /// 0 where dropped (the probabilities the forward multiplied the values by).
+        fn attention_grad_rows(
+            probs: &[f32],
+            grad: &mut [f32],
+            dropped: &mut [f32],
+            k_len: usize,
+            scale: f32,
+            norm: f32,
+        ) {
+            for ((p, g), d) in probs
+                .chunks(k_len)
+                .zip(grad.chunks_mut(k_len))
+                .zip(dropped.chunks_mut(k_len))
+            {
+                for ((&p, g), d) in p.iter().zip(g.iter_mut()).zip(d.iter_mut()) {
+                    let kept = p.is_sign_positive();
+                    *g = if kept { *g * scale } else { 0.0 };
+                    *d = if kept { p * scale } else { 0.0 };
+                }
+                let dot = sum16(g, p, g, |g, p, _| g * p.abs());
+                for (g, &p) in g.iter_mut().zip(p) {
+                    *g = p.abs() * (*g - dot) / norm;
+                }
+            }
+        }
+    }
+
+    /// The backward of [`attention_train`]: one task per batch and head (its columns of `dK` and
+    /// `dV` are its own), looping over the blocks of 64 queries.
+    pub fn attention_train_backward<T: HostRows>(
+        q: T,
+        k: T,
+        v: T,
+        probs: T,
+        grad: T,
+        dims: AttentionDims,
+        dropout: Option<HostDraw>,
+    ) -> (T, T, T) {
+        let (q, k, v, probs, grad) = (
+            q.contiguous(),
+            k.contiguous(),
+            v.contiguous(),
+            probs.contiguous(),
+            grad.contiguous(),
+        );
         let AttentionDims {
             batch,
             q_len,
             k_len,
             heads,
             head_dim,
-            mask: [mb, mh, mq, _],
+            ..
         } = dims;
         let h = heads * head_dim;
-        let (qv, kv, vv, mv) = (q.values(), k.values(), v.values(), mask.values());
-        assert_eq!(qv.len(), batch * q_len * h, "attention: query size");
-        assert_eq!(kv.len(), batch * k_len * h, "attention: key size");
-        assert_eq!(vv.len(), kv.len(), "attention: value size");
-        assert_eq!(mv.len(), mb * mh * mq * k_len, "attention: mask size");
+        let (qv, kv, vv) = (q.values(), k.values(), v.values());
+        let (pv, gv) = (probs.values(), grad.values());
+        assert_attention_sizes(&dims, qv, kv, vv);
+        assert_eq!(
+            pv.len(),
+            batch * heads * q_len * k_len,
+            "attention: probs size"
+        );
+        assert_eq!(gv.len(), qv.len(), "attention: gradient size");
         let norm = (head_dim as f32).sqrt();
+        let scale = dropout.map_or(1.0, |d| f32::from_bits(d.scale_bits));
         let blocks = q_len.div_ceil(QUERY_BLOCK);
-        let init = |out: &mut [MaybeUninit<f32>]| {
-            let out = &SharedOut(out.as_mut_ptr().cast::<f32>(), out.len());
-            (0..batch * heads * blocks)
-                .into_par_iter()
-                .for_each(|task| {
-                    let (bh, block) = (task / blocks, task % blocks);
-                    let (b, head) = (bh / heads, bh % heads);
+        let tasks = |dq: &SharedOut, dk: &SharedOut, dv: &SharedOut| {
+            assert!(dq.len() == qv.len() && dk.len() == kv.len() && dv.len() == kv.len());
+            (0..batch * heads).into_par_iter().for_each(|bh| {
+                let (b, head) = (bh / heads, bh % heads);
+                let col = head * head_dim;
+                let (kb, vb) = (&kv[b * k_len * h + col..], &vv[b * k_len * h + col..]);
+                let block_len = QUERY_BLOCK.min(q_len) * k_len;
+                let (mut ds, mut dropped) = (vec![0f32; block_len], vec![0f32; block_len]);
+                for block in 0..blocks {
                     let q0 = block * QUERY_BLOCK;
                     let rows = QUERY_BLOCK.min(q_len - q0);
-                    let col = head * head_dim;
-                    // The block's queries `[rows, head_dim]` and the head's keys, transposed,
-                    // `[head_dim, k_len]`, read in place (row strides `h`).
-                    let qb = &qv[(b * q_len + q0) * h + col..];
-                    let kb = &kv[b * k_len * h + col..];
-                    let mut scores = vec![MaybeUninit::<f32>::uninit(); rows * k_len];
-                    gemm(
-                        Dst::Write(&mut scores),
-                        [rows, k_len, head_dim],
-                        (qb, h as isize, 1),
-                        (kb, 1, h as isize),
+                    let first = (bh * q_len + q0) * k_len;
+                    let p = &pv[first..first + rows * k_len];
+                    let (ds, dropped) = (&mut ds[..rows * k_len], &mut dropped[..rows * k_len]);
+                    let (qb, gb) = (
+                        &qv[(b * q_len + q0) * h + col..],
+                        &gv[(b * q_len + q0) * h + col..],
                     );
-                    // SAFETY: a `Dst::Write` product writes every element.
-                    let scores = unsafe { scores.assume_init_mut() };
-                    let mask_row = |i: usize| {
-                        let r = (((if mb == 1 { 0 } else { b }) * mh
-                            + if mh == 1 { 0 } else { head })
-                            * mq
-                            + if mq == 1 { 0 } else { q0 + i })
-                            * k_len;
-                        &mv[r..r + k_len]
-                    };
-                    for (i, row) in scores.chunks_mut(k_len).enumerate() {
-                        masked_softmax_row(row, mask_row(i), norm);
-                    }
-                    // context rows = probabilities `[rows, k_len]` · the head's values
-                    // `[k_len, head_dim]`, into the head's columns of the output rows.
-                    let vb = &vv[b * k_len * h + col..];
-                    let offset = (b * q_len + q0) * h + col;
-                    assert!(
-                        offset + (rows - 1) * h + head_dim <= out.len(),
-                        "attention: output size"
-                    );
-                    // SAFETY: the tasks write disjoint (row, column) ranges of `out`, inside it
-                    // (the assert), and nothing reads it until all are done.
+                    // SAFETY (each product below): `ds` is this task's; `dq`'s rows of this
+                    // block and `dk`'s and `dv`'s rows of this batch, in this head's columns,
+                    // are this task's alone (inside the buffers: the sizes asserted above), and
+                    // the first block writes the `dk`, `dv` values the later ones add to.
                     unsafe {
+                        // dP̃ = dO·Vᵀ `[rows, k_len]`
                         gemm_raw(
-                            out.at(offset),
-                            h as isize,
-                            [rows, head_dim, k_len],
-                            (scores, k_len as isize, 1),
-                            (vb, h as isize, 1),
+                            ds.as_mut_ptr(),
+                            k_len as isize,
+                            false,
+                            [rows, k_len, head_dim],
+                            (gb, h as isize, 1),
+                            (vb, 1, h as isize),
                         );
                     }
-                });
+                    attention_grad_rows(p, ds, dropped, k_len, scale, norm);
+                    let (at, first_block) = (b * k_len * h + col, block == 0);
+                    unsafe {
+                        // dV += P̃ᵀ·dO `[k_len, head_dim]`
+                        gemm_raw(
+                            dv.at(at),
+                            h as isize,
+                            !first_block,
+                            [k_len, head_dim, rows],
+                            (dropped, 1, k_len as isize),
+                            (gb, h as isize, 1),
+                        );
+                        // dQ = dS·K `[rows, head_dim]`
+                        gemm_raw(
+                            dq.at((b * q_len + q0) * h + col),
+                            h as isize,
+                            false,
+                            [rows, head_dim, k_len],
+                            (ds, k_len as isize, 1),
+                            (kb, h as isize, 1),
+                        );
+                        // dK += dSᵀ·Q `[k_len, head_dim]`
+                        gemm_raw(
+                            dk.at(at),
+                            h as isize,
+                            !first_block,
+                            [k_len, head_dim, rows],
+                            (ds, 1, k_len as isize),
+                            (qb, h as isize, 1),
+                        );
+                    }
+                }
+            });
         };
-        // SAFETY: every (row, column) of the output is written by the task of its batch,
-        // head and query block.
-        unsafe { T::matrix(batch * q_len, h, init) }
+        let shared = |x: &mut [MaybeUninit<f32>]| SharedOut(x.as_mut_ptr().cast::<f32>(), x.len());
+        let (mut dk, mut dv) = (None, None);
+        // SAFETY: the tasks write every element of the three (every block's rows of `dq`,
+        // every row of `dk` and `dv` in the first block), in every head's columns.
+        let dq = unsafe {
+            T::matrix(batch * q_len, h, |dq| {
+                dk = Some(T::matrix(batch * k_len, h, |dk| {
+                    dv = Some(T::matrix(batch * k_len, h, |dv| {
+                        tasks(&shared(dq), &shared(dk), &shared(dv));
+                    }));
+                }));
+            })
+        };
+        let both = "dk and dv are made with dq";
+        (dq, dk.expect(both), dv.expect(both))
     }
 
-    /// The output of [`attention`], shared by its tasks (each writes its own elements).
+    /// An output buffer shared by the parallel tasks that fill it (each writes its own
+    /// elements): the attention kernels'.
     struct SharedOut(*mut f32, usize);
-    // SAFETY: the tasks write disjoint elements (see `attention`).
+    // SAFETY: the tasks write disjoint elements (see each kernel).
     unsafe impl Sync for SharedOut {}
 
     impl SharedOut {
@@ -955,14 +1349,17 @@ mod kernels {
         );
     }
 
-    /// `dst = lhs·rhs` (written, not read) on one thread, `dst` with row stride `dst_rs` and
-    /// column stride 1; the operands as in [`gemm`], checked to lie in their slices.
+    /// `dst = lhs·rhs` (written, not read), or `dst += lhs·rhs` when `accumulate`, on one
+    /// thread, `dst` with row stride `dst_rs` and column stride 1; the operands as in [`gemm`],
+    /// checked to lie in their slices.
     ///
     /// # Safety
-    /// `dst` points at `[rows, cols]` elements at that stride that nothing else accesses.
+    /// `dst` points at `[rows, cols]` elements at that stride that nothing else accesses (and
+    /// that hold values, when `accumulate`).
     unsafe fn gemm_raw(
         dst: *mut f32,
         dst_rs: isize,
+        accumulate: bool,
         [rows, cols, inner]: [usize; 3],
         lhs: (&[f32], isize, isize),
         rhs: (&[f32], isize, isize),
@@ -973,7 +1370,7 @@ mod kernels {
             gemm_call(
                 dst,
                 dst_rs,
-                false,
+                accumulate,
                 [rows, cols, inner],
                 lhs,
                 rhs,
@@ -1115,6 +1512,27 @@ macro_rules! host_fused {
             ) -> $tensor {
                 kernels::attention(q, k, v, mask, dims)
             }
+            fn attention_train_3d(
+                q: $tensor,
+                k: $tensor,
+                v: $tensor,
+                mask: $tensor,
+                dims: AttentionDims,
+                dropout: Option<HostDraw>,
+            ) -> ($tensor, $tensor) {
+                kernels::attention_train(q, k, v, mask, dims, dropout)
+            }
+            fn attention_train_3d_backward(
+                q: $tensor,
+                k: $tensor,
+                v: $tensor,
+                probs: $tensor,
+                grad: $tensor,
+                dims: AttentionDims,
+                dropout: Option<HostDraw>,
+            ) -> ($tensor, $tensor, $tensor) {
+                kernels::attention_train_backward(q, k, v, probs, grad, dims, dropout)
+            }
             // The padding index matters to the backward only (autodiff keeps it).
             fn embedding_rows(table: $tensor, ids: $tensor, _padding: Option<usize>) -> $tensor {
                 <$backend as burn::backend::ops::ModuleOps<$backend>>::embedding(table, ids)
@@ -1141,7 +1559,7 @@ mod flex {
 
     use std::mem::MaybeUninit;
 
-    use super::{AdamWStep, AttentionDims, CpuFused, HostRows, kernels};
+    use super::{AdamWStep, AttentionDims, CpuFused, HostDraw, HostRows, kernels};
 
     // burn-flex's own LayerNorm forward: SIMD and parallel.
     host_fused!(Flex, FlexTensor, |x, w, b, eps| {
@@ -1218,7 +1636,7 @@ mod ndarray {
 
     use std::mem::MaybeUninit;
 
-    use super::{AdamWStep, AttentionDims, CpuFused, HostRows, kernels};
+    use super::{AdamWStep, AttentionDims, CpuFused, HostDraw, HostRows, kernels};
 
     host_fused!(NdArray, NdArrayTensor, kernels::layer_norm_last);
 
@@ -1369,6 +1787,38 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         fn adamw_update(p, g, m, v, clip; step: AdamWStep) -> three;
         fn sum_squares(x;) -> one;
         fn attention_3d(q, k, v, mask; dims: AttentionDims) -> one;
+        fn attention_train_3d_backward(
+            q, k, v, probs, grad; dims: AttentionDims, dropout: Option<HostDraw>
+        ) -> three;
+    }
+
+    fn attention_train_3d(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        dims: AttentionDims,
+        dropout: Option<HostDraw>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let ((q, q_node), (k, k_node), (v, v_node)) =
+            (q.into_parts(), k.into_parts(), v.into_parts());
+        let mask = Self::inner(mask);
+        let forward = |q, k, v| B::attention_train_3d(q, k, v, mask, dims, dropout);
+        match (AttentionBackward { dims, dropout })
+            .prepare::<C>([q_node, k_node, v_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (context, probs) = forward(q.clone(), k.clone(), v.clone());
+                let probs_out = Self::from_inner(probs.clone());
+                (prep.finish((q, k, v, probs), context), probs_out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (context, probs) = forward(q, k, v);
+                (prep.finish(context), Self::from_inner(probs))
+            }
+        }
     }
 
     fn linear_2d(
@@ -1430,6 +1880,38 @@ impl<B: CpuFused> Backward<B, 3> for WeightedBackward {
         for (parent, grad) in ops.parents.into_iter().zip([dx, dw, db]) {
             if let Some(node) = parent {
                 grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// The backward of [`CpuFused::attention_train_3d`]: the gradients of the query, key and value
+/// projections from them and the probabilities it saved.
+#[derive(Debug)]
+struct AttentionBackward {
+    dims: AttentionDims,
+    dropout: Option<HostDraw>,
+}
+
+impl<B: CpuFused> Backward<B, 3> for AttentionBackward {
+    type State = (
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (q, k, v, probs) = ops.state;
+        use burn::backend::TensorMetadata;
+        // The kernel's `[rows, h]` gradients in the projections' own shapes.
+        let shapes = [q.shape(), k.shape(), v.shape()];
+        let (dq, dk, dv) =
+            B::attention_train_3d_backward(q, k, v, probs, grad, self.dims, self.dropout);
+        for ((parent, grad), shape) in ops.parents.into_iter().zip([dq, dk, dv]).zip(shapes) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, B::float_reshape(grad, shape));
             }
         }
     }
@@ -1613,6 +2095,84 @@ mod tests {
             let q = Tensor::<3>::zeros([2, 5, 8], &d);
             let bad = Tensor::<4>::zeros([2, 1, 3, 5], &d);
             assert!(attention(q.clone(), q.clone(), q, Some(bad), 2).is_none());
+        }
+    }
+
+    /// The fused training attention against HF's eager attention composed of Burn's ops under
+    /// autodiff (Burn's softmax, [`crate::dropout::forward`] on the probabilities), on each CPU
+    /// device, for every reference case: the context and the gradients of the query, key and
+    /// value projections, without dropout and with dropout at 0.1 (the same stream seeded
+    /// before each, so the same mask); a module not training draws no mask.
+    #[test]
+    fn fused_training_attention_matches_composed_attention_and_its_gradients() {
+        use burn::nn::DropoutConfig;
+        for d in cpu_devices() {
+            for prob in [0.0, 0.1] {
+                let dropout = DropoutConfig::new(prob).init();
+                for (i, case) in crate::attention::reference_cases(&d)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let [b, sq, h] = case.q.dims();
+                    let (heads, sk) = (case.heads, case.k.dims()[1]);
+                    let hd = h / heads;
+                    let weights = (case.want.clone() * 7.0).sin();
+                    let run = |fused: bool| {
+                        let (q, k, v) = (
+                            case.q.clone().require_grad(),
+                            case.k.clone().require_grad(),
+                            case.v.clone().require_grad(),
+                        );
+                        crate::dropout::seed(11);
+                        let out = if fused {
+                            attention_train(
+                                q.clone(),
+                                k.clone(),
+                                v.clone(),
+                                case.mask.clone(),
+                                heads,
+                                &dropout,
+                            )
+                            .expect("the shapes fit")
+                        } else {
+                            let split = |x: Tensor<3>, s: usize| {
+                                x.reshape([b, s, heads, hd]).swap_dims(1, 2)
+                            };
+                            let mut scores = split(q.clone(), sq)
+                                .matmul(split(k.clone(), sk).swap_dims(2, 3))
+                                / (hd as f64).sqrt();
+                            if let Some(m) = case.mask.clone() {
+                                scores = scores + m;
+                            }
+                            let probs = burn::tensor::activation::softmax(scores, 3);
+                            crate::dropout::forward(&dropout, probs)
+                                .matmul(split(v.clone(), sk))
+                                .swap_dims(1, 2)
+                                .reshape([b, sq, h])
+                        };
+                        let grads = (out.clone() * weights.clone()).sum().backward();
+                        let g = |x: &Tensor<3>| x.grad(&grads).expect("a gradient");
+                        (out.inner(), [g(&q), g(&k), g(&v)])
+                    };
+                    let ((fused, fused_grads), (composed, composed_grads)) =
+                        (run(true), run(false));
+                    let diff: f32 = (fused - composed).abs().max().into_scalar();
+                    assert!(
+                        diff < 2e-6,
+                        "{d:?} p {prob} case {i}: context max |Δ| {diff}"
+                    );
+                    for (name, (a, b)) in ["q", "k", "v"]
+                        .iter()
+                        .zip(fused_grads.into_iter().zip(composed_grads))
+                    {
+                        let diff: f32 = (a - b).abs().max().into_scalar();
+                        assert!(
+                            diff < 1e-5,
+                            "{d:?} p {prob} case {i}: d{name} max |Δ| {diff}"
+                        );
+                    }
+                }
+            }
         }
     }
 

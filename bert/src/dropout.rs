@@ -34,20 +34,94 @@ pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     if !dropout.training.is_enabled() || !device.is_autodiff() || dropout.prob == 0.0 {
         return x;
     }
-    let keep = 1.0 - dropout.prob;
-    if crate::backend::host_memory(&device) {
+    if let Some(draw) = host_draw(dropout, &device) {
         let shape = x.dims();
-        let n: usize = shape.iter().product();
-        let key = STREAM.with(|s| {
-            let (seed, calls) = s.get();
-            s.set((seed, calls + 1));
-            splitmix64(seed ^ splitmix64(calls))
-        });
-        let mask = host_mask(n, keep, key);
+        let mask = host_mask(shape.iter().product(), draw);
         return x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device);
     }
+    let keep = 1.0 - dropout.prob;
     let random = x.random_like(Distribution::Bernoulli(keep));
     x * random * (1.0 / keep)
+}
+
+/// One host dropout mask, drawn lazily: element `i` of the mask (row-major over the tensor it
+/// applies to) is [`HostDraw::value`]`(i)`. [`forward`] draws it whole; the fused training
+/// attention (`cpu_kernels::attention_train`) draws each element where it uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostDraw {
+    /// This call's key in the thread's stream.
+    pub key: u64,
+    /// An element is kept when its 32-bit uniform is below this (`keep · 2³²`).
+    pub threshold: u32,
+    /// What a kept element is multiplied by, `1 / keep`, as f32 bits.
+    pub scale_bits: u32,
+}
+
+impl HostDraw {
+    /// Element `i`: `1 / keep` if kept, else 0. Two 32-bit uniforms per SplitMix64 output,
+    /// elements `2j` and `2j + 1` from counter `j`.
+    #[inline(always)]
+    pub fn value(self, i: u64) -> f32 {
+        let r = splitmix64(self.key.wrapping_add(i / 2));
+        let u = if i.is_multiple_of(2) {
+            r as u32
+        } else {
+            (r >> 32) as u32
+        };
+        if u < self.threshold {
+            f32::from_bits(self.scale_bits)
+        } else {
+            0.0
+        }
+    }
+
+    /// Elements `first..first + out.len()` into `out`: [`HostDraw::value`] of each, one
+    /// SplitMix64 output per pair.
+    #[inline(always)]
+    pub fn fill(self, first: u64, out: &mut [f32]) {
+        let (scale, threshold) = (f32::from_bits(self.scale_bits), self.threshold);
+        let pick = |u: u32| if u < threshold { scale } else { 0.0 };
+        let end = first + out.len() as u64;
+        let mut out = out;
+        if first % 2 == 1 && !out.is_empty() {
+            out[0] = self.value(first);
+            out = &mut out[1..];
+        }
+        let counter = first.div_ceil(2);
+        let mut pairs = out.chunks_exact_mut(2);
+        for (j, pair) in (&mut pairs).enumerate() {
+            let r = splitmix64(self.key.wrapping_add(counter + j as u64));
+            pair[0] = pick(r as u32);
+            pair[1] = pick((r >> 32) as u32);
+        }
+        if let [last] = pairs.into_remainder() {
+            *last = self.value(end - 1);
+        }
+    }
+}
+
+/// The next mask of this thread's host stream for `dropout` on `device`, where [`forward`]
+/// draws it on the host (training, on an autodiff flex or ndarray device, `prob > 0`); `None`
+/// (and no draw) where `dropout` does nothing or the device draws its own.
+pub fn host_draw(dropout: &Dropout, device: &burn::tensor::Device) -> Option<HostDraw> {
+    if !dropout.training.is_enabled()
+        || !device.is_autodiff()
+        || dropout.prob == 0.0
+        || !crate::backend::host_memory(device)
+    {
+        return None;
+    }
+    let keep = 1.0 - dropout.prob;
+    let key = STREAM.with(|s| {
+        let (seed, calls) = s.get();
+        s.set((seed, calls + 1));
+        splitmix64(seed ^ splitmix64(calls))
+    });
+    Some(HostDraw {
+        key,
+        threshold: (keep * 4_294_967_296.0).min(u32::MAX as f64) as u32,
+        scale_bits: ((1.0 / keep) as f32).to_bits(),
+    })
 }
 
 pub(crate) fn splitmix64(x: u64) -> u64 {
@@ -57,25 +131,14 @@ pub(crate) fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `n` mask values, `1 / keep` with probability `keep` and 0 otherwise: two 32-bit uniforms per
-/// SplitMix64 output, element pairs `2j, 2j + 1` from counter `j`; chunks in parallel.
-fn host_mask(n: usize, keep: f64, key: u64) -> Vec<f32> {
+/// The `n` values of `draw`'s mask ([`HostDraw::value`]), chunks in parallel.
+fn host_mask(n: usize, draw: HostDraw) -> Vec<f32> {
     use rayon::prelude::*;
-    // keep an element when its 32-bit uniform u < keep · 2^32.
-    let threshold = (keep * 4_294_967_296.0).min(u32::MAX as f64) as u32;
-    let scale = (1.0 / keep) as f32;
     let mut mask = vec![0f32; n];
-    const CHUNK: usize = 1 << 16; // even, so pairs never straddle chunks
-    mask.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-        let base = (c * CHUNK / 2) as u64;
-        for (j, pair) in out.chunks_mut(2).enumerate() {
-            let r = splitmix64(key.wrapping_add(base + j as u64));
-            let draws = [r as u32, (r >> 32) as u32];
-            for (o, u) in pair.iter_mut().zip(draws) {
-                *o = if u < threshold { scale } else { 0.0 };
-            }
-        }
-    });
+    const CHUNK: usize = 1 << 16;
+    mask.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, out)| draw.fill((c * CHUNK) as u64, out));
     mask
 }
 
@@ -87,7 +150,19 @@ mod tests {
     /// the right scale, a new mask per call, and the same masks after re-seeding.
     #[test]
     fn host_masks_have_the_right_rate_and_replay_after_seeding() {
-        let m = host_mask(2_000_000, 0.9, 42);
+        let draw = HostDraw {
+            key: 42,
+            threshold: (0.9 * 4_294_967_296.0) as u32,
+            scale_bits: (1.0f32 / 0.9).to_bits(),
+        };
+        let m = host_mask(2_000_000, draw);
+        // Drawn whole, in pieces at any offset or one element at a time: the same mask.
+        for (first, len) in [(0, 7), (1, 6), (3, 1), (5, 0), (65_535, 4), (1_999_990, 10)] {
+            let mut piece = vec![-1f32; len];
+            draw.fill(first as u64, &mut piece);
+            assert_eq!(piece, m[first..first + len], "fill at {first}, {len}");
+        }
+        assert!((0..1000).all(|i| draw.value(i as u64) == m[i]));
         let kept = m.iter().filter(|&&v| v != 0.0).count() as f64 / m.len() as f64;
         assert!((kept - 0.9).abs() < 0.0035, "kept {kept}");
         assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
