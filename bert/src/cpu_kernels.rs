@@ -313,6 +313,10 @@ pub fn attention(
 /// block, `dV += P̃ᵀ·dO`, `dP̃ = dO·Vᵀ`, the softmax's backward through the dropout, `dQ = dS·K`
 /// and `dK += dSᵀ·Q` (`dS` over √d), each product reading the heads in place.
 ///
+/// The mask is a constant: no gradient reaches it (BERT's masks are built from the input). A
+/// NaN probability (a diverged run) may be read back as dropped and give 0 to `dV` where the
+/// composed form gives NaN; `dQ` and `dK` are NaN either way.
+///
 /// `None` when the mask's shape does not broadcast (the caller composes it then).
 pub fn attention_train(
     q: Tensor<3>,
@@ -2438,7 +2442,33 @@ mod tests {
                 },
             );
             let sq = sum_squares(t(1.1, n, h).inner()).reshape([1, 1]);
+            // Attention for training (several query blocks, dropout) and its gradients.
+            let case = crate::attention::reference_cases(d).swap_remove(1);
+            let [ab, aq, ah] = case.q.dims();
+            let (qa, ka, va) = (
+                case.q.require_grad(),
+                case.k.require_grad(),
+                case.v.require_grad(),
+            );
+            let dropout = burn::nn::DropoutConfig::new(0.1).init();
+            crate::dropout::seed(5);
+            let context = attention_train(
+                qa.clone(),
+                ka.clone(),
+                va.clone(),
+                case.mask,
+                case.heads,
+                &dropout,
+            )
+            .expect("the shapes fit");
+            let ga = (context.clone() * case.want).sum().backward();
+            let flat = |x: Tensor<3>| x.reshape([ab * aq, ah]);
+            let agrad = |x: &Tensor<3>| flat(x.grad(&ga).unwrap());
             vec![
+                bits(flat(context)),
+                bits(agrad(&qa)),
+                bits(agrad(&ka)),
+                bits(agrad(&va)),
                 bits(grad(x.clone())),
                 bits(w.grad(&g).unwrap().reshape([1, h])),
                 bits(grad(lw)),

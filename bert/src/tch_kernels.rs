@@ -25,12 +25,14 @@ use crate::precision;
 pub trait TchFused: Backend {
     /// `softmax(q·kᵀ·scale + mask)·v` by torch's `scaled_dot_product_attention`, for `q`
     /// `[b, heads, q_len, d]`, `k`, `v` `[b, heads, k_len, d]` and an additive `mask`
-    /// broadcastable to `[b, heads, q_len, k_len]` in `q`'s type.
+    /// broadcastable to `[b, heads, q_len, k_len]` in `q`'s type, or none when `masked` is
+    /// false (Burn's extensions take no optional tensor; torch's flash kernels take no mask).
     fn sdpa(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         mask: FloatTensor<Self>,
+        masked: bool,
         scale: f64,
     ) -> FloatTensor<Self>;
 }
@@ -42,6 +44,7 @@ impl TchFused for burn::backend::LibTorch {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         mask: FloatTensor<Self>,
+        masked: bool,
         scale: f64,
     ) -> FloatTensor<Self> {
         use burn::backend::libtorch::TchTensor;
@@ -49,7 +52,7 @@ impl TchFused for burn::backend::LibTorch {
             &q.tensor,
             &k.tensor,
             &v.tensor,
-            Some(mask.tensor),
+            masked.then_some(mask.tensor),
             0.0,
             false,
             scale,
@@ -85,8 +88,10 @@ pub fn attention(
 ) -> Tensor<3> {
     let [b, heads, q_len, head_dim] = query.dims();
     let was = query.dtype();
-    // Burn's extensions take no optional tensor: no mask is a zero one, `[1, 1, 1, k_len]`.
-    let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, key.dims()[2]], &query.device()));
+    // Burn's extensions take no optional tensor: no mask is a `[1, 1, 1, 1]` placeholder that
+    // `sdpa` does not pass on.
+    let masked = mask.is_some();
+    let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, 1], &query.device()));
     let (query, key, value, mask) = match precision::current().half() {
         Some(half) => (
             query.cast(half),
@@ -104,6 +109,7 @@ pub fn attention(
         key.into_dispatch(),
         value.into_dispatch(),
         mask.into_dispatch(),
+        masked,
         1.0 / (head_dim as f64).sqrt(),
     ));
     of_type(context, was)
