@@ -133,14 +133,21 @@ fn bf16_keeps_f32_master_weights_on_the_f32_trajectory() {
 fn pure_bf16_params(init: &Path) -> Vec<f32> {
     let dir = tmp("pure-bf16-params");
     let out = dir.join("params.bin");
+    // The child's test name: `pure_bf16_child` in this file's own test binary, prefixed by
+    // its module where a binary includes the file as one (benches/tests/gpu.rs).
+    let child = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::pure_bf16_child"),
+        None => "pure_bf16_child".to_string(),
+    };
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["pure_bf16_child", "--exact", "--test-threads", "1"])
+        .args([child.as_str(), "--exact", "--test-threads", "1"])
         .env("BERT_PURE_BF16_OUT", &out)
         .env("BERT_PURE_BF16_INIT", init)
         .status()
         .unwrap();
     assert!(status.success(), "the pure bf16 child failed");
-    let bytes = std::fs::read(&out).unwrap();
+    let bytes = std::fs::read(&out)
+        .unwrap_or_else(|e| panic!("the child test `{child}` wrote no {}: {e}", out.display()));
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
