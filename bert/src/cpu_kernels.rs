@@ -50,6 +50,11 @@
 //! four products reading the heads in place and one pass for the softmax's and the dropout's
 //! backward.
 //!
+//! Cross-entropy's log-probabilities ([`log_softmax_pick`], `loss::cross_entropy`): composed,
+//! log-softmax under autodiff makes four `[n, classes]` tensors with a scalar `exp` on one
+//! thread and the gather's backward a fifth, most of a step whose head spans the vocabulary at
+//! every position; fused, one parallel pass per row each way.
+//!
 //! One AdamW step of a parameter ([`adamw_step`]): composed, torch's single-tensor AdamW with
 //! the clipping factor is about fifteen single-threaded element-wise passes, each with a new
 //! buffer; fused, one parallel pass that reads the gradient and updates the parameter and both
@@ -178,6 +183,16 @@ pub trait CpuFused: Backend {
         dims: AttentionDims,
         dropout: Option<HostDraw>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// Cross-entropy's log-probabilities: `log_softmax(logits[i])[labels[i]]` for `logits`
+    /// `[n, classes]` and `labels` `[n]` in `0..classes`, as `[n]`.
+    fn log_softmax_pick(logits: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self>;
+    /// The gradient of [`CpuFused::log_softmax_pick`] for its logits from the picked values'
+    /// gradient `grad` `[n]`: `grad[i]·(onehot(labels[i]) - softmax(logits[i]))`.
+    fn log_softmax_pick_backward(
+        logits: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
     /// The gradient of [`CpuFused::embedding_rows`] for its table: the rows of `grad`
     /// (`[b, s, d]`) summed into a zero `[vocab, d]` table at `ids`, the `padding_idx` positions
     /// left out.
@@ -258,6 +273,20 @@ pub fn embedding(table: Tensor<2>, ids: Tensor<2, Int>, padding_idx: Option<usiz
         table.into_dispatch(),
         ids.into_dispatch(),
         padding_idx,
+    ))
+}
+
+/// `log_softmax(logits, 1)` picked at `labels` (`[n, classes]`, `[n]` in `0..classes`) on a CPU
+/// f32 tensor (see [`applies`]), differentiable for `logits`: what cross-entropy reads. Composed,
+/// log-softmax under autodiff makes four `[n, classes]` tensors with a scalar `exp` on one thread
+/// and the gather's backward scatters into a fifth; for an MLM or causal-LM head over every
+/// position (`classes` = the vocabulary) that was most of the step. Fused, one parallel pass
+/// per row each way: the row's log-sum-exp and the pick forward, `grad·(onehot - softmax)`
+/// backward.
+pub fn log_softmax_pick(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as CpuFused>::log_softmax_pick(
+        logits.into_dispatch(),
+        labels.into_dispatch(),
     ))
 }
 
@@ -820,6 +849,77 @@ mod kernels {
                 },
             );
         (dx, dw, T::vector(&db))
+    }
+
+    /// The label of row `i` as an index into its `classes` logits.
+    fn label_index(labels: &[i64], i: usize, classes: usize) -> usize {
+        let label = labels[i];
+        usize::try_from(label)
+            .ok()
+            .filter(|&l| l < classes)
+            .unwrap_or_else(|| panic!("cross-entropy: label {label} outside 0..{classes}"))
+    }
+
+    pub fn log_softmax_pick<T: HostRows>(logits: T, labels: &[i64]) -> T {
+        let x = logits.contiguous();
+        let classes = x.row_len();
+        let xv = x.values();
+        assert_eq!(
+            xv.len(),
+            labels.len() * classes,
+            "cross-entropy: logits size"
+        );
+        let picked: Vec<f32> = (xv.par_chunks(classes).enumerate())
+            .map(|(i, row)| row[label_index(labels, i, classes)] - log_sum_exp(row))
+            .collect();
+        T::vector(&picked)
+    }
+
+    pub fn log_softmax_pick_backward<T: HostRows>(logits: T, grad: T, labels: &[i64]) -> T {
+        let (x, grad) = (logits.contiguous(), grad.contiguous());
+        let classes = x.row_len();
+        let (xv, gv) = (x.values(), grad.values());
+        assert_eq!(
+            xv.len(),
+            labels.len() * classes,
+            "cross-entropy: logits size"
+        );
+        assert_eq!(gv.len(), labels.len(), "cross-entropy: gradient size");
+        let init = |out: &mut [MaybeUninit<f32>]| {
+            (out.par_chunks_mut(classes)
+                .zip(xv.par_chunks(classes))
+                .enumerate())
+            .for_each(|(i, (out, row))| {
+                let label = label_index(labels, i, classes);
+                // SAFETY: f32 has no invalid values, and the row is written whole before
+                // anything reads it.
+                let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                neg_softmax_scaled(out, row, gv[i]);
+                out[label] += gv[i];
+            });
+        };
+        // SAFETY: every row is written by its task.
+        unsafe { T::matrix(labels.len(), classes, init) }
+    }
+
+    simd_fn! {
+        /// `max + ln Σ exp(x - max)` of a row.
+        fn log_sum_exp(row: &[f32]) -> f32 {
+            let max = max16(row);
+            max + sum16(row, row, row, |x, _, _| exp(x - max)).ln()
+        }
+    }
+
+    simd_fn! {
+        /// `out ← -g · softmax(row)`.
+        fn neg_softmax_scaled(out: &mut [f32], row: &[f32], g: f32) {
+            let max = max16(row);
+            for (o, &x) in out.iter_mut().zip(row) {
+                *o = exp(x - max);
+            }
+            let scale = -g / sum16(out, out, out, |e, _, _| e);
+            out.iter_mut().for_each(|o| *o *= scale);
+        }
     }
 
     /// Queries per task of [`attention`].
@@ -1550,6 +1650,16 @@ macro_rules! host_fused {
                 let ids = host_ids(ids);
                 kernels::embedding_backward(&ids, grad, vocab, padding_idx)
             }
+            fn log_softmax_pick(logits: $tensor, labels: $tensor) -> $tensor {
+                kernels::log_softmax_pick(logits, &host_ids(labels))
+            }
+            fn log_softmax_pick_backward(
+                logits: $tensor,
+                grad: $tensor,
+                labels: $tensor,
+            ) -> $tensor {
+                kernels::log_softmax_pick_backward(logits, grad, &host_ids(labels))
+            }
         }
     };
 }
@@ -1780,6 +1890,27 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         Self::from_inner(B::embedding_rows_backward(ids, g, vocab, padding_idx))
     }
 
+    fn log_softmax_pick(logits: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self> {
+        let (x, node) = logits.into_parts();
+        match PickBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::log_softmax_pick(x.clone(), labels.clone());
+                prep.finish((x, labels), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::log_softmax_pick(x, labels)),
+        }
+    }
+
+    /// Not differentiated again.
+    fn log_softmax_pick_backward(
+        logits: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (x, g) = (Self::inner(logits), Self::inner(grad));
+        Self::from_inner(B::log_softmax_pick_backward(x, g, labels))
+    }
+
     // Not recorded: the backward kernels (not differentiated again: the first-order backward is
     // all training needs), the optimizer step, the gradient norm's Σg², and inference
     // attention (`attention` is for devices that record no gradients).
@@ -1918,6 +2049,21 @@ impl<B: CpuFused> Backward<B, 3> for AttentionBackward {
                 grads.register::<B>(node.id, B::float_reshape(grad, shape));
             }
         }
+    }
+}
+
+/// The backward of [`CpuFused::log_softmax_pick`]: the logits' gradient from them and the labels.
+#[derive(Debug)]
+struct PickBackward;
+
+impl<B: CpuFused> Backward<B, 1> for PickBackward {
+    type State = (FloatTensor<B>, IntTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, labels) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            B::log_softmax_pick_backward(x, g, labels)
+        });
     }
 }
 
@@ -2177,6 +2323,68 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The fused log-softmax pick against Burn's `log_softmax` and `gather` under autodiff,
+    /// forward and the logits' gradient, on each CPU device: a vocabulary-sized row (with
+    /// large logits), a two-class one; and `loss::cross_entropy` with ignored rows against
+    /// the composed form.
+    #[test]
+    fn fused_log_softmax_pick_matches_burns_and_its_gradient() {
+        use burn::tensor::TensorData;
+        for d in cpu_devices() {
+            for (n, classes) in [(37, 1000), (9, 2)] {
+                let values: Vec<f32> = (0..n * classes)
+                    .map(|i| ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * 40.0)
+                    .collect();
+                let x = Tensor::<2>::from_data(TensorData::new(values, [n, classes]), &d);
+                let labels: Vec<i64> = (0..n).map(|i| ((i * 31) % classes) as i64).collect();
+                let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &d);
+                let weights = Tensor::<1>::from_data(
+                    TensorData::new((0..n).map(|i| (i as f32 * 0.7).sin()).collect(), [n]),
+                    &d,
+                );
+                let (a, b) = (x.clone().require_grad(), x.require_grad());
+                let fused = log_softmax_pick(a.clone(), labels.clone());
+                let composed = burn::tensor::activation::log_softmax(b.clone(), 1)
+                    .gather(1, labels.clone().reshape([n, 1]))
+                    .reshape([n]);
+                let diff: f32 = (fused.clone() - composed.clone()).abs().max().into_scalar();
+                assert!(
+                    diff < 2e-5,
+                    "{d:?} {classes} classes: picked max |Δ| {diff}"
+                );
+                let ga = (fused * weights.clone()).sum().backward();
+                let gb = (composed * weights).sum().backward();
+                let (ga, gb) = (a.grad(&ga).unwrap(), b.grad(&gb).unwrap());
+                let diff: f32 = (ga - gb).abs().max().into_scalar();
+                assert!(
+                    diff < 1e-6,
+                    "{d:?} {classes} classes: gradient max |Δ| {diff}"
+                );
+            }
+            // `loss::cross_entropy` through the fused pick, an ignored row among the rows.
+            let x =
+                Tensor::<2>::from_floats([[0.5, -1.0, 2.0], [1.0, 1.0, 0.0], [3.0, 0.1, -2.0]], &d);
+            let labels = Tensor::<1, Int>::from_ints([2, -100, 0], &d);
+            let a = x.clone().require_grad();
+            let loss = crate::loss::cross_entropy(a.clone(), labels, -100);
+            let g = a.grad(&loss.backward()).unwrap();
+            // By hand: mean of -log_softmax at (0, 2) and (2, 0); row 1 ignored.
+            let ls = burn::tensor::activation::log_softmax(x.inner(), 1);
+            let want = -(ls.clone().slice([0..1, 2..3]).reshape([1])
+                + ls.slice([2..3, 0..1]).reshape([1]))
+                / 2.0;
+            let diff: f32 = (loss.inner() - want).abs().into_scalar();
+            assert!(diff < 1e-6, "{d:?}: loss |Δ| {diff}");
+            let row1: f32 = g.clone().slice([1..2, 0..3]).abs().sum().into_scalar();
+            assert_eq!(row1, 0.0, "an ignored row has no gradient");
+            let row0: Vec<f32> = g.slice([0..1, 0..3]).into_data().try_to_vec().unwrap();
+            assert!(
+                (row0.iter().sum::<f32>()).abs() < 1e-6 && row0[2] < 0.0,
+                "{row0:?}"
+            );
         }
     }
 
