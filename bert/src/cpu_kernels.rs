@@ -77,6 +77,7 @@
 )]
 
 use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -2012,10 +2013,19 @@ impl<B: CpuFused> Backward<B, 3> for WeightedBackward {
             Self::LayerNorm { eps } => B::layer_norm_last_backward(x, weight, grad, eps),
             Self::Linear => B::linear_2d_backward(x, weight, grad),
         };
-        for (parent, grad) in ops.parents.into_iter().zip([dx, dw, db]) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, grad);
-            }
+        register::<B, 3>(ops.parents.map(|p| p.map(|n| n.id)), grads, [dx, dw, db]);
+    }
+}
+
+/// Each gradient registered for its parent, where the parent is tracked.
+fn register<B: Backend, const N: usize>(
+    parents: [Option<NodeId>; N],
+    grads: &mut Gradients,
+    values: [FloatTensor<B>; N],
+) {
+    for (parent, value) in parents.into_iter().zip(values) {
+        if let Some(id) = parent {
+            grads.register::<B>(id, value);
         }
     }
 }
@@ -2044,11 +2054,13 @@ impl<B: CpuFused> Backward<B, 3> for AttentionBackward {
         let shapes = [q.shape(), k.shape(), v.shape()];
         let (dq, dk, dv) =
             B::attention_train_3d_backward(q, k, v, probs, grad, self.dims, self.dropout);
-        for ((parent, grad), shape) in ops.parents.into_iter().zip([dq, dk, dv]).zip(shapes) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, B::float_reshape(grad, shape));
-            }
-        }
+        let [sq, sk, sv] = shapes;
+        let shaped = [
+            B::float_reshape(dq, sq),
+            B::float_reshape(dk, sk),
+            B::float_reshape(dv, sv),
+        ];
+        register::<B, 3>(ops.parents.map(|p| p.map(|n| n.id)), grads, shaped);
     }
 }
 

@@ -34,12 +34,13 @@ pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     if !dropout.training.is_enabled() || !device.is_autodiff() || dropout.prob == 0.0 {
         return x;
     }
-    if let Some(draw) = host_draw(dropout, &device) {
+    let keep = 1.0 - dropout.prob;
+    if crate::backend::host_memory(&device) {
+        let draw = next_draw(keep);
         let shape = x.dims();
         let mask = host_mask(shape.iter().product(), draw);
         return x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device);
     }
-    let keep = 1.0 - dropout.prob;
     let random = x.random_like(Distribution::Bernoulli(keep));
     x * random * (1.0 / keep)
 }
@@ -111,17 +112,21 @@ pub fn host_draw(dropout: &Dropout, device: &burn::tensor::Device) -> Option<Hos
     {
         return None;
     }
-    let keep = 1.0 - dropout.prob;
+    Some(next_draw(1.0 - dropout.prob))
+}
+
+/// The next mask of this thread's host stream, keeping each element with probability `keep`.
+fn next_draw(keep: f64) -> HostDraw {
     let key = STREAM.with(|s| {
         let (seed, calls) = s.get();
         s.set((seed, calls + 1));
         splitmix64(seed ^ splitmix64(calls))
     });
-    Some(HostDraw {
+    HostDraw {
         key,
         threshold: (keep * 4_294_967_296.0).min(u32::MAX as f64) as u32,
         scale_bits: ((1.0 / keep) as f32).to_bits(),
-    })
+    }
 }
 
 pub(crate) fn splitmix64(x: u64) -> u64 {

@@ -87,23 +87,19 @@ pub fn attention(
     mask: Option<Tensor<4>>,
 ) -> Tensor<3> {
     let [b, heads, q_len, head_dim] = query.dims();
-    let was = query.dtype();
-    // Burn's extensions take no optional tensor: no mask is a `[1, 1, 1, 1]` placeholder that
-    // `sdpa` does not pass on.
+    let (was, device) = (query.dtype(), query.device());
+    // Under autocast the half type; the mask clamped to its minimum (a no-op in the tensors'
+    // own type, whose masks are built with it).
+    let dtype = precision::current().half().map_or(was, DType::from);
+    let (query, key, value) = (
+        of_type(query, dtype),
+        of_type(key, dtype),
+        of_type(value, dtype),
+    );
+    let mask = mask.map(|m| of_type(m.clamp_min(precision::finfo_min(dtype)), dtype));
+    // Burn's extensions take no optional tensor: no mask is a placeholder `sdpa` does not pass on.
     let masked = mask.is_some();
-    let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, 1], &query.device()));
-    let (query, key, value, mask) = match precision::current().half() {
-        Some(half) => (
-            query.cast(half),
-            key.cast(half),
-            value.cast(half),
-            mask.clamp_min(precision::finfo_min(half.into())).cast(half),
-        ),
-        None => {
-            let dtype = query.dtype();
-            (query, key, value, of_type(mask, dtype))
-        }
-    };
+    let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, 1], &device));
     let context = Tensor::<4>::from_dispatch(<Dispatch as TchFused>::sdpa(
         query.into_dispatch(),
         key.into_dispatch(),
