@@ -117,9 +117,15 @@ impl BertSelfAttention {
             }
         };
         let query = self.split_heads(query);
-        // Inference on libtorch: torch's SDPA, as HF's default attention.
+        // On libtorch: torch's SDPA, as HF's default attention (training: with the dropout and
+        // torch's backward).
         if tch_kernels::applies(&query.device()) {
-            let context = tch_kernels::attention(query, key.clone(), value.clone(), mask);
+            let dropout = match self.dropout.training.is_enabled() {
+                true => self.dropout.prob,
+                false => 0.0,
+            };
+            let (k, v) = (key.clone(), value.clone());
+            let context = tch_kernels::attention(query, k, v, mask, dropout);
             return (context, (key, value));
         }
         let context = self.composed(query, key.clone(), value.clone(), mask);

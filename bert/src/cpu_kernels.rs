@@ -68,7 +68,7 @@
 //! them first. On a 2-core AVX-512 Xeon these took a flex training step from 3.03 s to 2.36 s
 //! on BERT-base and from 55 to 33 ms on tiny (`benches/results/cpu-2core-xeon-train-simd-*`).
 // Burn 0.22 deprecates ndarray in favour of flex; it is still one of this crate's backends.
-#![cfg_attr(feature = "ndarray", allow(deprecated))]
+#![cfg_attr(any(feature = "ndarray", feature = "tch"), allow(deprecated))]
 // Without flex and ndarray (a GPU-only build) the module is compiled for its API but no tensor
 // is a host-memory one ([`applies`] is false): the kernels never run.
 #![cfg_attr(
@@ -542,8 +542,9 @@ pub trait HostRows: Sized {
     unsafe fn matrix(rows: usize, cols: usize, init: impl FnOnce(&mut [MaybeUninit<f32>])) -> Self;
 }
 
-/// The fused kernels, once for every [`HostRows`] backend.
-mod kernels {
+/// The fused kernels, once for every [`HostRows`] backend (libtorch's CPU tensors are one too:
+/// `tch_kernels` runs the AdamW step here).
+pub(crate) mod kernels {
     use super::*;
 
     pub fn gelu_erf<T: HostRows>(x: T) -> T {
@@ -1691,6 +1692,62 @@ mod flex {
         }
     }
 
+    /// libtorch's CPU f32 tensors (`tch_kernels` checks the device and type before it calls a
+    /// kernel with them).
+    #[cfg(feature = "tch")]
+    impl HostRows for burn::backend::libtorch::TchTensor {
+        fn contiguous(self) -> Self {
+            if self.tensor.is_contiguous() {
+                return self;
+            }
+            Self::new(self.tensor.contiguous())
+        }
+        fn values(&self) -> &[f32] {
+            debug_assert!(self.tensor.kind() == tch::Kind::Float && self.tensor.is_contiguous());
+            let n = self.tensor.numel();
+            // SAFETY: a contiguous f32 CPU tensor holds `numel` values from its data pointer.
+            unsafe { std::slice::from_raw_parts(self.tensor.data_ptr() as *const f32, n) }
+        }
+        fn values_mut(&mut self) -> &mut [f32] {
+            debug_assert!(self.tensor.kind() == tch::Kind::Float && self.tensor.is_contiguous());
+            let n = self.tensor.numel();
+            // SAFETY: as `values`; the caller holds the only reference (`is_unique`).
+            unsafe { std::slice::from_raw_parts_mut(self.tensor.data_ptr() as *mut f32, n) }
+        }
+        fn is_unique(&self) -> bool {
+            self.can_mut()
+        }
+        fn empty_like(&self) -> Self {
+            Self::new(self.tensor.empty_like())
+        }
+        fn zeros(rows: usize, cols: usize) -> Self {
+            let shape = [rows as i64, cols as i64];
+            Self::new(tch::Tensor::zeros(
+                shape,
+                (tch::Kind::Float, tch::Device::Cpu),
+            ))
+        }
+        fn row_len(&self) -> usize {
+            self.tensor.size().last().map_or(1, |&n| n as usize)
+        }
+        fn vector(values: &[f32]) -> Self {
+            Self::new(tch::Tensor::from_slice(values))
+        }
+        unsafe fn matrix(
+            rows: usize,
+            cols: usize,
+            init: impl FnOnce(&mut [MaybeUninit<f32>]),
+        ) -> Self {
+            let shape = [rows as i64, cols as i64];
+            let t = tch::Tensor::empty(shape, (tch::Kind::Float, tch::Device::Cpu));
+            // SAFETY: a new contiguous f32 tensor of `rows·cols` values; `init` writes them all.
+            init(unsafe {
+                std::slice::from_raw_parts_mut(t.data_ptr() as *mut MaybeUninit<f32>, rows * cols)
+            });
+            Self::new(t)
+        }
+    }
+
     impl HostRows for FlexTensor {
         fn contiguous(self) -> Self {
             match self.layout().contiguous_offsets() {
@@ -2018,7 +2075,7 @@ impl<B: CpuFused> Backward<B, 3> for WeightedBackward {
 }
 
 /// Each gradient registered for its parent, where the parent is tracked.
-fn register<B: Backend, const N: usize>(
+pub(crate) fn register<B: Backend, const N: usize>(
     parents: [Option<NodeId>; N],
     grads: &mut Gradients,
     values: [FloatTensor<B>; N],

@@ -22,10 +22,15 @@ impl LayerNorm {
         }
     }
 
-    /// On flex and ndarray (f32) it runs fused ([`crate::cpu_kernels::layer_norm`]), forward and backward.
+    /// On flex and ndarray (f32) it runs fused ([`crate::cpu_kernels::layer_norm`]), forward and
+    /// backward; on libtorch it is torch's `layer_norm`, its backward torch's too
+    /// ([`crate::tch_kernels::layer_norm`]).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         if crate::cpu_kernels::applies(&x) {
             return crate::cpu_kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps);
+        }
+        if crate::tch_kernels::applies(&x.device()) {
+            return crate::tch_kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps);
         }
         layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
     }

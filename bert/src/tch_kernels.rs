@@ -1,82 +1,487 @@
 //! What libtorch has fused that Burn's tch backend does not reach, through Burn's
-//! `#[backend_extension]` on `LibTorch` (`tch` and `tch-cuda`).
+//! `#[backend_extension]` on `LibTorch` (`tch` and `tch-cuda`) and its autodiff wrapper.
 //!
-//! Attention for inference ([`attention`], on a device that records no gradients): HF's BERT
-//! runs `torch.nn.functional.scaled_dot_product_attention` by default (transformers 4's
-//! `BertSdpaSelfAttention`, 5's `sdpa_attention_forward`), handing it the additive float mask.
-//! Composed through Burn it is five libtorch ops with the `[b, heads, q, k]` scores made twice;
-//! torch's SDPA picks a fused kernel (flash or memory-efficient attention on CUDA, a blocked
-//! flash kernel on the CPU) that never makes them. Burn 0.22's own `module::attention` reaches
-//! the same torch function on tch, but an additive bias sends it to Burn's composed fallback,
-//! and the bool mask it passes on means "masked" in Burn and "attend" in torch (burn-tch
-//! 0.22.1 `ops/module.rs`; the test `burn_tch_attention_reads_the_bool_mask_inverted` shows it),
-//! so this module calls torch itself. Training keeps the composed form (its backward is Burn's).
+//! Attention ([`attention`]): HF's BERT runs `torch.nn.functional.scaled_dot_product_attention`
+//! by default (transformers 4's `BertSdpaSelfAttention`, 5's `sdpa_attention_forward`), handing
+//! it the additive float mask and, in training, the attention dropout. Composed through Burn it
+//! is five libtorch ops with the `[b, heads, q, k]` scores made twice (and under autodiff kept
+//! for the backward several times over); torch's SDPA picks a fused kernel (flash or
+//! memory-efficient attention on CUDA, dropout included; a blocked flash kernel on the CPU
+//! without dropout, its math form with it). Burn 0.22's own `module::attention` reaches the same
+//! torch function on tch, but an additive bias sends it to Burn's composed fallback, it takes no
+//! dropout and no autodiff, and the bool mask it passes on means "masked" in Burn and "attend"
+//! in torch (burn-tch 0.22.1 `ops/module.rs`; the test
+//! `burn_tch_attention_reads_the_bool_mask_inverted` shows it), so this module calls torch
+//! itself.
+//!
+//! LayerNorm ([`layer_norm`]) and cross-entropy's log-probabilities ([`log_softmax_pick`]):
+//! under autodiff Burn composes both from element-wise ops (about 25 libtorch ops for a
+//! LayerNorm with its backward; for log-softmax several `[n, classes]` tensors, the MLM head's
+//! `[b·s, vocab]`); torch has one kernel each way (`native_layer_norm` and its backward,
+//! `_log_softmax` and `_log_softmax_backward_data`). Exact GELU needs nothing here: Burn's
+//! `gelu` is torch's `gelu` and `gelu_backward` on libtorch (`activation::gelu_exact`).
+//!
+//! How training reaches torch's backward kernels for attention and LayerNorm, whose backward
+//! torch's C API does not expose: the ops are *recorded by torch's autograd*
+//! ([`TchFused::torch_op`] on an autodiff device). The forward runs on detached copies of the
+//! inputs that require a gradient (the leaves; they share the inputs' memory), hands Burn the
+//! output detached, and keeps the output still attached to torch's graph, with the leaves, as
+//! the state of one Burn autodiff node ([`TchFused::torch_record`]). Burn's backward pass hands
+//! that node the output's gradient `g` and torch's engine computes the leaves' gradients from
+//! `output · g` ([`TchFused::torch_replay`]; the C API seeds a backward pass with ones only,
+//! hence the product: one element-wise op over the output, whose gradient is `g` again). torch
+//! keeps what its backward kernels need and frees it when the pass is done, as it does for
+//! PyTorch; the node holds the inputs' storage, so Burn never updates them in place while the
+//! graph lives. The log-softmax pick's backward is exposed, so it is a Burn node of its own.
+//!
+//! AdamW ([`adamw_step`]): on the CPU in f32, the CPU backends' one parallel pass
+//! (`cpu_kernels`, over libtorch's memory: what torch's `fused=True` CPU AdamW is to its
+//! default); elsewhere (CUDA) torch's single-tensor `AdamW` in libtorch's in-place ops, eleven
+//! per parameter where the composed form (`bert_train`'s) has about fifteen, each with a new
+//! buffer and Burn's dispatch around it.
 // Burn 0.22 deprecates tch in favour of the CubeCL backends; it is still one of this crate's.
 #![cfg_attr(feature = "tch", allow(deprecated))]
-#![cfg_attr(not(feature = "tch"), allow(dead_code, unused_variables))]
+#![cfg_attr(
+    not(feature = "tch"),
+    allow(dead_code, unused_variables, unused_imports)
+)]
 
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, backend_extension};
-use burn::tensor::{DType, Device, Tensor};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{AutodiffBackend, Backend, Dispatch, backend_extension};
+use burn::tensor::{DType, Device, Int, Tensor};
 
+use crate::cpu_kernels::AdamWStep;
 use crate::precision;
 
-#[backend_extension(LibTorch: cfg(feature = "tch"))]
-pub trait TchFused: Backend {
-    /// `softmax(q·kᵀ·scale + mask)·v` by torch's `scaled_dot_product_attention`, for `q`
-    /// `[b, heads, q_len, d]`, `k`, `v` `[b, heads, k_len, d]` and an additive `mask`
-    /// broadcastable to `[b, heads, q_len, k_len]` in `q`'s type, or none when `masked` is
-    /// false (Burn's extensions take no optional tensor; torch's flash kernels take no mask).
-    fn sdpa(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        mask: FloatTensor<Self>,
+/// A libtorch op of three differentiable inputs (and one that takes no gradient) that
+/// [`TchFused`] runs, plain or recorded by torch's autograd.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TorchOp {
+    /// `scaled_dot_product_attention(q, k, v, mask, dropout, scale)`: `q`
+    /// `[b, heads, q_len, d]`, `k`, `v` `[b, heads, k_len, d]` and an additive mask
+    /// broadcastable to `[b, heads, q_len, k_len]` in `q`'s type (passed to torch only when
+    /// `masked`: torch's flash kernels take none).
+    Sdpa {
         masked: bool,
         scale: f64,
+        dropout: f64,
+    },
+    /// `layer_norm(x, [last dim], weight, bias, eps)`: `x`, `weight`, `bias` (the last two with
+    /// `x`'s rank, `[1, …, 1, h]`); the fourth input unused.
+    LayerNorm { eps: f64 },
+}
+
+#[backend_extension(LibTorch: cfg(feature = "tch"), Autodiff)]
+pub trait TchFused: Backend {
+    /// `op` on `a`, `b`, `c` and `d`, differentiable in the first three on an autodiff device.
+    fn torch_op(
+        op: TorchOp,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        d: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+    /// [`TchFused::torch_op`] recorded by torch's autograd: the output, the output still
+    /// attached to torch's graph and the graph's leaves (`a`, `b`, `c` as torch sees them), for
+    /// [`TchFused::torch_replay`].
+    #[allow(clippy::type_complexity)]
+    fn torch_record(
+        op: TorchOp,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        d: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
+    /// The gradients of a recorded graph's leaves for its output's gradient `grad`.
+    fn torch_replay(
+        output: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// `log_softmax(logits, -1)` (`[n, classes]`) picked at `labels` (`[n]`): the picks,
+    /// `[n, 1]`, and the log-probabilities (what the backward reads, as torch's).
+    fn log_softmax_pick(
+        logits: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// The logits' gradient from the log-probabilities, the picks' gradient and the labels:
+    /// torch's `_log_softmax_backward_data` of the gradient scattered to the labels.
+    fn log_softmax_pick_backward(
+        log_probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// One AdamW step of a parameter with its gradient and moments, all four of one shape (the
+    /// gradient first multiplied by `clip`, a `[1]` tensor); returns the parameter and the
+    /// moments after it.
+    fn adamw_update(
+        p: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        clip: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 #[cfg(feature = "tch")]
-impl TchFused for burn::backend::LibTorch {
-    fn sdpa(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        mask: FloatTensor<Self>,
-        masked: bool,
-        scale: f64,
-    ) -> FloatTensor<Self> {
-        use burn::backend::libtorch::TchTensor;
-        TchTensor::new(tch::Tensor::scaled_dot_product_attention(
-            &q.tensor,
-            &k.tensor,
-            &v.tensor,
-            masked.then_some(mask.tensor),
-            0.0,
-            false,
-            scale,
-            false,
-        ))
+mod libtorch {
+    use super::*;
+    use burn::backend::LibTorch;
+    use burn::backend::libtorch::TchTensor;
+
+    /// `op` in torch.
+    fn apply(
+        op: TorchOp,
+        a: &tch::Tensor,
+        b: &tch::Tensor,
+        c: &tch::Tensor,
+        d: &tch::Tensor,
+    ) -> tch::Tensor {
+        match op {
+            TorchOp::Sdpa {
+                masked,
+                scale,
+                dropout,
+            } => tch::Tensor::scaled_dot_product_attention(
+                a,
+                b,
+                c,
+                masked.then_some(d),
+                dropout,
+                false,
+                scale,
+                false,
+            ),
+            TorchOp::LayerNorm { eps } => {
+                let last = *a.size().last().expect("LayerNorm of a scalar");
+                let (w, b) = (b.reshape([last]), c.reshape([last]));
+                a.layer_norm([last], Some(&w), Some(&b), eps, true)
+            }
+        }
+    }
+
+    /// A leaf of torch's graph for `t`: its memory, requiring a gradient, and its storage
+    /// count (Burn leaves `t` alone while the graph lives).
+    fn leaf(t: &TchTensor) -> TchTensor {
+        let leaf = t.tensor.detach().set_requires_grad(true);
+        TchTensor::from_existing(leaf, t.storage.clone())
+    }
+
+    /// `t` itself where nothing else holds its memory, else a copy.
+    fn owned(t: TchTensor) -> TchTensor {
+        if t.can_mut() {
+            t
+        } else {
+            TchTensor::new(t.tensor.copy())
+        }
+    }
+
+    impl TchFused for LibTorch {
+        fn torch_op(
+            op: TorchOp,
+            a: TchTensor,
+            b: TchTensor,
+            c: TchTensor,
+            d: TchTensor,
+        ) -> TchTensor {
+            TchTensor::new(apply(op, &a.tensor, &b.tensor, &c.tensor, &d.tensor))
+        }
+
+        fn torch_record(
+            op: TorchOp,
+            a: TchTensor,
+            b: TchTensor,
+            c: TchTensor,
+            d: TchTensor,
+        ) -> (TchTensor, TchTensor, TchTensor, TchTensor, TchTensor) {
+            let (a, b, c) = (leaf(&a), leaf(&b), leaf(&c));
+            let y = apply(op, &a.tensor, &b.tensor, &c.tensor, &d.tensor);
+            // Burn's output and the graph's share a storage count too (torch's CPU flash
+            // kernel keeps its output for the backward).
+            let out = TchTensor::new(y.detach());
+            let attached = TchTensor::from_existing(y, out.storage.clone());
+            (out, attached, a, b, c)
+        }
+
+        fn torch_replay(
+            output: TchTensor,
+            a: TchTensor,
+            b: TchTensor,
+            c: TchTensor,
+            grad: TchTensor,
+        ) -> (TchTensor, TchTensor, TchTensor) {
+            let root = &output.tensor * &grad.tensor;
+            let leaves = [a.tensor, b.tensor, c.tensor];
+            let mut grads = tch::Tensor::f_run_backward(&[root], &leaves, false, false)
+                .unwrap_or_else(|e| panic!("torch's backward pass of a recorded op: {e}"))
+                .into_iter()
+                .map(TchTensor::new);
+            let mut next = || grads.next().expect("torch returns a gradient per leaf");
+            (next(), next(), next())
+        }
+
+        fn log_softmax_pick(logits: TchTensor, labels: TchTensor) -> (TchTensor, TchTensor) {
+            let log_probs = logits.tensor.log_softmax(-1, None);
+            let picked = log_probs.gather(-1, &labels.tensor.unsqueeze(-1), false);
+            (TchTensor::new(picked), TchTensor::new(log_probs))
+        }
+
+        fn log_softmax_pick_backward(
+            log_probs: TchTensor,
+            grad: TchTensor,
+            labels: TchTensor,
+        ) -> TchTensor {
+            let lp = &log_probs.tensor;
+            let spread = lp
+                .zeros_like()
+                .scatter(-1, &labels.tensor.unsqueeze(-1), &grad.tensor);
+            TchTensor::new(tch::Tensor::internal_log_softmax_backward_data(
+                &spread,
+                lp,
+                -1,
+                lp.kind(),
+            ))
+        }
+
+        fn adamw_update(
+            p: TchTensor,
+            g: TchTensor,
+            m: TchTensor,
+            v: TchTensor,
+            clip: TchTensor,
+            step: AdamWStep,
+        ) -> (TchTensor, TchTensor, TchTensor) {
+            // On the CPU in f32: the one parallel pass of the CPU backends (what torch's
+            // `fused=True` CPU AdamW is to its default).
+            let cpu_f32 = |t: &TchTensor| {
+                t.tensor.device() == tch::Device::Cpu && t.tensor.kind() == tch::Kind::Float
+            };
+            if [&p, &g, &m, &v, &clip].into_iter().all(cpu_f32) {
+                return crate::cpu_kernels::kernels::adamw_update(p, g, m, v, clip, step);
+            }
+            adamw_ops(p, g, m, v, clip, step)
+        }
+    }
+
+    /// torch's single-tensor AdamW step in libtorch's ops (CUDA, or a type other than f32).
+    fn adamw_ops(
+        p: TchTensor,
+        g: TchTensor,
+        m: TchTensor,
+        v: TchTensor,
+        clip: TchTensor,
+        step: AdamWStep,
+    ) -> (TchTensor, TchTensor, TchTensor) {
+        // torch.optim.adamw._single_tensor_adamw, op for op (`addcmul_`'s and
+        // `addcdiv_`'s `value` folded into one operand: the C API has no such argument).
+        let mut g = owned(g);
+        let _ = g.tensor.g_mul_(&clip.tensor);
+        let mut m = owned(m);
+        let _ = m.tensor.lerp_(&g.tensor, 1.0 - step.beta1);
+        let mut v = owned(v);
+        let _ = v.tensor.g_mul_scalar_(step.beta2);
+        let _ = v
+            .tensor
+            .addcmul_(&(&g.tensor * (1.0 - step.beta2)), &g.tensor);
+        let mut denom = v.tensor.sqrt();
+        let _ = denom.g_div_scalar_(step.bias_correction2_sqrt);
+        let _ = denom.g_add_scalar_(step.eps);
+        let mut p = owned(p);
+        if step.decay != 0.0 {
+            let _ = p.tensor.g_mul_scalar_(1.0 - step.decay);
+        }
+        let _ = p.tensor.addcdiv_(&(&m.tensor * -step.step_size), &denom);
+        (p, m, v)
     }
 }
 
-/// Whether [`attention`] runs on `device`: libtorch (CPU or CUDA) recording no gradients.
+impl<B: TchFused, C: CheckpointStrategy> TchFused for Autodiff<B, C> {
+    fn torch_op(
+        op: TorchOp,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        d: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let ((a, a_node), (b, b_node), (c, c_node)) =
+            (a.into_parts(), b.into_parts(), c.into_parts());
+        let d = Self::inner(d);
+        match TorchBackward
+            .prepare::<C>([a_node, b_node, c_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, output, a, b, c) = B::torch_record(op, a, b, c, d);
+                prep.finish((output, a, b, c), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::torch_op(op, a, b, c, d)),
+        }
+    }
+
+    fn log_softmax_pick(
+        logits: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, node) = logits.into_parts();
+        let (picked, log_probs) = B::log_softmax_pick(x, labels.clone());
+        let log_probs_out = Self::from_inner(log_probs.clone());
+        let picked = match PickBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((log_probs, labels), picked),
+            OpsKind::UnTracked(prep) => prep.finish(picked),
+        };
+        (picked, log_probs_out)
+    }
+
+    // Not recorded: the pieces the ops above record with, and the optimizer step.
+    fn torch_record(
+        op: TorchOp,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        d: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let t = Self::inner;
+        let (y, output, a, b, c) = B::torch_record(op, t(a), t(b), t(c), t(d));
+        let w = Self::from_inner;
+        (w(y), w(output), w(a), w(b), w(c))
+    }
+
+    fn torch_replay(
+        output: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let t = Self::inner;
+        let (a, b, c) = B::torch_replay(t(output), t(a), t(b), t(c), t(grad));
+        (
+            Self::from_inner(a),
+            Self::from_inner(b),
+            Self::from_inner(c),
+        )
+    }
+
+    fn log_softmax_pick_backward(
+        log_probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (lp, g) = (Self::inner(log_probs), Self::inner(grad));
+        Self::from_inner(B::log_softmax_pick_backward(lp, g, labels))
+    }
+
+    fn adamw_update(
+        p: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        clip: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let t = Self::inner;
+        let (p, m, v) = B::adamw_update(t(p), t(g), t(m), t(v), t(clip), step);
+        (
+            Self::from_inner(p),
+            Self::from_inner(m),
+            Self::from_inner(v),
+        )
+    }
+}
+
+/// The backward of a recorded [`TorchOp`]: torch's engine over the graph it kept.
+#[derive(Debug)]
+struct TorchBackward;
+
+impl<B: TchFused> Backward<B, 3> for TorchBackward {
+    /// The output attached to torch's graph, then its leaves.
+    type State = (
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (output, a, b, c) = ops.state;
+        let (da, db, dc) = B::torch_replay(output, a, b, c, grad);
+        let parents = ops.parents.map(|p| p.map(|n| n.id));
+        crate::cpu_kernels::register::<B, 3>(parents, grads, [da, db, dc]);
+    }
+}
+
+/// The backward of [`TchFused::log_softmax_pick`]: the logits' gradient from the
+/// log-probabilities and the labels it saved.
+#[derive(Debug)]
+struct PickBackward;
+
+impl<B: TchFused> Backward<B, 1> for PickBackward {
+    type State = (FloatTensor<B>, IntTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (log_probs, labels) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            B::log_softmax_pick_backward(log_probs, g, labels)
+        });
+    }
+}
+
+/// Whether this module's ops run on `device`: libtorch, CPU or CUDA, with or without autodiff.
 pub fn applies(device: &Device) -> bool {
     #[cfg(feature = "tch")]
-    if !device.is_autodiff() {
-        return matches!(
-            device.as_dispatch(),
-            burn::backend::DispatchDevice::LibTorch(_)
-        );
+    return matches!(
+        device.clone().inner().as_dispatch(),
+        burn::backend::DispatchDevice::LibTorch(_)
+    );
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = device;
+        false
     }
-    let _ = device;
-    false
 }
 
-/// HF's SDPA attention of split heads (`[b, heads, seq, head_dim]`) on a libtorch device that
-/// records no gradients (see [`applies`]): `softmax(q·kᵀ / √head_dim + mask)·v` with the
-/// additive `mask` broadcastable to `[b, heads, q_len, k_len]`; the heads merged,
+fn torch_op<const D: usize>(
+    op: TorchOp,
+    a: Tensor<D>,
+    b: Tensor<D>,
+    c: Tensor<D>,
+    d: Tensor<D>,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as TchFused>::torch_op(
+        op,
+        a.into_dispatch(),
+        b.into_dispatch(),
+        c.into_dispatch(),
+        d.into_dispatch(),
+    ))
+}
+
+/// HF's SDPA attention of split heads (`[b, heads, seq, head_dim]`) on libtorch (see
+/// [`applies`]): `softmax(q·kᵀ / √head_dim + mask)·v` with the additive `mask` broadcastable
+/// to `[b, heads, q_len, k_len]` and, on an autodiff device, the attention `dropout` of the
+/// probabilities, drawn by torch's generator (which `Device::seed` seeds); the heads merged,
 /// `[b, q_len, heads·head_dim]`. Under [`precision::autocast`] the operands are cast to the
 /// half type, as `torch.autocast` casts SDPA's, the mask clamped to that type's minimum (f32's
 /// would overflow it to -inf), and the context comes back in f32 as the composed form's.
@@ -85,6 +490,7 @@ pub fn attention(
     key: Tensor<4>,
     value: Tensor<4>,
     mask: Option<Tensor<4>>,
+    dropout: f64,
 ) -> Tensor<3> {
     let [b, heads, q_len, head_dim] = query.dims();
     let (was, device) = (query.dtype(), query.device());
@@ -97,20 +503,67 @@ pub fn attention(
         of_type(value, dtype),
     );
     let mask = mask.map(|m| of_type(m.clamp_min(precision::finfo_min(dtype)), dtype));
-    // Burn's extensions take no optional tensor: no mask is a placeholder `sdpa` does not pass on.
+    // No mask is a placeholder torch is not given.
     let masked = mask.is_some();
     let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, 1], &device));
-    let context = Tensor::<4>::from_dispatch(<Dispatch as TchFused>::sdpa(
-        query.into_dispatch(),
-        key.into_dispatch(),
-        value.into_dispatch(),
-        mask.into_dispatch(),
+    let op = TorchOp::Sdpa {
         masked,
-        1.0 / (head_dim as f64).sqrt(),
-    ));
+        scale: 1.0 / (head_dim as f64).sqrt(),
+        dropout: if device.is_autodiff() { dropout } else { 0.0 },
+    };
+    let context = torch_op(op, query, key, value, mask);
     of_type(context, was)
         .swap_dims(1, 2)
         .reshape([b, q_len, heads * head_dim])
+}
+
+/// LayerNorm over the last dimension on libtorch (see [`applies`]): torch's `layer_norm`, its
+/// backward torch's `native_layer_norm_backward`.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<1>,
+    bias: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    let (w, b) = (weight.unsqueeze::<D>(), bias.unsqueeze::<D>());
+    // The fourth input is unused: any tensor.
+    torch_op(TorchOp::LayerNorm { eps }, x.clone(), w, b, x)
+}
+
+/// `log_softmax(logits)` at `labels` (`[n, classes]`, `[n]` in `0..classes`) on libtorch (see
+/// [`applies`]): `[n]`, differentiable in the logits with torch's log-softmax backward.
+pub fn log_softmax_pick(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let (picked, _) =
+        <Dispatch as TchFused>::log_softmax_pick(logits.into_dispatch(), labels.into_dispatch());
+    Tensor::<2>::from_dispatch(picked).reshape([n])
+}
+
+/// One AdamW step of a parameter on libtorch (see [`applies`]; the tensors of the inner, not
+/// the autodiff, device), as `cpu_kernels::adamw_step` on the CPU backends: torch's
+/// single-tensor `AdamW` after `g ← g·clip`, in place where nothing else holds a buffer.
+pub fn adamw_step<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    exp_avg: Tensor<D>,
+    exp_avg_sq: Tensor<D>,
+    clip: Option<Tensor<1>>,
+    step: AdamWStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let clip = clip.unwrap_or_else(|| Tensor::ones([1], &param.device()));
+    let (p, m, v) = <Dispatch as TchFused>::adamw_update(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        exp_avg.into_dispatch(),
+        exp_avg_sq.into_dispatch(),
+        clip.into_dispatch(),
+        step,
+    );
+    (
+        Tensor::from_dispatch(p),
+        Tensor::from_dispatch(m),
+        Tensor::from_dispatch(v),
+    )
 }
 
 /// `x` in `dtype` (no op when it is already).
@@ -141,7 +594,7 @@ mod tests {
     #[test]
     fn sdpa_attention_matches_composed_attention() {
         let device = Device::libtorch();
-        assert!(applies(&device) && !applies(&device.clone().autodiff()));
+        assert!(applies(&device) && applies(&device.clone().autodiff()));
         for (mode, tolerance) in [
             (Autocast::Off, 2e-6),
             (Autocast::Bf16, 3e-2),
@@ -156,6 +609,7 @@ mod tests {
                         split(case.k, heads),
                         split(case.v, heads),
                         case.mask,
+                        0.1,
                     )
                 });
                 let [b, sq, h] = case.want.dims();
@@ -229,5 +683,350 @@ mod tests {
             "burn-tch no longer inverts the mask"
         );
         assert!(!close(fallback, plain));
+    }
+
+    /// HF's eager attention of `[b, s, h]` projections in Burn's ops (differentiated by Burn's
+    /// autodiff), heads merged, no dropout.
+    fn composed(
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        heads: usize,
+    ) -> Tensor<3> {
+        let [b, sq, h] = q.dims();
+        let hd = h / heads;
+        let mut scores =
+            split(q, heads).matmul(split(k, heads).swap_dims(2, 3)) / (hd as f64).sqrt();
+        if let Some(m) = mask {
+            scores = scores + m;
+        }
+        burn::tensor::activation::softmax(scores, 3)
+            .matmul(split(v, heads))
+            .swap_dims(1, 2)
+            .reshape([b, sq, h])
+    }
+
+    /// Recorded by torch's autograd on an autodiff libtorch device, torch's SDPA and its
+    /// backward against the composed attention under Burn's autodiff, for every reference
+    /// case without dropout: the context and the q, k and v gradients.
+    #[test]
+    fn recorded_attention_matches_composed_attention_and_its_gradients() {
+        let d = Device::libtorch().autodiff();
+        for (i, case) in reference_cases(&d).into_iter().enumerate() {
+            let heads = case.heads;
+            let mut weights = (case.want.clone() * 7.0).sin();
+            // A fully masked row (query 3 of the per-query masks) is constant in its scores,
+            // yet the composed form passes a gradient through them where torch passes none:
+            // the comparison gives it no weight (its context is compared all the same).
+            if case.mask.as_ref().is_some_and(|m| m.dims()[2] > 1) {
+                let [b, _, h] = weights.dims();
+                weights = weights.slice_fill([0..b, 3..4, 0..h], 0.0);
+            }
+            let run = |recorded: bool| {
+                let (q, k, v) = (
+                    case.q.clone().require_grad(),
+                    case.k.clone().require_grad(),
+                    case.v.clone().require_grad(),
+                );
+                let mask = case.mask.clone();
+                let out = if recorded {
+                    attention(
+                        split(q.clone(), heads),
+                        split(k.clone(), heads),
+                        split(v.clone(), heads),
+                        mask,
+                        0.0,
+                    )
+                } else {
+                    composed(q.clone(), k.clone(), v.clone(), mask, heads)
+                };
+                let grads = (out.clone() * weights.clone()).sum().backward();
+                let g = |x: &Tensor<3>| x.grad(&grads).expect("a gradient");
+                (out.inner(), [g(&q), g(&k), g(&v)])
+            };
+            let ((got, got_grads), (want, want_grads)) = (run(true), run(false));
+            let diff: f32 = (got - want).abs().max().into_scalar();
+            assert!(diff < 2e-6, "case {i}: context max |Δ| {diff}");
+            for (name, (a, b)) in ["q", "k", "v"]
+                .iter()
+                .zip(got_grads.into_iter().zip(want_grads))
+            {
+                let diff: f32 = (a - b).abs().max().into_scalar();
+                assert!(diff < 1e-5, "case {i}: d{name} max |Δ| {diff}");
+            }
+        }
+    }
+
+    /// The attention dropout torch applies in a recorded SDPA: with `v` the identity the
+    /// context is the dropped probabilities themselves, so each must be 0 or the probability
+    /// scaled by `1 / keep`, about `keep` of them kept, a new mask per call and the same after
+    /// `Device::seed`; and the q, k, v gradients must be those of that very mask (the
+    /// softmax's and dropout's backward written out here with Burn's ops).
+    #[test]
+    fn recorded_attention_dropout_scales_kept_probabilities_and_their_gradients() {
+        use burn::tensor::TensorData;
+        let d = Device::libtorch().autodiff();
+        let (b, heads, s, p) = (2, 2, 48, 0.3);
+        let keep = 1.0 - p;
+        let h = heads * s;
+        let t = |seed: usize| {
+            let v: Vec<f32> = (0..b * s * h)
+                .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 2003.0 - 0.5) * 3.0)
+                .collect();
+            Tensor::<3>::from_data(TensorData::new(v, [b, s, h]), &d)
+        };
+        let (q0, k0) = (t(1), t(2));
+        // Per head the identity: v[b, j, head·s + j'] = [j = j'].
+        let eye: Vec<f32> = (0..b * s * h)
+            .map(|i| f32::from(i / h % s == i % h % s))
+            .collect();
+        let v0 = Tensor::<3>::from_data(TensorData::new(eye, [b, s, h]), &d);
+        // The last five keys of the second sequence are padding.
+        let m: Vec<f32> = (0..b * s)
+            .map(|i| {
+                if i / s == 1 && i % s >= s - 5 {
+                    f32::MIN
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::<4>::from_data(TensorData::new(m, [b, 1, 1, s]), &d);
+        let r = (t(3) * 5.0).sin();
+        let run = |seed: u64| {
+            d.seed(seed);
+            let (q, k, v) = (
+                q0.clone().require_grad(),
+                k0.clone().require_grad(),
+                v0.clone().require_grad(),
+            );
+            let out = attention(
+                split(q.clone(), heads),
+                split(k.clone(), heads),
+                split(v.clone(), heads),
+                Some(mask.clone()),
+                p,
+            );
+            let grads = (out.clone() * r.clone()).sum().backward();
+            let g = |x: &Tensor<3>| x.grad(&grads).expect("a gradient");
+            (split(out.inner(), heads), [g(&q), g(&k), g(&v)])
+        };
+        let (dropped, grads) = run(7);
+        assert_eq!(
+            run(7).0.into_data(),
+            dropped.clone().into_data(),
+            "re-seeded: the same mask"
+        );
+        assert_ne!(
+            run(8).0.into_data(),
+            dropped.clone().into_data(),
+            "another seed: another mask"
+        );
+
+        // The probabilities without dropout, of the inner device's own ops.
+        let inner = |x: &Tensor<3>| split(x.clone().inner(), heads);
+        let (q, k) = (inner(&q0), inner(&k0));
+        let scale = 1.0 / (s as f64).sqrt();
+        let probs = burn::tensor::activation::softmax(
+            q.clone().matmul(k.clone().swap_dims(2, 3)) * scale + mask.clone().inner(),
+            3,
+        );
+        let kept = dropped.clone().not_equal_elem(0.0);
+        let scaled = probs.clone() / keep;
+        let off: f32 = (dropped.clone() - scaled.clone().mask_fill(kept.clone().bool_not(), 0.0))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(
+            off < 1e-5,
+            "a kept probability off its scaled value by {off}"
+        );
+        let live = probs.clone().greater_elem(1e-20);
+        let n_live = live.clone().int().sum().into_scalar::<i64>() as f64;
+        let n_kept = kept.clone().bool_and(live).int().sum().into_scalar::<i64>() as f64;
+        assert!(
+            (n_kept / n_live - keep).abs() < 0.05,
+            "kept {n_kept} of {n_live}"
+        );
+
+        // The gradients of `sum(P̃·V ⊙ r)` with V = I and the recovered mask M = kept / keep.
+        let mask_scale = kept.float() / keep;
+        let r4 = split(r.inner(), heads);
+        let dv = dropped.clone().swap_dims(2, 3).matmul(r4.clone());
+        let dp = r4 * mask_scale;
+        let ds = probs.clone() * (dp.clone() - (dp * probs).sum_dim(3));
+        let dq = ds.clone().matmul(k) * scale;
+        let dk = ds.swap_dims(2, 3).matmul(q) * scale;
+        let merge = |x: Tensor<4>| x.swap_dims(1, 2).reshape([b, s, h]);
+        for (name, (got, want)) in ["q", "k", "v"]
+            .iter()
+            .zip(grads.into_iter().zip([dq, dk, dv]))
+        {
+            let diff: f32 = (got - merge(want)).abs().max().into_scalar();
+            assert!(diff < 1e-5, "d{name} max |Δ| {diff}");
+        }
+    }
+
+    /// LayerNorm and the log-softmax pick recorded on an autodiff libtorch device against
+    /// Burn's composed forms under Burn's autodiff: values and every gradient (the pick with
+    /// a vocabulary-sized row of large logits and a two-class one), and `loss::cross_entropy`
+    /// with an ignored row.
+    #[test]
+    fn layer_norm_and_log_softmax_pick_match_burns_and_their_gradients() {
+        use burn::tensor::TensorData;
+        let d = Device::libtorch().autodiff();
+        let values = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * scale)
+                .collect()
+        };
+        let (b, s, h) = (3, 5, 48);
+        let x0 = Tensor::<3>::from_data(TensorData::new(values(b * s * h, 6.0), [b, s, h]), &d);
+        let w0 = Tensor::<1>::from_data(TensorData::new(values(h, 2.0), [h]), &d).add_scalar(1.0);
+        let b0 = Tensor::<1>::from_data(TensorData::new(values(h, 1.0), [h]), &d);
+        let r = (x0.clone() * 3.0).cos();
+        let run = |torch: bool| {
+            let (x, w, bias) = (
+                x0.clone().require_grad(),
+                w0.clone().require_grad(),
+                b0.clone().require_grad(),
+            );
+            let y = if torch {
+                layer_norm(x.clone(), w.clone(), bias.clone(), 1e-12)
+            } else {
+                burn::tensor::module::layer_norm(x.clone(), w.clone(), Some(bias.clone()), 1e-12)
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            (
+                y.inner(),
+                x.grad(&grads).unwrap(),
+                w.grad(&grads).unwrap(),
+                bias.grad(&grads).unwrap(),
+            )
+        };
+        let (got, want) = (run(true), run(false));
+        let close = |a: Tensor<3>, b: Tensor<3>, tol: f32, what: &str| {
+            let diff: f32 = (a - b).abs().max().into_scalar();
+            assert!(diff < tol, "{what}: max |Δ| {diff}");
+        };
+        close(got.0, want.0, 2e-5, "LayerNorm");
+        close(got.1, want.1, 2e-5, "LayerNorm dx");
+        close(
+            got.2.unsqueeze(),
+            want.2.unsqueeze(),
+            1e-4,
+            "LayerNorm dweight",
+        );
+        close(
+            got.3.unsqueeze(),
+            want.3.unsqueeze(),
+            1e-4,
+            "LayerNorm dbias",
+        );
+
+        for (n, classes) in [(37, 1000), (9, 2)] {
+            let x0 = Tensor::<2>::from_data(
+                TensorData::new(values(n * classes, 40.0), [n, classes]),
+                &d,
+            );
+            let labels: Vec<i64> = (0..n).map(|i| ((i * 31) % classes) as i64).collect();
+            let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &d);
+            let weights = Tensor::<1>::from_data(TensorData::new(values(n, 2.0), [n]), &d);
+            let run = |torch: bool| {
+                let x = x0.clone().require_grad();
+                let picked = if torch {
+                    log_softmax_pick(x.clone(), labels.clone())
+                } else {
+                    burn::tensor::activation::log_softmax(x.clone(), 1)
+                        .gather(1, labels.clone().reshape([n, 1]))
+                        .reshape([n])
+                };
+                let grads = (picked.clone() * weights.clone()).sum().backward();
+                (picked.inner(), x.grad(&grads).unwrap())
+            };
+            let ((got, got_dx), (want, want_dx)) = (run(true), run(false));
+            let diff: f32 = (got - want).abs().max().into_scalar();
+            assert!(diff < 2e-5, "{classes} classes: max |Δ| {diff}");
+            let diff: f32 = (got_dx - want_dx).abs().max().into_scalar();
+            assert!(diff < 1e-6, "{classes} classes: dx max |Δ| {diff}");
+        }
+
+        // The loss reads the pick on libtorch: an ignored row counts for nothing.
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(values(4 * 6, 4.0), [4, 6]), &d).require_grad();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, -100, 5, 0], [4]), &d);
+        let loss = crate::loss::cross_entropy(logits.clone(), labels, -100);
+        let lp = burn::tensor::activation::log_softmax(logits.clone().inner(), 1);
+        let want = -(lp.clone().slice([0..1, 2..3]).sum()
+            + lp.clone().slice([2..3, 5..6]).sum()
+            + lp.slice([3..4, 0..1]).sum())
+            / 3.0;
+        let diff: f32 = (loss.clone().inner() - want).abs().into_scalar();
+        assert!(diff < 1e-6, "cross-entropy off by {diff}");
+        let dx = logits.grad(&loss.backward()).unwrap();
+        let row: f32 = dx.slice([1..2, 0..6]).abs().sum().into_scalar();
+        assert_eq!(row, 0.0, "the ignored row's gradient");
+    }
+
+    /// The AdamW step on libtorch against torch's single-tensor `AdamW` written out with Burn's
+    /// ops, over three steps with clipping and weight decay, in f32 (the CPU backends' fused
+    /// pass) and f64 (libtorch's ops, as on CUDA); a buffer something else holds is copied, not
+    /// updated in place.
+    #[test]
+    fn adamw_update_matches_torchs_arithmetic_and_keeps_shared_buffers() {
+        use burn::tensor::TensorData;
+        let d = Device::libtorch();
+        let n = 4099;
+        for dtype in [DType::F32, DType::F64] {
+            let t = |seed: usize, scale: f32| {
+                let v: Vec<f32> = (0..n)
+                    .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 2003.0 - 0.5) * scale)
+                    .collect();
+                Tensor::<1>::from_data(TensorData::new(v, [n]), &d).cast(dtype)
+            };
+            let (mut p, mut m, mut v) = (t(1, 2.0), t(2, 0.0), t(3, 0.0));
+            let (mut pw, mut mw, mut vw) = (p.clone(), m.clone(), v.clone());
+            let first = p.clone();
+            let first_data = first.clone().into_data();
+            let (b1, b2, eps, lr, wd) = (0.9f64, 0.999f64, 1e-8, 1e-3, 0.01);
+            for step in 1..=3 {
+                let g = t(10 + step, 1.0);
+                let clip = Tensor::<1>::full([1], 0.5, &d).cast(dtype);
+                let args = AdamWStep {
+                    beta1: b1,
+                    beta2: b2,
+                    eps,
+                    decay: lr * wd,
+                    step_size: lr / (1.0 - b1.powi(step as i32)),
+                    bias_correction2_sqrt: (1.0 - b2.powi(step as i32)).sqrt(),
+                };
+                (p, m, v) = adamw_step(p, g.clone(), m, v, Some(clip), args);
+                let g = g * 0.5;
+                mw = mw.clone() + (g.clone() - mw) * (1.0 - b1);
+                vw = vw * b2 + g.clone() * (1.0 - b2) * g;
+                let denom = vw.clone().sqrt() / args.bias_correction2_sqrt + eps;
+                pw = pw * (1.0 - args.decay) - mw.clone() * args.step_size / denom;
+            }
+            for (name, got, want) in [("param", p, pw), ("exp_avg", m, mw), ("exp_avg_sq", v, vw)] {
+                assert_eq!(got.dtype(), dtype);
+                let diff: f64 = (got - want.clone())
+                    .abs()
+                    .max()
+                    .cast(DType::F64)
+                    .into_scalar();
+                let size: f64 = want.abs().max().cast(DType::F64).into_scalar();
+                let tol = if dtype == DType::F32 { 1e-6 } else { 1e-12 };
+                assert!(
+                    diff <= tol * size.max(1e-3),
+                    "{dtype:?} {name}: max |Δ| {diff} (of {size})"
+                );
+            }
+            assert_eq!(
+                first.into_data(),
+                first_data,
+                "{dtype:?}: a parameter someone else holds changed in place"
+            );
+        }
     }
 }

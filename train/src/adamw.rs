@@ -7,8 +7,9 @@
 //! `min(1, max_norm / (‖g‖ + 1e-6))` on the device. Groups as in [`crate::optimizer`]: weight
 //! decay on everything but biases and LayerNorm weights. On flex and ndarray each parameter's
 //! update is one fused parallel pass ([`bert::cpu_kernels::adamw_step`]: the optimizer phase
-//! of a BERT-base step went from 659 to 253 ms on a 2-core Xeon); elsewhere it is composed from
-//! tensor ops (`composed_step`).
+//! of a BERT-base step went from 659 to 253 ms on a 2-core Xeon); on libtorch it is that pass
+//! on the CPU in f32 and torch's own in-place ops on CUDA ([`bert::tch_kernels::adamw_step`]);
+//! elsewhere it is composed from tensor ops (`composed_step`).
 //!
 //! Why not Burn's `ModuleOptimizer`: it loads a saved state on Burn's *default* device (CUDA in
 //! any build with the `cuda` feature, whatever the training device) and its record is Burn's
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bert::cpu_kernels::{self, AdamWStep};
+use bert::tch_kernels;
 use bert::tensors_file::{HostTensor, NamedTensors, read_tensors, write_tensors};
 use burn::module::{Module, ModuleMapper, Param, ParamGroup};
 use burn::optim::GradientsParams;
@@ -243,6 +245,8 @@ impl ModuleMapper for Update<'_> {
         };
         let (p, m, v) = if cpu_kernels::applies(&p) {
             cpu_kernels::adamw_step(p, g, m, v, self.coef.clone(), step)
+        } else if tch_kernels::applies(&p.device()) {
+            tch_kernels::adamw_step(p, g, m, v, self.coef.clone(), step)
         } else {
             composed_step(p, g, m, v, self.coef.clone(), step)
         };
