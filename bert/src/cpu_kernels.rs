@@ -1693,7 +1693,7 @@ mod flex {
     }
 
     /// libtorch's CPU f32 tensors (`tch_kernels` checks the device and type before it calls a
-    /// kernel with them).
+    /// kernel with them; the slices check again).
     #[cfg(feature = "tch")]
     impl HostRows for burn::backend::libtorch::TchTensor {
         fn contiguous(self) -> Self {
@@ -1703,15 +1703,23 @@ mod flex {
             Self::new(self.tensor.contiguous())
         }
         fn values(&self) -> &[f32] {
-            debug_assert!(self.tensor.kind() == tch::Kind::Float && self.tensor.is_contiguous());
-            let n = self.tensor.numel();
-            // SAFETY: a contiguous f32 CPU tensor holds `numel` values from its data pointer.
+            let n = host_f32(&self.tensor);
+            if n == 0 {
+                return &[];
+            }
+            // SAFETY: a contiguous f32 CPU tensor holds `numel` values from its data pointer
+            // (which includes its storage offset).
             unsafe { std::slice::from_raw_parts(self.tensor.data_ptr() as *const f32, n) }
         }
         fn values_mut(&mut self) -> &mut [f32] {
-            debug_assert!(self.tensor.kind() == tch::Kind::Float && self.tensor.is_contiguous());
-            let n = self.tensor.numel();
-            // SAFETY: as `values`; the caller holds the only reference (`is_unique`).
+            if !self.can_mut() {
+                *self = Self::new(self.tensor.copy());
+            }
+            let n = host_f32(&self.tensor);
+            if n == 0 {
+                return &mut [];
+            }
+            // SAFETY: as `values`, and nothing else holds this storage (`can_mut`).
             unsafe { std::slice::from_raw_parts_mut(self.tensor.data_ptr() as *mut f32, n) }
         }
         fn is_unique(&self) -> bool {
@@ -1746,6 +1754,17 @@ mod flex {
             });
             Self::new(t)
         }
+    }
+
+    /// The number of values of a libtorch tensor the kernels may read as a host f32 slice; a
+    /// panic for any other (CUDA memory, another type, strides).
+    #[cfg(feature = "tch")]
+    fn host_f32(t: &tch::Tensor) -> usize {
+        assert!(
+            t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float && t.is_contiguous(),
+            "a CPU kernel given a libtorch tensor that is not contiguous f32 host memory"
+        );
+        t.numel()
     }
 
     impl HostRows for FlexTensor {
