@@ -1944,13 +1944,16 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
     ) -> FloatTensor<Self> {
         let (table, node) = table.into_parts();
         let vocab = burn::backend::TensorMetadata::shape(&table)[0];
-        match (EmbeddingBackward { vocab, padding_idx })
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
+        // The table's gradient from the ids it saved.
+        let backward = UnaryBackward::<B, (IntTensor<B>, usize, Option<usize>)> {
+            grad: |(ids, vocab, padding_idx), g| {
+                B::embedding_rows_backward(ids, g, vocab, padding_idx)
+            },
+        };
+        match backward.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                prep.finish(ids.clone(), B::embedding_rows(table, ids, padding_idx))
+                let y = B::embedding_rows(table, ids.clone(), padding_idx);
+                prep.finish((ids, vocab, padding_idx), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::embedding_rows(table, ids, padding_idx)),
         }
@@ -1969,7 +1972,11 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
 
     fn log_softmax_pick(logits: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self> {
         let (x, node) = logits.into_parts();
-        match PickBackward.prepare::<C>([node]).compute_bound().stateful() {
+        // The logits' gradient from them and the labels.
+        let backward = UnaryBackward::<B, (FloatTensor<B>, IntTensor<B>)> {
+            grad: |(x, labels), g| B::log_softmax_pick_backward(x, g, labels),
+        };
+        match backward.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let y = B::log_softmax_pick(x.clone(), labels.clone());
                 prep.finish((x, labels), y)
@@ -2140,39 +2147,6 @@ impl<B: CpuFused> Backward<B, 3> for AttentionBackward {
     }
 }
 
-/// The backward of [`CpuFused::log_softmax_pick`]: the logits' gradient from them and the labels.
-#[derive(Debug)]
-struct PickBackward;
-
-impl<B: CpuFused> Backward<B, 1> for PickBackward {
-    type State = (FloatTensor<B>, IntTensor<B>);
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, labels) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::log_softmax_pick_backward(x, g, labels)
-        });
-    }
-}
-
-/// The backward of [`CpuFused::embedding_rows`]: the table's gradient from the ids it saved.
-#[derive(Debug)]
-struct EmbeddingBackward {
-    vocab: usize,
-    padding_idx: Option<usize>,
-}
-
-impl<B: CpuFused> Backward<B, 1> for EmbeddingBackward {
-    type State = IntTensor<B>;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let ids = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::embedding_rows_backward(ids, g, self.vocab, self.padding_idx)
-        });
-    }
-}
-
 /// What a fused op's backward reads besides the gradient.
 #[derive(Clone, Copy, PartialEq)]
 enum Saved {
@@ -2183,20 +2157,23 @@ enum Saved {
 type Unary<B> = fn(FloatTensor<B>) -> FloatTensor<B>;
 type Binary<B> = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
 
-/// The backward step of a fused unary op: `grad(saved, incoming gradient)`.
-struct UnaryBackward<B: Backend> {
-    grad: Binary<B>,
+/// The backward step of a fused op of one differentiable input: `grad(saved, incoming
+/// gradient)`, what it saved being the op's input or output ([`Saved`]) or, for the ops with
+/// other arguments, those too.
+pub(crate) struct UnaryBackward<B: Backend, S = FloatTensor<B>> {
+    pub(crate) grad: fn(S, FloatTensor<B>) -> FloatTensor<B>,
 }
 
-impl<B: Backend> std::fmt::Debug for UnaryBackward<B> {
+impl<B: Backend, S> std::fmt::Debug for UnaryBackward<B, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UnaryBackward")
     }
 }
 
-impl<B: Backend> Backward<B, 1> for UnaryBackward<B> {
-    /// The op's input or output ([`Saved`]).
-    type State = FloatTensor<B>;
+impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 1>
+    for UnaryBackward<B, S>
+{
+    type State = S;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let saved = ops.state;

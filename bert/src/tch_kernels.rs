@@ -53,12 +53,12 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{AutodiffBackend, Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Device, Int, Tensor};
 
-use crate::cpu_kernels::AdamWStep;
+use crate::cpu_kernels::{AdamWStep, UnaryBackward};
 use crate::precision;
 
 /// A libtorch op of three differentiable inputs (and one that takes no gradient) that
@@ -254,9 +254,8 @@ mod libtorch {
             labels: TchTensor,
         ) -> TchTensor {
             let lp = &log_probs.tensor;
-            let spread = lp
-                .zeros_like()
-                .scatter(-1, &labels.tensor.unsqueeze(-1), &grad.tensor);
+            let mut spread = lp.zeros_like();
+            let _ = spread.scatter_(-1, &labels.tensor.unsqueeze(-1), &grad.tensor);
             TchTensor::new(tch::Tensor::internal_log_softmax_backward_data(
                 &spread,
                 lp,
@@ -348,7 +347,11 @@ impl<B: TchFused, C: CheckpointStrategy> TchFused for Autodiff<B, C> {
         let (x, node) = logits.into_parts();
         let (picked, log_probs) = B::log_softmax_pick(x, labels.clone());
         let log_probs_out = Self::from_inner(log_probs.clone());
-        let picked = match PickBackward.prepare::<C>([node]).compute_bound().stateful() {
+        // The logits' gradient from the log-probabilities and the labels.
+        let backward = UnaryBackward::<B, (FloatTensor<B>, IntTensor<B>)> {
+            grad: |(log_probs, labels), g| B::log_softmax_pick_backward(log_probs, g, labels),
+        };
+        let picked = match backward.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((log_probs, labels), picked),
             OpsKind::UnTracked(prep) => prep.finish(picked),
         };
@@ -440,22 +443,6 @@ impl<B: TchFused> Backward<B, 3> for TorchBackward {
     }
 }
 
-/// The backward of [`TchFused::log_softmax_pick`]: the logits' gradient from the
-/// log-probabilities and the labels it saved.
-#[derive(Debug)]
-struct PickBackward;
-
-impl<B: TchFused> Backward<B, 1> for PickBackward {
-    type State = (FloatTensor<B>, IntTensor<B>);
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (log_probs, labels) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::log_softmax_pick_backward(log_probs, g, labels)
-        });
-    }
-}
-
 /// Whether this module's ops run on `device`: libtorch, CPU or CUDA, with or without autodiff.
 pub fn applies(device: &Device) -> bool {
     #[cfg(feature = "tch")]
@@ -511,9 +498,9 @@ pub fn attention(
         of_type(value, dtype),
     );
     let mask = mask.map(|m| of_type(m.clamp_min(precision::finfo_min(dtype)), dtype));
-    // No mask is a placeholder torch is not given.
+    // No mask: any tensor in its place (torch is not given it), without a new allocation.
     let masked = mask.is_some();
-    let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, 1], &device));
+    let mask = mask.unwrap_or_else(|| query.clone());
     let op = TorchOp::Sdpa {
         masked,
         scale: 1.0 / (head_dim as f64).sqrt(),
