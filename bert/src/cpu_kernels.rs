@@ -231,8 +231,38 @@ pub fn adamw_step<const D: usize>(
     clip: Option<Tensor<1>>,
     step: AdamWStep,
 ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    adamw_with(
+        <Dispatch as CpuFused>::adamw_update,
+        [param, grad, exp_avg, exp_avg_sq],
+        clip,
+        step,
+    )
+}
+
+/// An extension's AdamW update (`CpuFused`'s, `TchFused`'s) on a parameter, its gradient and
+/// moments (all of one shape), the clipping factor 1 where there is none.
+pub(crate) type AdamWUpdate = fn(
+    FloatTensor<Dispatch>,
+    FloatTensor<Dispatch>,
+    FloatTensor<Dispatch>,
+    FloatTensor<Dispatch>,
+    FloatTensor<Dispatch>,
+    AdamWStep,
+) -> (
+    FloatTensor<Dispatch>,
+    FloatTensor<Dispatch>,
+    FloatTensor<Dispatch>,
+);
+
+/// `update` on `[param, grad, exp_avg, exp_avg_sq]`: the parameter and moments after it.
+pub(crate) fn adamw_with<const D: usize>(
+    update: AdamWUpdate,
+    [param, grad, exp_avg, exp_avg_sq]: [Tensor<D>; 4],
+    clip: Option<Tensor<1>>,
+    step: AdamWStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
     let clip = clip.unwrap_or_else(|| Tensor::ones([1], &param.device()));
-    let (p, m, v) = <Dispatch as CpuFused>::adamw_update(
+    let (p, m, v) = update(
         param.into_dispatch(),
         grad.into_dispatch(),
         exp_avg.into_dispatch(),

@@ -545,20 +545,9 @@ pub fn adamw_step<const D: usize>(
     clip: Option<Tensor<1>>,
     step: AdamWStep,
 ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
-    let clip = clip.unwrap_or_else(|| Tensor::ones([1], &param.device()));
-    let (p, m, v) = <Dispatch as TchFused>::adamw_update(
-        param.into_dispatch(),
-        grad.into_dispatch(),
-        exp_avg.into_dispatch(),
-        exp_avg_sq.into_dispatch(),
-        clip.into_dispatch(),
-        step,
-    );
-    (
-        Tensor::from_dispatch(p),
-        Tensor::from_dispatch(m),
-        Tensor::from_dispatch(v),
-    )
+    let update = <Dispatch as TchFused>::adamw_update;
+    let tensors = [param, grad, exp_avg, exp_avg_sq];
+    crate::cpu_kernels::adamw_with(update, tensors, clip, step)
 }
 
 /// `x` in `dtype` (no op when it is already).
