@@ -1072,4 +1072,88 @@ mod tests {
             }
         }
     }
+
+    /// What a recorded op keeps for torch's backward is not updated in place by Burn after it:
+    /// the LayerNorm's input (a leaf) and the SDPA's output (torch's CPU flash kernel reads it
+    /// back), each consumed by a Burn op that would run in place on a tensor nothing else holds
+    /// (`x · 3`, `out · 2`). The gradients match the composed forms' run the same way.
+    #[test]
+    fn recorded_ops_keep_what_torch_saved_from_burns_in_place_ops() {
+        use burn::tensor::TensorData;
+        let d = Device::libtorch().autodiff();
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 2003.0 - 0.5) * 3.0)
+                .collect()
+        };
+        let (b, s, h) = (2, 9, 16);
+        let data = |seed: usize, dims: [usize; 3]| {
+            TensorData::new(values(dims.iter().product(), seed), dims)
+        };
+        let r = Tensor::<3>::from_data(data(9, [b, s, h]), &d);
+        // LayerNorm: the weight's and bias's gradients read the saved input.
+        let layer_norm_grads = |torch: bool| {
+            let x = Tensor::<3>::from_data(data(1, [b, s, h]), &d).require_grad();
+            let w = Tensor::<1>::from_data(TensorData::new(values(h, 2), [h]), &d).require_grad();
+            let bias = Tensor::<1>::zeros([h], &d).require_grad();
+            let y = if torch {
+                layer_norm(x.clone(), w.clone(), bias.clone(), 1e-12)
+            } else {
+                burn::tensor::module::layer_norm(x.clone(), w.clone(), Some(bias.clone()), 1e-12)
+            };
+            let tripled = x * 3.0;
+            let grads = ((y * r.clone()).sum() + tripled.sum()).backward();
+            (w.grad(&grads).unwrap(), bias.grad(&grads).unwrap())
+        };
+        let ((dw, db), (want_dw, want_db)) = (layer_norm_grads(true), layer_norm_grads(false));
+        let diff: f32 = (dw - want_dw).abs().max().into_scalar();
+        assert!(diff < 1e-4, "LayerNorm dweight max |Δ| {diff}");
+        let diff: f32 = (db - want_db).abs().max().into_scalar();
+        assert!(diff < 1e-4, "LayerNorm dbias max |Δ| {diff}");
+
+        // SDPA without dropout (torch's CPU flash kernel keeps its output).
+        let heads = 2;
+        let mask: Vec<f32> = (0..b * s)
+            .map(|i| if i % s >= s - 2 { f32::MIN } else { 0.0 })
+            .collect();
+        let mask = Tensor::<4>::from_data(TensorData::new(mask, [b, 1, 1, s]), &d);
+        let weights = split(r.clone(), heads);
+        let attention_grads = |torch: bool| {
+            let t = |seed| Tensor::<3>::from_data(data(seed, [b, s, h]), &d).require_grad();
+            let (q, k, v) = (t(1), t(2), t(3));
+            let out = if torch {
+                let op = TorchOp::Sdpa {
+                    masked: true,
+                    scale: 1.0 / ((h / heads) as f64).sqrt(),
+                    dropout: 0.0,
+                };
+                let (sq, sk, sv) = (
+                    split(q.clone(), heads),
+                    split(k.clone(), heads),
+                    split(v.clone(), heads),
+                );
+                torch_op(op, sq, sk, sv, mask.clone())
+            } else {
+                split(
+                    composed(q.clone(), k.clone(), v.clone(), Some(mask.clone()), heads),
+                    heads,
+                )
+            };
+            let doubled = out * 2.0;
+            let grads = (doubled * weights.clone()).sum().backward();
+            [
+                q.grad(&grads).unwrap(),
+                k.grad(&grads).unwrap(),
+                v.grad(&grads).unwrap(),
+            ]
+        };
+        for (name, (got, want)) in ["q", "k", "v"].iter().zip(
+            attention_grads(true)
+                .into_iter()
+                .zip(attention_grads(false)),
+        ) {
+            let diff: f32 = (got - want).abs().max().into_scalar();
+            assert!(diff < 1e-5, "SDPA d{name} max |Δ| {diff}");
+        }
+    }
 }
