@@ -68,7 +68,7 @@
 //! them first. On a 2-core AVX-512 Xeon these took a flex training step from 3.03 s to 2.36 s
 //! on BERT-base and from 55 to 33 ms on tiny (`benches/results/cpu-2core-xeon-train-simd-*`).
 // Burn 0.22 deprecates ndarray in favour of flex; it is still one of this crate's backends.
-#![cfg_attr(any(feature = "ndarray", feature = "tch"), allow(deprecated))]
+#![cfg_attr(feature = "ndarray", allow(deprecated))]
 // Without flex and ndarray (a GPU-only build) the module is compiled for its API but no tensor
 // is a host-memory one ([`applies`] is false): the kernels never run.
 #![cfg_attr(
@@ -231,38 +231,8 @@ pub fn adamw_step<const D: usize>(
     clip: Option<Tensor<1>>,
     step: AdamWStep,
 ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
-    adamw_with(
-        <Dispatch as CpuFused>::adamw_update,
-        [param, grad, exp_avg, exp_avg_sq],
-        clip,
-        step,
-    )
-}
-
-/// An extension's AdamW update (`CpuFused`'s, `TchFused`'s) on a parameter, its gradient and
-/// moments (all of one shape), the clipping factor 1 where there is none.
-pub(crate) type AdamWUpdate = fn(
-    FloatTensor<Dispatch>,
-    FloatTensor<Dispatch>,
-    FloatTensor<Dispatch>,
-    FloatTensor<Dispatch>,
-    FloatTensor<Dispatch>,
-    AdamWStep,
-) -> (
-    FloatTensor<Dispatch>,
-    FloatTensor<Dispatch>,
-    FloatTensor<Dispatch>,
-);
-
-/// `update` on `[param, grad, exp_avg, exp_avg_sq]`: the parameter and moments after it.
-pub(crate) fn adamw_with<const D: usize>(
-    update: AdamWUpdate,
-    [param, grad, exp_avg, exp_avg_sq]: [Tensor<D>; 4],
-    clip: Option<Tensor<1>>,
-    step: AdamWStep,
-) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
     let clip = clip.unwrap_or_else(|| Tensor::ones([1], &param.device()));
-    let (p, m, v) = update(
+    let (p, m, v) = <Dispatch as CpuFused>::adamw_update(
         param.into_dispatch(),
         grad.into_dispatch(),
         exp_avg.into_dispatch(),
@@ -1720,81 +1690,6 @@ mod flex {
             (_, Some(v)) => v.iter().map(|&i| i as i64).collect(),
             _ => panic!("embedding ids of dtype {:?}", ids.dtype()),
         }
-    }
-
-    /// libtorch's CPU f32 tensors (`tch_kernels` checks the device and type before it calls a
-    /// kernel with them; the slices check again).
-    #[cfg(feature = "tch")]
-    impl HostRows for burn::backend::libtorch::TchTensor {
-        fn contiguous(self) -> Self {
-            if self.tensor.is_contiguous() {
-                return self;
-            }
-            Self::new(self.tensor.contiguous())
-        }
-        fn values(&self) -> &[f32] {
-            let n = host_f32(&self.tensor);
-            if n == 0 {
-                return &[];
-            }
-            // SAFETY: a contiguous f32 CPU tensor holds `numel` values from its data pointer
-            // (which includes its storage offset).
-            unsafe { std::slice::from_raw_parts(self.tensor.data_ptr() as *const f32, n) }
-        }
-        fn values_mut(&mut self) -> &mut [f32] {
-            if !self.can_mut() {
-                *self = Self::new(self.tensor.copy());
-            }
-            let n = host_f32(&self.tensor);
-            if n == 0 {
-                return &mut [];
-            }
-            // SAFETY: as `values`, and nothing else holds this storage (`can_mut`).
-            unsafe { std::slice::from_raw_parts_mut(self.tensor.data_ptr() as *mut f32, n) }
-        }
-        fn is_unique(&self) -> bool {
-            self.can_mut()
-        }
-        fn empty_like(&self) -> Self {
-            Self::new(self.tensor.empty_like())
-        }
-        fn zeros(rows: usize, cols: usize) -> Self {
-            let shape = [rows as i64, cols as i64];
-            Self::new(tch::Tensor::zeros(
-                shape,
-                (tch::Kind::Float, tch::Device::Cpu),
-            ))
-        }
-        fn row_len(&self) -> usize {
-            self.tensor.size().last().map_or(1, |&n| n as usize)
-        }
-        fn vector(values: &[f32]) -> Self {
-            Self::new(tch::Tensor::from_slice(values))
-        }
-        unsafe fn matrix(
-            rows: usize,
-            cols: usize,
-            init: impl FnOnce(&mut [MaybeUninit<f32>]),
-        ) -> Self {
-            let shape = [rows as i64, cols as i64];
-            let t = tch::Tensor::empty(shape, (tch::Kind::Float, tch::Device::Cpu));
-            // SAFETY: a new contiguous f32 tensor of `rows·cols` values; `init` writes them all.
-            init(unsafe {
-                std::slice::from_raw_parts_mut(t.data_ptr() as *mut MaybeUninit<f32>, rows * cols)
-            });
-            Self::new(t)
-        }
-    }
-
-    /// The number of values of a libtorch tensor the kernels may read as a host f32 slice; a
-    /// panic for any other (CUDA memory, another type, strides).
-    #[cfg(feature = "tch")]
-    fn host_f32(t: &tch::Tensor) -> usize {
-        assert!(
-            t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float && t.is_contiguous(),
-            "a CPU kernel given a libtorch tensor that is not contiguous f32 host memory"
-        );
-        t.numel()
     }
 
     impl HostRows for FlexTensor {

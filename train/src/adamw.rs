@@ -7,9 +7,11 @@
 //! `min(1, max_norm / (‖g‖ + 1e-6))` on the device. Groups as in [`crate::optimizer`]: weight
 //! decay on everything but biases and LayerNorm weights. On flex and ndarray each parameter's
 //! update is one fused parallel pass ([`bert::cpu_kernels::adamw_step`]: the optimizer phase
-//! of a BERT-base step went from 659 to 253 ms on a 2-core Xeon); on libtorch it is that pass
-//! on the CPU in f32 and torch's own in-place ops on CUDA ([`bert::tch_kernels::adamw_step`]);
-//! elsewhere it is composed from tensor ops (`composed_step`).
+//! of a BERT-base step went from 659 to 253 ms on a 2-core Xeon); on libtorch (CPU and CUDA) the
+//! parameters are gathered by group and stepped by torch's multi-tensor `_fused_adamw_`, the
+//! clipping factor its `grad_scale` ([`bert::tch_kernels::FusedAdamWGroup`]: a few kernels for
+//! all parameters, as `torch.optim.AdamW(fused=True)`); elsewhere it is composed from tensor
+//! ops (`composed_step`).
 //!
 //! Why not Burn's `ModuleOptimizer`: it loads a saved state on Burn's *default* device (CUDA in
 //! any build with the `cuda` feature, whatever the training device) and its record is Burn's
@@ -28,7 +30,7 @@ use bert::tch_kernels;
 use bert::tensors_file::{HostTensor, NamedTensors, read_tensors, write_tensors};
 use burn::module::{Module, ModuleMapper, Param, ParamGroup};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 
 use crate::TrainError;
 use crate::optimizer::{AdamWArgs, no_decay_group};
@@ -94,22 +96,45 @@ impl AdamW {
         max_grad_norm: f64,
         norm: Tensor<1>,
     ) -> Result<(M, Tensor<1>), TrainError> {
-        let coef = max_grad_norm.is_finite().then(|| {
-            let max = Tensor::<1>::full([1], max_grad_norm, &norm.device());
-            (max / norm.clone().add_scalar(1e-6)).clamp_max(1.0)
-        });
         self.time += 1;
+        // On libtorch the parameters are gathered by group for torch's fused AdamW, which
+        // divides the gradients by `1 / clip_coef` itself; elsewhere each is stepped as it is
+        // mapped, its gradient multiplied by `clip_coef`.
+        let fused = module.devices().first().is_some_and(tch_kernels::applies);
+        let clip = max_grad_norm.is_finite().then(|| {
+            let max = Tensor::<1>::full([1], max_grad_norm, &norm.device());
+            // torch's `clip_coef_clamped`, or the divisor it is the inverse of.
+            if fused {
+                (norm.clone().add_scalar(1e-6) / max).clamp_min(1.0)
+            } else {
+                (max / norm.clone().add_scalar(1e-6)).clamp_max(1.0)
+            }
+        });
         let mut update = Update {
             optim: self,
             lr,
-            coef,
+            coef: clip.clone().filter(|_| !fused),
             grads: &mut grads,
             path: Vec::new(),
             no_decay: no_decay_group(),
             missing: None,
+            fused: fused.then(Vec::new),
         };
         let module = module.map(&mut update);
-        if let Some(path) = update.missing {
+        let (missing, groups) = (update.missing, update.fused);
+        // The gathered groups' steps update the parameters just handed out, in place.
+        for ((weight_decay, _), group) in groups.into_iter().flatten() {
+            let args = tch_kernels::FusedAdamW {
+                lr,
+                beta1: self.args.adam_beta1 as f64,
+                beta2: self.args.adam_beta2 as f64,
+                weight_decay,
+                eps: self.args.adam_epsilon as f64,
+                step: self.time,
+            };
+            group.step(args, clip.clone());
+        }
+        if let Some(path) = missing {
             return Err(TrainError::Checkpoint(format!(
                 "the optimizer state (step {}) has no moments for parameter `{path}`: it was saved for another model",
                 self.time - 1
@@ -197,6 +222,9 @@ struct Update<'a> {
     no_decay: ParamGroup,
     /// A parameter the loaded state has no moments for.
     missing: Option<String>,
+    /// On libtorch: the parameters gathered for torch's fused AdamW, by group (weight decay and
+    /// type); `AdamW::step_with_norm` steps them after the mapping.
+    fused: Option<Vec<((f64, DType), tch_kernels::FusedAdamWGroup)>>,
 }
 
 impl ModuleMapper for Update<'_> {
@@ -243,10 +271,18 @@ impl ModuleMapper for Update<'_> {
                 (p.zeros_like(), p.zeros_like())
             }
         };
-        let (p, m, v) = if cpu_kernels::applies(&p) {
+        let (p, m, v) = if let Some(groups) = &mut self.fused {
+            let key = (weight_decay, p.dtype());
+            let at = match groups.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    groups.push((key, Default::default()));
+                    groups.len() - 1
+                }
+            };
+            groups[at].1.push(p, g, m, v)
+        } else if cpu_kernels::applies(&p) {
             cpu_kernels::adamw_step(p, g, m, v, self.coef.clone(), step)
-        } else if tch_kernels::applies(&p.device()) {
-            tch_kernels::adamw_step(p, g, m, v, self.coef.clone(), step)
         } else {
             composed_step(p, g, m, v, self.coef.clone(), step)
         };

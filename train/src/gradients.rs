@@ -32,6 +32,23 @@ fn for_each_grad<M: Module, F: GradFn>(module: &M, grads: &mut GradientsParams, 
 
 /// The L2 norm over all gradients of `module` together, on the device (no read).
 pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Tensor<1> {
+    let device = module.devices().pop().unwrap_or_default();
+    // On libtorch torch's multi-tensor norm over every gradient at once.
+    if bert::tch_kernels::applies(&device) {
+        struct Gather(Vec<Tensor<1>>);
+        impl GradFn for Gather {
+            fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
+                let n = grad.shape().num_elements();
+                self.0.push(grad.reshape([n]));
+                None
+            }
+        }
+        let all = for_each_grad(module, grads, Gather(Vec::new())).0;
+        return match all.is_empty() {
+            true => Tensor::zeros([1], &device),
+            false => bert::tch_kernels::global_norm(all),
+        };
+    }
     struct SumSquares(Option<Tensor<1>>);
     impl GradFn for SumSquares {
         fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
@@ -50,11 +67,7 @@ pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> T
     }
     match for_each_grad(module, grads, SumSquares(None)).0 {
         Some(sum) => sum.sqrt(),
-        None => {
-            let mut devices = module.devices();
-            let device = devices.pop().unwrap_or_default();
-            Tensor::zeros([1], &device)
-        }
+        None => Tensor::zeros([1], &device),
     }
 }
 
