@@ -7,7 +7,8 @@ row `torch-eager:DEV`, eager mode, as in every earlier results file) and with `-
 sdpa,eager` also `attn_implementation="eager"` (`torch-eager-attn:DEV`, attention composed of
 matmul/softmax as our Burn model runs it under autodiff):
   train: forward + cross-entropy + backward + clip_grad_norm_(1.0) + AdamW (two parameter
-         groups: weight decay 0.01, none for bias and LayerNorm.weight), dropout on;
+         groups: weight decay 0.01, none for bias and LayerNorm.weight; `fused=True`, HF's
+         Trainer default `adamw_torch_fused` with torch >= 2.8), dropout on;
   infer: eval mode, torch.no_grad(), logits moved to the host.
 Eager mode, and with --compile also torch.compile (default mode, sdpa). The first
 run is the time to first step; `warmup` runs are not timed; the median and the minimum of
@@ -138,7 +139,9 @@ def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, comp
             {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": 0.01},
             {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
         ]
-        optim = torch.optim.AdamW(groups, lr=1e-5, eps=1e-8)
+        # HF's Trainer default with torch >= 2.8 (`optim="adamw_torch_fused"`); before
+        # 2026-12-06 the results files' PyTorch rows used the single-tensor default on the CPU.
+        optim = torch.optim.AdamW(groups, lr=1e-5, eps=1e-8, fused=True)
         fwd = torch.compile(model) if compile_ else model
 
         def step():
