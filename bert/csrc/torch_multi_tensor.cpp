@@ -1,14 +1,16 @@
-// torch's multi-tensor optimizer kernels, which the tch crate's generated C API leaves out (it
-// skips ops that return nothing or a list): `_foreach_norm`, as `clip_grad_norm_` takes the global
-// norm with `foreach=True`, and `_fused_adamw_`, the step of `torch.optim.AdamW(fused=True)`.
-// Called from `tch_kernels.rs` with tch's tensor handles (`torch::Tensor*`); an error comes back
-// as a malloc'd message (free it), success as null.
+// What `tch_kernels.rs` needs of libtorch that the tch crate's C API leaves out (it skips ops
+// that return nothing or a list, and its backward pass seeds every output with ones):
+// `_foreach_norm`, as `clip_grad_norm_` takes the global norm with `foreach=True`;
+// `_fused_adamw_`, the step of `torch.optim.AdamW(fused=True)`; and `torch::autograd::grad` with
+// the output's gradient given, for the ops torch's autograd records. Called with tch's tensor
+// handles (`torch::Tensor*`); an error comes back as a malloc'd message (free it), success as null.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/stack.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <cstring>
 #include <optional>
@@ -64,6 +66,20 @@ char *bert_torch_fused_adamw(at::Tensor *const *params, at::Tensor *const *grads
     at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n),
                       {}, steps, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
                       /*maximize=*/false, scale, std::nullopt);
+  });
+}
+
+// The gradients of the `n` leaves `inputs` of a recorded graph for the gradient `grad` of its
+// `output` (`torch.autograd.grad(output, inputs, grad)`), the graph freed after; a leaf the output
+// does not depend on gets null.
+char *bert_torch_grad(const at::Tensor *output, const at::Tensor *grad,
+                      at::Tensor *const *inputs, size_t n, at::Tensor **grads) {
+  return guarded([&] {
+    auto g = grad->scalar_type() == output->scalar_type() ? *grad : grad->to(output->scalar_type());
+    auto got = torch::autograd::grad({*output}, list(inputs, n), {g}, /*retain_graph=*/false,
+                                     /*create_graph=*/false, /*allow_unused=*/true);
+    for (size_t i = 0; i < n; ++i)
+      grads[i] = got[i].defined() ? new at::Tensor(std::move(got[i])) : nullptr;
   });
 }
 }

@@ -27,9 +27,10 @@
 //! inputs that require a gradient (the leaves; they share the inputs' memory), hands Burn the
 //! output detached, and keeps the output still attached to torch's graph, with the leaves, as
 //! the state of one Burn autodiff node ([`TchFused::torch_record`]). Burn's backward pass hands
-//! that node the output's gradient `g` and torch's engine computes the leaves' gradients from
-//! `output · g` ([`TchFused::torch_replay`]; the C API seeds a backward pass with ones only,
-//! hence the product: one element-wise op over the output, whose gradient is `g` again). torch
+//! that node the output's gradient `g` and torch's engine computes the leaves' gradients for it
+//! ([`TchFused::torch_replay`]: `torch::autograd::grad(output, leaves, g)`, through
+//! `csrc/torch_multi_tensor.cpp`; the tch crate's backward seeds the output with ones, which
+//! cost a product `output · g` and its backward, two passes over the output, before). torch
 //! keeps what its backward kernels need and frees it when the pass is done, as it does for
 //! PyTorch; the node holds the inputs' storage, so Burn never updates them in place while the
 //! graph lives. The log-softmax pick's backward is exposed, so it is a Burn node of its own.
@@ -81,6 +82,11 @@ pub enum TorchOp {
     /// `layer_norm(x, [last dim], weight, bias, eps)`: `x`, `weight`, `bias` (the last two with
     /// `x`'s rank, `[1, …, 1, h]`); the fourth input unused.
     LayerNorm { eps: f64 },
+    /// `linear(x, weight, bias)`, `x · weightᵀ + bias`: `x` `[n, in]`, `weight` `[out, in]` (the
+    /// `nn.Linear` / tied-embedding layout), `bias` `[1, out]`; the fourth input unused. torch's
+    /// backward gives the weight's gradient in the weight's own layout (Burn's matmul backward
+    /// gives a transposed view of it for a transposed operand, which every later use copies).
+    Linear,
 }
 
 #[backend_extension(LibTorch: cfg(feature = "tch"), Autodiff)]
@@ -167,6 +173,7 @@ mod libtorch {
                 let (w, b) = (b.reshape([last]), c.reshape([last]));
                 a.layer_norm([last], Some(&w), Some(&b), eps, true)
             }
+            TorchOp::Linear => a.linear(b, Some(&c.reshape([-1]))),
         }
     }
 
@@ -222,15 +229,13 @@ mod libtorch {
             c: TchTensor,
             grad: TchTensor,
         ) -> (TchTensor, TchTensor, TchTensor) {
-            let root = &output.tensor * &grad.tensor;
             let leaves = [a.tensor, b.tensor, c.tensor];
-            let grads = tch::Tensor::f_run_backward(&[root], &leaves, false, false)
-                .unwrap_or_else(|e| panic!("torch's backward pass of a recorded op: {e}"));
+            let grads = grad_of(&output.tensor, &grad.tensor, &leaves);
             // A leaf the output does not depend on gets no tensor from torch: zeros.
             let mut grads = grads
                 .into_iter()
                 .zip(&leaves)
-                .map(|(g, leaf)| TchTensor::new(if g.defined() { g } else { leaf.zeros_like() }));
+                .map(|(g, leaf)| TchTensor::new(g.unwrap_or_else(|| leaf.zeros_like())));
             let mut next = || grads.next().expect("torch returns a gradient per leaf");
             (next(), next(), next())
         }
@@ -273,6 +278,13 @@ mod libtorch {
     // `csrc/torch_multi_tensor.cpp`; handles are tch's (`torch::Tensor*`), an error a malloc'd
     // message.
     unsafe extern "C" {
+        fn bert_torch_grad(
+            output: *const torch_sys::C_tensor,
+            grad: *const torch_sys::C_tensor,
+            inputs: *const *mut torch_sys::C_tensor,
+            n: usize,
+            grads: *mut *mut torch_sys::C_tensor,
+        ) -> *mut std::ffi::c_char;
         fn bert_torch_global_norm(
             tensors: *const *mut torch_sys::C_tensor,
             n: usize,
@@ -293,6 +305,32 @@ mod libtorch {
             eps: f64,
             grad_scale: *const torch_sys::C_tensor,
         ) -> *mut std::ffi::c_char;
+    }
+
+    /// `torch.autograd.grad(output, leaves, grad)`: each leaf's gradient, `None` where the
+    /// output does not depend on it.
+    fn grad_of(
+        output: &tch::Tensor,
+        grad: &tch::Tensor,
+        leaves: &[tch::Tensor],
+    ) -> Vec<Option<tch::Tensor>> {
+        let handles = handles(leaves);
+        let mut out = vec![std::ptr::null_mut(); leaves.len()];
+        // SAFETY: live handles for the call; `out` has a slot per leaf, each set to a new
+        // `torch::Tensor*` or null.
+        check("autograd::grad", unsafe {
+            bert_torch_grad(
+                output.as_ptr(),
+                grad.as_ptr(),
+                handles.as_ptr(),
+                handles.len(),
+                out.as_mut_ptr(),
+            )
+        });
+        out.into_iter()
+            // SAFETY: a tensor the call allocated, now tch's to free.
+            .map(|p| (!p.is_null()).then(|| unsafe { tch::Tensor::from_ptr(p) }))
+            .collect()
     }
 
     /// Panics with torch's message when a `csrc` call failed.
@@ -555,6 +593,22 @@ pub fn layer_norm<const D: usize>(
     let (w, b) = (weight.unsqueeze::<D>(), bias.unsqueeze::<D>());
     // The fourth input is unused: any tensor.
     torch_op(TorchOp::LayerNorm { eps }, x.clone(), w, b, x)
+}
+
+/// `x · weightᵀ + bias` on libtorch (see [`applies`]): `x` `[n, in]`, `weight` `[out, in]`,
+/// `bias` `[out]` → `[n, out]`, torch's `linear` (one `addmm`) and its backward (the weight's
+/// gradient `gᵀ·x`, contiguous like the weight). Under [`precision::autocast`] in the half
+/// type, as `torch.autocast` runs `linear`, the output back in `x`'s type.
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
+    let was = x.dtype();
+    let dtype = precision::current().half().map_or(was, DType::from);
+    let (x, weight, bias) = (
+        of_type(x, dtype),
+        of_type(weight, dtype),
+        of_type(bias.unsqueeze::<2>(), dtype),
+    );
+    // The fourth input is unused: any tensor.
+    of_type(torch_op(TorchOp::Linear, x.clone(), weight, bias, x), was)
 }
 
 /// `log_softmax(logits)` at `labels` (`[n, classes]`, `[n]` in `0..classes`) on libtorch (see

@@ -91,6 +91,11 @@ impl BertLMPredictionHead {
             Some(d) => d.weight.val(),
             None => word_embeddings,
         };
+        // On libtorch torch's `linear`, whose backward gives the (tied) weight's gradient in its
+        // own `[vocab, h]` layout.
+        if crate::tch_kernels::applies(&hidden.device()) {
+            return crate::tch_kernels::linear(hidden, weight, self.bias.val());
+        }
         let vocab = weight.dims()[0];
         crate::precision::matmul(hidden, weight.transpose()) + self.bias.val().reshape([1, vocab])
     }
