@@ -4,24 +4,50 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/torch_multi_tensor.cpp");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    for var in [
+        "LIBTORCH_CXX11_ABI",
+        "LIBTORCH_INCLUDE",
+        "LIBTORCH_USE_PYTORCH",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
     if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
         return;
     }
-    // torch-sys (`links = "tch"`) hands its dependents libtorch's lib/ folder.
-    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
-        .expect("torch-sys did not say where libtorch is (DEP_TCH_LIBTORCH_LIB)");
+    // torch-sys (`links = "tch"`) hands its dependents libtorch's lib/ folder (Linux and
+    // macOS builds: the only ones that compile its C++ either).
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect(
+        "torch-sys did not say where libtorch is (DEP_TCH_LIBTORCH_LIB): the `tch` feature \
+         builds on Linux and macOS",
+    );
     let root = std::path::Path::new(&lib)
         .parent()
         .expect("libtorch's lib/ has a parent");
-    // As torch-sys decides it (build.rs: `LIBTORCH_CXX11_ABI`, default 1).
-    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    let include = std::env::var("LIBTORCH_INCLUDE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.to_path_buf())
+        .join("include");
+    // As torch-sys decides it (its build.rs): Python's torch says with `LIBTORCH_USE_PYTORCH`,
+    // else `LIBTORCH_CXX11_ABI`, default 1.
+    let abi = if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {
+        let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
+        let out = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{python}: {e}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    } else {
+        std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned())
+    };
     cc::Build::new()
         .cpp(true)
         .pic(true)
         .warnings(false)
-        .include(root.join("include"))
-        .include(root.join("include/torch/csrc/api/include"))
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")

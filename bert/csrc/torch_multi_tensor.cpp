@@ -12,6 +12,7 @@
 #include <ATen/ops/stack.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -25,14 +26,24 @@ std::vector<at::Tensor> list(at::Tensor *const *tensors, size_t n) {
   return out;
 }
 
+// A message the caller frees; out of memory for even that, nothing to report with: abort.
+char *message(const char *what) {
+  char *copy = strdup(what);
+  if (!copy) std::abort();
+  return copy;
+}
+
+// Runs `f`, turning any exception into a message (none may unwind into Rust).
 template <typename F> char *guarded(F f) {
   try {
     f();
     return nullptr;
   } catch (const c10::Error &e) {
-    return strdup(e.what_without_backtrace());
+    return message(e.what_without_backtrace());
   } catch (const std::exception &e) {
-    return strdup(e.what());
+    return message(e.what());
+  } catch (...) {
+    return message("unknown C++ exception");
   }
 }
 
@@ -51,8 +62,9 @@ char *bert_torch_global_norm(at::Tensor *const *tensors, size_t n, at::Tensor **
 
 // One AdamW step, in place, of `n` parameters with their gradients and moments (one device, one
 // type): `torch._fused_adamw_` at Adam step `step`, every gradient first divided by `grad_scale`
-// (a `[1]` tensor on the device, or null). The step count is a tensor on the device, as torch's
-// optimizer keeps it, filled there (no copy from the host).
+// (a `[1]` tensor on the device, or null; torch reads it as f32, and writes each gradient back
+// divided by it). The step count is a tensor on the device, as torch's optimizer keeps it,
+// filled there (no copy from the host).
 char *bert_torch_fused_adamw(at::Tensor *const *params, at::Tensor *const *grads,
                              at::Tensor *const *exp_avgs, at::Tensor *const *exp_avg_sqs, size_t n,
                              double step, double lr, double beta1, double beta2,

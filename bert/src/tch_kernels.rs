@@ -365,6 +365,7 @@ mod libtorch {
         check("_foreach_norm", unsafe {
             bert_torch_global_norm(list.as_ptr(), list.len(), &mut out)
         });
+        assert!(!out.is_null(), "torch's _foreach_norm returned no tensor");
         // SAFETY: a new `torch::Tensor*` the call allocated, now tch's to free.
         let norm = unsafe { tch::Tensor::from_ptr(out) };
         Tensor::from_primitive::<LibTorch>(TchTensor::new(norm))
@@ -646,9 +647,10 @@ pub struct FusedAdamWGroup {
 }
 
 impl FusedAdamWGroup {
-    /// Adds a parameter with its gradient and moments (flat, one shape, on the inner device);
-    /// returns the parameter and the moments that [`step`](Self::step) will update (each one's
-    /// own buffer: a buffer something else holds is copied first).
+    /// Adds a parameter with its gradient and moments (flat, one shape, on the inner device; the
+    /// other three cast to the parameter's type); returns the parameter and the moments that
+    /// [`step`](Self::step) will update (each one's own buffer: a buffer something else holds
+    /// is copied first), and the gradient is overwritten too (divided by `grad_scale`).
     pub fn push(
         &mut self,
         param: Tensor<1>,
@@ -658,7 +660,11 @@ impl FusedAdamWGroup {
     ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
         #[cfg(feature = "tch")]
         {
-            let [p, g, m, v] = [param, grad, exp_avg, exp_avg_sq].map(libtorch::unique);
+            // `_fused_adamw_` takes one type for all four (moments loaded from a checkpoint
+            // are f32 whatever the parameter's).
+            let dtype = param.dtype();
+            let [g, m, v] = [grad, exp_avg, exp_avg_sq].map(|t| of_type(t, dtype));
+            let [p, g, m, v] = [param, g, m, v].map(libtorch::unique);
             for (list, t) in self.tensors.iter_mut().zip([&p, &g, &m, &v]) {
                 list.push(t.tensor.shallow_clone());
             }
@@ -1179,6 +1185,36 @@ mod tests {
                 "{dtype:?}: a parameter someone else holds changed in place"
             );
         }
+    }
+
+    /// Moments of another type than the parameter (a checkpoint's are f32) are cast to it: an
+    /// f64 parameter steps with f32 zero moments as with f64 ones.
+    #[test]
+    fn fused_adamw_casts_moments_to_the_parameters_type() {
+        let d = Device::libtorch();
+        let p = Tensor::<1>::from_floats([0.5, -1.0, 2.0], &d).cast(DType::F64);
+        let g = Tensor::<1>::from_floats([0.1, 0.2, -0.3], &d).cast(DType::F64);
+        let args = FusedAdamW {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.0,
+            eps: 1e-8,
+            step: 1,
+        };
+        let step = |m: Tensor<1>, v: Tensor<1>| {
+            let mut group = FusedAdamWGroup::default();
+            let (p, m, _) = group.push(p.clone(), g.clone(), m, v);
+            group.step(args, None);
+            assert_eq!(m.dtype(), DType::F64);
+            p.into_data()
+        };
+        let zeros = |dtype| Tensor::<1>::zeros([3], &d).cast(dtype);
+        let mixed = step(zeros(DType::F32), zeros(DType::F32));
+        assert_eq!(mixed, step(zeros(DType::F64), zeros(DType::F64)));
+        // Step 1 moves each by lr against its gradient's sign.
+        let want = burn::tensor::TensorData::from([0.4f64, -1.1, 2.1]);
+        mixed.assert_approx_eq::<f64>(&want, burn::tensor::Tolerance::absolute(1e-6));
     }
 
     /// The global norm of tensors of several sizes (one empty) is the norm of them
