@@ -1,6 +1,6 @@
-//! With `tch`: compiles `csrc/torch_multi_tensor.cpp` (torch's `_foreach_norm` and
-//! `_fused_adamw_`, which the tch crate does not expose) against the libtorch torch-sys links,
-//! with torch-sys's flags.
+//! With `tch`: compiles `csrc/torch_multi_tensor.cpp` (torch's `_foreach_norm`, `_fused_adamw_`
+//! and `autograd::grad` with a given output gradient, which the tch crate does not expose)
+//! against the libtorch torch-sys links, with torch-sys's flags.
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/torch_multi_tensor.cpp");
@@ -8,6 +8,7 @@ fn main() {
         "LIBTORCH_CXX11_ABI",
         "LIBTORCH_INCLUDE",
         "LIBTORCH_USE_PYTORCH",
+        "VIRTUAL_ENV",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -30,8 +31,12 @@ fn main() {
     // As torch-sys decides it (its build.rs): Python's torch says with `LIBTORCH_USE_PYTORCH`,
     // else `LIBTORCH_CXX11_ABI`, default 1.
     let abi = if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {
-        let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
-        let out = std::process::Command::new(&python)
+        // torch-sys's interpreter: `python` in a virtualenv, else `python3`.
+        let python = match std::env::var_os("VIRTUAL_ENV") {
+            Some(_) => "python",
+            None => "python3",
+        };
+        let out = std::process::Command::new(python)
             .args([
                 "-c",
                 "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))",

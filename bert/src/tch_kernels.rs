@@ -263,11 +263,15 @@ mod libtorch {
         }
     }
 
+    /// `t`'s libtorch tensor.
+    fn raw(t: Tensor<1>) -> TchTensor {
+        t.try_into_primitive::<LibTorch>()
+            .expect("a tensor of the libtorch backend")
+    }
+
     /// `t`'s libtorch tensor, contiguous, in a buffer nothing else holds (copied otherwise).
     pub(super) fn unique(t: Tensor<1>) -> TchTensor {
-        let t = t
-            .try_into_primitive::<LibTorch>()
-            .expect("a tensor of the libtorch backend");
+        let t = raw(t);
         if t.tensor.is_contiguous() {
             owned(t)
         } else {
@@ -351,14 +355,7 @@ mod libtorch {
     }
 
     pub(super) fn global_norm(tensors: Vec<Tensor<1>>) -> Tensor<1> {
-        let tensors: Vec<tch::Tensor> = tensors
-            .into_iter()
-            .map(|t| {
-                t.try_into_primitive::<LibTorch>()
-                    .expect("a tensor of the libtorch backend")
-                    .tensor
-            })
-            .collect();
+        let tensors: Vec<tch::Tensor> = tensors.into_iter().map(|t| raw(t).tensor).collect();
         let mut out = std::ptr::null_mut();
         let list = handles(&tensors);
         // SAFETY: `list` holds live handles for the call; `out` is set on success.
@@ -376,11 +373,7 @@ mod libtorch {
         args: FusedAdamW,
         grad_scale: Option<Tensor<1>>,
     ) {
-        let scale = grad_scale.map(|s| {
-            s.try_into_primitive::<LibTorch>()
-                .expect("a tensor of the libtorch backend")
-                .tensor
-        });
+        let scale = grad_scale.map(|s| raw(s).tensor);
         let scale_ptr = scale.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
         let [hp, hg, hm, hv] = [&p, &g, &m, &v].map(|l| handles(l));
         // SAFETY: the four lists hold `p.len()` live handles each (`p`, `g`, `m`, `v` live to

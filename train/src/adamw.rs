@@ -250,7 +250,8 @@ impl ModuleMapper for Update<'_> {
         };
         let t = self.optim.time;
         let (b1, b2) = (args.adam_beta1 as f64, args.adam_beta2 as f64);
-        let step = AdamWStep {
+        // The per-parameter step's scalars (the fused groups take the hyperparameters).
+        let step = || AdamWStep {
             beta1: b1,
             beta2: b2,
             eps: args.adam_epsilon as f64,
@@ -282,9 +283,9 @@ impl ModuleMapper for Update<'_> {
             };
             groups[at].1.push(p, g, m, v)
         } else if cpu_kernels::applies(&p) {
-            cpu_kernels::adamw_step(p, g, m, v, self.coef.clone(), step)
+            cpu_kernels::adamw_step(p, g, m, v, self.coef.clone(), step())
         } else {
-            composed_step(p, g, m, v, self.coef.clone(), step)
+            composed_step(p, g, m, v, self.coef.clone(), step())
         };
         self.optim.state.insert(
             path,
