@@ -128,19 +128,22 @@ pub trait CpuFused: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// `Σ x²` over all of `x`, as a `[1]` tensor.
     fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// `x·weight + bias` for `x` `[n, in]`, `weight` `[in, out]` (Burn's `Linear` layout) and
-    /// `bias` `[out]`: one GEMM into rows that start as the bias.
+    /// `x·W + bias` for `x` `[n, in]`, `bias` `[out]` and `W` `[in, out]`, the `weight` as
+    /// `layout` holds it: one GEMM into rows that start as the bias.
     fn linear_2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        layout: WeightLayout,
     ) -> FloatTensor<Self>;
-    /// The gradients of [`CpuFused::linear_2d`] for its input, weight and bias, from its input,
-    /// its weight and the output's gradient: `g·weightᵀ`, `xᵀ·g` and `g`'s column sums.
+    /// The gradients of [`CpuFused::linear_2d`] for its input, weight (in its `layout`) and
+    /// bias, from its input, its weight and the output's gradient: `g·Wᵀ`, `xᵀ·g` (or its
+    /// transpose `gᵀ·x`) and `g`'s column sums.
     fn linear_2d_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        layout: WeightLayout,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// The rows `ids` (`[b, s]`) of `table` (`[vocab, d]`) as `[b, s, d]`: `nn.Embedding`, whose
     /// gradient skips the positions holding `padding_idx`.
@@ -205,6 +208,16 @@ pub trait CpuFused: Backend {
     ) -> FloatTensor<Self>;
 }
 
+/// How a linear map's weight is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `[in, out]`: Burn's `Linear`.
+    InOut,
+    /// `[out, in]`: torch's `nn.Linear`, and the word embeddings `[vocab, hidden]` as the tied
+    /// MLM decoder reads them (HF `BertLMPredictionHead`).
+    OutIn,
+}
+
 /// The scalars of one AdamW update, as torch's single-tensor `adamw` computes them for step `t`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWStep {
@@ -258,10 +271,23 @@ pub fn sum_squares<const D: usize>(x: Tensor<D>) -> Tensor<1> {
 /// crate, AVX-512 where the CPU has it) into rows that start as the bias; backward two GEMMs
 /// with the transposes read in place, and the bias gradient's column sums in parallel.
 pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
+    linear_2d(x, weight, bias, WeightLayout::InOut)
+}
+
+/// [`linear`] with the weight `[out, in]`, read transposed in place: `x·weightᵀ + bias`, as
+/// torch's `F.linear` and the tied MLM decoder over the word embeddings `[vocab, hidden]`
+/// (the bias the GEMM's starting rows, not a second pass over the `[n, vocab]` logits; the
+/// weight's gradient `gᵀ·x` in the weight's own layout).
+pub fn linear_out_in(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
+    linear_2d(x, weight, bias, WeightLayout::OutIn)
+}
+
+fn linear_2d(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>, layout: WeightLayout) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as CpuFused>::linear_2d(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
+        layout,
     ))
 }
 
@@ -798,45 +824,60 @@ pub(crate) mod kernels {
         (lanes.iter().chain(&a[full..])).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
     }
 
-    pub fn linear_2d<T: HostRows>(x: T, weight: T, bias: T) -> T {
+    pub fn linear_2d<T: HostRows>(x: T, weight: T, bias: T, layout: WeightLayout) -> T {
         let (x, weight, bias) = (x.contiguous(), weight.contiguous(), bias.contiguous());
-        let [n, k, m] = linear_sizes(&x, &weight);
+        let [n, k, m] = linear_sizes(&x, &weight, layout);
         let b = bias.values();
+        assert_eq!(b.len(), m, "linear: bias size");
         let init = |y: &mut [MaybeUninit<f32>]| {
-            // Every row the bias, then y += x·w: x `[n, k]`, w `[k, m]`, both row-major.
+            // Every row the bias, then y += x·w: x `[n, k]` row-major, w `[k, m]` read through
+            // the weight's strides.
             (y.par_chunks_mut(m)).for_each(|row| {
                 row.write_copy_of_slice(b);
             });
             // SAFETY: every element was just written (rows of `m`, as many as `b` has).
             let y = unsafe { y.assume_init_mut() };
-            let (x, w) = (
-                (x.values(), k as isize, 1),
-                (weight.values(), m as isize, 1),
-            );
-            gemm(Dst::Add(y), [n, m, k], x, w);
+            let w = weight_strides(weight.values(), [k, m], layout);
+            gemm(Dst::Add(y), [n, m, k], (x.values(), k as isize, 1), w);
         };
         // SAFETY: `init` writes every element.
         unsafe { T::matrix(n, m, init) }
     }
 
-    pub fn linear_2d_backward<T: HostRows>(x: T, weight: T, grad: T) -> (T, T, T) {
+    pub fn linear_2d_backward<T: HostRows>(
+        x: T,
+        weight: T,
+        grad: T,
+        layout: WeightLayout,
+    ) -> (T, T, T) {
         let (x, weight, grad) = (x.contiguous(), weight.contiguous(), grad.contiguous());
-        let [n, k, m] = linear_sizes(&x, &weight);
+        let [n, k, m] = linear_sizes(&x, &weight, layout);
         let g = grad.values();
         // dx = g·wᵀ: g `[n, m]`; wᵀ `[m, k]` read through w's strides.
-        let w = (weight.values(), 1, m as isize);
+        let (w, w_rows, w_cols) = weight_strides(weight.values(), [k, m], layout);
         let product = |dx: &mut [MaybeUninit<f32>]| {
-            gemm(Dst::Write(dx), [n, k, m], (g, m as isize, 1), w);
+            gemm(
+                Dst::Write(dx),
+                [n, k, m],
+                (g, m as isize, 1),
+                (w, w_cols, w_rows),
+            );
         };
         // SAFETY: a `Dst::Write` product writes every element.
         let dx = unsafe { T::matrix(n, k, product) };
-        // dw = xᵀ·g: xᵀ `[k, n]` read through x's strides; g `[n, m]`.
-        let xt = (x.values(), 1, k as isize);
+        // dw in the weight's layout: xᵀ·g (`[k, n]`·`[n, m]`) or gᵀ·x (`[m, n]`·`[n, k]`), the
+        // transposed operand read through its strides.
+        let (xv, gv) = ((x.values(), k as isize), (g, m as isize));
+        let ([rows, cols], lhs, rhs) = match layout {
+            WeightLayout::InOut => ([k, m], xv, gv),
+            WeightLayout::OutIn => ([m, k], gv, xv),
+        };
         let product = |dw: &mut [MaybeUninit<f32>]| {
-            gemm(Dst::Write(dw), [k, m, n], xt, (g, m as isize, 1));
+            let (lhs, rhs) = ((lhs.0, 1, lhs.1), (rhs.0, rhs.1, 1));
+            gemm(Dst::Write(dw), [rows, cols, n], lhs, rhs);
         };
         // SAFETY: as above.
-        let dw = unsafe { T::matrix(k, m, product) };
+        let dw = unsafe { T::matrix(rows, cols, product) };
         let db = (g.par_chunks(rows_per_chunk(&grad).1))
             .map(|c| {
                 let mut sums = vec![0f32; m];
@@ -1389,12 +1430,30 @@ pub(crate) mod kernels {
         }
     }
 
-    /// `[rows, in, out]` of a linear layer's input `[rows, in]` and weight `[in, out]`.
-    fn linear_sizes<T: HostRows>(x: &T, weight: &T) -> [usize; 3] {
-        let out = weight.row_len();
-        let inp = weight.values().len() / out;
+    /// `[rows, in, out]` of a linear layer's input `[rows, in]` and weight (`[in, out]` or
+    /// `[out, in]` as `layout` says).
+    fn linear_sizes<T: HostRows>(x: &T, weight: &T, layout: WeightLayout) -> [usize; 3] {
+        let last = weight.row_len();
+        let first = weight.values().len() / last;
+        let [inp, out] = match layout {
+            WeightLayout::InOut => [first, last],
+            WeightLayout::OutIn => [last, first],
+        };
+        assert_eq!(x.row_len(), inp, "linear: input features vs weight");
         [x.values().len() / inp, inp, out]
     }
+
+    /// A weight as the `[in, out]` matrix `W` of `x·W` for [`gemm`]: `(values, row stride,
+    /// column stride)`, a `[out, in]` weight read transposed in place.
+    fn weight_strides(w: &[f32], [inp, out]: [usize; 2], layout: WeightLayout) -> GemmOperand<'_> {
+        match layout {
+            WeightLayout::InOut => (w, out as isize, 1),
+            WeightLayout::OutIn => (w, 1, inp as isize),
+        }
+    }
+
+    /// A [`gemm`] operand: `(values, row stride, column stride)`.
+    type GemmOperand<'a> = (&'a [f32], isize, isize);
 
     /// Where [`gemm`] puts its product: added to values there, or written over a buffer that
     /// need not hold values yet (every element is written).
@@ -1599,15 +1658,21 @@ macro_rules! host_fused {
             fn sum_squares(x: $tensor) -> $tensor {
                 kernels::sum_squares(x)
             }
-            fn linear_2d(x: $tensor, weight: $tensor, bias: $tensor) -> $tensor {
-                kernels::linear_2d(x, weight, bias)
+            fn linear_2d(
+                x: $tensor,
+                weight: $tensor,
+                bias: $tensor,
+                layout: WeightLayout,
+            ) -> $tensor {
+                kernels::linear_2d(x, weight, bias, layout)
             }
             fn linear_2d_backward(
                 x: $tensor,
                 weight: $tensor,
                 grad: $tensor,
+                layout: WeightLayout,
             ) -> ($tensor, $tensor, $tensor) {
-                kernels::linear_2d_backward(x, weight, grad)
+                kernels::linear_2d_backward(x, weight, grad, layout)
             }
             fn attention_3d(
                 q: $tensor,
@@ -1675,7 +1740,7 @@ mod flex {
 
     use std::mem::MaybeUninit;
 
-    use super::{AdamWStep, AttentionDims, CpuFused, HostDraw, HostRows, kernels};
+    use super::{AdamWStep, AttentionDims, CpuFused, HostDraw, HostRows, WeightLayout, kernels};
 
     // burn-flex's own LayerNorm forward: SIMD and parallel.
     host_fused!(Flex, FlexTensor, |x, w, b, eps| {
@@ -1752,7 +1817,7 @@ mod ndarray {
 
     use std::mem::MaybeUninit;
 
-    use super::{AdamWStep, AttentionDims, CpuFused, HostDraw, HostRows, kernels};
+    use super::{AdamWStep, AttentionDims, CpuFused, HostDraw, HostRows, WeightLayout, kernels};
 
     host_fused!(NdArray, NdArrayTensor, kernels::layer_norm_last);
 
@@ -1927,7 +1992,7 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         fn gelu_erf_backward(x, grad;) -> one;
         fn softmax_last_backward(y, grad;) -> one;
         fn layer_norm_last_backward(x, weight, grad; eps: f64) -> three;
-        fn linear_2d_backward(x, weight, grad;) -> three;
+        fn linear_2d_backward(x, weight, grad; layout: WeightLayout) -> three;
         fn adamw_update(p, g, m, v, clip; step: AdamWStep) -> three;
         fn sum_squares(x;) -> one;
         fn attention_3d(q, k, v, mask; dims: AttentionDims) -> one;
@@ -1969,8 +2034,10 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        layout: WeightLayout,
     ) -> FloatTensor<Self> {
-        weighted::<B, C>([x, weight, bias], WeightedBackward::Linear, B::linear_2d)
+        let forward = |x, w, b| B::linear_2d(x, w, b, layout);
+        weighted::<B, C>([x, weight, bias], WeightedBackward::Linear(layout), forward)
     }
 }
 
@@ -2008,7 +2075,7 @@ fn untracked<B: CpuFused, C: CheckpointStrategy>((a, b, c): Three<B>) -> Three<A
 #[derive(Debug)]
 enum WeightedBackward {
     LayerNorm { eps: f64 },
-    Linear,
+    Linear(WeightLayout),
 }
 
 impl<B: CpuFused> Backward<B, 3> for WeightedBackward {
@@ -2019,7 +2086,7 @@ impl<B: CpuFused> Backward<B, 3> for WeightedBackward {
         let (x, weight) = ops.state;
         let (dx, dw, db) = match self {
             Self::LayerNorm { eps } => B::layer_norm_last_backward(x, weight, grad, eps),
-            Self::Linear => B::linear_2d_backward(x, weight, grad),
+            Self::Linear(layout) => B::linear_2d_backward(x, weight, grad, layout),
         };
         register::<B, 3>(ops.parents.map(|p| p.map(|n| n.id)), grads, [dx, dw, db]);
     }
@@ -2503,8 +2570,10 @@ mod tests {
         }
     }
 
-    /// Forward and backward of the fused linear layer against Burn's `x·w + b`: the output and
-    /// the input's, weight's and bias's gradients, at a size that runs the GEMM on both cores.
+    /// Forward and backward of the fused linear layer against Burn's `x·w + b`, the weight
+    /// `[in, out]` ([`linear`]) and `[out, in]` ([`linear_out_in`] against `x·wᵀ + b`): the
+    /// output and the input's, weight's and bias's gradients, at a size that runs the GEMM on
+    /// both cores.
     #[test]
     fn fused_linear_matches_burns_and_its_gradients() {
         use burn::tensor::TensorData;
@@ -2516,21 +2585,34 @@ mod tests {
         for d in cpu_devices() {
             let x = Tensor::<2>::from_data(data(n * k, 1, vec![n, k]), &d);
             let w = Tensor::<2>::from_data(data(k * m, 2, vec![k, m]), &d);
+            let wt = Tensor::<2>::from_data(data(k * m, 2, vec![m, k]), &d);
             let b = Tensor::<1>::from_data(data(m, 3, vec![m]), &d);
             let up = Tensor::<2>::from_data(data(n * m, 4, vec![n, m]), &d);
-            let (fused, burn) = (
-                output_and_gradients(&x, &w, &b, &up, linear),
-                output_and_gradients(&x, &w, &b, &up, |x, w, b| x.matmul(w) + b.unsqueeze()),
-            );
-            for (name, (a, b)) in ["output", "input grad", "weight grad", "bias grad"]
-                .iter()
-                .zip(fused.iter().zip(&burn))
-            {
-                assert_eq!(a.len(), b.len(), "{name}");
-                let worst = (a.iter().zip(b))
-                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-                    .fold(0f32, f32::max);
-                assert!(worst < 1e-5, "{name}: {worst}");
+            let cases = [
+                (
+                    "[in, out]",
+                    output_and_gradients(&x, &w, &b, &up, linear),
+                    output_and_gradients(&x, &w, &b, &up, |x, w, b| x.matmul(w) + b.unsqueeze()),
+                ),
+                (
+                    "[out, in]",
+                    output_and_gradients(&x, &wt, &b, &up, linear_out_in),
+                    output_and_gradients(&x, &wt, &b, &up, |x, w, b| {
+                        x.matmul(w.transpose()) + b.unsqueeze()
+                    }),
+                ),
+            ];
+            for (layout, fused, burn) in &cases {
+                for (name, (a, b)) in ["output", "input grad", "weight grad", "bias grad"]
+                    .iter()
+                    .zip(fused.iter().zip(burn))
+                {
+                    assert_eq!(a.len(), b.len(), "{layout} {name}");
+                    let worst = (a.iter().zip(b))
+                        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                        .fold(0f32, f32::max);
+                    assert!(worst < 1e-5, "{layout} {name}: {worst}");
+                }
             }
         }
     }

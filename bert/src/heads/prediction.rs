@@ -96,6 +96,15 @@ impl BertLMPredictionHead {
         if crate::tch_kernels::applies(&hidden.device()) {
             return crate::tch_kernels::linear(hidden, weight, self.bias.val());
         }
+        // On flex and ndarray (f32) one GEMM into rows that start as the bias, the weight read
+        // transposed in place: no second pass over the `[n, vocab]` logits for the bias, and
+        // the weight's gradient `gᵀ·x` in its own layout.
+        if crate::precision::current().half().is_none()
+            && crate::cpu_kernels::applies(&hidden)
+            && crate::cpu_kernels::applies(&weight)
+        {
+            return crate::cpu_kernels::linear_out_in(hidden, weight, self.bias.val());
+        }
         let vocab = weight.dims()[0];
         crate::precision::matmul(hidden, weight.transpose()) + self.bias.val().reshape([1, vocab])
     }
