@@ -2300,6 +2300,13 @@ mod tests {
         assert!(worst.1 < 1e-6, "exp: {}", worst.1);
     }
 
+    /// A tensor's values as f32 bit patterns, for bit-for-bit comparisons.
+    fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
+        let data = t.into_data().convert::<f32>();
+        let values = data.as_slice::<f32>().expect("f32 values");
+        values.iter().map(|x| x.to_bits()).collect()
+    }
+
     /// The autodiff devices of the CPU backends the kernels run on.
     #[allow(clippy::vec_init_then_push, unused_mut)] // each push is behind its feature
     fn cpu_devices() -> Vec<Device> {
@@ -2418,14 +2425,6 @@ mod tests {
     /// plain run's, bit for bit, dropout included (the same draw), on every reference case.
     #[test]
     fn checkpointed_training_attention_recomputes_the_same_bits() {
-        let bits = |t: Tensor<3>| -> Vec<u32> {
-            let data = t.into_data().convert::<f32>();
-            data.as_slice::<f32>()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        };
         for plain in cpu_devices() {
             let checkpointed = plain.clone().inner().autodiff().gradient_checkpointing();
             let dropout = burn::nn::DropoutConfig::new(0.1).init();
@@ -2758,14 +2757,6 @@ mod tests {
     /// the CPU has (AVX-512, AVX2 + FMA, baseline): the claim of `simd_fn!`.
     #[test]
     fn kernels_give_the_same_bits_at_every_simd_level() {
-        let bits = |t: Tensor<2>| -> Vec<u32> {
-            let v = t.into_data().convert::<f32>();
-            v.as_slice::<f32>()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        };
         let run = |d: &Device| -> Vec<Vec<u32>> {
             let (n, h) = (37, 80); // rows and a width that is no multiple of 16
             let values = |seed: f32| -> Vec<f32> {
