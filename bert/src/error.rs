@@ -23,7 +23,10 @@ pub enum BertError {
     #[error("invalid BERT config: {0}")]
     InvalidConfig(String),
     /// The model directory holds no weights file we know.
-    #[error("{0}: no model.safetensors or pytorch_model.bin in this directory")]
+    #[error(
+        "{0}: no model.safetensors or pytorch_model.bin (nor a sharded checkpoint's \
+         model.safetensors.index.json or pytorch_model.bin.index.json) in this directory"
+    )]
     NoWeights(PathBuf),
     /// The weights file could not be parsed.
     #[error("{path}: cannot read weights: {message}")]

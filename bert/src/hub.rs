@@ -79,13 +79,22 @@ pub(crate) fn to_f32(path: &Path, key: &str, dtype: &str, bytes: &[u8]) -> Resul
     })
 }
 
-/// The weights file of a model directory: `model.safetensors`, else `pytorch_model.bin`; a
-/// file path is itself.
+/// The weights files of a model directory, in HF's order of preference: one safetensors
+/// file, its shards' index, one pickle file, its shards' index.
+pub const WEIGHTS_FILES: [&str; 4] = [
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+];
+
+/// The weights file of a model directory: the first of [`WEIGHTS_FILES`] there (a sharded
+/// checkpoint's index stands for its shards); a file path is itself.
 pub fn weights_file(path: &Path) -> Result<PathBuf> {
     if !path.is_dir() {
         return Ok(path.to_path_buf());
     }
-    ["model.safetensors", "pytorch_model.bin"]
+    WEIGHTS_FILES
         .iter()
         .map(|f| path.join(f))
         .find(|p| p.is_file())
@@ -93,13 +102,70 @@ pub fn weights_file(path: &Path) -> Result<PathBuf> {
 }
 
 /// Every tensor of a weights file by its key, not yet read: burn-store's `SafetensorsStore`
-/// (memory-mapped) or `PytorchStore` (pickle parsed without running its code).
+/// (memory-mapped) or `PytorchStore` (pickle parsed without running its code), or those of
+/// every shard a shard index names.
 fn stored_tensors(file: &Path) -> Result<Vec<StoredTensor>> {
-    if file.extension().is_some_and(|e| e == "safetensors") {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.ends_with(".index.json") {
+        sharded_tensors(file)
+    } else if file.extension().is_some_and(|e| e == "safetensors") {
         all_stored(SafetensorsStore::from_file(file), file)
     } else {
         all_stored(PytorchStore::from_file(file), file)
     }
+}
+
+/// The tensors of a sharded checkpoint (HF's `save_pretrained(max_shard_size=…)`): its index
+/// (`model.safetensors.index.json`, `pytorch_model.bin.index.json`) maps each key to the shard
+/// file beside it that holds it (`weight_map`); each shard is read as a weights file, and the
+/// keys the index places there are taken from it. A shard that is missing, outside the
+/// directory or without a key the index places in it is an error naming it.
+fn sharded_tensors(index: &Path) -> Result<Vec<StoredTensor>> {
+    let text = std::fs::read_to_string(index).map_err(|e| BertError::io(index, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| weights_error(index, format!("not a shard index: {e}")))?;
+    let map = (json.get("weight_map").and_then(|m| m.as_object()))
+        .ok_or_else(|| weights_error(index, "a shard index without a `weight_map` object"))?;
+    // Shard file → the keys the index places in it.
+    let mut shards: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (key, shard) in map {
+        let shard = (shard.as_str())
+            .filter(|s| {
+                let inside = Path::new(s).components().count() == 1;
+                inside && !s.ends_with(".index.json") && !matches!(*s, "." | "..")
+            })
+            .ok_or_else(|| {
+                weights_error(
+                    index,
+                    format!("`weight_map` places `{key}` in {shard}, not a shard file beside it"),
+                )
+            })?;
+        shards.entry(shard).or_default().insert(key.as_str());
+    }
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut all = Vec::with_capacity(map.len());
+    for (shard, keys) in shards {
+        let file = dir.join(shard);
+        if !file.is_file() {
+            return Err(weights_error(
+                index,
+                format!("its shard {shard} is missing"),
+            ));
+        }
+        let stored: Vec<StoredTensor> = (stored_tensors(&file)?.into_iter())
+            .filter(|t| keys.contains(t.name.as_str()))
+            .collect();
+        if stored.len() != keys.len() {
+            let found: BTreeSet<&str> = stored.iter().map(|t| t.name.as_str()).collect();
+            let absent = keys.iter().find(|k| !found.contains(*k)).unwrap();
+            return Err(weights_error(
+                &file,
+                format!("the shard index places `{absent}` in this shard, which does not hold it"),
+            ));
+        }
+        all.extend(stored);
+    }
+    Ok(all)
 }
 
 /// Every tensor a store holds (`file` names it in errors).

@@ -64,7 +64,7 @@ fn broken_model_files_are_named() {
         ("malformed", Box::new(write("config.json", "{\"hidden_size\": \"big\"")), &["config.json", "malformed"]),
         ("noconfig", Box::new(remove("config.json")), &["config.json", "No such file"]),
         ("badvalue", Box::new(heads_5), &["not a multiple of num_attention_heads (5)"]),
-        ("noweights", Box::new(remove("model.safetensors")), &["no model.safetensors or pytorch_model.bin"]),
+        ("noweights", Box::new(remove("model.safetensors")), &["no model.safetensors or pytorch_model.bin", "model.safetensors.index.json"]),
         ("corrupt", Box::new(write("model.safetensors", "not a safetensors file")), &["model.safetensors", "cannot read weights"]),
     ];
     for (tag, edit, words) in cases {
@@ -72,6 +72,50 @@ fn broken_model_files_are_named() {
         let s = Scratch::copy_of("seq_cls_single", tag);
         edit(s.path());
         assert_err(load(s.path()), words);
+    }
+}
+
+/// A broken sharded checkpoint (a copy of HF's `qa_sharded`): loading names the index or the
+/// shard and the problem.
+#[test]
+fn broken_sharded_checkpoints_are_named() {
+    let index = "model.safetensors.index.json";
+    let edit_index = |edit: fn(&mut serde_json::Value)| {
+        move |dir: &Path| {
+            let file = dir.join("model.safetensors.index.json");
+            let mut json = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            edit(&mut json);
+            std::fs::write(&file, json.to_string()).unwrap();
+        }
+    };
+    let shard = "model-00002-of-00005.safetensors";
+    // The key the broken indexes move or drop.
+    const KEY: &str = "bert.encoder.layer.0.attention.output.dense.weight";
+    #[rustfmt::skip]
+    let cases: [Case; 5] = [
+        ("noshard", Box::new(move |d: &Path| std::fs::remove_file(d.join(shard)).unwrap()),
+            &["model.safetensors.index.json", "its shard model-00002-of-00005.safetensors is missing"]),
+        ("badindex", Box::new(move |d: &Path| std::fs::write(d.join(index), "{\"weight_map\": 3}").unwrap()),
+            &["model.safetensors.index.json", "without a `weight_map` object"]),
+        ("outside", Box::new(edit_index(|j| j["weight_map"][KEY] = "../qa/model.safetensors".into())),
+            &["places `bert.encoder.layer.0.attention.output.dense.weight` in \"../qa/model.safetensors\"", "not a shard file beside it"]),
+        ("wrongshard", Box::new(edit_index(|j| j["weight_map"][KEY] = "model-00005-of-00005.safetensors".into())),
+            &["model-00005-of-00005.safetensors", "places `bert.encoder.layer.0.attention.output.dense.weight` in this shard, which does not hold it"]),
+        ("unlisted", Box::new(edit_index(|j| { j["weight_map"].as_object_mut().unwrap().remove(KEY); })),
+            &["bert.encoder.layer.0.attention.output.dense.weight"]),
+    ];
+    for (tag, edit, words) in cases {
+        eprintln!("case {tag}");
+        let dir = bert::fixtures::Scratch::dir(&format!("errors-sharded-{tag}"));
+        for f in std::fs::read_dir(case_dir("qa_sharded")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+        edit(&dir);
+        assert_err(
+            bert::BertForQuestionAnswering::from_pretrained(&*dir, &device()),
+            words,
+        );
     }
 }
 

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use bert::hub::{BertPretrained, grad_dict};
 use bert::tensors_file::NamedTensors;
 use bert::{
-    AnyBert, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertInput,
-    MaskedPositions, SequenceClassificationLabels,
+    AnyBert, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
+    BertForSequenceClassification, BertInput, MaskedPositions, SequenceClassificationLabels,
 };
 use burn::tensor::{Int, Tensor};
 use common::*;
@@ -87,6 +87,28 @@ fn token_classification_with_active_loss_mask_matches_hf() {
 #[test]
 fn question_answering_with_clamped_positions_matches_hf() {
     check_case("qa");
+}
+
+/// HF's sharded checkpoint (`save_pretrained(max_shard_size="20KB")` of the `qa` case: five
+/// shards and `model.safetensors.index.json`) loads with no missing or unexpected key, matches
+/// HF's outputs and gives the parameters of the single-file checkpoint, bit for bit.
+#[test]
+fn sharded_checkpoint_matches_hf_and_the_single_file() {
+    let dir = case_dir("qa_sharded");
+    assert!(dir.join("model.safetensors.index.json").is_file());
+    assert!(!dir.join("model.safetensors").exists());
+    check_case("qa_sharded");
+    let device = device();
+    let params = |case: &str| {
+        let model = BertForQuestionAnswering::from_pretrained(case_dir(case), &device).unwrap();
+        bert::hub::state_dict(&model)
+    };
+    let (a, b) = (params("qa_sharded"), params("qa"));
+    assert_eq!(a.len(), 39, "every parameter");
+    assert!(
+        a == b,
+        "the sharded checkpoint's parameters differ from the single file's"
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ of the loss w.r.t. named parameters). Needs torch and transformers (pip).
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import torch
@@ -193,6 +194,23 @@ def make_all():
     save_case("qa", m, x, run(m, x, ["loss", "start_logits", "end_logits"]), meta=dict(cls="BertForQuestionAnswering"))
 
 
+def make_sharded():
+    """`qa_sharded`: the `qa` case as HF writes a sharded checkpoint (`save_pretrained` with
+    `max_shard_size`: weights in five `model-0000K-of-00005.safetensors` files and a
+    `model.safetensors.index.json` naming each tensor's file), with `qa`'s inputs and outputs."""
+    src, d = os.path.join(HERE, "qa"), os.path.join(HERE, "qa_sharded")
+    shutil.rmtree(d, ignore_errors=True)
+    m = BertForQuestionAnswering.from_pretrained(src)
+    m.save_pretrained(d, max_shard_size="20KB")
+    for f in ("inputs.safetensors", "outputs.safetensors"):
+        shutil.copy(os.path.join(src, f), d)
+    with open(os.path.join(src, "case.json")) as f:
+        meta = json.load(f)
+    meta.update(sharded=True, transformers=transformers.__version__, torch=torch.__version__)
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+
+
 SENTENCES = [
     ("The quick brown fox jumps over the lazy dog.", None),
     ("Crème brûlée is a dessert; 東京 is a city!", None),
@@ -326,13 +344,17 @@ if __name__ == "__main__":
     ap.add_argument("--compare", nargs=2, metavar=("GOT", "WANT"), help="compare two output files (1e-4)")
     ap.add_argument("--minilm", help="all-MiniLM-L6-v2 directory (from shared/fixtures/fetch.sh)")
     ap.add_argument("--check-roundtrip", help="directory of HF model directories written by Rust")
+    ap.add_argument("--sharded", action="store_true", help="only (re)write qa_sharded from qa")
     args = ap.parse_args()
     if args.compare:
         compare(*args.compare)
     elif args.check_roundtrip:
         check_roundtrip(args.check_roundtrip)
+    elif args.sharded:
+        make_sharded()
     else:
         make_all()
+        make_sharded()
         if args.minilm:
             make_minilm(args.minilm)
             make_fill_mask(args.minilm)
