@@ -89,26 +89,43 @@ fn question_answering_with_clamped_positions_matches_hf() {
     check_case("qa");
 }
 
-/// HF's sharded checkpoint (`save_pretrained(max_shard_size="20KB")` of the `qa` case: five
-/// shards and `model.safetensors.index.json`) loads with no missing or unexpected key, matches
-/// HF's outputs and gives the parameters of the single-file checkpoint, bit for bit.
+/// Sharded checkpoints of the `qa` case — HF's own (`save_pretrained(max_shard_size="20KB")`:
+/// five safetensors shards and `model.safetensors.index.json`) and transformers 4's pickle
+/// layout (two `pytorch_model-0000K-of-00002.bin`, `pytorch_model.bin.index.json`) — load with
+/// no missing or unexpected key, match HF's outputs and give the single file's parameters, bit
+/// for bit.
 #[test]
-fn sharded_checkpoint_matches_hf_and_the_single_file() {
-    let dir = case_dir("qa_sharded");
-    assert!(dir.join("model.safetensors.index.json").is_file());
-    assert!(!dir.join("model.safetensors").exists());
-    check_case("qa_sharded");
+fn sharded_checkpoints_match_hf_and_the_single_file() {
     let device = device();
     let params = |case: &str| {
         let model = BertForQuestionAnswering::from_pretrained(case_dir(case), &device).unwrap();
         bert::hub::state_dict(&model)
     };
-    let (a, b) = (params("qa_sharded"), params("qa"));
-    assert_eq!(a.len(), 39, "every parameter");
-    assert!(
-        a == b,
-        "the sharded checkpoint's parameters differ from the single file's"
-    );
+    let single = params("qa");
+    assert_eq!(single.len(), 39, "every parameter");
+    for (case, index, file) in [
+        (
+            "qa_sharded",
+            "model.safetensors.index.json",
+            "model.safetensors",
+        ),
+        (
+            "qa_sharded_bin",
+            "pytorch_model.bin.index.json",
+            "pytorch_model.bin",
+        ),
+    ] {
+        let dir = case_dir(case);
+        assert!(
+            dir.join(index).is_file() && !dir.join(file).exists(),
+            "{case}"
+        );
+        check_case(case);
+        assert!(
+            params(case) == single,
+            "{case}: the sharded checkpoint's parameters differ from the single file's"
+        );
+    }
 }
 
 #[test]

@@ -210,6 +210,28 @@ def make_sharded():
     with open(os.path.join(d, "case.json"), "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
 
+    # `qa_sharded_bin`: the legacy pickle layout transformers 4 wrote (`save_pretrained(...,
+    # safe_serialization=False)`; transformers 5 writes safetensors only): two
+    # `pytorch_model-0000K-of-00002.bin` files of `torch.save`d tensors and
+    # `pytorch_model.bin.index.json`, the same names and index as transformers 4's `shard_checkpoint`.
+    b = os.path.join(HERE, "qa_sharded_bin")
+    shutil.rmtree(b, ignore_errors=True)
+    os.makedirs(b)
+    m.config.save_pretrained(b)
+    state = {k: v.contiguous() for k, v in m.state_dict().items()}
+    keys = list(state)
+    halves = [keys[: len(keys) // 2], keys[len(keys) // 2:]]
+    weight_map = {}
+    for i, part in enumerate(halves):
+        name = f"pytorch_model-{i + 1:05d}-of-{len(halves):05d}.bin"
+        torch.save({k: state[k] for k in part}, os.path.join(b, name))
+        weight_map.update({k: name for k in part})
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    with open(os.path.join(b, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2, sort_keys=True)
+    for f in ("inputs.safetensors", "outputs.safetensors", "case.json"):
+        shutil.copy(os.path.join(d, f), b)
+
 
 SENTENCES = [
     ("The quick brown fox jumps over the lazy dog.", None),
