@@ -21,7 +21,8 @@ use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 struct Args {
     #[command(flatten)]
     backend: BackendArgs,
-    /// HF model directory with tokenizer.json (default: the fixtures' all-MiniLM-L6-v2).
+    /// HF model directory with tokenizer.json, or a model id of the local HF cache
+    /// (`sentence-transformers/all-MiniLM-L6-v2`; default: the fixtures' all-MiniLM-L6-v2).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Longest input in tokens; longer sentences are truncated.
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
         let args = Args::parse();
         let device = args.backend.device()?;
         let dir = match args.model {
-            Some(d) => d,
+            Some(d) => bert::hub::resolve_model(d)?,
             None => fixtures_dir()?.join("models/all-MiniLM-L6-v2"),
         };
         let sentences: Vec<String> = if args.sentences.is_empty() {

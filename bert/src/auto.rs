@@ -141,14 +141,14 @@ impl AnyBert {
         head: Option<&str>,
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
-        let dir = dir.as_ref();
-        let config = BertConfig::from_file(dir)?;
+        let dir = crate::hub::resolve_model(dir)?;
+        let config = BertConfig::from_file(&dir)?;
         let class = head.unwrap_or(config.architecture()).to_string();
         // Name the unknown head before reading any weights.
         if !CLASS_NAMES.contains(&class.as_str()) {
             return Err(BertError::UnknownHead(class, CLASS_NAMES.join(", ")));
         }
-        Self::from_weights_named(&class, config, &weights_file(dir)?, device)
+        Self::from_weights_named(&class, config, &weights_file(&dir)?, device)
     }
 
     /// Runs the forward pass on named inputs (HF's argument names) and returns the outputs by

@@ -154,9 +154,10 @@ impl BertConfig {
         Ok(config)
     }
 
-    /// Reads `config.json` (a file, or a directory that holds one) and validates it.
+    /// Reads `config.json` (a file, or a directory that holds one, or a model id of the local
+    /// HF cache: [`crate::hub::resolve_model`]) and validates it.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let mut path = path.as_ref().to_path_buf();
+        let mut path = crate::hub::resolve_model(path)?;
         if path.is_dir() {
             path = path.join("config.json");
         }

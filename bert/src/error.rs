@@ -22,6 +22,17 @@ pub enum BertError {
     /// A config value is out of its valid range (e.g. `hidden_size` not divisible by heads).
     #[error("invalid BERT config: {0}")]
     InvalidConfig(String),
+    /// Neither a directory nor a model of the local HF cache.
+    #[error(
+        "{name}: no such model directory, and not in the HF cache ({cache}: no snapshot of \
+         models--{folder}); download it with HF (`huggingface-cli download {name}` or \
+         `from_pretrained`) or give a directory"
+    )]
+    ModelNotFound {
+        name: String,
+        folder: String,
+        cache: PathBuf,
+    },
     /// The model directory holds no weights file we know.
     #[error(
         "{0}: no model.safetensors or pytorch_model.bin (nor a sharded checkpoint's \

@@ -79,6 +79,86 @@ pub(crate) fn to_f32(path: &Path, key: &str, dtype: &str, bytes: &[u8]) -> Resul
     })
 }
 
+/// HF's hub cache folder (`huggingface_hub`'s rules, each variable read through `var`):
+/// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
+/// `~/.cache/huggingface/hub`.
+pub fn hf_cache_dir_with(var: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set("HF_HUB_CACHE") {
+        return dir;
+    }
+    let home = set("HF_HOME").unwrap_or_else(|| {
+        let cache =
+            set("XDG_CACHE_HOME").unwrap_or_else(|| set("HOME").unwrap_or_default().join(".cache"));
+        cache.join("huggingface")
+    });
+    home.join("hub")
+}
+
+/// [`hf_cache_dir_with`] of this process's environment.
+pub fn hf_cache_dir() -> PathBuf {
+    hf_cache_dir_with(|name| std::env::var(name).ok())
+}
+
+/// A model directory, or a model id of the local HF cache, as HF's `from_pretrained` takes
+/// either: `path` itself where it exists; else, for a hub id (`bert-base-uncased`,
+/// `sentence-transformers/all-MiniLM-L6-v2`), the snapshot of `cache` that
+/// `models--{org}--{name}/refs/main` names (or its only snapshot), as `huggingface_hub` lays
+/// the cache out. Nothing is downloaded. A path that is neither is returned as it is, for the
+/// reader to name what is missing; an id not in the cache is an error naming where it looked.
+pub fn resolve_model_in(path: &Path, cache: &Path) -> Result<PathBuf> {
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    let Some(name) = path.to_str().filter(|n| is_hub_id(n)) else {
+        return Ok(path.to_path_buf());
+    };
+    let folder = name.replace('/', "--");
+    let repo = cache.join(format!("models--{folder}"));
+    let snapshots = repo.join("snapshots");
+    let main = std::fs::read_to_string(repo.join("refs").join("main")).ok();
+    let by_ref = main.map(|commit| snapshots.join(commit.trim()));
+    let only = || {
+        let mut all = std::fs::read_dir(&snapshots)
+            .ok()?
+            .flatten()
+            .map(|e| e.path());
+        let first = all.next()?;
+        all.next().is_none().then_some(first)
+    };
+    by_ref
+        .filter(|d| d.is_dir())
+        .or_else(only)
+        .ok_or_else(|| BertError::ModelNotFound {
+            name: name.to_string(),
+            folder,
+            cache: cache.to_path_buf(),
+        })
+}
+
+/// [`resolve_model_in`] the cache of [`hf_cache_dir`].
+pub fn resolve_model(path: impl AsRef<Path>) -> Result<PathBuf> {
+    resolve_model_in(path.as_ref(), &hf_cache_dir())
+}
+
+/// Whether `name` has the shape of a hub model id: `name` or `org/name`, of letters, digits,
+/// `-`, `_` and `.`, not starting with `-` or `.`, with no `--` or `..` (`huggingface_hub`'s
+/// `validate_repo_id`).
+fn is_hub_id(name: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with(['-', '.'])
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let parts: Vec<&str> = name.split('/').collect();
+    name.len() <= 96
+        && parts.len() <= 2
+        && parts.iter().all(|p| part(p))
+        && !name.contains("--")
+        && !name.contains("..")
+}
+
 /// The weights files of a model directory, in HF's order of preference: one safetensors
 /// file, its shards' index, one pickle file, its shards' index.
 pub const WEIGHTS_FILES: [&str; 4] = [
@@ -438,7 +518,8 @@ pub trait BertPretrained: Module + Sized {
     /// The config the model was built from.
     fn config(&self) -> &BertConfig;
 
-    /// Loads an HF model directory, printing HF's warnings (missing/unexpected keys) to stderr.
+    /// Loads an HF model directory, or a model id of the local HF cache (`bert-base-uncased`,
+    /// [`resolve_model`]), printing HF's warnings (missing/unexpected keys) to stderr.
     fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let (model, report) = Self::from_pretrained_with_report(dir, device)?;
         for w in report.warnings() {
@@ -447,14 +528,14 @@ pub trait BertPretrained: Module + Sized {
         Ok(model)
     }
 
-    /// Loads an HF model directory and returns what happened to each key.
+    /// Loads an HF model directory (or HF-cache model id) and returns what happened to each key.
     fn from_pretrained_with_report(
         dir: impl AsRef<Path>,
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
-        let dir = dir.as_ref();
-        let config = BertConfig::from_file(dir)?;
-        Self::from_weights(config, &weights_file(dir)?, device)
+        let dir = resolve_model(dir)?;
+        let config = BertConfig::from_file(&dir)?;
+        Self::from_weights(config, &weights_file(&dir)?, device)
     }
 
     /// Loads an HF model directory after `configure` adapts its config, as HF's
@@ -466,10 +547,10 @@ pub trait BertPretrained: Module + Sized {
         configure: impl FnOnce(&mut BertConfig),
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
-        let dir = dir.as_ref();
-        let mut config = BertConfig::from_file(dir)?;
+        let dir = resolve_model(dir)?;
+        let mut config = BertConfig::from_file(&dir)?;
         configure(&mut config);
-        Self::from_weights(config, &weights_file(dir)?, device)
+        Self::from_weights(config, &weights_file(&dir)?, device)
     }
 
     /// Builds the model from a config and a weights file (`model.safetensors` or
@@ -594,4 +675,118 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         BertError::io(path, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::Scratch;
+
+    #[test]
+    fn hf_cache_dir_follows_huggingface_hubs_rules() {
+        let with = |vars: &[(&str, &str)]| {
+            let vars: BTreeMap<String, String> = (vars.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            hf_cache_dir_with(|name| vars.get(name).cloned())
+        };
+        let all = [
+            ("HF_HUB_CACHE", "/a"),
+            ("HF_HOME", "/b"),
+            ("XDG_CACHE_HOME", "/c"),
+            ("HOME", "/d"),
+        ];
+        assert_eq!(with(&all), Path::new("/a"));
+        assert_eq!(with(&all[1..]), Path::new("/b/hub"));
+        assert_eq!(with(&all[2..]), Path::new("/c/huggingface/hub"));
+        assert_eq!(with(&all[3..]), Path::new("/d/.cache/huggingface/hub"));
+        // An empty variable counts as unset.
+        assert_eq!(
+            with(&[("HF_HUB_CACHE", ""), ("HOME", "/d")]),
+            Path::new("/d/.cache/huggingface/hub")
+        );
+    }
+
+    #[test]
+    fn hub_ids_are_told_from_paths() {
+        for id in [
+            "bert-base-uncased",
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "a_b.c",
+        ] {
+            assert!(is_hub_id(id), "{id}");
+        }
+        for path in [
+            "output/pretrain/final_model",
+            "./model",
+            "../m",
+            "-x",
+            "a--b",
+            "a b",
+            "",
+        ] {
+            assert!(!is_hub_id(path), "{path}");
+        }
+    }
+
+    /// `huggingface_hub`'s layout: `models--org--name/refs/main` names the snapshot of the main
+    /// branch; a model with one snapshot and no ref resolves to it; two and no ref, or none,
+    /// is an error naming the cache; an existing directory is itself whatever its name.
+    #[test]
+    fn a_model_id_resolves_to_its_snapshot_in_the_hf_cache() {
+        let cache = Scratch::dir("hf-cache");
+        let repo = cache.join("models--org--tiny");
+        for snapshot in ["0123abc", "fedcba9"] {
+            let dir = repo.join("snapshots").join(snapshot);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("config.json"), "{}").unwrap();
+        }
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), "fedcba9\n").unwrap();
+        let resolve = |name: &str| resolve_model_in(Path::new(name), &cache);
+        assert_eq!(resolve("org/tiny").unwrap(), repo.join("snapshots/fedcba9"));
+        std::fs::remove_file(repo.join("refs/main")).unwrap();
+        let err = resolve("org/tiny").unwrap_err().to_string();
+        assert!(
+            err.contains("models--org--tiny") && err.contains("HF cache"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(repo.join("snapshots/0123abc")).unwrap();
+        assert_eq!(resolve("org/tiny").unwrap(), repo.join("snapshots/fedcba9"));
+        let err = resolve("bert-base-uncased").unwrap_err();
+        assert!(matches!(err, BertError::ModelNotFound { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("bert-base-uncased: no such model directory"),
+            "{text}"
+        );
+        assert!(text.contains(&*cache.to_string_lossy()), "{text}");
+        // Paths: an existing directory, and a missing path that is no id, are themselves.
+        assert_eq!(resolve(&cache.to_string_lossy()).unwrap(), *cache);
+        let missing = "no/such/dir";
+        assert_eq!(resolve(missing).unwrap(), Path::new(missing));
+    }
+
+    /// A model of the HF cache loads as its snapshot directory does.
+    #[test]
+    fn a_cached_model_loads_through_its_id() {
+        let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/qa");
+        let cache = Scratch::dir("hf-cache-load");
+        let snapshot = cache.join("models--tiny-qa/snapshots/abc");
+        std::fs::create_dir_all(&snapshot).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(case.join(f), snapshot.join(f)).unwrap();
+        }
+        let dir = resolve_model_in(Path::new("tiny-qa"), &cache).unwrap();
+        let device = crate::backend::test_device();
+        let config = BertConfig::from_file(&dir).unwrap();
+        let (model, _) = crate::BertForQuestionAnswering::from_weights(
+            config,
+            &weights_file(&dir).unwrap(),
+            &device,
+        )
+        .unwrap();
+        let direct = crate::BertForQuestionAnswering::from_pretrained(&case, &device).unwrap();
+        assert!(state_dict(&model) == state_dict(&direct));
+    }
 }

@@ -110,9 +110,10 @@ impl BertTokenizer {
         Ok(Self { inner })
     }
 
-    /// A `tokenizer.json` file, or a model directory ([`Self::from_pretrained`]).
+    /// A `tokenizer.json` file, or a model directory or HF-cache model id
+    /// ([`Self::from_pretrained`]).
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, DataError> {
-        let path = path.as_ref();
+        let path = bert::hub::resolve_model(path)?;
         if path.is_dir() {
             Self::from_pretrained(path)
         } else {
@@ -120,10 +121,11 @@ impl BertTokenizer {
         }
     }
 
-    /// A model directory: `tokenizer.json` if present, else `vocab.txt` with the options of
+    /// A model directory, or a model id of the local HF cache ([`bert::hub::resolve_model`]):
+    /// `tokenizer.json` if present, else `vocab.txt` with the options of
     /// `tokenizer_config.json` (`do_lower_case`, `strip_accents`, `tokenize_chinese_chars`).
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self, DataError> {
-        let dir = dir.as_ref();
+        let dir = &bert::hub::resolve_model(dir)?;
         if dir.join("tokenizer.json").is_file() {
             return Self::from_file(dir.join("tokenizer.json"));
         }

@@ -117,7 +117,7 @@ pub fn column(s: &str) -> bert_datasets::tasks::classification::Column {
 
 /// An error with the command that makes the missing model directory.
 pub fn model_dir_or_hint(dir: &Path, example: &str) -> Result<(), Error> {
-    if dir.join("config.json").is_file() {
+    if bert::hub::resolve_model(dir).is_ok_and(|d| d.join("config.json").is_file()) {
         return Ok(());
     }
     Err(format!(

@@ -263,3 +263,63 @@ fn task_data_faults_are_named() {
         &["/nonexistent/corpus.txt"],
     );
 }
+
+/// A model id is read from the local HF cache as HF's `from_pretrained` reads it
+/// (`$HF_HUB_CACHE/models--{org}--{name}/snapshots/{refs/main}/`, the files symlinks as
+/// `huggingface_hub` makes them): `embed --model sentence-transformers/all-MiniLM-L6-v2` prints
+/// what `--model <the fixture's directory>` prints; an id the cache lacks is an error naming the
+/// cache folder it looked for.
+#[test]
+fn a_model_id_is_read_from_the_hf_cache() {
+    let minilm = fixtures().join("models/all-MiniLM-L6-v2");
+    let cache = Scratch::dir("hf-cache");
+    let repo = cache.join("models--sentence-transformers--all-MiniLM-L6-v2");
+    let commit = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for f in std::fs::read_dir(&minilm).unwrap() {
+        let f = f.unwrap().path();
+        std::os::unix::fs::symlink(&f, snapshot.join(f.file_name().unwrap())).unwrap();
+    }
+    let embed = |model: &Path| {
+        Command::new(example("embed"))
+            .args(["--json", "A cat sat on the mat.", "A dog ran.", "--model"])
+            .arg(model)
+            .env("HF_HUB_CACHE", &*cache)
+            .output()
+            .expect("the embed example (built by `cargo test`)")
+    };
+    let (by_id, by_dir) = (
+        embed(Path::new("sentence-transformers/all-MiniLM-L6-v2")),
+        embed(&minilm),
+    );
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(by_id.status.success(), "{}", stderr(&by_id));
+    assert!(by_dir.status.success(), "{}", stderr(&by_dir));
+    // The same embeddings and similarities; only the `model` each names differs.
+    let json = |o: &std::process::Output| {
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json output");
+        v.as_object_mut()
+            .unwrap()
+            .remove("model")
+            .expect("the model it names");
+        v
+    };
+    let (id_json, dir_json) = (json(&by_id), json(&by_dir));
+    assert_eq!(id_json["sentences"].as_array().map(Vec::len), Some(2));
+    assert_eq!(id_json, dir_json);
+    let missing = embed(Path::new("sentence-transformers/no-such-model"));
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    for w in [
+        "sentence-transformers/no-such-model: no such model directory",
+        "models--sentence-transformers--no-such-model",
+    ] {
+        assert!(
+            stderr(&missing).contains(w),
+            "no `{w}` in {}",
+            stderr(&missing)
+        );
+    }
+}
