@@ -143,8 +143,13 @@ pub fn resolve_model(path: impl AsRef<Path>) -> Result<PathBuf> {
 
 /// Whether `name` has the shape of a hub model id: `name` or `org/name`, of letters, digits,
 /// `-`, `_` and `.`, not starting with `-` or `.`, with no `--` or `..` (`huggingface_hub`'s
-/// `validate_repo_id`).
+/// `validate_repo_id`), and not the name of a file a model directory holds (`config.json`,
+/// `model.safetensors`, `vocab.txt`, …: a missing file is named as such).
 fn is_hub_id(name: &str) -> bool {
+    let file_like = [".json", ".safetensors", ".bin", ".txt"];
+    if file_like.iter().any(|ext| name.ends_with(ext)) {
+        return false;
+    }
     let part = |p: &str| {
         !p.is_empty()
             && !p.starts_with(['-', '.'])
@@ -724,6 +729,8 @@ mod tests {
             "a--b",
             "a b",
             "",
+            "config.json",
+            "my/model.safetensors",
         ] {
             assert!(!is_hub_id(path), "{path}");
         }
