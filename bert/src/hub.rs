@@ -300,9 +300,10 @@ fn to_checkpoint_tensors(
 }
 
 impl Checkpoint {
-    /// Reads the float tensors of `model.safetensors` or `pytorch_model.bin` of a model
-    /// directory, or of the file itself when `path` is a file, as f32 host arrays (for tools
-    /// and tests; loading a model reads through [`BertPretrained::from_weights`]).
+    /// Reads the float tensors of a model directory's weights ([`weights_file`]: one file or
+    /// a sharded checkpoint's shards), or of the file itself when `path` is a file, as f32 host
+    /// arrays (for tools and tests; loading a model reads through
+    /// [`BertPretrained::from_weights`]).
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let file = weights_file(path.as_ref())?;
         let tensors = to_checkpoint_tensors(stored_tensors(&file)?, &file)?;
@@ -558,8 +559,9 @@ pub trait BertPretrained: Module + Sized {
         Self::from_weights(config, &weights_file(&dir)?, device)
     }
 
-    /// Builds the model from a config and a weights file (`model.safetensors` or
-    /// `pytorch_model.bin`), loading through burn-store with HF's key rules; the report lists
+    /// Builds the model from a config and a weights file (`model.safetensors`,
+    /// `pytorch_model.bin` or a shard index), loading through burn-store with HF's key rules;
+    /// the report lists
     /// the missing and unexpected keys as HF's warnings do.
     fn from_weights(
         config: BertConfig,
