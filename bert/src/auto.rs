@@ -41,6 +41,9 @@ macro_rules! classes {
             fn config(&self) -> &BertConfig {
                 &self.bert.config
             }
+            fn config_mut(&mut self) -> &mut BertConfig {
+                &mut self.bert.config
+            }
         })*
         classes!(@any $base, $($head),*);
     };
@@ -130,6 +133,9 @@ impl BertPretrained for BertModel {
     }
     fn config(&self) -> &BertConfig {
         &self.config
+    }
+    fn config_mut(&mut self) -> &mut BertConfig {
+        &mut self.config
     }
 }
 

@@ -524,6 +524,28 @@ pub trait BertPretrained: Module + Sized {
     /// The config the model was built from.
     fn config(&self) -> &BertConfig;
 
+    /// The config, to change along with the model ([`Self::resize_token_embeddings`]).
+    fn config_mut(&mut self) -> &mut BertConfig;
+
+    /// HF's `resize_token_embeddings(new_num_tokens)` (after new tokens were added to the
+    /// tokenizer): the word embeddings, the MLM decoder's bias and an untied decoder weight
+    /// take `new_num_tokens` rows, new embedding rows the mean of the old (HF's
+    /// `mean_resizing`) and new bias entries zero, and `config.vocab_size` follows; see
+    /// [`crate::resize`]. An empty vocabulary, or one that
+    /// loses the padding token, is an error.
+    fn resize_token_embeddings(self, new_num_tokens: usize) -> Result<Self> {
+        crate::resize::check(new_num_tokens, self.config().pad_token_id)?;
+        let mut resize = crate::resize::Resize {
+            new: new_num_tokens,
+            path: Vec::new(),
+            resized: 0,
+        };
+        let mut model = self.map(&mut resize);
+        debug_assert!(resize.resized >= 1, "every class has word embeddings");
+        model.config_mut().vocab_size = new_num_tokens;
+        Ok(model)
+    }
+
     /// Loads an HF model directory, or a model id of the local HF cache (`bert-base-uncased`,
     /// [`resolve_model`]), printing HF's warnings (missing/unexpected keys) to stderr.
     fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {

@@ -31,6 +31,7 @@ pub mod output;
 pub mod pooler;
 pub mod precision;
 pub mod reads;
+pub mod resize;
 pub mod tch_kernels;
 pub mod tensors_file;
 

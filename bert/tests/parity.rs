@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use bert::hub::{BertPretrained, grad_dict};
+use bert::hub::{BertPretrained, grad_dict, state_dict};
 use bert::tensors_file::NamedTensors;
 use bert::{
     AnyBert, BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering,
@@ -126,6 +126,58 @@ fn sharded_checkpoints_match_hf_and_the_single_file() {
             "{case}: the sharded checkpoint's parameters differ from the single file's"
         );
     }
+}
+
+/// HF's `resize_token_embeddings(vocab + 5)` (its default mean resizing) of the masked-LM
+/// case: the same logits, new tokens' included, and loss within the parity tolerance (HF adds
+/// ~1e-6 of noise to the mean rows); resizing back keeps the first rows bit for bit; the config
+/// follows; an empty vocabulary is refused.
+#[test]
+fn resize_token_embeddings_matches_hf() {
+    let device = device();
+    let new = case_json("masked_lm_resized")["new_num_tokens"]
+        .as_u64()
+        .unwrap() as usize;
+    let model = BertForMaskedLM::from_pretrained(case_dir("masked_lm"), &device).unwrap();
+    let (old, before) = (model.config().vocab_size, state_dict(&model));
+    assert!(new > old);
+    let resized = model.resize_token_embeddings(new).unwrap();
+    assert_eq!(resized.config().vocab_size, new);
+    let got = AnyBert::BertForMaskedLM(resized.clone())
+        .forward(&inputs("masked_lm"), &device)
+        .unwrap();
+    let want = outputs("masked_lm_resized");
+    assert_close("masked_lm_resized", &got, &want, TOL, |n| n == "loss");
+    // The old tokens' logits to the parity tolerance; the new tokens' to 1e-3: HF draws their
+    // rows around the mean with covariance 1e-9·Σ (a standard deviation of ~3e-5·σ per
+    // coordinate: ~2e-4 on these logits), the mean rows here.
+    let (g, w) = (got["logits"].to_f32(), want["logits"].to_f32());
+    assert_eq!(got["logits"].shape, want["logits"].shape);
+    assert_eq!(got["logits"].shape.last(), Some(&new));
+    let mut worst = [0f32; 2];
+    for (i, (g, w)) in g.iter().zip(&w).enumerate() {
+        let added = usize::from(i % new >= old);
+        worst[added] = worst[added].max((g - w).abs());
+    }
+    assert!(
+        worst[0] <= TOL,
+        "old tokens' logits: max abs diff {:e}",
+        worst[0]
+    );
+    assert!(
+        worst[1] <= 1e-3,
+        "new tokens' logits: max abs diff {:e}",
+        worst[1]
+    );
+    assert!(worst[1] > 0.0, "HF's noise is in its reference");
+    let back = resized.resize_token_embeddings(old).unwrap();
+    assert_eq!(back.config().vocab_size, old);
+    assert!(
+        state_dict(&back) == before,
+        "resizing back changed the kept rows"
+    );
+    let err = back.resize_token_embeddings(0).unwrap_err().to_string();
+    assert!(err.contains("the new vocabulary is empty"), "{err}");
 }
 
 #[test]

@@ -233,6 +233,25 @@ def make_sharded():
         shutil.copy(os.path.join(d, f), b)
 
 
+def make_resized():
+    """`masked_lm_resized`: HF's `resize_token_embeddings(vocab + 5)` (its default
+    `mean_resizing=True`) of the `masked_lm` case, and the outputs on `masked_lm`'s inputs; the
+    model itself is not saved (the test resizes `masked_lm`)."""
+    src, d = os.path.join(HERE, "masked_lm"), os.path.join(HERE, "masked_lm_resized")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(0)
+    m = BertForMaskedLM.from_pretrained(src)
+    new = m.config.vocab_size + 5
+    m.resize_token_embeddings(new)
+    x = load_file(os.path.join(src, "inputs.safetensors"))
+    out = run(m, x, ["loss", "logits"])
+    save_file({k: v.detach().float().contiguous() for k, v in out.items()}, os.path.join(d, "outputs.safetensors"))
+    meta = dict(source="masked_lm", new_num_tokens=new, transformers=transformers.__version__, torch=torch.__version__)
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+
+
 SENTENCES = [
     ("The quick brown fox jumps over the lazy dog.", None),
     ("Crème brûlée is a dessert; 東京 is a city!", None),
@@ -367,6 +386,7 @@ if __name__ == "__main__":
     ap.add_argument("--minilm", help="all-MiniLM-L6-v2 directory (from shared/fixtures/fetch.sh)")
     ap.add_argument("--check-roundtrip", help="directory of HF model directories written by Rust")
     ap.add_argument("--sharded", action="store_true", help="only (re)write qa_sharded from qa")
+    ap.add_argument("--resized", action="store_true", help="only (re)write masked_lm_resized")
     args = ap.parse_args()
     if args.compare:
         compare(*args.compare)
@@ -374,9 +394,12 @@ if __name__ == "__main__":
         check_roundtrip(args.check_roundtrip)
     elif args.sharded:
         make_sharded()
+    elif args.resized:
+        make_resized()
     else:
         make_all()
         make_sharded()
+        make_resized()
         if args.minilm:
             make_minilm(args.minilm)
             make_fill_mask(args.minilm)
