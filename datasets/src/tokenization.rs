@@ -12,7 +12,7 @@ use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
-    EncodeInput, Encoding, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer,
+    AddedToken, EncodeInput, Encoding, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer,
     TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
@@ -301,8 +301,21 @@ impl BertTokenizer {
         Ok(())
     }
 
+    /// The vocabulary's size with the added tokens (HF's `len(tokenizer)`): what
+    /// `resize_token_embeddings` takes after [`Self::add_tokens`].
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// HF's `tokenizer.add_tokens(tokens)`: each token not yet in the vocabulary gets the next
+    /// id and is never split, matched on normalized text (HF's default for added non-special
+    /// tokens: lower-cased as the text around it); returns how many were new. Then
+    /// `model.resize_token_embeddings(tokenizer.vocab_size())`.
+    pub fn add_tokens(&mut self, tokens: &[&str]) -> usize {
+        let added: Vec<AddedToken> = (tokens.iter())
+            .map(|t| AddedToken::from(t.to_string(), false))
+            .collect();
+        self.inner.add_tokens(&added)
     }
 
     /// Ids of `[CLS]`, `[SEP]`, `[MASK]`, `[PAD]`, `[UNK]`.

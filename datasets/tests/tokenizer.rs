@@ -133,3 +133,25 @@ fn bad_tokenizer_inputs_are_named() {
         &["unknown truncation strategy `do_not_truncate`"],
     );
 }
+
+/// `add_tokens` as HF's: new tokens get the next ids and are never split, matched on
+/// normalized (lower-cased) text; a token already there is not added again. The ids are HF's
+/// (transformers 5.24 `AutoTokenizer` on all-MiniLM-L6-v2: `add_tokens(["hyperparameterization",
+/// "covid19"])` returns 2, then `("The Hyperparameterization works, covid19!")`).
+#[test]
+fn added_tokens_are_whole_as_hf_adds_them() {
+    let mut tok = BertTokenizer::from_pretrained(model_dir()).unwrap();
+    let ids = |tok: &BertTokenizer, text: &str| tok.encode(text).unwrap().get_ids().to_vec();
+    assert_eq!(tok.vocab_size(), 30522);
+    assert_eq!(
+        ids(&tok, "The Hyperparameterization works"),
+        [101, 1996, 23760, 28689, 22828, 3989, 2573, 102]
+    );
+    assert_eq!(tok.add_tokens(&["hyperparameterization", "covid19"]), 2);
+    assert_eq!(tok.add_tokens(&["hyperparameterization"]), 0);
+    assert_eq!(tok.vocab_size(), 30524);
+    assert_eq!(
+        ids(&tok, "The Hyperparameterization works, covid19!"),
+        [101, 1996, 30522, 2573, 1010, 30523, 999, 102]
+    );
+}
