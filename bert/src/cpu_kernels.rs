@@ -867,13 +867,11 @@ pub(crate) mod kernels {
         let dx = unsafe { T::matrix(n, k, product) };
         // dw in the weight's layout: xᵀ·g (`[k, n]`·`[n, m]`) or gᵀ·x (`[m, n]`·`[n, k]`), the
         // transposed operand read through its strides.
-        let (xv, gv) = ((x.values(), k as isize), (g, m as isize));
-        let ([rows, cols], lhs, rhs) = match layout {
-            WeightLayout::InOut => ([k, m], xv, gv),
-            WeightLayout::OutIn => ([m, k], gv, xv),
+        let ([rows, cols], lhs, rhs): ([usize; 2], GemmOperand, GemmOperand) = match layout {
+            WeightLayout::InOut => ([k, m], (x.values(), 1, k as isize), (g, m as isize, 1)),
+            WeightLayout::OutIn => ([m, k], (g, 1, m as isize), (x.values(), k as isize, 1)),
         };
         let product = |dw: &mut [MaybeUninit<f32>]| {
-            let (lhs, rhs) = ((lhs.0, 1, lhs.1), (rhs.0, rhs.1, 1));
             gemm(Dst::Write(dw), [rows, cols, n], lhs, rhs);
         };
         // SAFETY: as above.
@@ -1465,12 +1463,7 @@ pub(crate) mod kernels {
     /// `dst` `[rows, cols]` (row-major) `= lhs·rhs` or `+= lhs·rhs`; `[rows, cols, inner]` the
     /// product's sizes, each operand `(values, row stride, column stride)`. Both cores above
     /// ~7M multiply-adds, as burn-flex's own matmul.
-    fn gemm(
-        dst: Dst<'_>,
-        [rows, cols, inner]: [usize; 3],
-        lhs: (&[f32], isize, isize),
-        rhs: (&[f32], isize, isize),
-    ) {
+    fn gemm(dst: Dst<'_>, [rows, cols, inner]: [usize; 3], lhs: GemmOperand, rhs: GemmOperand) {
         // `read_dst` false: gemm writes every element of `dst` and reads none.
         let (dst, len, accumulate) = match dst {
             Dst::Add(d) => (d.as_mut_ptr(), d.len(), true),
@@ -1500,12 +1493,8 @@ pub(crate) mod kernels {
 
     /// Panics unless the last element each operand's sizes and strides reach is inside its
     /// slice (what makes the `gemm` crate's raw pointers safe to read).
-    fn assert_operands_fit(
-        [rows, cols, inner]: [usize; 3],
-        lhs: (&[f32], isize, isize),
-        rhs: (&[f32], isize, isize),
-    ) {
-        let last = |(v, rs, cs): (&[f32], isize, isize), r: usize, c: usize| {
+    fn assert_operands_fit([rows, cols, inner]: [usize; 3], lhs: GemmOperand, rhs: GemmOperand) {
+        let last = |(v, rs, cs): GemmOperand, r: usize, c: usize| {
             (r.max(1) - 1) as isize * rs + (c.max(1) - 1) as isize * cs < v.len() as isize
         };
         assert!(
@@ -1526,8 +1515,8 @@ pub(crate) mod kernels {
         dst_rs: isize,
         accumulate: bool,
         [rows, cols, inner]: [usize; 3],
-        lhs: (&[f32], isize, isize),
-        rhs: (&[f32], isize, isize),
+        lhs: GemmOperand,
+        rhs: GemmOperand,
     ) {
         assert_operands_fit([rows, cols, inner], lhs, rhs);
         // SAFETY: the operands by the assert, `dst` by the caller.
@@ -1553,8 +1542,8 @@ pub(crate) mod kernels {
         dst_rs: isize,
         accumulate: bool,
         [rows, cols, inner]: [usize; 3],
-        lhs: (&[f32], isize, isize),
-        rhs: (&[f32], isize, isize),
+        lhs: GemmOperand,
+        rhs: GemmOperand,
         parallelism: gemm::Parallelism,
     ) {
         // SAFETY: the caller's promise.

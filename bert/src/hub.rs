@@ -531,17 +531,10 @@ pub trait BertPretrained: Module + Sized {
     /// tokenizer): the word embeddings, the MLM decoder's bias and an untied decoder weight
     /// take `new_num_tokens` rows, new embedding rows the mean of the old (HF's
     /// `mean_resizing`) and new bias entries zero, and `config.vocab_size` follows; see
-    /// [`crate::resize`]. An empty vocabulary, or one that
-    /// loses the padding token, is an error.
+    /// [`crate::resize`]. An empty vocabulary, or one that loses the padding token, is an error.
     fn resize_token_embeddings(self, new_num_tokens: usize) -> Result<Self> {
         crate::resize::check(new_num_tokens, self.config().pad_token_id)?;
-        let mut resize = crate::resize::Resize {
-            new: new_num_tokens,
-            path: Vec::new(),
-            resized: 0,
-        };
-        let mut model = self.map(&mut resize);
-        debug_assert!(resize.resized >= 1, "every class has word embeddings");
+        let mut model = self.map(&mut crate::resize::Resize::to(new_num_tokens));
         model.config_mut().vocab_size = new_num_tokens;
         Ok(model)
     }
@@ -583,8 +576,7 @@ pub trait BertPretrained: Module + Sized {
 
     /// Builds the model from a config and a weights file (`model.safetensors`,
     /// `pytorch_model.bin` or a shard index), loading through burn-store with HF's key rules;
-    /// the report lists
-    /// the missing and unexpected keys as HF's warnings do.
+    /// the report lists the missing and unexpected keys as HF's warnings do.
     fn from_weights(
         config: BertConfig,
         file: &Path,

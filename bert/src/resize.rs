@@ -52,10 +52,17 @@ fn resize_rows<const D: usize>(t: Tensor<D>, new: usize, grow: Grow) -> Tensor<D
 /// Resizes every vocabulary-indexed parameter to `new` rows, keeping its id and whether it
 /// requires a gradient.
 pub(crate) struct Resize {
-    pub(crate) new: usize,
-    pub(crate) path: Vec<String>,
-    /// How many parameters were resized.
-    pub(crate) resized: usize,
+    new: usize,
+    path: Vec<String>,
+}
+
+impl Resize {
+    pub(crate) fn to(new: usize) -> Self {
+        Self {
+            new,
+            path: Vec::new(),
+        }
+    }
 }
 
 impl ModuleMapper for Resize {
@@ -77,7 +84,6 @@ impl ModuleMapper for Resize {
         if grad {
             value = value.require_grad();
         }
-        self.resized += 1;
         Param::from_mapped_value(id, value, mapper)
     }
 }
