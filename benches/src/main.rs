@@ -77,8 +77,8 @@ struct RunArgs {
     /// pure half precision (`bf16-pure`).
     #[arg(long)]
     mixed: bool,
-    /// Training: also measure with activations recomputed in the backward pass (Burn's
-    /// balanced checkpointing, rows `NAME/ckpt`; PyTorch's `gradient_checkpointing_enable()`,
+    /// Training: also measure with each encoder layer recomputed in the backward pass
+    /// (`bert::checkpoint`, rows `NAME/ckpt`; PyTorch's `gradient_checkpointing_enable()`,
     /// rows `torch-eager/ckpt`), peak memory beside each.
     #[arg(long)]
     gradient_checkpointing: bool,

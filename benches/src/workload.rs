@@ -273,7 +273,7 @@ pub struct Runs {
     pub mlm_all_positions: bool,
     /// Mixed precision of the forward pass (`bert::precision`).
     pub autocast: bert::precision::Autocast,
-    /// Training: Burn's gradient checkpointing on the autodiff device.
+    /// Training: gradient checkpointing (each encoder layer recomputed, `bert::checkpoint`).
     pub gradient_checkpointing: bool,
 }
 

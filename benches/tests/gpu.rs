@@ -8,6 +8,9 @@
 #[path = "../../bert/tests/parity.rs"]
 mod parity;
 
+#[path = "../../bert/tests/checkpointing.rs"]
+mod checkpointing;
+
 #[path = "../../train/tests/hf_adamw.rs"]
 mod hf_adamw;
 

@@ -79,7 +79,7 @@
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::tensor::{FloatTensor, IntTensor};
@@ -2008,17 +2008,9 @@ impl<B: CpuFused, C: CheckpointStrategy> CpuFused for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (context, probs) = forward(q.clone(), k.clone(), v.clone(), mask.clone());
+                let (context, probs) = forward(q.clone(), k.clone(), v.clone(), mask);
                 let probs_out = Self::from_inner(probs.clone());
-                // Under gradient checkpointing the `[b·heads·q, k]` probabilities are not kept
-                // to the backward pass (they are most of a long sequence's activations): it
-                // recomputes them from q, k, v and the mask.
-                let saved = if recomputes_activations::<C>() {
-                    AttentionSaved::Mask(mask)
-                } else {
-                    AttentionSaved::Probs(probs)
-                };
-                (prep.finish((q, k, v, saved), context), probs_out)
+                (prep.finish((q, k, v, probs), context), probs_out)
             }
             OpsKind::UnTracked(prep) => {
                 let (context, probs) = forward(q, k, v, mask);
@@ -2110,39 +2102,17 @@ struct AttentionBackward {
     dropout: Option<HostDraw>,
 }
 
-/// Whether the autodiff strategy `C` recomputes activations in the backward pass
-/// (`--gradient-checkpointing`: any strategy but `NoCheckpointing`).
-fn recomputes_activations<C: CheckpointStrategy>() -> bool {
-    std::any::TypeId::of::<C>() != std::any::TypeId::of::<NoCheckpointing>()
-}
-
-/// What the training attention's backward reads besides q, k and v: the probabilities the
-/// forward returned or, under gradient checkpointing, the mask to recompute them with (the
-/// same kernel on the same inputs and dropout draw: the same bits).
-#[derive(Clone, Debug)]
-enum AttentionSaved<T> {
-    Probs(T),
-    Mask(T),
-}
-
 impl<B: CpuFused> Backward<B, 3> for AttentionBackward {
     type State = (
         FloatTensor<B>,
         FloatTensor<B>,
         FloatTensor<B>,
-        AttentionSaved<FloatTensor<B>>,
+        FloatTensor<B>,
     );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
-        let (q, k, v, saved) = ops.state;
-        let probs = match saved {
-            AttentionSaved::Probs(probs) => probs,
-            AttentionSaved::Mask(mask) => {
-                let (q, k, v) = (q.clone(), k.clone(), v.clone());
-                B::attention_train_3d(q, k, v, mask, self.dims, self.dropout).1
-            }
-        };
+        let (q, k, v, probs) = ops.state;
         use burn::backend::TensorMetadata;
         // The kernel's `[rows, h]` gradients in the projections' own shapes.
         let shapes = [q.shape(), k.shape(), v.shape()];
@@ -2404,52 +2374,6 @@ mod tests {
                             "{d:?} p {prob} case {i}: d{name} max |Δ| {diff}"
                         );
                     }
-                }
-            }
-        }
-    }
-
-    /// Under gradient checkpointing the training attention keeps no probabilities and
-    /// recomputes them in the backward pass: the context and the q, k, v gradients are the
-    /// plain run's, bit for bit, dropout included (the same draw), on every reference case.
-    #[test]
-    fn checkpointed_training_attention_recomputes_the_same_bits() {
-        for plain in cpu_devices() {
-            let checkpointed = plain.clone().inner().autodiff().gradient_checkpointing();
-            let dropout = burn::nn::DropoutConfig::new(0.1).init();
-            let run = |d: &Device| -> Vec<Vec<Vec<u32>>> {
-                let cases = crate::attention::reference_cases(d);
-                (cases.into_iter())
-                    .map(|case| {
-                        let (q, k, v) = (
-                            case.q.require_grad(),
-                            case.k.require_grad(),
-                            case.v.require_grad(),
-                        );
-                        crate::dropout::seed(13);
-                        let out = attention_train(
-                            q.clone(),
-                            k.clone(),
-                            v.clone(),
-                            case.mask,
-                            case.heads,
-                            &dropout,
-                        )
-                        .expect("the shapes fit");
-                        let grads = (out.clone() * (case.want * 7.0).sin()).sum().backward();
-                        let g = |x: &Tensor<3>| bits(x.grad(&grads).expect("a gradient"));
-                        vec![bits(out.inner()), g(&q), g(&k), g(&v)]
-                    })
-                    .collect()
-            };
-            let (a, b) = (run(&plain), run(&checkpointed));
-            assert_eq!(a.len(), b.len());
-            for (i, (a, b)) in a.iter().zip(&b).enumerate() {
-                for (name, (a, b)) in ["context", "dq", "dk", "dv"].iter().zip(a.iter().zip(b)) {
-                    assert!(
-                        a == b,
-                        "{plain:?} case {i}: {name} differs under checkpointing"
-                    );
                 }
             }
         }

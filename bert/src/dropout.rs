@@ -27,6 +27,24 @@ pub fn seed(seed: u64) {
     STREAM.with(|s| s.set((seed, 0)));
 }
 
+/// This thread's host mask stream as it stands (seed, calls since seeding): what
+/// [`set_stream`] puts back, so that a recomputed forward pass (gradient checkpointing,
+/// `crate::checkpoint`) draws the masks it drew the first time.
+pub(crate) fn stream() -> (u64, u64) {
+    STREAM.with(Cell::get)
+}
+
+/// Puts back a state [`stream`] returned.
+pub(crate) fn set_stream(state: (u64, u64)) {
+    STREAM.with(|s| s.set(state));
+}
+
+/// A new seed from this thread's host stream (one call of it), for a device's own generator
+/// (what a checkpointed layer seeds it with: `crate::checkpoint`).
+pub fn next_seed() -> u64 {
+    next_draw(0.5).key
+}
+
 /// `dropout.forward(x)`: zero each element with probability `prob` and scale the rest by
 /// `1 / (1 - prob)` while training on an autodiff device; `x` unchanged otherwise.
 pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {

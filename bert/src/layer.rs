@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::activation::HiddenAct;
 use crate::attention::{BertAttention, KvCache, LayerCache};
+use crate::checkpoint;
 use crate::config::BertConfig;
 use crate::init;
 use crate::layer_norm::LayerNorm;
@@ -142,6 +143,17 @@ impl BertEncoder {
         for layer in &self.layer {
             all.push(hidden.clone());
             let layer_past = past_layers.as_mut().and_then(|it| it.next());
+            // HF `gradient_checkpointing`: with no cache to extend or return (HF turns
+            // `use_cache` off for it).
+            if layer_past.is_none() && !use_cache {
+                let inputs = checkpoint::LayerInputs {
+                    hidden,
+                    mask: mask.clone(),
+                    encoder: encoder.clone(),
+                };
+                hidden = checkpoint::layer_forward(layer, inputs);
+                continue;
+            }
             let (h, kv) = layer.forward(hidden, mask.clone(), encoder.clone(), layer_past);
             hidden = h;
             if use_cache {

@@ -14,6 +14,7 @@ pub mod activation;
 pub mod attention;
 pub mod auto;
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
 pub mod cpu_kernels;
 pub mod dropout;

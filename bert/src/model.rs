@@ -222,7 +222,7 @@ pub(crate) fn check_range<const D: usize>(
 
 /// HF's extended attention mask: `[b, 1, q, k]`, 0 where attended and the dtype's minimum
 /// where masked; causal (with the cached prefix visible) for decoders.
-pub(crate) fn extended_attention_mask(
+pub fn extended_attention_mask(
     mask: Option<Tensor<2, Int>>,
     batch: usize,
     seq: usize,

@@ -34,9 +34,9 @@
 //! keeps what its backward kernels need and frees it when the pass is done, as it does for
 //! PyTorch; the node holds the inputs' storage, so Burn never updates them in place while the
 //! graph lives. The log-softmax pick's backward is exposed, so it is a Burn node of its own.
-//! Under `--gradient-checkpointing` these nodes are kept, not recomputed (Burn sees them as
-//! compute-bound): torch's graph holds what its backward needs, on the CPU with dropout the
-//! math form's `[b, heads, q, k]` probabilities and mask, so checkpointing saves less on tch.
+//! Under `--gradient-checkpointing` (`crate::checkpoint`) a layer's forward pass records
+//! nothing (its inputs are untracked: [`TchFused::torch_op`], no torch graph either) and its
+//! recomputation in the backward pass records these nodes for that one layer.
 //!
 //! AdamW and clipping ([`FusedAdamWGroup`], [`global_norm`]): torch's multi-tensor kernels,
 //! which the tch crate does not expose (`csrc/torch_multi_tensor.cpp`, compiled by `build.rs`

@@ -120,8 +120,8 @@ pub struct TrainArgs {
     /// Mixed precision with float16 products and dynamic loss scaling (HF's `--fp16`).
     #[arg(long)]
     pub fp16: bool,
-    /// Recompute activations in the backward pass instead of keeping them (Burn's balanced
-    /// checkpointing of memory-bound operations; HF's `--gradient_checkpointing`).
+    /// Recompute each encoder layer in the backward pass instead of keeping its activations
+    /// (HF's `--gradient_checkpointing`; `bert::checkpoint`).
     #[arg(long)]
     pub gradient_checkpointing: bool,
 }

@@ -113,6 +113,19 @@ fn classify_trains_saves_and_predicts() {
     let a = [&samples[..], &["--group-by-length"]].concat();
     classify::main(train("classify", &model, &out, &a)).unwrap();
     check_run(&out, "BertForSequenceClassification");
+    // `--gradient-checkpointing` (each layer recomputed in the backward pass, dropout 0.1):
+    // on flex the same losses, step by step, and the same evaluation.
+    let checkpointed = tmp("classify-checkpointed");
+    let c = [&a[..], &["--gradient-checkpointing"]].concat();
+    classify::main(train("classify", &model, &checkpointed, &c)).unwrap();
+    let eval = |dir: &Path| -> Vec<String> {
+        let entries = log(dir)
+            .into_iter()
+            .filter_map(|e| e.get("eval_loss").cloned());
+        entries.map(|v| v.to_string()).collect()
+    };
+    assert_eq!(losses(&checkpointed), losses(&out));
+    assert_eq!(eval(&checkpointed), eval(&out));
     let config = BertConfig::from_file(out.join("final_model")).unwrap();
     assert_eq!(config.num_labels(), 2);
     assert_eq!(config.id2label.unwrap()[&1], "positive");
