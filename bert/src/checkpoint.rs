@@ -19,9 +19,11 @@
 //! start and puts it back for the recomputation (and afterwards the state it found), so the
 //! gradients are the plain run's, bit for bit, dropout included (a test). Every other backend
 //! draws on the device, from a generator with no state to read back: there a checkpointed
-//! layer seeds the device's generator from the host stream before it runs, and again with the
-//! same seed before it runs again (a plain run is left as it was: on a fusion device a seed
-//! drains the queue). The masks then differ from a plain run's; the tests
+//! layer that draws masks (training, dropout above 0) seeds the device's generator from the
+//! host stream before it runs, and again with the same seed before it runs again (a plain run
+//! is left as it was: on a fusion device a seed drains the queue). The masks then differ from a
+//! plain run's, and so do the values of parameters Burn initialises lazily after the first
+//! seed (a model's first forward pass); without dropout nothing is seeded. The tests
 //! (`bert/tests/checkpointing.rs`) compare there with a plain run whose layers are seeded the
 //! same way, bit for bit.
 // Burn 0.22 deprecates ndarray and tch in favour of flex and CubeCL; both are backends here.
@@ -143,9 +145,10 @@ enum DropoutReplay {
 }
 
 impl DropoutReplay {
-    /// Notes, or on a device that draws its own masks sets, where the masks to come are drawn.
-    fn start(device: &Device) -> Self {
-        if !device.is_autodiff() {
+    /// Notes, or on a device that draws its own masks sets, where the masks to come are drawn
+    /// (if the layer `draws` any).
+    fn start(device: &Device, draws: bool) -> Self {
+        if !device.is_autodiff() || !draws {
             Self::None
         } else if crate::backend::host_memory(device) {
             Self::Host(crate::dropout::stream())
@@ -174,6 +177,18 @@ impl DropoutReplay {
             }
         }
     }
+}
+
+/// Whether `layer` draws dropout masks: training, with a probability above 0 somewhere. (A
+/// layer that draws none leaves the device's generator alone, so that a checkpointed run
+/// without dropout draws what a plain run draws, lazily initialised parameters included.)
+fn draws_dropout(layer: &BertLayer) -> bool {
+    let draws = |d: &burn::nn::Dropout| d.training.is_enabled() && d.prob > 0.0;
+    let attention =
+        |a: &crate::attention::BertAttention| draws(&a.self_.dropout) || draws(&a.output.dropout);
+    attention(&layer.attention)
+        || layer.crossattention.as_ref().is_some_and(attention)
+        || draws(&layer.output.dropout)
 }
 
 /// The float parameters of a module, as they are.
@@ -240,9 +255,11 @@ fn record<B: Backend>(layer: &BertLayer, inputs: LayerInputs) -> Tensor<3>
 where
     DispatchTensor: DispatchKindConversion<Outer<B>> + DispatchKindConversion<Nested<B>>,
 {
-    let dropout = DropoutReplay::start(&inputs.hidden.device());
-    let autocast = crate::precision::current();
+    // Detached first: a parameter not yet drawn (Burn initialises them lazily) is drawn here,
+    // before any seeding, where a plain run draws it.
     let detached_layer = layer.clone().map(&mut Detach);
+    let dropout = DropoutReplay::start(&inputs.hidden.device(), draws_dropout(layer));
+    let autocast = crate::precision::current();
     let detached = inputs.clone().map(untracked, |m| m.detach());
     let output = detached.clone().run(&detached_layer);
     let output = Outer::<B>::inner(primitive::<B, 3>(output));

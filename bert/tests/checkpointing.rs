@@ -36,7 +36,11 @@ impl ModuleMapper for Fixed {
         let salt = self.0;
         param.map(|t| {
             let v = fixed(t.dims(), salt, &t.device());
-            let v = if D == 1 && salt.is_multiple_of(2) { v + 1.0 } else { v };
+            let v = if D == 1 && salt.is_multiple_of(2) {
+                v + 1.0
+            } else {
+                v
+            };
             v.require_grad()
         })
     }
