@@ -676,21 +676,17 @@ pub(crate) mod kernels {
         let (x, weight) = (x.contiguous(), weight.contiguous());
         let w = weight.values();
         let (h, chunk) = rows_per_chunk(&x);
-        let zeros = || (vec![0f32; h], vec![0f32; h]);
         let mut dx = writable(grad);
-        let (dw, db) = (dx.values_mut().par_chunks_mut(chunk))
+        let partial: Vec<(Vec<f32>, Vec<f32>)> = (dx.values_mut().par_chunks_mut(chunk))
             .zip(x.values().par_chunks(chunk))
             .map(|(g, x)| {
-                let (mut dw, mut db) = zeros();
+                let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
                 layer_norm_backward_rows(g, x, w, &mut dw, &mut db, eps);
                 (dw, db)
             })
-            .reduce(zeros, |(mut dw, mut db), (dw2, db2)| {
-                dw.iter_mut().zip(dw2).for_each(|(a, b)| *a += b);
-                db.iter_mut().zip(db2).for_each(|(a, b)| *a += b);
-                (dw, db)
-            });
-        (dx, T::vector(&dw), T::vector(&db))
+            .collect();
+        let (dw, db): (Vec<_>, Vec<_>) = partial.into_iter().unzip();
+        (dx, T::vector(&in_order(dw, h)), T::vector(&in_order(db, h)))
     }
 
     simd_fn! {
@@ -774,8 +770,9 @@ pub(crate) mod kernels {
 
     pub fn sum_squares<T: HostRows>(x: T) -> T {
         let x = x.contiguous();
-        // Blocks of 1,024 summed over 16 f32 lanes, the blocks' sums in f64.
-        let sum: f64 = (x.values().par_chunks(1024)).map(squares_block).sum();
+        // Blocks of 1,024 summed over 16 f32 lanes, the blocks' sums in f64, in block order.
+        let blocks: Vec<f64> = (x.values().par_chunks(1024)).map(squares_block).collect();
+        let sum: f64 = blocks.iter().sum();
         T::vector(&[sum as f32])
     }
 
@@ -876,20 +873,14 @@ pub(crate) mod kernels {
         };
         // SAFETY: as above.
         let dw = unsafe { T::matrix(rows, cols, product) };
-        let db = (g.par_chunks(rows_per_chunk(&grad).1))
+        let partial: Vec<Vec<f32>> = (g.par_chunks(rows_per_chunk(&grad).1))
             .map(|c| {
                 let mut sums = vec![0f32; m];
                 add_rows(&mut sums, c);
                 sums
             })
-            .reduce(
-                || vec![0f32; m],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
-        (dx, dw, T::vector(&db))
+            .collect();
+        (dx, dw, T::vector(&in_order(partial, m)))
     }
 
     /// The label of row `i` as an index into its `classes` logits.
@@ -1600,6 +1591,17 @@ pub(crate) mod kernels {
 
     /// The length of `x`'s rows (its last dimension), and a chunk of whole rows of about
     /// [`CHUNK`] elements for [`par_zip`].
+    /// The element-wise sum of `partial` (vectors of `n`), in their order: the chunks of a
+    /// parallel column sum added in the same order every run (rayon's `reduce` pairs them as
+    /// its threads happen to split the work, which changed the last bits from run to run).
+    fn in_order(partial: Vec<Vec<f32>>, n: usize) -> Vec<f32> {
+        let mut sum = vec![0f32; n];
+        for p in partial {
+            sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        sum
+    }
+
     fn rows_per_chunk<T: HostRows>(x: &T) -> (usize, usize) {
         let row = x.row_len().max(1);
         (row, row * (CHUNK / row).max(1))
@@ -2375,6 +2377,40 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The parallel sums are the same bits every run: LayerNorm's weight and bias gradients
+    /// and the linear layer's bias gradient (column sums over the rows, chunk by chunk), and the
+    /// sum of squares, over inputs of many chunks, 12 runs each on each CPU device.
+    #[test]
+    fn parallel_sums_are_the_same_bits_every_run() {
+        use burn::tensor::TensorData;
+        for d in cpu_devices() {
+            let (n, h) = (6000, 96);
+            let values: Vec<f32> = (0..n * h)
+                .map(|i| ((i * 7919 % 10_007) as f32 / 10_007.0 - 0.5) * 3.0)
+                .collect();
+            let x = Tensor::<2>::from_data(TensorData::new(values, [n, h]), &d);
+            let up = (x.clone() * 1.7).sin();
+            let w = Tensor::<2>::from_data(TensorData::new(vec![0.01f32; h * h], [h, h]), &d);
+            let run = || {
+                let (weight, bias) = (
+                    Tensor::<1>::ones([h], &d).require_grad(),
+                    Tensor::<1>::zeros([h], &d).require_grad(),
+                );
+                let lin_bias = Tensor::<1>::zeros([h], &d).require_grad();
+                let y = layer_norm(x.clone(), weight.clone(), bias.clone(), 1e-12);
+                let y = linear(y, w.clone(), lin_bias.clone());
+                let g = (y * up.clone()).sum().backward();
+                let grad = |t: &Tensor<1>| bits(t.grad(&g).expect("a gradient"));
+                let squares = bits(sum_squares(x.clone().inner()));
+                [grad(&weight), grad(&bias), grad(&lin_bias), squares]
+            };
+            let first = run();
+            for i in 1..12 {
+                assert!(run() == first, "{d:?}: run {i} differs from the first");
             }
         }
     }
