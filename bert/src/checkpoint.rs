@@ -136,7 +136,7 @@ pub(crate) fn layer_forward(layer: &BertLayer, inputs: LayerInputs) -> Tensor<3>
 /// Where a layer's dropout masks come from, kept to draw them again.
 #[derive(Clone, Debug)]
 enum DropoutReplay {
-    /// Inference: no masks.
+    /// The layer draws no masks.
     None,
     /// flex, ndarray: the host stream's state at the layer's start.
     Host((u64, u64)),
@@ -148,7 +148,7 @@ impl DropoutReplay {
     /// Notes, or on a device that draws its own masks sets, where the masks to come are drawn
     /// (if the layer `draws` any).
     fn start(device: &Device, draws: bool) -> Self {
-        if !device.is_autodiff() || !draws {
+        if !draws {
             Self::None
         } else if crate::backend::host_memory(device) {
             Self::Host(crate::dropout::stream())
@@ -246,8 +246,18 @@ fn primitive<B: Backend, const D: usize>(t: Tensor<D>) -> FloatTensor<Outer<B>>
 where
     DispatchTensor: DispatchKindConversion<Outer<B>>,
 {
-    t.try_into_primitive::<Outer<B>>()
-        .expect("a float tensor of the checkpointing device")
+    outer::<B>(t.into_dispatch())
+}
+
+/// A float tensor of the checkpointing device (any rank) as the backend's own.
+fn outer<B: Backend>(t: DispatchTensor) -> FloatTensor<Outer<B>>
+where
+    DispatchTensor: DispatchKindConversion<Outer<B>>,
+{
+    match <DispatchTensor as DispatchKindConversion<Outer<B>>>::try_into_backend(t) {
+        Ok(BackendTensor::Float(t)) => t,
+        _ => panic!("a float tensor of a checkpointed layer on another device than its input"),
+    }
 }
 
 /// The forward pass of a checkpointed layer on the backend `B`: unrecorded, then one node.
@@ -277,14 +287,8 @@ where
         count <= MAX_PARENTS,
         "a checkpointed layer of {count} tensors (at most {MAX_PARENTS})"
     );
-    let mut guards: Vec<_> = tracked
-        .into_iter()
-        .map(
-            |t| match <DispatchTensor as DispatchKindConversion<Outer<B>>>::try_into_backend(t) {
-                Ok(BackendTensor::Float(t)) => t.into_parts().1,
-                _ => panic!("a parameter of a checkpointed layer on another device than its input"),
-            },
-        )
+    let mut guards: Vec<_> = (tracked.into_iter())
+        .map(|t| outer::<B>(t).into_parts().1)
         .collect();
     guards.resize_with(MAX_PARENTS, || {
         Outer::<B>::from_inner(output.clone()).into_parts().1

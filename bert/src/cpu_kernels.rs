@@ -1589,8 +1589,6 @@ pub(crate) mod kernels {
         out
     }
 
-    /// The length of `x`'s rows (its last dimension), and a chunk of whole rows of about
-    /// [`CHUNK`] elements for [`par_zip`].
     /// The element-wise sum of `partial` (vectors of `n`), in their order: the chunks of a
     /// parallel column sum added in the same order every run (rayon's `reduce` pairs them as
     /// its threads happen to split the work, which changed the last bits from run to run).
@@ -1602,6 +1600,8 @@ pub(crate) mod kernels {
         sum
     }
 
+    /// The length of `x`'s rows (its last dimension), and a chunk of whole rows of about
+    /// [`CHUNK`] elements for [`par_zip`].
     fn rows_per_chunk<T: HostRows>(x: &T) -> (usize, usize) {
         let row = x.row_len().max(1);
         (row, row * (CHUNK / row).max(1))

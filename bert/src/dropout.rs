@@ -39,10 +39,14 @@ pub(crate) fn set_stream(state: (u64, u64)) {
     STREAM.with(|s| s.set(state));
 }
 
-/// A new seed from this thread's host stream (one call of it), for a device's own generator
-/// (what a checkpointed layer seeds it with: `crate::checkpoint`).
+/// The next key of this thread's host stream (one call of it): each host mask's, and what a
+/// checkpointed layer seeds a device's own generator with (`crate::checkpoint`).
 pub fn next_seed() -> u64 {
-    next_draw(0.5).key
+    STREAM.with(|s| {
+        let (seed, calls) = s.get();
+        s.set((seed, calls + 1));
+        splitmix64(seed ^ splitmix64(calls))
+    })
 }
 
 /// `dropout.forward(x)`: zero each element with probability `prob` and scale the rest by
@@ -135,13 +139,8 @@ pub fn host_draw(dropout: &Dropout, device: &burn::tensor::Device) -> Option<Hos
 
 /// The next mask of this thread's host stream, keeping each element with probability `keep`.
 fn next_draw(keep: f64) -> HostDraw {
-    let key = STREAM.with(|s| {
-        let (seed, calls) = s.get();
-        s.set((seed, calls + 1));
-        splitmix64(seed ^ splitmix64(calls))
-    });
     HostDraw {
-        key,
+        key: next_seed(),
         threshold: (keep * 4_294_967_296.0).min(u32::MAX as f64) as u32,
         scale_bits: ((1.0 / keep) as f32).to_bits(),
     }
