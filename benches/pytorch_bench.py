@@ -14,8 +14,9 @@ Eager mode, and with --compile also torch.compile (default mode, sdpa). The firs
 run is the time to first step; `warmup` runs are not timed; the median and the minimum of
 `iters` runs are reported. f16/bf16 rows are `torch.autocast` (f32 weights, AdamW in f32), and
 say so in their dtype (`bf16-autocast`). --tf32 sets `torch.backends.cuda.matmul.allow_tf32`
-(and cuDNN's); its value is in the output's `versions`. Prints one JSON object (rows in the
-schema of the Rust `Measurement`) on stdout.
+(and cuDNN's); its value is in the output's `versions`. --isolate runs each row in a child
+process of its own (a fresh heap, so its peak RSS is its own; `benches run` asks for it on the
+CPU). Prints one JSON object (rows in the schema of the Rust `Measurement`) on stdout.
 
     python3 benches/pytorch_bench.py --configs tiny,small --seq 128 --batch 8,32 --compile
 """
@@ -198,6 +199,17 @@ def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, comp
     }
 
 
+def isolated(args, tf32):
+    """`measure(*args)` in a child process of this script (its log on this one's stderr)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--row", json.dumps(args), "--tf32", tf32],
+                         stdout=subprocess.PIPE, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"the row's child process failed (exit {out.returncode})")
+    return json.loads(out.stdout)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default="tiny,small")
@@ -215,10 +227,18 @@ def main():
                    help="training rows also with model.gradient_checkpointing_enable() (backend `torch-eager/ckpt`)")
     p.add_argument("--tf32", choices=["on", "off"], default="off",
                    help="torch.backends.cuda.matmul.allow_tf32 (and cudnn.allow_tf32); PyTorch's default is off")
+    p.add_argument("--isolate", action="store_true",
+                   help="each row in a child process of its own, so that its peak RSS is its own (as the "
+                        "Rust side's rows of host backends)")
+    p.add_argument("--row", help=argparse.SUPPRESS)  # a child's one row: measure()'s arguments as JSON
     a = p.parse_args()
     device = torch.device(a.device)
     torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
     torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
+    if a.row is not None:
+        args = json.loads(a.row)
+        json.dump(measure(*args[:4], torch.device(args[4]), *args[5:]), sys.stdout)
+        return
     rows = []
     variants = [(False, att) for att in a.attention.split(",")] + ([(True, "sdpa")] if a.compile else [])
     for kind in a.workloads.split(","):
@@ -228,7 +248,8 @@ def main():
                     ckpts = [False, True] if a.gradient_checkpointing and kind != "infer" else [False]
                     for (c, att), ck in ((v, ck) for v in variants for ck in ckpts):
                         try:
-                            r = measure(kind, name, batch, seq, device, a.dtype, a.warmup, a.iters, a.budget_s, c, att, ck)
+                            args = [kind, name, batch, seq, a.device, a.dtype, a.warmup, a.iters, a.budget_s, c, att, ck]
+                            r = isolated(args, a.tf32) if a.isolate else measure(*args[:4], device, *args[5:])
                         except Exception as e:  # noqa: BLE001 - torch.compile may lack a compiler here
                             print(f"torch {'compile' if c else att} {kind} {name} s{seq} b{batch}: failed: {e}", file=sys.stderr)
                             if not c:

@@ -34,6 +34,68 @@ enum Cmd {
     Compare(CompareArgs),
     /// A long training run that samples host and device memory every N steps (leak check).
     Soak(SoakArgs),
+    /// One row in this process, its measurement as JSON on stdout: what `run` starts for each
+    /// row it isolates (`--isolate`).
+    #[command(hide = true)]
+    Row {
+        /// A [`Row`] as JSON.
+        spec: String,
+    },
+}
+
+/// One Burn row of `run`: what a child process needs to measure it alone.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Row {
+    /// `--backend` name.
+    backend: String,
+    /// The row's backend label (`NAME` or `NAME/variant`).
+    label: String,
+    /// The device's float type (`--dtype` without `--mixed`).
+    precision: String,
+    /// The dtype the row reports (`f32`, `bf16-mixed`, `bf16-pure`).
+    dtype: String,
+    workload: Workload,
+    runs: Runs,
+}
+
+impl Row {
+    /// Measures this row here.
+    fn measure(&self) -> Result<Measurement, Error> {
+        let backend: bert::backend::Backend = self.backend.parse()?;
+        let device = backend.device_with(self.precision.parse()?)?;
+        measure(&self.workload, &device, &self.label, &self.dtype, self.runs)
+    }
+
+    /// Measures this row in a child process of this program: a fresh heap and a fresh device,
+    /// so its peak resident set is its own (a process keeps the heap memory earlier rows freed,
+    /// `bert::backend::keep_freed_memory`, and a later row's peak would start from it). The
+    /// child's log goes to this process's stderr.
+    fn measure_isolated(&self) -> Result<Measurement, Error> {
+        let exe = std::env::current_exe()?;
+        let out = Command::new(&exe)
+            .arg("row")
+            .arg(serde_json::to_string(self)?)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("{}: {e}", exe.display()))?;
+        if !out.status.success() {
+            return Err(format!("the row's child process failed ({})", out.status).into());
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+/// `--isolate`: which rows run in a child process of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Isolate {
+    /// The rows of backends whose tensors live in host memory (flex, ndarray, tch, cpu): their
+    /// peak is the process's resident set. GPU rows share the process, whose device pools are
+    /// emptied before each row, and reuse its compiled kernels.
+    Host,
+    /// Every row.
+    All,
+    /// None: every row in this process.
+    None,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +154,10 @@ struct RunArgs {
     /// counted; at least one timed run).
     #[arg(long, default_value_t = 60.0)]
     budget_s: f64,
+    /// Which rows run in a child process of their own, so that each row's peak RSS is its own
+    /// and not the heap earlier rows left behind.
+    #[arg(long, value_enum, default_value = "host")]
+    isolate: Isolate,
     /// Training: sync after the forward pass, the backward pass and the optimizer step, and
     /// report where the step's time goes (host dispatch vs device wait per phase), the ops the
     /// forward pass records and the device → host reads a step makes.
@@ -261,6 +327,12 @@ fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Erro
     if args.gradient_checkpointing {
         cmd.arg("--gradient-checkpointing");
     }
+    // PyTorch's rows isolated as Burn's rows of the same kind of device are.
+    if args.isolate == Isolate::All
+        || (args.isolate == Isolate::Host && args.pytorch_device == "cpu")
+    {
+        cmd.arg("--isolate");
+    }
     eprintln!("running {}", script.display());
     let out = cmd.output().map_err(|e| format!("{}: {e}", args.python))?;
     if !out.status.success() {
@@ -356,12 +428,13 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
         {
             let label = format!("{name}{suffix}");
             let name = &label;
-            match measure(
-                w,
-                &device,
-                name,
-                &burn_dtype,
-                Runs {
+            let row = Row {
+                backend: backend.to_string(),
+                label: label.clone(),
+                precision: precision.to_string(),
+                dtype: burn_dtype.clone(),
+                workload: w.clone(),
+                runs: Runs {
                     warmup: args.warmup,
                     iters: args.iters,
                     budget_s: args.budget_s,
@@ -371,7 +444,18 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                     autocast,
                     gradient_checkpointing: ckpt,
                 },
-            ) {
+            };
+            let isolated = match args.isolate {
+                Isolate::All => true,
+                Isolate::Host => !backend.spec().gpu,
+                Isolate::None => false,
+            };
+            let measured = if isolated {
+                row.measure_isolated()
+            } else {
+                measure(w, &device, name, &burn_dtype, row.runs)
+            };
+            match measured {
                 Ok(m) => {
                     if let Some(b) = &m.breakdown {
                         eprintln!(
@@ -501,6 +585,13 @@ fn compare(args: CompareArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// The hidden `row` command: one row measured here, printed as JSON.
+fn row(spec: &str) -> Result<(), Error> {
+    let m = serde_json::from_str::<Row>(spec)?.measure()?;
+    println!("{}", serde_json::to_string(&m)?);
+    Ok(())
+}
+
 fn soak(a: SoakArgs) -> Result<(), Error> {
     let device = bert::backend::device_from_name(&a.backend)?;
     let dir = bert::fixtures::Scratch::dir("soak");
@@ -533,6 +624,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => run(*a),
         Cmd::Compare(a) => compare(a),
         Cmd::Soak(a) => soak(a),
+        Cmd::Row { spec } => row(&spec),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

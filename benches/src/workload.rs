@@ -255,7 +255,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 type Error = Box<dyn std::error::Error>;
 
 /// How to run a workload.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Runs {
     /// Unmeasured runs first (at least one: the time to first step).
     pub warmup: usize,

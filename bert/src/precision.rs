@@ -11,11 +11,14 @@
 
 use std::cell::Cell;
 
+use serde::{Deserialize, Serialize};
+
 use burn::nn::Linear;
 use burn::tensor::{DType, FloatDType, Tensor};
 
 /// What the matrix products compute in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Autocast {
     /// Everything in the tensors' own type (f32, or the device's `--dtype`).
     #[default]
