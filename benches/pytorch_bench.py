@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -199,10 +200,13 @@ def measure(kind, name, batch, seq, device, dtype, warmup, iters, budget_s, comp
     }
 
 
-def isolated(args, tf32):
-    """`measure(*args)` in a child process of this script (its log on this one's stderr)."""
-    import subprocess
+def measure_row(args):
+    """`measure` on a row as JSON carries it: the device by name."""
+    return measure(*args[:4], torch.device(args[4]), *args[5:])
 
+
+def isolated(args, tf32):
+    """`measure_row(args)` in a child process of this script (its log on this one's stderr)."""
     out = subprocess.run([sys.executable, __file__, "--row", json.dumps(args), "--tf32", tf32],
                          stdout=subprocess.PIPE, check=False)
     if out.returncode != 0:
@@ -237,7 +241,7 @@ def main():
     torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
     if a.row is not None:
         args = json.loads(a.row)
-        json.dump(measure(*args[:4], torch.device(args[4]), *args[5:]), sys.stdout)
+        json.dump(measure_row(args), sys.stdout)
         return
     rows = []
     variants = [(False, att) for att in a.attention.split(",")] + ([(True, "sdpa")] if a.compile else [])
@@ -249,7 +253,7 @@ def main():
                     for (c, att), ck in ((v, ck) for v in variants for ck in ckpts):
                         try:
                             args = [kind, name, batch, seq, a.device, a.dtype, a.warmup, a.iters, a.budget_s, c, att, ck]
-                            r = isolated(args, a.tf32) if a.isolate else measure(*args[:4], device, *args[5:])
+                            r = isolated(args, a.tf32) if a.isolate else measure_row(args)
                         except Exception as e:  # noqa: BLE001 - torch.compile may lack a compiler here
                             print(f"torch {'compile' if c else att} {kind} {name} s{seq} b{batch}: failed: {e}", file=sys.stderr)
                             if not c:

@@ -219,27 +219,27 @@ struct FreshLeaves<B: Backend> {
     leaves: Vec<FloatTensor<Nested<B>>>,
 }
 
+impl<B: Backend> FreshLeaves<B>
+where
+    DispatchTensor: DispatchKindConversion<Outer<B>> + DispatchKindConversion<Nested<B>>,
+{
+    /// The value of `t` (a tensor of the checkpointing device) as a new leaf of the nested
+    /// device that takes a gradient, noted in `leaves`.
+    fn leaf<const D: usize>(&mut self, t: Tensor<D>) -> Tensor<D> {
+        let value = Outer::<B>::inner(primitive::<B, D>(t));
+        let leaf = Nested::<B>::float_set_require_grad(Nested::<B>::from_inner(value), true);
+        self.leaves.push(leaf.clone());
+        Tensor::from_primitive::<Nested<B>>(leaf)
+    }
+}
+
 impl<B: Backend> ModuleMapper for FreshLeaves<B>
 where
     DispatchTensor: DispatchKindConversion<Outer<B>> + DispatchKindConversion<Nested<B>>,
 {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(|t| {
-            let leaf = fresh_leaf::<B, D>(t);
-            self.leaves.push(leaf.clone());
-            Tensor::from_primitive::<Nested<B>>(leaf)
-        })
+        param.map(|t| self.leaf(t))
     }
-}
-
-/// The value of `t` (a tensor of the checkpointing device) as a new leaf of the nested device
-/// that takes a gradient.
-fn fresh_leaf<B: Backend, const D: usize>(t: Tensor<D>) -> FloatTensor<Nested<B>>
-where
-    DispatchTensor: DispatchKindConversion<Outer<B>>,
-{
-    let value = Outer::<B>::inner(primitive::<B, D>(t));
-    Nested::<B>::float_set_require_grad(Nested::<B>::from_inner(value), true)
 }
 
 fn primitive<B: Backend, const D: usize>(t: Tensor<D>) -> FloatTensor<Outer<B>>
@@ -352,16 +352,13 @@ where
             autocast,
         } = ops.state;
         let nested = GradientCheckpointingStrategy::Disabled;
-        let mut leaves = Vec::with_capacity(self.count);
+        let mut fresh = FreshLeaves::<B> {
+            leaves: Vec::with_capacity(self.count),
+        };
         let inputs = inputs.map(
-            |t| {
-                let leaf = fresh_leaf::<B, 3>(t);
-                leaves.push(leaf.clone());
-                Tensor::from_primitive::<Nested<B>>(leaf)
-            },
+            |t| fresh.leaf(t),
             |m| m.with_gradient_checkpointing_strategy(nested),
         );
-        let mut fresh = FreshLeaves::<B> { leaves };
         let layer = layer.map(&mut fresh);
         let output = crate::precision::autocast(autocast, || dropout.again(|| inputs.run(&layer)));
         let output = output
