@@ -1,8 +1,17 @@
-//! With `tch`: compiles `csrc/torch_multi_tensor.cpp` (torch's `_foreach_norm`, `_fused_adamw_`
+//! Sets `cfg(cube)` when a CubeCL backend feature is on. With `tch`: compiles `csrc/torch_multi_tensor.cpp` (torch's `_foreach_norm`, `_fused_adamw_`
 //! and `autograd::grad` with a given output gradient, which the tch crate does not expose)
 //! against the libtorch torch-sys links, with torch-sys's flags.
 
 fn main() {
+    // `cfg(cube)`: a CubeCL backend is compiled in (`cube_kernels.rs`).
+    println!("cargo::rustc-check-cfg=cfg(cube)");
+    let cube = ["WGPU", "VULKAN", "CUDA", "CPU"];
+    if cube
+        .iter()
+        .any(|f| std::env::var_os(format!("CARGO_FEATURE_{f}")).is_some())
+    {
+        println!("cargo::rustc-cfg=cube");
+    }
     println!("cargo:rerun-if-changed=csrc/torch_multi_tensor.cpp");
     for var in [
         "LIBTORCH_CXX11_ABI",

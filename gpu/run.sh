@@ -112,6 +112,9 @@ bench() {
   # without (rows NAME/ckpt), PyTorch's gradient_checkpointing_enable() beside; two batches
   # give the memory per sequence, hence the largest batch that fits.
   CONFIGS=base WORKLOADS=train bench_one cuda-s512-ckpt cuda f32 512 8,32 --gradient-checkpointing --pytorch
+  # The optimizer phase: one CubeCL kernel per parameter (bert::cube_kernels) against AdamW
+  # composed from tensor ops (rows NAME/composed-optimizer), profiled (host vs device time).
+  CONFIGS=tiny,base WORKLOADS=train bench_one cuda-s128-optimizer cuda,vulkan f32 128 32 --composed-optimizer --profile
   bench_one tch-cuda-s128-bf16-mixed tch-cuda bf16 128 32 --mixed
   bench_one torch-s128-tf32 none f32 128 32 --pytorch --pytorch-attention sdpa --pytorch-tf32 on
   # Pure bf16 (every tensor bf16, Burn's `--dtype bf16`), beside the mixed rows.

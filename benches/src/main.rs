@@ -168,6 +168,11 @@ struct RunArgs {
     /// `bert_train::AdamW`.
     #[arg(long)]
     burn_optimizer: bool,
+    /// Training: also measure each backend with the trainer's AdamW composed from tensor ops
+    /// (`AdamW::composed`, rows `NAME/composed-optimizer`) instead of the device's fused
+    /// kernels, for before/after comparisons in one run.
+    #[arg(long)]
+    composed_optimizer: bool,
     /// Pretraining: also measure each backend with the MLM head over every position as HF's
     /// `BertForPreTraining.forward` runs it (rows `NAME/all-positions`), not the masked rows only.
     #[arg(long)]
@@ -407,23 +412,63 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 continue;
             }
         };
-        // Row variants: (label suffix, Burn's optimizer, MLM head over every position,
-        // gradient checkpointing).
-        let mut variants = vec![("", false, false, false)];
+        // Row variants: the label's suffix and what differs from the default row.
+        let plain = Runs {
+            warmup: args.warmup,
+            iters: args.iters,
+            budget_s: args.budget_s,
+            profile: args.profile,
+            burn_optimizer: false,
+            composed_optimizer: false,
+            mlm_all_positions: false,
+            autocast,
+            gradient_checkpointing: false,
+        };
+        let mut variants = vec![("", plain)];
         if args.burn_optimizer {
-            variants.push(("/burn-optimizer", true, false, false));
+            variants.push((
+                "/burn-optimizer",
+                Runs {
+                    burn_optimizer: true,
+                    ..plain
+                },
+            ));
+        }
+        if args.composed_optimizer {
+            variants.push((
+                "/composed-optimizer",
+                Runs {
+                    composed_optimizer: true,
+                    ..plain
+                },
+            ));
         }
         if args.mlm_all_positions {
-            variants.push(("/all-positions", false, true, false));
+            variants.push((
+                "/all-positions",
+                Runs {
+                    mlm_all_positions: true,
+                    ..plain
+                },
+            ));
         }
         if args.gradient_checkpointing {
-            variants.push(("/ckpt", false, false, true));
+            variants.push((
+                "/ckpt",
+                Runs {
+                    gradient_checkpointing: true,
+                    ..plain
+                },
+            ));
         }
-        for (w, &(suffix, burn_optimizer, mlm_all_positions, ckpt)) in workloads
+        for (w, &(suffix, runs)) in workloads
             .iter()
             .flat_map(|w| variants.iter().map(move |v| (w, v)))
-            .filter(|(w, (_, burn, all, ckpt))| {
-                (!(*burn || *ckpt) || w.kind != Kind::Infer) && (!all || w.kind == Kind::Pretrain)
+            .filter(|(w, (_, r))| {
+                let train_only =
+                    r.burn_optimizer || r.composed_optimizer || r.gradient_checkpointing;
+                (!train_only || w.kind != Kind::Infer)
+                    && (!r.mlm_all_positions || w.kind == Kind::Pretrain)
             })
         {
             let label = format!("{name}{suffix}");
@@ -434,16 +479,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 precision: precision.to_string(),
                 dtype: burn_dtype.clone(),
                 workload: w.clone(),
-                runs: Runs {
-                    warmup: args.warmup,
-                    iters: args.iters,
-                    budget_s: args.budget_s,
-                    profile: args.profile,
-                    burn_optimizer,
-                    mlm_all_positions,
-                    autocast,
-                    gradient_checkpointing: ckpt,
-                },
+                runs,
             };
             let isolated = match args.isolate {
                 Isolate::All => true,

@@ -195,6 +195,9 @@ fn train_loop<M: Module>(
         ..AdamWArgs::default()
     };
     let mut optim = AdamW::new(&adamw);
+    if runs.composed_optimizer {
+        optim = optim.composed();
+    }
     let mut burn_optim = adamw_with_no_decay(&adamw);
     let total = runs.warmup.max(1) + runs.iters.max(1);
     for k in 0..total {
@@ -268,6 +271,10 @@ pub struct Runs {
     /// Training: Burn's `ModuleOptimizer` after `clip_grad_norm` (the trainer's optimizer
     /// before `bert_train::AdamW`), for before/after comparisons in one run.
     pub burn_optimizer: bool,
+    /// Training: the trainer's AdamW composed from tensor ops (`AdamW::composed`), not the
+    /// device's fused kernels.
+    #[serde(default)]
+    pub composed_optimizer: bool,
     /// Pretraining: the MLM head over every position (HF's `BertForPreTraining.forward`)
     /// instead of the masked rows only.
     pub mlm_all_positions: bool,

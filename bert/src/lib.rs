@@ -17,6 +17,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu_kernels;
+pub mod cube_kernels;
 pub mod dropout;
 pub mod embeddings;
 pub mod error;

@@ -26,8 +26,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bert::cpu_kernels::{self, AdamWStep};
-use bert::tch_kernels;
 use bert::tensors_file::{HostTensor, NamedTensors, read_tensors, write_tensors};
+use bert::{cube_kernels, tch_kernels};
 use burn::module::{Module, ModuleMapper, Param, ParamGroup};
 use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, Tensor};
@@ -55,6 +55,8 @@ pub struct AdamW {
     time: i32,
     /// By module path.
     state: HashMap<String, Moments>,
+    /// The fused kernels where the device has them (see the module docs); off: `composed_step`.
+    kernels: bool,
 }
 
 impl AdamW {
@@ -63,7 +65,15 @@ impl AdamW {
             args: *args,
             time: 0,
             state: HashMap::new(),
+            kernels: true,
         }
+    }
+
+    /// This optimizer with every parameter stepped by `composed_step` (tensor ops, one at a
+    /// time) on every device: the fused kernels' reference, in tests and benchmarks.
+    pub fn composed(mut self) -> Self {
+        self.kernels = false;
+        self
     }
 
     /// Steps taken.
@@ -82,7 +92,7 @@ impl AdamW {
         mut grads: GradientsParams,
         max_grad_norm: f64,
     ) -> Result<(M, Tensor<1>), TrainError> {
-        let norm = crate::global_grad_norm(&module, &mut grads);
+        let norm = crate::gradients::grad_norm(&module, &mut grads, self.kernels);
         self.step_with_norm(lr, module, grads, max_grad_norm, norm)
     }
 
@@ -100,7 +110,7 @@ impl AdamW {
         // On libtorch the parameters are gathered by group for torch's fused AdamW, which
         // divides the gradients by `1 / clip_coef` itself; elsewhere each is stepped as it is
         // mapped, its gradient multiplied by `clip_coef`.
-        let fused = module.devices().first().is_some_and(tch_kernels::applies);
+        let fused = self.kernels && module.devices().first().is_some_and(tch_kernels::applies);
         let clip = max_grad_norm.is_finite().then(|| {
             let max = Tensor::<1>::full([1], max_grad_norm, &norm.device());
             // torch's `clip_coef_clamped`, or the divisor it is the inverse of.
@@ -282,8 +292,12 @@ impl ModuleMapper for Update<'_> {
                 }
             };
             groups[at].1.push(p, g, m, v)
+        } else if !self.optim.kernels {
+            composed_step(p, g, m, v, self.coef.clone(), step())
         } else if cpu_kernels::applies(&p) {
             cpu_kernels::adamw_step(p, g, m, v, self.coef.clone(), step())
+        } else if cube_kernels::applies(&p) && g.dtype() == p.dtype() && m.dtype() == p.dtype() {
+            cube_kernels::adamw_step(p, g, m, v, self.coef.clone(), step())
         } else {
             composed_step(p, g, m, v, self.coef.clone(), step())
         };

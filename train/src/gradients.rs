@@ -30,11 +30,33 @@ fn for_each_grad<M: Module, F: GradFn>(module: &M, grads: &mut GradientsParams, 
     v.f
 }
 
+/// The first gradient's dtype, and whether every gradient is one [`bert::cube_kernels`] sums.
+struct FirstGrad<'a>(&'a mut Option<(burn::tensor::DType, bool)>);
+
+impl GradFn for FirstGrad<'_> {
+    fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
+        let cube = bert::cube_kernels::applies(&grad);
+        let (_, all) = self.0.get_or_insert((grad.dtype(), cube));
+        *all &= cube;
+        None
+    }
+}
+
 /// The L2 norm over all gradients of `module` together, on the device (no read).
 pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Tensor<1> {
+    grad_norm(module, grads, true)
+}
+
+/// [`global_grad_norm`]; without `kernels` composed from tensor ops on every device (the
+/// kernels' reference: `AdamW::composed`).
+pub(crate) fn grad_norm<M: Module>(
+    module: &M,
+    grads: &mut GradientsParams,
+    kernels: bool,
+) -> Tensor<1> {
     let device = module.devices().pop().unwrap_or_default();
     // On libtorch torch's multi-tensor norm over every gradient at once.
-    if bert::tch_kernels::applies(&device) {
+    if kernels && bert::tch_kernels::applies(&device) {
         struct Gather(Vec<Tensor<1>>);
         impl GradFn for Gather {
             fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
@@ -49,11 +71,35 @@ pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> T
             false => bert::tch_kernels::global_norm(all),
         };
     }
-    struct SumSquares(Option<Tensor<1>>);
+    // On the CubeCL backends one kernel launch per gradient into one buffer of partial sums.
+    let mut first = None;
+    if kernels {
+        for_each_grad(module, grads, FirstGrad(&mut first));
+    }
+    if let Some((dtype, true)) = first {
+        struct Lens(Vec<usize>);
+        impl GradFn for Lens {
+            fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
+                self.0.push(grad.shape().num_elements());
+                None
+            }
+        }
+        struct Add(bert::cube_kernels::SumSquares);
+        impl GradFn for Add {
+            fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
+                self.0.add(grad);
+                None
+            }
+        }
+        let lens = for_each_grad(module, grads, Lens(Vec::new())).0;
+        let sums = bert::cube_kernels::SumSquares::new(lens, &device.clone().inner());
+        return for_each_grad(module, grads, Add(sums)).0.norm(dtype);
+    }
+    struct SumSquares(Option<Tensor<1>>, bool);
     impl GradFn for SumSquares {
         fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
             // On flex and ndarray one parallel pass (single-threaded square, then sum, otherwise).
-            let s = if bert::cpu_kernels::applies(&grad) {
+            let s = if self.1 && bert::cpu_kernels::applies(&grad) {
                 bert::cpu_kernels::sum_squares(grad)
             } else {
                 grad.square().sum()
@@ -65,7 +111,7 @@ pub fn global_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> T
             None
         }
     }
-    match for_each_grad(module, grads, SumSquares(None)).0 {
+    match for_each_grad(module, grads, SumSquares(None, kernels)).0 {
         Some(sum) => sum.sqrt(),
         None => Tensor::zeros([1], &device),
     }

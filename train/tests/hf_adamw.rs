@@ -50,9 +50,19 @@ fn batch(b: &Value, device: &Device) -> (BertInput, SequenceClassificationLabels
     (input, SequenceClassificationLabels::Classes(labels))
 }
 
-/// `ours`: [`AdamW`] (what the trainer uses: clipping in the step, its own state) instead of
-/// Burn's `ModuleOptimizer` after [`clip_grad_norm`].
-fn finetune(clip: bool, ours: bool) {
+/// Which optimizer steps the model.
+#[derive(Clone, Copy, PartialEq)]
+enum Optim {
+    /// Burn's `ModuleOptimizer` after [`clip_grad_norm`].
+    Burn,
+    /// [`AdamW`], what the trainer uses (clipping in the step, its own state), with the
+    /// device's fused kernels (flex, ndarray, libtorch, CubeCL).
+    Ours,
+    /// [`AdamW::composed`]: the same arithmetic from tensor ops, the kernels' reference.
+    Composed,
+}
+
+fn finetune(clip: bool, optim_kind: Optim) {
     let r = reference();
     let run = &r[if clip { "clip" } else { "no_clip" }];
     let device = device();
@@ -72,7 +82,10 @@ fn finetune(clip: bool, ours: bool) {
     // embeddings LayerNorm (2) + 10 per layer + pooler and classifier biases (2)
     assert_eq!(summary.no_decay_tensors, 2 + 2 * 10 + 2, "{summary}");
     let mut optim = adamw_with_no_decay(&args);
-    let mut multi = AdamW::new(&args);
+    let mut multi = match optim_kind {
+        Optim::Composed => AdamW::new(&args).composed(),
+        _ => AdamW::new(&args),
+    };
     let max_norm = if clip { 1.0 } else { f64::INFINITY };
     let mut schedule = get_scheduler(
         SchedulerType::Linear,
@@ -94,7 +107,7 @@ fn finetune(clip: bool, ours: bool) {
         let loss = model.forward(input, Some(labels)).unwrap().loss.unwrap();
         let loss_value: f32 = loss.clone().into_scalar();
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let norm = if ours {
+        let norm = if optim_kind != Optim::Burn {
             let (stepped, norm) = multi.step(lr, model, grads, max_norm).unwrap();
             model = stepped;
             norm
@@ -135,22 +148,27 @@ fn finetune(clip: bool, ours: bool) {
 
 #[test]
 fn adamw_two_groups_linear_warmup_matches_torch() {
-    finetune(false, false);
+    finetune(false, Optim::Burn);
 }
 
 #[test]
 fn adamw_with_global_clipping_matches_torch() {
-    finetune(true, false);
+    finetune(true, Optim::Burn);
 }
 
 #[test]
 fn trainer_adamw_matches_torch() {
-    finetune(false, true);
+    finetune(false, Optim::Ours);
 }
 
 #[test]
 fn trainer_adamw_clipping_in_the_step_matches_torch() {
-    finetune(true, true);
+    finetune(true, Optim::Ours);
+}
+
+#[test]
+fn composed_adamw_clipping_in_the_step_matches_torch() {
+    finetune(true, Optim::Composed);
 }
 
 /// Every gradient of `a` equals `b`'s within `tol`.
