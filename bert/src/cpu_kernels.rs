@@ -2238,6 +2238,80 @@ fn exp(x0: f32) -> f32 {
     if x0 < -87.0 { 0.0 } else { y }
 }
 
+/// What the AdamW kernels' tests share (here and in `cube_kernels`): their data, and torch's
+/// arithmetic done in f64 on the host.
+#[cfg(test)]
+pub(crate) mod adamw_reference {
+    use super::AdamWStep;
+
+    /// The gradients are multiplied by this before each step.
+    pub const CLIP: f32 = 0.5;
+
+    /// Step `t` at learning rate 1e-3, weight decay 0.01, torch's defaults otherwise.
+    pub fn step(t: i32) -> AdamWStep {
+        let (lr, wd) = (1e-3, 0.01);
+        AdamWStep {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            decay: lr * wd,
+            step_size: lr / (1.0 - 0.9f64.powi(t)),
+            bias_correction2_sqrt: (1.0 - 0.999f64.powi(t)).sqrt(),
+        }
+    }
+
+    /// `n` starting parameter values in [-0.72, 0.72].
+    pub fn init(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 70.0)
+            .collect()
+    }
+
+    /// Two steps' gradients of `n` values each.
+    pub fn grads(n: usize) -> Vec<Vec<f32>> {
+        (0..2)
+            .map(|k| {
+                (0..n)
+                    .map(|i| ((i * 13 + k * 7) % 29) as f32 / 9.0 - 1.5)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The parameters and both moments after one step per gradient, from zero moments.
+    pub fn run(init: &[f32], grads: &[Vec<f32>]) -> [Vec<f64>; 3] {
+        let n = init.len();
+        let (mut p, mut m, mut v) = (
+            init.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+            vec![0f64; n],
+            vec![0f64; n],
+        );
+        for (t, g) in (1..).zip(grads) {
+            let s = step(t);
+            for i in 0..n {
+                let g = g[i] as f64 * CLIP as f64;
+                p[i] *= 1.0 - s.decay;
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.999 * v[i] + 0.001 * g * g;
+                p[i] -= s.step_size * m[i] / (v[i].sqrt() / s.bias_correction2_sqrt + 1e-8);
+            }
+        }
+        [p, m, v]
+    }
+
+    /// The parameters and moments a kernel gave within 1e-5 relative of [`run`]'s.
+    pub fn assert_close(what: &str, got: [Vec<f32>; 3], want: &[Vec<f64>; 3]) {
+        let names = ["param", "exp_avg", "exp_avg_sq"];
+        for (((name, got), want), floor) in names.iter().zip(got).zip(want).zip([1e-3, 1e-3, 1e-9])
+        {
+            let worst = (got.iter().zip(want))
+                .map(|(a, b)| (*a as f64 - b).abs() / b.abs().max(floor))
+                .fold(0f64, f64::max);
+            assert!(worst < 1e-5, "{what} {name}: {worst}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2830,51 +2904,19 @@ mod tests {
     /// clipping and weight decay; buffers held elsewhere are left as they were.
     #[test]
     fn fused_adamw_matches_torchs_arithmetic_and_leaves_shared_buffers_alone() {
+        use super::adamw_reference as r;
         use burn::tensor::TensorData;
         let n = 40_000; // more than one chunk
-        let init: Vec<f32> = (0..n)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 70.0)
-            .collect();
-        let grads: Vec<Vec<f32>> = (0..2)
-            .map(|k| {
-                (0..n)
-                    .map(|i| ((i * 13 + k * 7) % 29) as f32 / 9.0 - 1.5)
-                    .collect()
-            })
-            .collect();
-        let (lr, wd, clip) = (1e-3, 0.01, 0.5f32);
-        let step = |t: i32| AdamWStep {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            decay: lr * wd,
-            step_size: lr / (1.0 - 0.9f64.powi(t)),
-            bias_correction2_sqrt: (1.0 - 0.999f64.powi(t)).sqrt(),
-        };
-        // The reference, in f64.
-        let (mut p, mut m, mut v) = (
-            init.iter().map(|&x| x as f64).collect::<Vec<_>>(),
-            vec![0f64; n],
-            vec![0f64; n],
-        );
-        for (t, g) in (1..=2).zip(&grads) {
-            let s = step(t);
-            for i in 0..n {
-                let g = g[i] as f64 * clip as f64;
-                p[i] *= 1.0 - s.decay;
-                m[i] = 0.9 * m[i] + 0.1 * g;
-                v[i] = 0.999 * v[i] + 0.001 * g * g;
-                p[i] -= s.step_size * m[i] / (v[i].sqrt() / s.bias_correction2_sqrt + 1e-8);
-            }
-        }
+        let (init, grads) = (r::init(n), r::grads(n));
+        let want = r::run(&init, &grads);
         for d in cpu_devices() {
             let d = d.inner();
             let t = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), &d);
             let (first, mut m1, mut v1) = (t(&init), t(&vec![0.0; n]), t(&vec![0.0; n]));
             let mut p1 = first.clone(); // shared: the first step must copy it
             for (k, g) in grads.iter().enumerate() {
-                let clip = Tensor::<1>::from_floats([clip], &d);
-                (p1, m1, v1) = adamw_step(p1, t(g), m1, v1, Some(clip), step(k as i32 + 1));
+                let clip = Tensor::<1>::from_floats([r::CLIP], &d);
+                (p1, m1, v1) = adamw_step(p1, t(g), m1, v1, Some(clip), r::step(k as i32 + 1));
             }
             let host = |x: Tensor<1>| x.into_data().try_to_vec::<f32>().unwrap();
             assert_eq!(
@@ -2882,16 +2924,7 @@ mod tests {
                 init,
                 "a shared parameter buffer was overwritten"
             );
-            for (name, got, want) in [("param", host(p1), &p), ("exp_avg", host(m1), &m)] {
-                let worst = (got.iter().zip(want))
-                    .map(|(a, b)| (*a as f64 - b).abs() / b.abs().max(1e-3))
-                    .fold(0f64, f64::max);
-                assert!(worst < 1e-5, "{name}: {worst}");
-            }
-            let worst = (host(v1).iter().zip(&v))
-                .map(|(a, b)| (*a as f64 - b).abs() / b.abs().max(1e-9))
-                .fold(0f64, f64::max);
-            assert!(worst < 1e-5, "exp_avg_sq: {worst}");
+            r::assert_close(&format!("{d:?}"), [host(p1), host(m1), host(v1)], &want);
         }
     }
 

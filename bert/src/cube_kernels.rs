@@ -18,6 +18,9 @@ use burn::tensor::{DType, Tensor};
 
 pub use crate::cpu_kernels::AdamWStep;
 
+/// Threads per cube of the gradient norm's sum of squares.
+const NORM_CUBE_DIM: usize = 128;
+
 #[cfg(cube)]
 mod kernels {
     use burn::backend::tensor::FloatTensor;
@@ -29,7 +32,7 @@ mod kernels {
     use burn_cubecl::kernel::into_contiguous;
     use burn_cubecl::tensor::CubeTensor;
 
-    use super::AdamWStep;
+    use super::{AdamWStep, NORM_CUBE_DIM};
 
     #[backend_extension(Cube, Fusion: cfg(feature = "fusion"))]
     pub trait CubeFused: Backend {
@@ -46,8 +49,8 @@ mod kernels {
             step: AdamWStep,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-        /// Writes the `cubes` partial sums of `Σ grad²` (f32) into `partials[offset..offset +
-        /// cubes]` and returns `partials` (the same buffer when nothing else holds it).
+        /// Writes `cubes` × [`NORM_CUBE_DIM`] partial sums of `Σ grad²` (f32) into `partials`
+        /// from `offset` on, and returns `partials` (the same buffer when nothing else holds it).
         #[fusion(meta = |partials, _grad, _offset, _cubes| partials.clone())]
         fn sum_squares_into(
             partials: FloatTensor<Self>,
@@ -109,46 +112,29 @@ mod kernels {
         exp_avg_sq[i] = Vector::cast_from(v);
     }
 
-    /// Threads per cube of the sum of squares: a power of two that every runtime's cube takes.
-    const NORM_CUBE_DIM: usize = 128;
-
-    /// `cubes` cubes of `cube_dim` ([`NORM_CUBE_DIM`]) threads stride over `grad`, each thread
-    /// summing its elements' squares in f32; each cube adds its threads' sums in shared memory
-    /// (a tree) and writes one partial sum at `partials[offset + cube]`.
+    /// `cubes` cubes of [`NORM_CUBE_DIM`] threads stride over `grad`, each thread summing its
+    /// elements' squares in f32 and writing its sum at `partials[offset + thread]` (0 for a
+    /// thread with no element). No shared memory and no barrier: on the CubeCL CPU runtime each
+    /// `sync_cube` of a cube's threads costs a round of thread switches on every core, and a
+    /// tree of them per cube made the norm of a tiny model take minutes on 2 cores.
     #[cube(launch_unchecked)]
     fn sum_squares_kernel<F: Float>(
         grad: &Tensor<F>,
         partials: &mut Tensor<f32>,
         len: usize,
         offset: usize,
-        #[comptime] cube_dim: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let unit = UNIT_POS_X as usize;
+        let thread = ABSOLUTE_POS_X as usize;
         let threads = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
         let mut acc = f32::new(0.0);
-        let mut i = (CUBE_POS_X * CUBE_DIM_X) as usize + unit;
+        let mut i = thread;
         while i < len {
             let g = f32::cast_from(grad[i]);
             acc += g * g;
             i += threads;
         }
-        let mut sums = Shared::new_slice(cube_dim);
-        sums[unit] = acc;
-        sync_cube();
-        // A runtime value: a comptime one (`cube_dim / 2`) cannot change in the loop.
-        let mut half = CUBE_DIM_X as usize / 2;
-        while half > 0 {
-            if unit < half {
-                let other = sums[unit + half];
-                sums[unit] += other;
-            }
-            sync_cube();
-            half /= 2;
-        }
-        if unit == 0 {
-            partials[offset + CUBE_POS_X as usize] = sums[0];
-        }
+        partials[offset + thread] = acc;
     }
 
     /// `t` as a buffer this kernel may write: itself when nothing else holds it and it is
@@ -229,15 +215,16 @@ mod kernels {
             let len = grad.meta.shape().num_elements();
             assert!(
                 partials.dtype == burn::tensor::DType::F32
-                    && offset + cubes <= partials.meta.shape().num_elements(),
-                "sum_squares_into: {cubes} partial sums at {offset} do not fit {:?} {:?}",
+                    && offset + cubes * NORM_CUBE_DIM <= partials.meta.shape().num_elements(),
+                "sum_squares_into: {cubes} cubes' partial sums at {offset} do not fit {:?} {:?}",
                 partials.dtype,
                 partials.meta.shape()
             );
             let client = grad.client.clone();
             let dtype = burn::backend::cubecl::dtype_to_storage_type(grad.dtype);
             // SAFETY: the threads read `grad` below `len`, its element count (contiguous), and
-            // cube `c` of `cubes` writes `partials[offset + c]`, inside it (checked above).
+            // thread `t` of `cubes` × NORM_CUBE_DIM writes `partials[offset + t]`, inside it
+            // (checked above).
             unsafe {
                 sum_squares_kernel::launch_unchecked(
                     &client,
@@ -247,7 +234,6 @@ mod kernels {
                     partials.clone().into_tensor_arg(),
                     len,
                     offset,
-                    NORM_CUBE_DIM,
                     dtype,
                 );
             }
@@ -256,10 +242,16 @@ mod kernels {
     }
 }
 
-/// How many cubes (partial sums) [`SumSquares::add`] gives a gradient of `len` elements: one per
-/// 4,096 elements, at least 1 and at most 256.
+/// How many cubes of [`NORM_CUBE_DIM`] threads [`SumSquares::add`] gives a gradient of `len` elements: one per
+/// 2,048 elements (16 per thread), at least 1 and at most 128. Each thread writes one partial sum:
+/// BERT-base's gradients take ~1.2 M of them (4.6 MiB), summed once by [`SumSquares::norm`].
 pub fn norm_cubes(len: usize) -> usize {
-    len.div_ceil(4096).clamp(1, 256)
+    len.div_ceil(2048).clamp(1, 128)
+}
+
+/// The partial sums a gradient of `len` elements writes: one per thread.
+fn norm_slots(len: usize) -> usize {
+    norm_cubes(len) * NORM_CUBE_DIM
 }
 
 /// The global gradient norm `√Σ g²` over many gradients in one kernel launch each: every
@@ -274,7 +266,7 @@ impl SumSquares {
     /// Room for the partial sums of gradients of these element counts (in any order), on
     /// `device` (a CubeCL one: see [`applies`]).
     pub fn new(lens: impl IntoIterator<Item = usize>, device: &burn::tensor::Device) -> Self {
-        let total: usize = lens.into_iter().map(norm_cubes).sum();
+        let total: usize = lens.into_iter().map(norm_slots).sum();
         Self {
             partials: Tensor::empty([total.max(1)], (device, DType::F32)),
             offset: 0,
@@ -283,7 +275,8 @@ impl SumSquares {
 
     /// Adds `grad`'s squares (a float tensor on the device of [`Self::new`]).
     pub fn add<const D: usize>(&mut self, grad: Tensor<D>) {
-        let cubes = norm_cubes(grad.shape().num_elements());
+        let len = grad.shape().num_elements();
+        let cubes = norm_cubes(len);
         #[cfg(cube)]
         {
             use burn::backend::Dispatch;
@@ -296,7 +289,7 @@ impl SumSquares {
                     cubes,
                 ));
         }
-        self.offset += cubes;
+        self.offset += norm_slots(len);
         #[cfg(not(cube))]
         unreachable!("cube_kernels::SumSquares without a CubeCL backend compiled in: see `applies`")
     }
@@ -388,7 +381,17 @@ pub fn adamw_step<const D: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
+    use burn::tensor::{Device, TensorData};
+
+    /// The backend under test (`BERT_TEST_BACKEND`) without autodiff, if it is a CubeCL one.
+    fn cube_test_device() -> Option<Device> {
+        let d = crate::backend::test_device().inner();
+        let cube = applies(&Tensor::<1>::zeros([1], &d));
+        if !cube {
+            eprintln!("not a CubeCL device: {d:?}");
+        }
+        cube.then_some(d)
+    }
 
     /// The CubeCL AdamW step against torch's arithmetic done in f64 on the host, two steps with
     /// clipping and weight decay, on the backend under test (`BERT_TEST_BACKEND`; CI runs it on
@@ -396,58 +399,24 @@ mod tests {
     /// through transposed strides, and a parameter buffer something else holds left as it was.
     #[test]
     fn cube_adamw_matches_torchs_arithmetic_and_leaves_shared_buffers_alone() {
-        let d = crate::backend::test_device().inner();
-        if !applies(&Tensor::<1>::zeros([1], &d)) {
-            eprintln!("not a CubeCL device: {d:?}");
+        let Some(d) = cube_test_device() else {
             return;
-        }
-        let (lr, wd, clip) = (1e-3, 0.01, 0.5f32);
-        let step = |t: i32| AdamWStep {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            decay: lr * wd,
-            step_size: lr / (1.0 - 0.9f64.powi(t)),
-            bias_correction2_sqrt: (1.0 - 0.999f64.powi(t)).sqrt(),
         };
+        use crate::cpu_kernels::adamw_reference as r;
         // [rows, cols]: 64 × 160 takes 4-wide vectors, 17 × 59 single elements.
         for (rows, cols) in [(64, 160), (17, 59)] {
             let n = rows * cols;
-            let init: Vec<f32> = (0..n)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 70.0)
-                .collect();
             // The gradients in row-major [rows, cols] order.
-            let grads: Vec<Vec<f32>> = (0..2)
-                .map(|k| {
-                    (0..n)
-                        .map(|i| ((i * 13 + k * 7) % 29) as f32 / 9.0 - 1.5)
-                        .collect()
-                })
-                .collect();
-            // The reference, in f64.
-            let (mut p, mut m, mut v) = (
-                init.iter().map(|&x| x as f64).collect::<Vec<_>>(),
-                vec![0f64; n],
-                vec![0f64; n],
-            );
-            for (t, g) in (1..=2).zip(&grads) {
-                let s = step(t);
-                for i in 0..n {
-                    let g = g[i] as f64 * clip as f64;
-                    p[i] *= 1.0 - s.decay;
-                    m[i] = 0.9 * m[i] + 0.1 * g;
-                    v[i] = 0.999 * v[i] + 0.001 * g * g;
-                    p[i] -= s.step_size * m[i] / (v[i].sqrt() / s.bias_correction2_sqrt + 1e-8);
-                }
-            }
+            let (init, grads) = (r::init(n), r::grads(n));
+            let want = r::run(&init, &grads);
             let t =
                 |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [rows, cols]), &d);
             // Each gradient stored [cols, rows] and read transposed: non-contiguous strides.
             let transposed = |g: &[f32]| {
                 let mut tr = vec![0f32; n];
-                for r in 0..rows {
-                    for c in 0..cols {
-                        tr[c * rows + r] = g[r * cols + c];
+                for row in 0..rows {
+                    for col in 0..cols {
+                        tr[col * rows + row] = g[row * cols + col];
                     }
                 }
                 Tensor::<2>::from_data(TensorData::new(tr, [cols, rows]), &d).transpose()
@@ -456,9 +425,9 @@ mod tests {
             let (first, mut m1, mut v1) = (t(&init), t(&zeros), t(&zeros));
             let mut p1 = first.clone(); // shared: the first step must copy it
             for (k, g) in grads.iter().enumerate() {
-                let clip = Tensor::<1>::from_floats([clip], &d);
+                let clip = Tensor::<1>::from_floats([r::CLIP], &d);
                 let g = if k == 0 { transposed(g) } else { t(g) };
-                (p1, m1, v1) = adamw_step(p1, g, m1, v1, Some(clip), step(k as i32 + 1));
+                (p1, m1, v1) = adamw_step(p1, g, m1, v1, Some(clip), r::step(k as i32 + 1));
             }
             let host = |x: Tensor<2>| x.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
             assert_eq!(
@@ -466,29 +435,19 @@ mod tests {
                 init,
                 "a shared parameter buffer was overwritten"
             );
-            for (name, got, want, floor) in [
-                ("param", host(p1), &p, 1e-3),
-                ("exp_avg", host(m1), &m, 1e-3),
-                ("exp_avg_sq", host(v1), &v, 1e-9),
-            ] {
-                let worst = (got.iter().zip(want))
-                    .map(|(a, b)| (*a as f64 - b).abs() / b.abs().max(floor))
-                    .fold(0f64, f64::max);
-                assert!(worst < 1e-5, "{rows}×{cols} {name}: {worst}");
-            }
+            let got = [host(p1), host(m1), host(v1)];
+            r::assert_close(&format!("{rows}×{cols}"), got, &want);
         }
     }
 
     /// [`SumSquares`] against the norm in f64 on the host, over gradients that take one cube,
-    /// several and the most (the last: 256 cubes over 1.3 M elements, 5 each per thread) and one
+    /// several and the most (the last: 128 cubes over 1.3 M elements, ~80 per thread) and one
     /// read through transposed strides.
     #[test]
     fn cube_sum_squares_matches_the_norm_in_f64() {
-        let d = crate::backend::test_device().inner();
-        if !applies(&Tensor::<1>::zeros([1], &d)) {
-            eprintln!("not a CubeCL device: {d:?}");
+        let Some(d) = cube_test_device() else {
             return;
-        }
+        };
         let values = |n: usize, seed: usize| -> Vec<f32> {
             (0..n)
                 .map(|i| (((i * 31 + seed * 17) % 97) as f32 - 48.0) / 25.0)
