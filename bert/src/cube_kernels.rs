@@ -468,8 +468,10 @@ mod tests {
         }
         let got = sums.norm(DType::F32).into_scalar::<f32>() as f64;
         let want = want.sqrt();
+        // f32 sums of 1.3 M squares in an order the backend's reduction picks (autotuned): a
+        // few 1e-6 apart from run to run.
         assert!(
-            ((got - want) / want).abs() < 1e-6,
+            ((got - want) / want).abs() < 1e-5,
             "norm {got} vs {want} in f64"
         );
     }
