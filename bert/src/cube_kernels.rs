@@ -10,7 +10,11 @@
 //! parameters' type (as torch's fused AdamW computes), the same operations in the same order as
 //! [`crate::cpu_kernels::adamw_step`].
 //!
-//! Under `fusion` the kernel is an opaque custom operation of Burn's fusion stream: recorded
+//! The global gradient norm ([`SumSquares`]): composed, a square, a sum and an addition per
+//! gradient; here one launch per gradient in which every thread writes its partial `Σ g²` into
+//! one f32 buffer, summed once at the end.
+//!
+//! Under `fusion` each kernel is an opaque custom operation of Burn's fusion stream: recorded
 //! once, executed in order with the fused element-wise chains around it.
 #![cfg_attr(not(cube), allow(dead_code, unused_variables))]
 
@@ -242,10 +246,11 @@ mod kernels {
     }
 }
 
-/// How many cubes of [`NORM_CUBE_DIM`] threads [`SumSquares::add`] gives a gradient of `len` elements: one per
-/// 2,048 elements (16 per thread), at least 1 and at most 128. Each thread writes one partial sum:
-/// BERT-base's gradients take ~1.2 M of them (4.6 MiB), summed once by [`SumSquares::norm`].
-pub fn norm_cubes(len: usize) -> usize {
+/// How many cubes of [`NORM_CUBE_DIM`] threads [`SumSquares::add`] gives a gradient of `len`
+/// elements: one per 2,048 elements (16 per thread), at least 1 and at most 128. Each thread
+/// writes one partial sum: BERT-base's gradients take ~1.2 M of them (4.6 MiB), summed once by
+/// [`SumSquares::norm`].
+fn norm_cubes(len: usize) -> usize {
     len.div_ceil(2048).clamp(1, 128)
 }
 
@@ -258,7 +263,9 @@ fn norm_slots(len: usize) -> usize {
 /// gradient's partial sums go into one f32 buffer, summed once at the end ([`Self::norm`]),
 /// where the composed form records a square, a sum and an addition per gradient.
 pub struct SumSquares {
-    partials: Tensor<1>,
+    /// Moved into each launch (`Option::take`), so that the kernel owns the buffer and writes it
+    /// in place: a clone alive during the launch would make it copy the whole buffer first.
+    partials: Option<Tensor<1>>,
     offset: usize,
 }
 
@@ -268,7 +275,7 @@ impl SumSquares {
     pub fn new(lens: impl IntoIterator<Item = usize>, device: &burn::tensor::Device) -> Self {
         let total: usize = lens.into_iter().map(norm_slots).sum();
         Self {
-            partials: Tensor::empty([total.max(1)], (device, DType::F32)),
+            partials: Some(Tensor::empty([total.max(1)], (device, DType::F32))),
             offset: 0,
         }
     }
@@ -280,14 +287,15 @@ impl SumSquares {
         #[cfg(cube)]
         {
             use burn::backend::Dispatch;
-            let partials = self.partials.clone().into_dispatch();
-            self.partials =
-                Tensor::from_dispatch(<Dispatch as kernels::CubeFused>::sum_squares_into(
-                    partials,
+            let partials = self.partials.take().expect("SumSquares holds its buffer");
+            self.partials = Some(Tensor::from_dispatch(
+                <Dispatch as kernels::CubeFused>::sum_squares_into(
+                    partials.into_dispatch(),
                     grad.into_dispatch(),
                     self.offset,
                     cubes,
-                ));
+                ),
+            ));
         }
         self.offset += norm_slots(len);
         #[cfg(not(cube))]
@@ -296,14 +304,17 @@ impl SumSquares {
 
     /// `√Σ g²` over the gradients added, `[1]` in `dtype`, on the device (nothing is read).
     pub fn norm(self, dtype: DType) -> Tensor<1> {
-        let written = self.offset;
+        let (written, partials) = (
+            self.offset,
+            self.partials.expect("SumSquares holds its buffer"),
+        );
         assert!(
-            written <= self.partials.dims()[0],
+            written <= partials.dims()[0],
             "SumSquares: more gradients added than room was made for"
         );
         let sum = match written {
-            0 => Tensor::zeros([1], (&self.partials.device(), DType::F32)),
-            n => self.partials.slice(0..n).sum(),
+            0 => Tensor::zeros([1], (&partials.device(), DType::F32)),
+            n => partials.slice(0..n).sum(),
         };
         sum.sqrt().cast(dtype)
     }
