@@ -1,6 +1,7 @@
-//! Sets `cfg(cube)` when a CubeCL backend feature is on. With `tch`: compiles `csrc/torch_multi_tensor.cpp` (torch's `_foreach_norm`, `_fused_adamw_`
-//! and `autograd::grad` with a given output gradient, which the tch crate does not expose)
-//! against the libtorch torch-sys links, with torch-sys's flags.
+//! Sets `cfg(cube)` when a CubeCL backend feature is on. With `tch`: compiles
+//! `csrc/torch_multi_tensor.cpp` (torch's `_foreach_norm`, `_fused_adamw_` and `autograd::grad`
+//! with a given output gradient, which the tch crate does not expose) against the libtorch
+//! torch-sys links, with torch-sys's flags.
 
 fn main() {
     // `cfg(cube)`: a CubeCL backend is compiled in (`cube_kernels.rs`).

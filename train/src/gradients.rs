@@ -30,14 +30,22 @@ fn for_each_grad<M: Module, F: GradFn>(module: &M, grads: &mut GradientsParams, 
     v.f
 }
 
-/// The first gradient's dtype, and whether every gradient is one [`bert::cube_kernels`] sums.
-struct FirstGrad<'a>(&'a mut Option<(burn::tensor::DType, bool)>);
+/// What the CubeCL norm needs to know of the gradients before any launch: the first one's
+/// dtype (the norm's), whether [`bert::cube_kernels`] sums every one, and their element counts
+/// (the partial-sum buffer's size).
+#[derive(Default)]
+struct Survey {
+    dtype: Option<burn::tensor::DType>,
+    all_cube: bool,
+    lens: Vec<usize>,
+}
 
-impl GradFn for FirstGrad<'_> {
+impl GradFn for Survey {
     fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
         let cube = bert::cube_kernels::applies(&grad);
-        let (_, all) = self.0.get_or_insert((grad.dtype(), cube));
-        *all &= cube;
+        self.all_cube = cube && (self.dtype.is_none() || self.all_cube);
+        self.dtype.get_or_insert(grad.dtype());
+        self.lens.push(grad.shape().num_elements());
         None
     }
 }
@@ -72,18 +80,11 @@ pub(crate) fn grad_norm<M: Module>(
         };
     }
     // On the CubeCL backends one kernel launch per gradient into one buffer of partial sums.
-    let mut first = None;
-    if kernels {
-        for_each_grad(module, grads, FirstGrad(&mut first));
-    }
-    if let Some((dtype, true)) = first {
-        struct Lens(Vec<usize>);
-        impl GradFn for Lens {
-            fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
-                self.0.push(grad.shape().num_elements());
-                None
-            }
-        }
+    let survey = match kernels {
+        true => for_each_grad(module, grads, Survey::default()),
+        false => Survey::default(),
+    };
+    if let (Some(dtype), true) = (survey.dtype, survey.all_cube) {
         struct Add(bert::cube_kernels::SumSquares);
         impl GradFn for Add {
             fn apply<const D: usize>(&mut self, grad: Tensor<D>) -> Option<Tensor<D>> {
@@ -91,8 +92,7 @@ pub(crate) fn grad_norm<M: Module>(
                 None
             }
         }
-        let lens = for_each_grad(module, grads, Lens(Vec::new())).0;
-        let sums = bert::cube_kernels::SumSquares::new(lens, &device.clone().inner());
+        let sums = bert::cube_kernels::SumSquares::new(survey.lens, &device.clone().inner());
         return for_each_grad(module, grads, Add(sums)).0.norm(dtype);
     }
     struct SumSquares(Option<Tensor<1>>, bool);
