@@ -52,10 +52,14 @@ pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 /// Softmax over the last dimension (attention's probabilities); fused on flex and ndarray (f32) as
-/// [`gelu_exact`] is.
+/// [`gelu_exact`] is, and a kernel of ours each way on the CubeCL backends (f32,
+/// [`crate::cube_kernels::softmax_last`]).
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if crate::cpu_kernels::applies(&x) {
         return crate::cpu_kernels::softmax_last(x);
+    }
+    if crate::cube_kernels::applies_rows(&x) {
+        return crate::cube_kernels::softmax_last(x);
     }
     activation::softmax(x, D - 1)
 }

@@ -2,7 +2,7 @@
 //! HF keys (`embeddings.LayerNorm.weight`), and `eps` from `layer_norm_eps`.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor, module::layer_norm};
+use burn::tensor::{DType, Device, Tensor, module::layer_norm};
 
 #[derive(Module, Debug)]
 pub struct LayerNorm {
@@ -24,10 +24,19 @@ impl LayerNorm {
 
     /// On flex and ndarray (f32) it runs fused ([`crate::cpu_kernels::layer_norm`]), forward and
     /// backward; on libtorch it is torch's `layer_norm`, its backward torch's too
-    /// ([`crate::tch_kernels::layer_norm`]).
+    /// ([`crate::tch_kernels::layer_norm`]); on the CubeCL backends (f32) it is a kernel of ours
+    /// each way ([`crate::cube_kernels::layer_norm`]).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         if crate::cpu_kernels::applies(&x) {
             return crate::cpu_kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps);
+        }
+        if crate::cube_kernels::applies_rows(&x) && self.weight.val().dtype() == DType::F32 {
+            return crate::cube_kernels::layer_norm(
+                x,
+                self.weight.val(),
+                self.bias.val(),
+                self.eps,
+            );
         }
         if crate::tch_kernels::applies(&x.device()) {
             return crate::tch_kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps);
