@@ -173,6 +173,11 @@ struct RunArgs {
     /// kernels, for before/after comparisons in one run.
     #[arg(long)]
     composed_optimizer: bool,
+    /// Training and inference: also measure each CubeCL backend with LayerNorm, softmax and
+    /// GELU composed from Burn's tensor ops (`bert::cube_kernels::set_layer_kernels(false)`,
+    /// rows `NAME/composed-layers`) instead of the kernels of `bert::cube_kernels`.
+    #[arg(long)]
+    composed_layers: bool,
     /// Pretraining: also measure each backend with the MLM head over every position as HF's
     /// `BertForPreTraining.forward` runs it (rows `NAME/all-positions`), not the masked rows only.
     #[arg(long)]
@@ -420,6 +425,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
             profile: args.profile,
             burn_optimizer: false,
             composed_optimizer: false,
+            composed_layers: false,
             mlm_all_positions: false,
             autocast,
             gradient_checkpointing: false,
@@ -439,6 +445,15 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
                 "/composed-optimizer",
                 Runs {
                     composed_optimizer: true,
+                    ..plain
+                },
+            ));
+        }
+        if args.composed_layers {
+            variants.push((
+                "/composed-layers",
+                Runs {
+                    composed_layers: true,
                     ..plain
                 },
             ));

@@ -275,6 +275,10 @@ pub struct Runs {
     /// device's fused kernels.
     #[serde(default)]
     pub composed_optimizer: bool,
+    /// LayerNorm, softmax and GELU composed from tensor ops on the CubeCL backends
+    /// (`bert::cube_kernels::set_layer_kernels(false)`), not this crate's kernels.
+    #[serde(default)]
+    pub composed_layers: bool,
     /// Pretraining: the MLM head over every position (HF's `BertForPreTraining.forward`)
     /// instead of the masked rows only.
     pub mlm_all_positions: bool,
@@ -319,6 +323,15 @@ pub fn measure(
     dtype: &str,
     runs: Runs,
 ) -> Result<Measurement, Error> {
+    // Restored when this measurement ends, however it ends.
+    struct LayerKernels;
+    impl Drop for LayerKernels {
+        fn drop(&mut self) {
+            bert::cube_kernels::set_layer_kernels(true);
+        }
+    }
+    let _restore = LayerKernels;
+    bert::cube_kernels::set_layer_kernels(!runs.composed_layers);
     let Runs {
         warmup,
         iters,

@@ -40,13 +40,17 @@ impl HiddenAct {
 ///
 /// On flex and ndarray (f32) it runs fused instead ([`crate::cpu_kernels`]): the same function and
 /// derivative to 1e-6, in one parallel pass each way. On libtorch Burn's `gelu` is torch's exact
-/// `gelu` and `gelu_backward` (one kernel each way), so it serves there.
+/// `gelu` and `gelu_backward` (one kernel each way), so it serves there. On the CubeCL backends
+/// (f32) it is a kernel of ours each way ([`crate::cube_kernels::gelu`]).
 pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if crate::cpu_kernels::applies(&x) {
         return crate::cpu_kernels::gelu(x);
     }
     if crate::tch_kernels::applies(&x.device()) {
         return activation::gelu(x);
+    }
+    if crate::cube_kernels::applies_rows(&x) {
+        return crate::cube_kernels::gelu(x);
     }
     x.clone() * (x / std::f64::consts::SQRT_2).erf().add_scalar(1.0) * 0.5
 }

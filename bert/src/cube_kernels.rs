@@ -26,6 +26,8 @@
 //! once, executed in order with the fused element-wise chains around it.
 #![cfg_attr(not(cube), allow(dead_code, unused_variables))]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::tensor::{DType, Tensor};
 
 pub use crate::cpu_kernels::AdamWStep;
@@ -111,6 +113,14 @@ mod kernels {
             y: FloatTensor<Self>,
             grad: FloatTensor<Self>,
         ) -> FloatTensor<Self>;
+
+        /// Exact GELU of an f32 tensor, `x·½(1 + erf(x/√2))`.
+        #[fusion(meta = |x| x.clone())]
+        fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+        /// `grad · GELU'(x)`.
+        #[fusion(meta = |x, _g| x.clone())]
+        fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
     }
 
     /// The step's scalars, rounded to f32 as torch's kernels take them from Python floats.
@@ -426,6 +436,44 @@ mod kernels {
         }
     }
 
+    /// Exact GELU, `x·½(1 + erf(x/√2))`, one thread per vector of `N` f32 elements.
+    #[cube(launch_unchecked)]
+    fn gelu_kernel<N: Size>(
+        x: &Tensor<Vector<f32, N>>,
+        y: &mut Tensor<Vector<f32, N>>,
+        vectors: usize,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= vectors {
+            terminate!();
+        }
+        let v = x[i];
+        let half = Vector::<f32, N>::new(0.5);
+        let one = Vector::<f32, N>::new(1.0);
+        let cdf = half * (one + (v * Vector::<f32, N>::new(FRAC_1_SQRT_2)).erf());
+        y[i] = v * cdf;
+    }
+
+    /// `grad · GELU'(x)`, `GELU'(x) = Φ(x) + x·φ(x)`, one thread per vector of `N` elements.
+    #[cube(launch_unchecked)]
+    fn gelu_backward_kernel<N: Size>(
+        x: &Tensor<Vector<f32, N>>,
+        grad: &Tensor<Vector<f32, N>>,
+        dx: &mut Tensor<Vector<f32, N>>,
+        vectors: usize,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= vectors {
+            terminate!();
+        }
+        let v = x[i];
+        let half = Vector::<f32, N>::new(0.5);
+        let one = Vector::<f32, N>::new(1.0);
+        let cdf = half * (one + (v * Vector::<f32, N>::new(FRAC_1_SQRT_2)).erf());
+        let pdf = Vector::<f32, N>::new(FRAC_1_SQRT_2PI) * (-half * v * v).exp();
+        dx[i] = grad[i] * (cdf + v * pdf);
+    }
+
     /// `t` as a buffer this kernel may write: itself when nothing else holds it and it is
     /// contiguous, a contiguous copy otherwise.
     fn writable(t: CubeTensor) -> CubeTensor {
@@ -449,15 +497,8 @@ mod kernels {
         ) -> (CubeTensor, CubeTensor, CubeTensor) {
             let (p, m, v) = (writable(param), writable(exp_avg), writable(exp_avg_sq));
             let (g, clip) = (into_contiguous(grad), into_contiguous(clip));
-            let len = p.meta.shape().num_elements();
             let client = p.client.clone();
-            // The widest vector the runtime loads well that divides the element count.
-            let vector_size = client
-                .io_optimized_vector_sizes(p.dtype.size())
-                .filter(|&n| len % n == 0)
-                .max()
-                .unwrap_or(1);
-            let vectors = len / vector_size;
+            let (vector_size, vectors, cube_count, cube_dim) = elementwise_layout(&p);
             let f = |x: f64| x as f32;
             let scalars = AdamWScalarsLaunch::new(
                 f(1.0 - step.decay),
@@ -468,8 +509,6 @@ mod kernels {
                 f(step.eps),
                 f(step.step_size),
             );
-            let cube_dim = CubeDim::new(&client, vectors);
-            let cube_count: CubeCount = calculate_cube_count_elemwise(&client, vectors, cube_dim);
             let dtype = burn::backend::cubecl::dtype_to_storage_type(p.dtype);
             // SAFETY: every index is checked against `vectors`, the vector count of the four
             // contiguous tensors of one shape (`adamw_step` checks the shapes), and `clip` has
@@ -674,6 +713,68 @@ mod kernels {
             }
             dx
         }
+
+        fn gelu_erf(x: CubeTensor) -> CubeTensor {
+            let x = into_contiguous(x);
+            rows_of(&x);
+            let y = empty_like(&x, x.meta.shape().clone());
+            let (vector_size, vectors, count, dim) = elementwise_layout(&x);
+            // SAFETY: every index is checked against `vectors`, the vector count of `x` and
+            // `y`, contiguous and of one shape.
+            unsafe {
+                gelu_kernel::launch_unchecked(
+                    &x.client.clone(),
+                    count,
+                    dim,
+                    vector_size,
+                    x.into_tensor_arg(),
+                    y.clone().into_tensor_arg(),
+                    vectors,
+                );
+            }
+            y
+        }
+
+        fn gelu_erf_backward(x: CubeTensor, grad: CubeTensor) -> CubeTensor {
+            let (x, grad) = (into_contiguous(x), into_contiguous(grad));
+            rows_of(&x);
+            let dx = empty_like(&x, x.meta.shape().clone());
+            let (vector_size, vectors, count, dim) = elementwise_layout(&x);
+            // SAFETY: as in `gelu_erf`; `grad` is `x`'s shape, contiguous.
+            unsafe {
+                gelu_backward_kernel::launch_unchecked(
+                    &x.client.clone(),
+                    count,
+                    dim,
+                    vector_size,
+                    x.into_tensor_arg(),
+                    grad.into_tensor_arg(),
+                    dx.clone().into_tensor_arg(),
+                    vectors,
+                );
+            }
+            dx
+        }
+    }
+
+    /// `1/√2`, `1/√(2π)`.
+    const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+    /// An element-wise launch over a contiguous tensor: the widest vector the runtime loads
+    /// well that divides its length, the vector count, and cubes for them.
+    fn elementwise_layout(x: &CubeTensor) -> (usize, usize, CubeCount, CubeDim) {
+        let len = x.meta.shape().num_elements();
+        let client = &x.client;
+        let vector_size = client
+            .io_optimized_vector_sizes(x.dtype.size())
+            .filter(|&n| len % n == 0)
+            .max()
+            .unwrap_or(1);
+        let vectors = len / vector_size;
+        let dim = CubeDim::new(client, vectors);
+        let count = calculate_cube_count_elemwise(client, vectors, dim);
+        (vector_size, vectors, count, dim)
     }
 
     /// Threads per cube of LayerNorm's weight and bias gradient sums (one per column).
@@ -774,6 +875,24 @@ mod kernels {
                 }
                 OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x)),
             }
+        }
+
+        fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (x, node) = x.into_parts();
+            let backward = UnaryBackward::<B> {
+                grad: B::gelu_erf_backward,
+            };
+            match backward.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let y = B::gelu_erf(x.clone());
+                    prep.finish(x, y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::gelu_erf(x)),
+            }
+        }
+
+        fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+            Self::from_inner(B::gelu_erf_backward(Self::inner(x), Self::inner(grad)))
         }
 
         fn layer_norm_last_backward(
@@ -918,13 +1037,38 @@ impl SumSquares {
     }
 }
 
+/// Whether the model's LayerNorm, softmax and GELU use this module's kernels on the CubeCL
+/// backends (on by default): off, they are composed from Burn's tensor ops as on any backend,
+/// for before/after comparisons in one process (`benches run --composed-layers`).
+static LAYER_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the LayerNorm, softmax and GELU kernels on or off for the whole process (see
+/// [`applies_rows`]); the optimizer's are `AdamW::composed`'s to turn off.
+pub fn set_layer_kernels(on: bool) {
+    LAYER_KERNELS.store(on, Ordering::Relaxed);
+}
+
+/// `BERT_CUBE_KERNELS=off` (or `0`) turns every kernel of this module off, the optimizer's
+/// included: the composed forms then run, as before these kernels existed. An escape hatch for
+/// a runtime whose compiler rejects one of them; read once.
+fn kernels_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        !matches!(
+            std::env::var("BERT_CUBE_KERNELS").as_deref(),
+            Ok("off" | "0" | "false")
+        )
+    })
+}
+
 /// Whether [`adamw_step`] runs on `x`: a float parameter of f32, f16 or bf16 on a CubeCL
 /// device (`cuda`, `wgpu`, `vulkan`, `cpu`), without autodiff (the optimizer's tensors are the
 /// inner device's).
 pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
     #[cfg(cube)]
     {
-        matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        kernels_allowed()
+            && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
             && !x.device().is_autodiff()
             && matches!(
                 x.device().as_dispatch(),
@@ -987,12 +1131,15 @@ pub fn adamw_step<const D: usize>(
     unreachable!("cube_kernels::adamw_step without a CubeCL backend compiled in: see `applies`")
 }
 
-/// Whether [`layer_norm`] and [`softmax_last`] run on `x`: f32 on a CubeCL device (`cuda`,
-/// `wgpu`, `vulkan`, `cpu`), recording gradients or not.
+/// Whether [`layer_norm`], [`softmax_last`] and [`gelu`] run on `x`: f32 on a CubeCL device (`cuda`,
+/// `wgpu`, `vulkan`, `cpu`), recording gradients or not, with [`set_layer_kernels`] on (the
+/// default).
 pub fn applies_rows<const D: usize>(x: &Tensor<D>) -> bool {
     #[cfg(cube)]
     {
-        x.dtype() == DType::F32
+        LAYER_KERNELS.load(Ordering::Relaxed)
+            && kernels_allowed()
+            && x.dtype() == DType::F32
             && matches!(
                 x.device().inner().as_dispatch(),
                 burn::backend::DispatchDevice::Cube(_)
@@ -1053,6 +1200,21 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     unreachable!(
         "cube_kernels::softmax_last without a CubeCL backend compiled in: see `applies_rows`"
     )
+}
+
+/// Exact GELU of a CubeCL f32 tensor (see [`applies_rows`]), differentiable: one element-wise
+/// kernel each way, the derivative `Φ(x) + x·φ(x)` exact (composed: five ops forward and about
+/// ten backward; Burn's own `gelu` backward is off by up to 8.7e-4 on wgpu).
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(cube)]
+    {
+        use burn::backend::Dispatch;
+        Tensor::from_dispatch(<Dispatch as kernels::CubeFused>::gelu_erf(
+            x.into_dispatch(),
+        ))
+    }
+    #[cfg(not(cube))]
+    unreachable!("cube_kernels::gelu without a CubeCL backend compiled in: see `applies_rows`")
 }
 
 #[cfg(test)]
@@ -1283,5 +1445,50 @@ mod tests {
             let dx_got = xt.grad(&grads).expect("x's gradient");
             assert_near(&format!("{case} dx"), dx_got, &dx, 1e-6);
         }
+    }
+
+    /// [`gelu`] forward and backward (the gradient of `Σ y·r`) against `x·Φ(x)` and
+    /// `Φ(x) + x·φ(x)` in f64 (erf by its Taylor series in f64: ~1e-9 here): a length the widest
+    /// vector divides, one it does not, and an input read through transposed strides.
+    #[test]
+    fn cube_gelu_matches_f64_forward_and_backward() {
+        let Some(d) = cube_test_device() else {
+            return;
+        };
+        let ad = d.autodiff();
+        for (rows, cols, transposed) in [(64, 96, false), (7, 13, false), (40, 24, true)] {
+            // Values in [-5.7, 5.7]: the tails where Φ saturates included.
+            let x: Vec<f32> = values(rows * cols, 7).iter().map(|v| v * 3.0).collect();
+            let r = values(rows * cols, 8);
+            let phi = |v: f64| 0.5 * (1.0 + erf_f64(v / std::f64::consts::SQRT_2));
+            let pdf = |v: f64| (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let y: Vec<f64> = x.iter().map(|&v| v as f64 * phi(v as f64)).collect();
+            let dx: Vec<f64> = x
+                .iter()
+                .zip(&r)
+                .map(|(&v, &g)| g as f64 * (phi(v as f64) + v as f64 * pdf(v as f64)))
+                .collect();
+            let xt = matrix(x, rows, cols, transposed, &ad).require_grad();
+            let out = gelu(xt.clone());
+            let grads = (out.clone() * matrix(r, rows, cols, false, &ad))
+                .sum()
+                .backward();
+            let case = format!("{rows}×{cols}");
+            assert_near(&format!("{case} y"), out.inner(), &y, 1e-6);
+            let dx_got = xt.grad(&grads).expect("x's gradient");
+            assert_near(&format!("{case} dx"), dx_got, &dx, 1e-6);
+        }
+    }
+
+    /// erf by its Taylor series, `2/√π · Σ (-1)ⁿ x²ⁿ⁺¹ / (n!(2n+1))`: for |x| ≤ 4.1 the terms
+    /// peak near e^(x²) ≈ 2e7, so ~1e-9 of f64's precision survives the cancellation.
+    fn erf_f64(x: f64) -> f64 {
+        assert!(x.abs() <= 4.1, "erf_f64 is for |x| <= 4.1");
+        let (mut term, mut sum) = (x, x);
+        for n in 1..400 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
     }
 }
