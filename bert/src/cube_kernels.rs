@@ -768,7 +768,7 @@ mod kernels {
         let client = &x.client;
         let vector_size = client
             .io_optimized_vector_sizes(x.dtype.size())
-            .filter(|&n| len % n == 0)
+            .filter(|&n| len.is_multiple_of(n))
             .max()
             .unwrap_or(1);
         let vectors = len / vector_size;
