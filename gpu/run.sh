@@ -128,7 +128,7 @@ bench() {
   CONFIGS=base WORKLOADS=train bench_one cuda-s512-ckpt cuda f32 512 8,32 --gradient-checkpointing --pytorch
   # The kernels of bert::cube_kernels against the composed forms, profiled (host vs device
   # time): the optimizer phase (one kernel per parameter; rows NAME/composed-optimizer) and
-  # LayerNorm, softmax and GELU (rows NAME/composed-layers).
+  # LayerNorm, softmax, GELU and dropout (rows NAME/composed-layers).
   CONFIGS=tiny,base WORKLOADS=train bench_one cuda-s128-kernels cuda,vulkan f32 128 32 --composed-optimizer --composed-layers --profile
   bench_one tch-cuda-s128-bf16-mixed tch-cuda bf16 128 32 --mixed
   bench_one torch-s128-tf32 none f32 128 32 --pytorch --pytorch-attention sdpa --pytorch-tf32 on

@@ -173,8 +173,8 @@ struct RunArgs {
     /// kernels, for before/after comparisons in one run.
     #[arg(long)]
     composed_optimizer: bool,
-    /// Training and inference: also measure each CubeCL backend with LayerNorm, softmax and
-    /// GELU composed from Burn's tensor ops (`bert::cube_kernels::set_layer_kernels(false)`,
+    /// Training and inference: also measure each CubeCL backend with LayerNorm, softmax, GELU
+    /// and dropout composed from Burn's tensor ops (`bert::cube_kernels::set_layer_kernels(false)`,
     /// rows `NAME/composed-layers`) instead of the kernels of `bert::cube_kernels`.
     #[arg(long)]
     composed_layers: bool,

@@ -14,13 +14,13 @@
 //! nothing. Burn's autodiff allows the nested pass: the outer backward holds only its own graph's
 //! lock while steps run (`GraphMutexClient`), and the fresh leaves start graphs of their own.
 //!
-//! Dropout draws the same masks the second time. On flex and ndarray the masks come from this
-//! thread's host stream ([`crate::dropout`]): the node keeps the stream's state at the layer's
-//! start and puts it back for the recomputation (and afterwards the state it found), so the
-//! gradients are the plain run's, bit for bit, dropout included (a test). Every other backend
-//! draws on the device, from a generator with no state to read back: there a checkpointed
-//! layer that draws masks (training, dropout above 0) seeds the device's generator from the
-//! host stream before it runs, and again with the same seed before it runs again (a plain run
+//! Dropout draws the same masks the second time. On flex, ndarray and the CubeCL backends the
+//! masks' keys come from this thread's host stream ([`crate::dropout::draws_on_host`]): the node
+//! keeps the stream's state at the layer's start and puts it back for the recomputation (and
+//! afterwards the state it found), so the gradients are the plain run's, bit for bit, dropout
+//! included (a test). tch draws on the device, from a generator with no state to read back:
+//! there a checkpointed layer that draws masks (training, dropout above 0) seeds the device's
+//! generator from the host stream before it runs, and again with the same seed before it runs again (a plain run
 //! is left as it was: on a fusion device a seed drains the queue). The masks then differ from a
 //! plain run's, and so do the values of parameters Burn initialises lazily after the first
 //! seed (a model's first forward pass); without dropout nothing is seeded. The tests
@@ -138,9 +138,9 @@ pub(crate) fn layer_forward(layer: &BertLayer, inputs: LayerInputs) -> Tensor<3>
 enum DropoutReplay {
     /// The layer draws no masks.
     None,
-    /// flex, ndarray: the host stream's state at the layer's start.
+    /// flex, ndarray, CubeCL: the host stream's state at the layer's start.
     Host((u64, u64)),
-    /// Every other backend: the seed of the device's generator at the layer's start.
+    /// tch: the seed of the device's generator at the layer's start.
     Device(Device, u64),
 }
 
@@ -150,7 +150,7 @@ impl DropoutReplay {
     fn start(device: &Device, draws: bool) -> Self {
         if !draws {
             Self::None
-        } else if crate::backend::host_memory(device) {
+        } else if crate::dropout::draws_on_host(device) {
             Self::Host(crate::dropout::stream())
         } else {
             let seed = crate::dropout::next_seed();

@@ -22,7 +22,10 @@
 //! threads of a cube through shared memory on a GPU; on the CubeCL CPU runtime, where a barrier
 //! is a round of thread switches, one thread takes a row. The exact GELU ([`gelu`]) is one
 //! element-wise kernel each way (composed: five ops forward, about ten backward), its
-//! derivative `Φ(x) + x·φ(x)` exact.
+//! derivative `Φ(x) + x·φ(x)` exact. Dropout ([`dropout`], any float type) is one kernel that
+//! hashes each element's index with a key of the host stream (`crate::dropout`), and backward
+//! the same mask on the gradient: no mask tensor is drawn or kept (composed: a Bernoulli tensor
+//! and two recorded products, the mask kept for the backward).
 //!
 //! Under `fusion` each kernel is an opaque custom operation of Burn's fusion stream: recorded
 //! once, executed in order with the fused element-wise chains around it.
@@ -58,6 +61,7 @@ mod kernels {
 
     use super::{AdamWStep, NORM_CUBE_DIM};
     use crate::cpu_kernels::{UnaryBackward, register};
+    use crate::dropout::HostDraw;
 
     #[backend_extension(Cube, Fusion: cfg(feature = "fusion"), Autodiff)]
     pub trait CubeFused: Backend {
@@ -123,6 +127,12 @@ mod kernels {
         /// `grad · GELU'(x)`.
         #[fusion(meta = |x, _g| x.clone())]
         fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+
+        /// Dropout's mask applied to `x` (any float type): element `i` kept, times `1/keep`,
+        /// when a 32-bit hash of `i` and `draw.key` falls below `draw.threshold`, else 0. The
+        /// same `draw` gives the same mask: the backward applies it to the gradient.
+        #[fusion(meta = |x, _draw| x.clone())]
+        fn dropout_mask(x: FloatTensor<Self>, draw: HostDraw) -> FloatTensor<Self>;
     }
 
     /// The step's scalars, rounded to f32 as torch's kernels take them from Python floats.
@@ -476,6 +486,43 @@ mod kernels {
         dx[i] = grad[i] * (cdf + v * pdf);
     }
 
+    /// Chris Wellons' `lowbias32` integer hash (bias ~0.17 of the best 32-bit hash found).
+    #[cube]
+    fn hash32(x: u32) -> u32 {
+        let mut h = x;
+        h ^= h >> 16u32;
+        h *= 0x7feb_352du32;
+        h ^= h >> 15u32;
+        h *= 0x846c_a68bu32;
+        h ^= h >> 16u32;
+        h
+    }
+
+    /// Dropout's mask on `x`, one thread per element: kept (times `scale`) when
+    /// `hash32(hash32(i ^ key_lo) + key_hi) < threshold`, else 0.
+    #[cube(launch_unchecked)]
+    fn dropout_kernel<F: Float>(
+        x: &Tensor<F>,
+        y: &mut Tensor<F>,
+        len: usize,
+        key_lo: u32,
+        key_hi: u32,
+        threshold: u32,
+        scale: f32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= len {
+            terminate!();
+        }
+        let u = hash32(hash32(u32::cast_from(i) ^ key_lo) + key_hi);
+        let mut v = F::new(0.0);
+        if u < threshold {
+            v = x[i] * F::cast_from(scale);
+        }
+        y[i] = v;
+    }
+
     /// `t` as a buffer this kernel may write: itself when nothing else holds it and it is
     /// contiguous, a contiguous copy otherwise.
     fn writable(t: CubeTensor) -> CubeTensor {
@@ -757,6 +804,43 @@ mod kernels {
             }
             dx
         }
+
+        fn dropout_mask(x: CubeTensor, draw: HostDraw) -> CubeTensor {
+            let x = into_contiguous(x);
+            let len = x.meta.shape().num_elements();
+            assert!(
+                len <= u32::MAX as usize,
+                "dropout: {len} elements, more than a 32-bit index"
+            );
+            let y = empty_device_contiguous_dtype(
+                x.client.clone(),
+                x.device.clone(),
+                x.meta.shape().clone(),
+                x.dtype,
+            );
+            let client = x.client.clone();
+            let cube_dim = CubeDim::new(&client, len);
+            let cube_count = calculate_cube_count_elemwise(&client, len, cube_dim);
+            let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
+            // SAFETY: every index is checked against `len`, the element count of `x` and `y`,
+            // contiguous and of one shape.
+            unsafe {
+                dropout_kernel::launch_unchecked(
+                    &client,
+                    cube_count,
+                    cube_dim,
+                    x.into_tensor_arg(),
+                    y.clone().into_tensor_arg(),
+                    len,
+                    draw.key as u32,
+                    (draw.key >> 32) as u32,
+                    draw.threshold,
+                    f32::from_bits(draw.scale_bits),
+                    dtype,
+                );
+            }
+            y
+        }
     }
 
     /// `1/√2`, `1/√(2π)`.
@@ -895,6 +979,18 @@ mod kernels {
 
         fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
             Self::from_inner(B::gelu_erf_backward(Self::inner(x), Self::inner(grad)))
+        }
+
+        fn dropout_mask(x: FloatTensor<Self>, draw: HostDraw) -> FloatTensor<Self> {
+            let (x, node) = x.into_parts();
+            // The backward is the same mask on the gradient: nothing but `draw` is kept.
+            let backward = UnaryBackward::<B, HostDraw> {
+                grad: |draw, g| B::dropout_mask(g, draw),
+            };
+            match backward.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(draw, B::dropout_mask(x, draw)),
+                OpsKind::UnTracked(prep) => prep.finish(B::dropout_mask(x, draw)),
+            }
         }
 
         fn layer_norm_last_backward(
@@ -1039,13 +1135,16 @@ impl SumSquares {
     }
 }
 
-/// Whether the model's LayerNorm, softmax and GELU use this module's kernels on the CubeCL
-/// backends (on by default): off, they are composed from Burn's tensor ops as on any backend,
+/// Whether the model's LayerNorm, softmax, GELU and dropout use this module's kernels on the
+/// CubeCL backends (on by default): off, they are composed from Burn's tensor ops as on any
+/// backend (dropout's masks then drawn by the device's generator),
 /// for before/after comparisons in one process (`benches run --composed-layers`).
 static LAYER_KERNELS: AtomicBool = AtomicBool::new(true);
 
-/// Turns the LayerNorm, softmax and GELU kernels on or off for the whole process (see
-/// [`applies_rows`]); the optimizer's are `AdamW::composed`'s to turn off.
+/// Turns the LayerNorm, softmax, GELU and dropout kernels on or off for the whole process (see
+/// [`applies_rows`], [`applies_dropout`]); the optimizer's are `AdamW::composed`'s to turn off.
+/// Dropout then draws from the device's generator, not the host stream's keys: switch it
+/// between runs, not within one whose masks should replay.
 pub fn set_layer_kernels(on: bool) {
     LAYER_KERNELS.store(on, Ordering::Relaxed);
 }
@@ -1217,6 +1316,42 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
     #[cfg(not(cube))]
     unreachable!("cube_kernels::gelu without a CubeCL backend compiled in: see `applies_rows`")
+}
+
+/// Whether [`dropout`] runs on `device`: a CubeCL one, with [`set_layer_kernels`] on. Then
+/// dropout's masks come from this thread's host stream of keys (`crate::dropout`), as on flex
+/// and ndarray, not from the device's generator.
+pub fn applies_dropout(device: &burn::tensor::Device) -> bool {
+    #[cfg(cube)]
+    {
+        LAYER_KERNELS.load(Ordering::Relaxed)
+            && kernels_allowed()
+            && matches!(
+                device.clone().inner().as_dispatch(),
+                burn::backend::DispatchDevice::Cube(_)
+            )
+    }
+    #[cfg(not(cube))]
+    false
+}
+
+/// Dropout with `draw`'s mask on a CubeCL tensor of any float type (see [`applies_dropout`]),
+/// differentiable: one kernel forward, and the same mask on the gradient backward, drawn again
+/// from `draw` (no mask tensor is kept). Composed, the device draws a Bernoulli tensor and
+/// records two products, keeping the mask for the backward.
+pub fn dropout<const D: usize>(x: Tensor<D>, draw: crate::dropout::HostDraw) -> Tensor<D> {
+    #[cfg(cube)]
+    {
+        use burn::backend::Dispatch;
+        Tensor::from_dispatch(<Dispatch as kernels::CubeFused>::dropout_mask(
+            x.into_dispatch(),
+            draw,
+        ))
+    }
+    #[cfg(not(cube))]
+    unreachable!(
+        "cube_kernels::dropout without a CubeCL backend compiled in: see `applies_dropout`"
+    )
 }
 
 #[cfg(test)]
@@ -1492,5 +1627,63 @@ mod tests {
             sum += term / (2 * n + 1) as f64;
         }
         sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    /// [`dropout`] on the backend under test: the rate (binomial over 2²⁰ elements, 10 σ ≈
+    /// 0.003), the scale, neighbours independent, the same mask for the same draw and another
+    /// for another key (its high half too), and the backward: the gradient of `Σ y·r` is `r`
+    /// times the mask, bit for bit.
+    #[test]
+    fn cube_dropout_keeps_its_rate_and_its_backward_is_its_mask() {
+        let Some(d) = cube_test_device() else {
+            return;
+        };
+        let ad = d.clone().autodiff();
+        let keep = 0.9;
+        let scale = (1.0 / keep) as f32;
+        let draw = |key: u64| crate::dropout::HostDraw {
+            key,
+            threshold: (keep * 4_294_967_296.0) as u32,
+            scale_bits: scale.to_bits(),
+        };
+        let (rows, cols) = (1024, 1024);
+        let host = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let x = Tensor::<2>::ones([rows, cols], &ad).require_grad();
+        let r = values(rows * cols, 9);
+        let y = dropout(x.clone(), draw(42));
+        let grads = (y.clone() * matrix(r.clone(), rows, cols, false, &ad))
+            .sum()
+            .backward();
+        let m = host(y.inner());
+        assert!(
+            m.iter().all(|&v| v == 0.0 || v == scale),
+            "values other than 0 and 1/keep"
+        );
+        let kept = m.iter().filter(|&&v| v != 0.0).count() as f64 / m.len() as f64;
+        assert!((kept - keep).abs() < 0.003, "kept {kept}");
+        let both = m.chunks(2).filter(|p| p[0] != 0.0 && p[1] != 0.0).count() as f64
+            / (m.len() / 2) as f64;
+        assert!(
+            (both - keep * keep).abs() < 0.004,
+            "neighbours both kept {both}"
+        );
+        let dx = host(x.grad(&grads).expect("x's gradient"));
+        let want: Vec<f32> = r
+            .iter()
+            .zip(&m)
+            .map(|(&g, &v)| if v != 0.0 { g * scale } else { 0.0 })
+            .collect();
+        assert!(
+            dx == want,
+            "the backward is not the forward's mask on the gradient"
+        );
+        let ones = Tensor::<2>::ones([rows, cols], &d);
+        let again = |key| host(dropout(ones.clone(), draw(key)));
+        assert!(again(42) == m, "the same draw gave another mask");
+        assert!(again(43) != m, "another key gave the same mask");
+        assert!(
+            again(42 + (1 << 32)) != m,
+            "the key's high half is not used"
+        );
     }
 }

@@ -5,8 +5,12 @@
 //! `random` draws one element at a time from one ChaCha stream behind a lock: at BERT-base,
 //! seq 128, batch 8 that is ~38 M draws per training step, about a second on two cores. There
 //! the mask is drawn on the host by a counter-based generator (SplitMix64 of seed, call and
-//! element index), in parallel, and handed to the backend without a copy. Every other backend
-//! draws it on the device with its own generator (`Tensor::random_like`), as Burn does.
+//! element index), in parallel, and handed to the backend without a copy. On the CubeCL backends
+//! (cuda, wgpu, vulkan, cpu) one kernel hashes each element's index with a key of the same host
+//! stream and applies the mask (`crate::cube_kernels::dropout`; the backward applies it again
+//! to the gradient, so no mask tensor is kept): composed, the device draws a Bernoulli tensor and
+//! records two products. tch draws it with its own generator (`Tensor::random_like`), as Burn
+//! does ([`draws_on_host`] says which).
 //!
 //! The host stream is per thread: [`seed`] sets it (the trainer seeds it with the device, at the
 //! start and at every `save_steps` boundary, so that resumed runs draw the same masks).
@@ -63,8 +67,19 @@ pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
         let mask = host_mask(shape.iter().product(), draw);
         return x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device);
     }
+    if crate::cube_kernels::applies_dropout(&device) {
+        return crate::cube_kernels::dropout(x, next_draw(keep));
+    }
     let random = x.random_like(Distribution::Bernoulli(keep));
     x * random * (1.0 / keep)
+}
+
+/// Whether dropout on `device` takes its masks' keys from this thread's host stream: on flex and
+/// ndarray (the masks made on the host) and on the CubeCL backends (each element's index hashed
+/// with the key on the device, `cube_kernels::dropout`). Elsewhere (tch) the device's own
+/// generator draws them, seeded by `Device::seed`.
+pub fn draws_on_host(device: &burn::tensor::Device) -> bool {
+    crate::backend::host_memory(device) || crate::cube_kernels::applies_dropout(device)
 }
 
 /// One host dropout mask, drawn lazily: element `i` of the mask (row-major over the tensor it
@@ -202,7 +217,7 @@ mod tests {
         seed(3);
         let a2 = forward(&drop, x.clone()).into_data();
         assert_ne!(a, b, "a new mask per call");
-        if crate::backend::host_memory(&d) {
+        if draws_on_host(&d) {
             assert_eq!(a, a2, "re-seeding replays the host stream");
         }
         let kept = a

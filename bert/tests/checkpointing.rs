@@ -93,17 +93,18 @@ fn assert_same(a: &NamedTensors, b: &NamedTensors, close: &[&str], what: &str) {
 /// The checkpointed run's loss and every gradient (the parameters' and, for a decoder with
 /// cross-attention, the encoder states') are the plain run's, bit for bit: an encoder (masked
 /// LM, with padding), a decoder with cross-attention (causal LM), and the encoder under bf16
-/// mixed precision where the backend takes it (recomputed in the mode it ran in). On flex and
-/// ndarray with dropout 0.1 everywhere (the recomputed layers draw the same masks from the host
-/// stream); on the backends that draw masks on the device without (a checkpointed layer seeds
-/// the device's generator, so its masks are not the plain run's: the next test). The encoder
+/// mixed precision where the backend takes it (recomputed in the mode it ran in). On flex,
+/// ndarray and the CubeCL backends with dropout 0.1 everywhere (the recomputed layers draw the
+/// same masks from the host stream's keys); on tch, which draws masks with the device's own
+/// generator, without (a checkpointed layer seeds that generator, so its masks are not the plain
+/// run's: the next test). The encoder
 /// states feed both layers: their four gradients are summed in another order, each layer's
 /// two first, so they agree to rounding.
 #[test]
 fn checkpointed_layers_give_the_plain_gradients() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let device = bert::backend::test_device();
-    let dropout = match bert::backend::host_memory(&device) {
+    let dropout = match bert::dropout::draws_on_host(&device) {
         true => 0.1,
         false => 0.0,
     };
@@ -156,8 +157,8 @@ fn checkpointed_layers_give_the_plain_gradients() {
 
 /// On every backend, dropout 0.1 everywhere: `BertModel` checkpointed gives the gradients of a
 /// plain run whose layers, run one by one, draw their masks where the checkpointed layers draw
-/// theirs (on a device with its own generator, seeded from the host stream before each layer;
-/// on flex and ndarray, the host stream itself), bit for bit: the recomputed layers drew the
+/// theirs (on tch, whose generator is the device's, seeded from the host stream before each
+/// layer; elsewhere the host stream itself), bit for bit: the recomputed layers drew the
 /// forward pass's masks.
 #[test]
 fn checkpointed_layers_redraw_their_dropout_masks() {
@@ -176,7 +177,7 @@ fn checkpointed_layers_redraw_their_dropout_masks() {
             let mask = bert::model::extended_attention_mask(Some(attend), B, S, 0, false, &d);
             let mut hidden = model.embeddings.forward(ids, None, None, 0);
             for layer in &model.encoder.layer {
-                if !bert::backend::host_memory(&d) {
+                if !bert::dropout::draws_on_host(&d) {
                     d.seed(bert::dropout::next_seed());
                 }
                 hidden = layer.forward(hidden, mask.clone(), None, None).0;
