@@ -2054,9 +2054,12 @@ fn weighted<B: CpuFused, C: CheckpointStrategy>(
     }
 }
 
-/// Three tensors of the inner backend as autodiff tensors that nothing tracks.
-type Three<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
-fn untracked<B: CpuFused, C: CheckpointStrategy>((a, b, c): Three<B>) -> Three<Autodiff<B, C>> {
+/// Three tensors of the inner backend as autodiff tensors that nothing tracks (here and in
+/// `cube_kernels`).
+pub(crate) type Three<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+pub(crate) fn untracked<B: Backend, C: CheckpointStrategy>(
+    (a, b, c): Three<B>,
+) -> Three<Autodiff<B, C>> {
     let t = Autodiff::<B, C>::from_inner;
     (t(a), t(b), t(c))
 }

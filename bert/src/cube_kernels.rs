@@ -60,7 +60,7 @@ mod kernels {
     use burn_cubecl::tensor::CubeTensor;
 
     use super::{AdamWStep, NORM_CUBE_DIM};
-    use crate::cpu_kernels::{UnaryBackward, register};
+    use crate::cpu_kernels::{UnaryBackward, register, untracked};
     use crate::dropout::HostDraw;
 
     #[backend_extension(Cube, Fusion: cfg(feature = "fusion"), Autodiff)]
@@ -1000,12 +1000,12 @@ mod kernels {
             grad: FloatTensor<Self>,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
             let i = Self::inner;
-            let (dx, dw, db) = B::layer_norm_last_backward(i(x), i(weight), i(stats), i(grad));
-            (
-                Self::from_inner(dx),
-                Self::from_inner(dw),
-                Self::from_inner(db),
-            )
+            untracked::<B, C>(B::layer_norm_last_backward(
+                i(x),
+                i(weight),
+                i(stats),
+                i(grad),
+            ))
         }
 
         fn softmax_last_backward(
@@ -1024,13 +1024,8 @@ mod kernels {
             step: AdamWStep,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
             let i = Self::inner;
-            let (p, m, v) =
-                B::adamw_update(i(param), i(grad), i(exp_avg), i(exp_avg_sq), i(clip), step);
-            (
-                Self::from_inner(p),
-                Self::from_inner(m),
-                Self::from_inner(v),
-            )
+            let (p, g, m, v) = (i(param), i(grad), i(exp_avg), i(exp_avg_sq));
+            untracked::<B, C>(B::adamw_update(p, g, m, v, i(clip), step))
         }
 
         fn sum_squares_into(
@@ -1489,6 +1484,27 @@ mod tests {
         Tensor::<2>::from_data(TensorData::new(tr, [cols, rows]), d).transpose()
     }
 
+    /// `op` of `x` (`[rows, cols]`, stored transposed or not) on the autodiff device `ad`: its
+    /// output and the gradient of `Σ op(x)·r` within `tol` of `want` (f64).
+    fn check_unary(
+        op: fn(Tensor<2>) -> Tensor<2>,
+        (rows, cols, transposed): (usize, usize, bool),
+        (x, r): (Vec<f32>, Vec<f32>),
+        (y, dx): (&[f64], &[f64]),
+        tol: f64,
+        ad: &Device,
+    ) {
+        let xt = matrix(x, rows, cols, transposed, ad).require_grad();
+        let out = op(xt.clone());
+        let grads = (out.clone() * matrix(r, rows, cols, false, ad))
+            .sum()
+            .backward();
+        let case = format!("{rows}×{cols}");
+        assert_near(&format!("{case} y"), out.inner(), y, tol);
+        let dx_got = xt.grad(&grads).expect("x's gradient");
+        assert_near(&format!("{case} dx"), dx_got, dx, tol);
+    }
+
     /// [`layer_norm`] forward and backward (the input's, weight's and bias's gradients of
     /// `Σ y·r`) against the same in f64 on the host, on the backend under test: rows shorter
     /// and longer than a cube's threads (37, 768), more rows than a cube holds with a
@@ -1572,15 +1588,8 @@ mod tests {
                     dx[row * k + j] = ys[j] * (r[row * k + j] as f64 - dot);
                 }
             }
-            let xt = matrix(x, rows, k, transposed, &ad).require_grad();
-            let out = softmax_last(xt.clone());
-            let grads = (out.clone() * matrix(r, rows, k, false, &ad))
-                .sum()
-                .backward();
-            let case = format!("{rows}×{k}");
-            assert_near(&format!("{case} y"), out.inner(), &y, 1e-6);
-            let dx_got = xt.grad(&grads).expect("x's gradient");
-            assert_near(&format!("{case} dx"), dx_got, &dx, 1e-6);
+            let shape = (rows, k, transposed);
+            check_unary(softmax_last, shape, (x, r), (&y, &dx), 1e-6, &ad);
         }
     }
 
@@ -1605,15 +1614,8 @@ mod tests {
                 .zip(&r)
                 .map(|(&v, &g)| g as f64 * (phi(v as f64) + v as f64 * pdf(v as f64)))
                 .collect();
-            let xt = matrix(x, rows, cols, transposed, &ad).require_grad();
-            let out = gelu(xt.clone());
-            let grads = (out.clone() * matrix(r, rows, cols, false, &ad))
-                .sum()
-                .backward();
-            let case = format!("{rows}×{cols}");
-            assert_near(&format!("{case} y"), out.inner(), &y, 1e-6);
-            let dx_got = xt.grad(&grads).expect("x's gradient");
-            assert_near(&format!("{case} dx"), dx_got, &dx, 1e-6);
+            let shape = (rows, cols, transposed);
+            check_unary(gelu, shape, (x, r), (&y, &dx), 1e-6, &ad);
         }
     }
 
