@@ -20,10 +20,10 @@
 //! afterwards the state it found), so the gradients are the plain run's, bit for bit, dropout
 //! included (a test). tch draws on the device, from a generator with no state to read back:
 //! there a checkpointed layer that draws masks (training, dropout above 0) seeds the device's
-//! generator from the host stream before it runs, and again with the same seed before it runs again (a plain run
-//! is left as it was: on a fusion device a seed drains the queue). The masks then differ from a
-//! plain run's, and so do the values of parameters Burn initialises lazily after the first
-//! seed (a model's first forward pass); without dropout nothing is seeded. The tests
+//! generator from the host stream before it runs, and again with the same seed before it runs
+//! again (a plain run is left as it was). The masks then differ from a plain run's, and so do
+//! the values of parameters Burn initialises lazily after the first seed (a model's first
+//! forward pass); without dropout nothing is seeded. The tests
 //! (`bert/tests/checkpointing.rs`) compare there with a plain run whose layers are seeded the
 //! same way, bit for bit.
 // Burn 0.22 deprecates ndarray and tch in favour of flex and CubeCL; both are backends here.

@@ -1227,9 +1227,9 @@ pub fn adamw_step<const D: usize>(
     unreachable!("cube_kernels::adamw_step without a CubeCL backend compiled in: see `applies`")
 }
 
-/// Whether [`layer_norm`], [`softmax_last`] and [`gelu`] run on `x`: f32 on a CubeCL device (`cuda`,
-/// `wgpu`, `vulkan`, `cpu`), recording gradients or not, with [`set_layer_kernels`] on (the
-/// default).
+/// Whether [`layer_norm`], [`softmax_last`] and [`gelu`] run on `x`: f32 on a CubeCL device
+/// (`cuda`, `wgpu`, `vulkan`, `cpu`), recording gradients or not, with [`set_layer_kernels`] on
+/// (the default).
 pub fn applies_rows<const D: usize>(x: &Tensor<D>) -> bool {
     #[cfg(cube)]
     {
