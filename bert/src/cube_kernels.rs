@@ -765,7 +765,7 @@ mod kernels {
 
         fn gelu_erf(x: CubeTensor) -> CubeTensor {
             let x = into_contiguous(x);
-            rows_of(&x);
+            assert_f32(&x);
             let y = empty_like(&x, x.meta.shape().clone());
             let (vector_size, vectors, count, dim) = elementwise_layout(&x);
             // SAFETY: every index is checked against `vectors`, the vector count of `x` and
@@ -786,7 +786,7 @@ mod kernels {
 
         fn gelu_erf_backward(x: CubeTensor, grad: CubeTensor) -> CubeTensor {
             let (x, grad) = (into_contiguous(x), into_contiguous(grad));
-            rows_of(&x);
+            assert_f32(&x);
             let dx = empty_like(&x, x.meta.shape().clone());
             let (vector_size, vectors, count, dim) = elementwise_layout(&x);
             // SAFETY: as in `gelu_erf`; `grad` is `x`'s shape, contiguous.
@@ -812,12 +812,7 @@ mod kernels {
                 len <= u32::MAX as usize,
                 "dropout: {len} elements, more than a 32-bit index"
             );
-            let y = empty_device_contiguous_dtype(
-                x.client.clone(),
-                x.device.clone(),
-                x.meta.shape().clone(),
-                x.dtype,
-            );
+            let y = empty_like(&x, x.meta.shape().clone());
             let client = x.client.clone();
             let cube_dim = CubeDim::new(&client, len);
             let cube_count = calculate_cube_count_elemwise(&client, len, cube_dim);
@@ -868,24 +863,24 @@ mod kernels {
 
     /// `(rows, last dimension)` of a contiguous f32 tensor, for the row kernels.
     fn rows_of(x: &CubeTensor) -> (usize, usize) {
-        assert_eq!(
-            x.dtype,
-            burn::tensor::DType::F32,
-            "the CubeCL row kernels take f32"
-        );
+        assert_f32(x);
         let shape = x.meta.shape();
         let last = shape[shape.num_dims() - 1];
         (shape.num_elements() / last.max(1), last)
     }
 
-    /// An uninitialised contiguous f32 tensor on `like`'s device.
-    fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
-        empty_device_contiguous_dtype(
-            like.client.clone(),
-            like.device.clone(),
-            shape,
+    /// The f32 kernels' check of their input's type.
+    fn assert_f32(x: &CubeTensor) {
+        assert_eq!(
+            x.dtype,
             burn::tensor::DType::F32,
-        )
+            "these CubeCL kernels take f32"
+        );
+    }
+
+    /// An uninitialised contiguous tensor of `like`'s type on its device.
+    fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
+        empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
     }
 
     /// Threads per row and rows per cube of the row kernels for rows of `len`: on a GPU a
