@@ -11,6 +11,9 @@
 #                       stream whose dictionary spans both, so the second costs ~6 MB, not 29.
 # .gpu/tch-cuda.tar.xz  the same two (and pretrain, classify, forward) with `tch`, linked
 #                       against the GPU machine's own torch 2.11.0+cu130 (gpu/tch-cuda.sh).
+# .gpu/cuda/nvvm/libdevice/libdevice.10.bc  NVIDIA's libdevice (gpu/libdevice.sh): the cuda
+#                       backend links it into kernels that call exp, erf, ...; gpu/run.sh
+#                       points CUDA_PATH at it where the GPU machine has no CUDA toolkit.
 # .gpu/COMMIT           the commit they were built from (the results files name it).
 # .gl/*.deb             libvulkan1 and friends (the GPU machine has the NVIDIA ICD, no loader).
 # Both folders are ignored by git (.git/info/exclude); the script says their size.
@@ -46,6 +49,10 @@ pack cubecl
 # tch-cuda against the GPU machine's torch.
 DEST="$tmp/tch-cuda" gpu/tch-cuda.sh >/dev/null
 pack tch-cuda
+
+# NVIDIA's libdevice, for a GPU machine without a CUDA toolkit (0.5 MB).
+mkdir -p .gpu/cuda/nvvm/libdevice
+cp "$(gpu/libdevice.sh)/nvvm/libdevice/libdevice.10.bc" .gpu/cuda/nvvm/libdevice/
 
 # The Vulkan loader (amd64 packages from Debian, whatever this machine is).
 if ! compgen -G ".gl/libvulkan1_*.deb" >/dev/null; then

@@ -43,6 +43,14 @@ fi
 for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
   [[ -f $icd ]] && export VK_DRIVER_FILES=$icd && break
 done
+# Burn's cuda backend links NVIDIA's libdevice into every kernel that calls exp, erf, tanh, ...
+# (CubeCL's LLVM backend): this machine's CUDA toolkit where it has one, else the copy
+# gpu/pack.sh carries (gpu/libdevice.sh).
+if [[ -z ${CUDA_PATH:-} ]]; then
+  for root in /usr/local/cuda /opt/cuda /usr/lib/cuda /usr "$PWD/$GPU/cuda"; do
+    [[ -f $root/nvvm/libdevice/libdevice.10.bc ]] && export CUDA_PATH=$root && break
+  done
+fi
 torch_lib=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
 export LD_LIBRARY_PATH=${torch_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # The results name the GPU they ran on (an H100 or an H200 may be lent).
@@ -60,7 +68,7 @@ bin() { # the binary for a backend: bin BACKEND NAME
 check() {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
   "$PY" -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__, torch.cuda.get_device_name())' | tee -a "$OUT/gpu.txt"
-  echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset} LD_LIBRARY_PATH=$LD_LIBRARY_PATH" | tee -a "$OUT/gpu.txt"
+  echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset} LD_LIBRARY_PATH=$LD_LIBRARY_PATH CUDA_PATH=${CUDA_PATH:-unset}" | tee -a "$OUT/gpu.txt"
   for b in cuda tch-cuda vulkan; do
     log "check: one tiny train and infer step on $b"
     check_one $b || {

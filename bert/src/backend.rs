@@ -160,6 +160,7 @@ impl Backend {
             }),
             Self::Cuda(i) => when_compiled!("cuda", {
                 nvidia_driver(self)?;
+                cuda_libdevice(std::env::var_os("CUDA_PATH"))?;
                 Device::cuda(i)
             }),
         }
@@ -240,6 +241,42 @@ fn nvidia_driver(backend: Backend) -> Result<(), BertError> {
              install the driver or add its folder to LD_LIBRARY_PATH",
             NAMES.join(" or ")
         )))
+    }
+}
+
+/// Where CubeCL's CUDA compiler looks for NVIDIA's libdevice, the CUDA math library it links
+/// into every kernel that calls exp, erf, tanh, log, ... (softmax, GELU, the losses): the
+/// toolkit in `CUDA_PATH`, else the first of these with one.
+#[cfg(any(feature = "cuda", test))]
+const CUDA_ROOTS: [&str; 4] = ["/usr/local/cuda", "/opt/cuda", "/usr/lib/cuda", "/usr"];
+
+/// The libdevice the `cuda` backend will link (see [`CUDA_ROOTS`]; `cuda_path` is
+/// `$CUDA_PATH`), or an error naming the way to get it: without it the model's first softmax
+/// fails to compile, deep in CubeCL.
+#[cfg(any(feature = "cuda", test))]
+fn cuda_libdevice(cuda_path: Option<std::ffi::OsString>) -> Result<std::path::PathBuf, BertError> {
+    const FILE: &str = "nvvm/libdevice/libdevice.10.bc";
+    let root = match &cuda_path {
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None => CUDA_ROOTS
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|r| r.join("nvvm/libdevice").is_dir()),
+    };
+    match root.map(|r| r.join(FILE)) {
+        Some(file) if file.is_file() => Ok(file),
+        found => Err(BertError::Backend(format!(
+            "backend `cuda`: NVIDIA's libdevice ({FILE}), which CubeCL links into every kernel \
+             that calls exp, erf, tanh or log, is not {}; install the CUDA toolkit, or run \
+             `export CUDA_PATH=$(gpu/libdevice.sh)` (it fetches the file from PyPI)",
+            match (found, cuda_path) {
+                (Some(file), Some(_)) => format!("at {} (CUDA_PATH)", file.display()),
+                _ => format!(
+                    "in CUDA_PATH (unset) or a CUDA toolkit under {}",
+                    CUDA_ROOTS.join(", ")
+                ),
+            }
+        ))),
     }
 }
 
@@ -438,6 +475,30 @@ mod tests {
                     "{e}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_missing_libdevice_is_named() {
+        let dir = std::env::temp_dir().join(format!("bert-libdevice-{}", std::process::id()));
+        let e = cuda_libdevice(Some(dir.clone().into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("libdevice (nvvm/libdevice/libdevice.10.bc)")
+                && e.contains(&format!("at {}/nvvm", dir.display()))
+                && e.contains("gpu/libdevice.sh"),
+            "{e}"
+        );
+        let file = dir.join("nvvm/libdevice/libdevice.10.bc");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"BC\xc0\xde").unwrap();
+        assert_eq!(cuda_libdevice(Some(dir.clone().into())).unwrap(), file);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Unset, the toolkits' places are named (or the one found there is taken).
+        match cuda_libdevice(None) {
+            Ok(file) => assert!(CUDA_ROOTS.iter().any(|r| file.starts_with(r))),
+            Err(e) => assert!(e.to_string().contains("CUDA_PATH (unset)"), "{e}"),
         }
     }
 

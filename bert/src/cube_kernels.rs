@@ -149,7 +149,7 @@ mod kernels {
 
     /// One thread per vector of `N` elements, in f32 whatever `F` is: the same operations, in
     /// the same order, as torch's in-place ones (and `cpu_kernels`' `adamw_chunk`).
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn adamw_kernel<F: Float, N: Size>(
         param: &mut Tensor<Vector<F, N>>,
         grad: &Tensor<Vector<F, N>>,
@@ -192,7 +192,7 @@ mod kernels {
     /// thread with no element). No shared memory and no barrier: on the CubeCL CPU runtime each
     /// `sync_cube` of a cube's threads costs a round of thread switches on every core, and a
     /// tree of them per cube made the norm of a tiny model take minutes on 2 cores.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn sum_squares_kernel<F: Float>(
         grad: &Tensor<F>,
         partials: &mut Tensor<f32>,
@@ -261,7 +261,7 @@ mod kernels {
     /// LayerNorm of `rows` rows of `h` (contiguous): `(x - mean) · rstd · weight + bias`, the
     /// variance from the centred values (two passes, as torch). Writes each row's mean and
     /// `rstd = 1/√(var + eps)` into `stats` (`[rows, 2]`) for the backward.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn layer_norm_kernel(
         x: &Tensor<f32>,
         weight: &Tensor<f32>,
@@ -308,7 +308,7 @@ mod kernels {
 
     /// LayerNorm's input gradient per row, from the saved `stats`: with `x̂ = (x - mean)·rstd`
     /// and `ĝ = grad·weight`, `dx = rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂))`.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn layer_norm_backward_kernel(
         x: &Tensor<f32>,
         weight: &Tensor<f32>,
@@ -354,7 +354,7 @@ mod kernels {
     /// of chunk `CUBE_POS_Y` sums `grad·x̂` and `grad` over its `rows_per_chunk` rows into
     /// `[chunks, h]` (`dw`, `db`), summed over the chunks afterwards. Neighbouring threads read
     /// neighbouring columns of a row.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn layer_norm_columns_kernel(
         x: &Tensor<f32>,
         stats: &Tensor<f32>,
@@ -385,7 +385,7 @@ mod kernels {
     }
 
     /// Softmax of `rows` rows of `k` (contiguous): `exp(x - max) / Σ exp(x - max)`.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn softmax_kernel(
         x: &Tensor<f32>,
         y: &mut Tensor<f32>,
@@ -420,7 +420,7 @@ mod kernels {
     }
 
     /// The softmax's input gradient from its output: `y·(grad - Σ grad·y)` per row.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn softmax_backward_kernel(
         y: &Tensor<f32>,
         grad: &Tensor<f32>,
@@ -449,7 +449,7 @@ mod kernels {
     }
 
     /// Exact GELU, `x·½(1 + erf(x/√2))`, one thread per vector of `N` f32 elements.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn gelu_kernel<N: Size>(
         x: &Tensor<Vector<f32, N>>,
         y: &mut Tensor<Vector<f32, N>>,
@@ -467,7 +467,7 @@ mod kernels {
     }
 
     /// `grad · GELU'(x)`, `GELU'(x) = Φ(x) + x·φ(x)`, one thread per vector of `N` elements.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn gelu_backward_kernel<N: Size>(
         x: &Tensor<Vector<f32, N>>,
         grad: &Tensor<Vector<f32, N>>,
@@ -500,7 +500,7 @@ mod kernels {
 
     /// Dropout's mask on `x`, one thread per element: kept (times `scale`) when
     /// `hash32(hash32(i ^ key_lo) + key_hi) < threshold`, else 0.
-    #[cube(launch_unchecked)]
+    #[cube(launch_unchecked, create_dummy_kernel)]
     fn dropout_kernel<F: Float>(
         x: &Tensor<F>,
         y: &mut Tensor<F>,
@@ -631,7 +631,7 @@ mod kernels {
             let (rows, h) = rows_of(&x);
             let y = empty_like(&x, x.meta.shape().clone());
             let stats = empty_like(&x, Shape::new([rows, 2]));
-            let (threads, per_cube) = row_layout(&x, h);
+            let (threads, per_cube) = row_layout(plane_size(&x), h);
             // SAFETY: each row's threads read and write `x`'s and `y`'s row below `rows · h`
             // (both contiguous, of that many elements), `weight` and `bias` below `h` (checked
             // in `layer_norm`), and `stats` below `2 · rows`.
@@ -670,7 +670,7 @@ mod kernels {
             let (rows, h) = rows_of(&x);
             let client = x.client.clone();
             let dx = empty_like(&x, x.meta.shape().clone());
-            let (threads, per_cube) = row_layout(&x, h);
+            let (threads, per_cube) = row_layout(plane_size(&x), h);
             // The weight's and bias's gradients: partial sums over chunks of rows.
             let rows_per_chunk = rows.div_ceil(rows.div_ceil(32).clamp(1, 256)).max(1);
             let chunks = rows.div_ceil(rows_per_chunk).max(1);
@@ -721,7 +721,7 @@ mod kernels {
             let x = into_contiguous(x);
             let (rows, k) = rows_of(&x);
             let y = empty_like(&x, x.meta.shape().clone());
-            let (threads, per_cube) = row_layout(&x, k);
+            let (threads, per_cube) = row_layout(plane_size(&x), k);
             // SAFETY: each row's threads read and write their row of `x` and `y`, both
             // contiguous `rows · k` elements.
             unsafe {
@@ -744,7 +744,7 @@ mod kernels {
             let (y, grad) = (into_contiguous(y), into_contiguous(grad));
             let (rows, k) = rows_of(&y);
             let dx = empty_like(&y, y.meta.shape().clone());
-            let (threads, per_cube) = row_layout(&y, k);
+            let (threads, per_cube) = row_layout(plane_size(&y), k);
             // SAFETY: as in `softmax_last`; `grad` is `y`'s shape, contiguous.
             unsafe {
                 softmax_backward_kernel::launch_unchecked(
@@ -886,12 +886,17 @@ mod kernels {
     /// Threads per row and rows per cube of the row kernels for rows of `len`: on a GPU a
     /// power of two from 32 to 256 threads, ~4 elements each, and cubes of 256 threads; on the
     /// CubeCL CPU runtime (planes of one thread) a thread per row, 64 rows a cube.
-    fn row_layout(x: &CubeTensor, len: usize) -> (usize, usize) {
-        if x.client.properties().hardware.plane_size_max <= 1 {
+    fn row_layout(plane_size: u32, len: usize) -> (usize, usize) {
+        if plane_size <= 1 {
             return (1, 64);
         }
         let threads = (len / 4).next_power_of_two().clamp(32, 256);
         (threads, 256 / threads)
+    }
+
+    /// The largest plane (warp) of `x`'s device: 32 on NVIDIA, 1 on the CubeCL CPU runtime.
+    fn plane_size(x: &CubeTensor) -> u32 {
+        x.client.properties().hardware.plane_size_max
     }
 
     /// Enough cubes of `per_cube` rows for `rows`, in a 2-D grid (at most 65,535 a side).
@@ -1049,6 +1054,9 @@ mod kernels {
             register::<B, 3>(ops.parents.map(|p| p.map(|n| n.id)), grads, [dx, dw, db]);
         }
     }
+
+    #[cfg(all(test, feature = "cuda"))]
+    mod ptx;
 }
 
 /// How many cubes of [`NORM_CUBE_DIM`] threads [`SumSquares::add`] gives a gradient of `len`
