@@ -173,9 +173,10 @@ struct RunArgs {
     /// kernels, for before/after comparisons in one run.
     #[arg(long)]
     composed_optimizer: bool,
-    /// Training and inference: also measure each CubeCL backend with LayerNorm, softmax, GELU
-    /// and dropout composed from Burn's tensor ops (`bert::cube_kernels::set_layer_kernels(false)`,
-    /// rows `NAME/composed-layers`) instead of the kernels of `bert::cube_kernels`.
+    /// Training and inference: also measure each CubeCL backend with LayerNorm, softmax, GELU,
+    /// dropout and cross-entropy composed from Burn's tensor ops
+    /// (`bert::cube_kernels::set_layer_kernels(false)`, rows `NAME/composed-layers`) instead of
+    /// the kernels of `bert::cube_kernels`.
     #[arg(long)]
     composed_layers: bool,
     /// Pretraining: also measure each backend with the MLM head over every position as HF's

@@ -275,7 +275,8 @@ pub struct Runs {
     /// device's fused kernels.
     #[serde(default)]
     pub composed_optimizer: bool,
-    /// LayerNorm, softmax, GELU and dropout composed from tensor ops on the CubeCL backends
+    /// LayerNorm, softmax, GELU, dropout and cross-entropy composed from tensor ops on the
+    /// CubeCL backends
     /// (`bert::cube_kernels::set_layer_kernels(false)`), not this crate's kernels.
     #[serde(default)]
     pub composed_layers: bool,

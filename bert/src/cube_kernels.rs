@@ -25,7 +25,13 @@
 //! derivative `Φ(x) + x·φ(x)` exact. Dropout ([`dropout`], any float type) is one kernel that
 //! hashes each element's index with a key of the host stream (`crate::dropout`), and backward
 //! the same mask on the gradient: no mask tensor is drawn or kept (composed: a Bernoulli tensor
-//! and two recorded products, the mask kept for the backward).
+//! and two recorded products, the mask kept for the backward). Cross-entropy's log-softmax
+//! picked at the labels ([`log_softmax_pick`]) is one row kernel each way (composed: the
+//! log-softmax's five ops and a gather, backward a scatter into a zero tensor of the logits'
+//! size, each a pass over the MLM head's `[rows, vocabulary]` logits).
+//!
+//! `kernels/ptx.rs` compiles every kernel for an H100 with the `cuda` backend's compiler, on
+//! the host (with `--features cuda`; no GPU).
 //!
 //! Under `fusion` each kernel is an opaque custom operation of Burn's fusion stream: recorded
 //! once, executed in order with the fused element-wise chains around it.
@@ -48,7 +54,7 @@ mod kernels {
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::ops::FloatTensorOps;
-    use burn::backend::tensor::FloatTensor;
+    use burn::backend::tensor::{FloatTensor, IntTensor};
     use burn::backend::{AutodiffBackend, Backend, backend_extension};
     use burn::tensor::Shape;
     use burn_cubecl::CubeBackend;
@@ -127,6 +133,24 @@ mod kernels {
         /// `grad · GELU'(x)`.
         #[fusion(meta = |x, _g| x.clone())]
         fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+
+        /// Cross-entropy's log-probabilities: `log_softmax(logits[i])[labels[i]]` for f32
+        /// `logits` `[n, classes]` and integer `labels` `[n]`, as `[n]` (NaN for a label
+        /// outside `0..classes`: the losses check them first).
+        #[fusion(meta = |x, _labels| picked_spec(x))]
+        fn log_softmax_pick(
+            logits: FloatTensor<Self>,
+            labels: IntTensor<Self>,
+        ) -> FloatTensor<Self>;
+
+        /// The gradient of [`CubeFused::log_softmax_pick`] for its logits from the picked
+        /// values' gradient `grad` `[n]`: `grad[i]·(onehot(labels[i]) - softmax(logits[i]))`.
+        #[fusion(meta = |x, _g, _labels| x.clone())]
+        fn log_softmax_pick_backward(
+            logits: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            labels: IntTensor<Self>,
+        ) -> FloatTensor<Self>;
 
         /// Dropout's mask applied to `x` (any float type): element `i` kept, times `1/keep`,
         /// when a 32-bit hash of `i` and `draw.key` falls below `draw.threshold`, else 0. The
@@ -448,6 +472,102 @@ mod kernels {
         }
     }
 
+    /// The maximum and `log Σ exp(x - max)` of row `row` (of `k`, from `start`; `end` is 0 for
+    /// a row past the end), reduced over the row's threads: the log-softmax's shift is their
+    /// sum.
+    #[cube]
+    fn row_log_sum_exp(
+        x: &Tensor<f32>,
+        start: usize,
+        end: usize,
+        #[comptime] threads: usize,
+        #[comptime] per_cube: usize,
+    ) -> f32 {
+        let lane = UNIT_POS_X as usize;
+        let mut m = f32::new(f32::MIN);
+        let mut i = lane;
+        while i < end {
+            m = f32::max(m, x[start + i]);
+            i += threads;
+        }
+        let m = row_reduce(m, threads, per_cube, true);
+        let mut acc = f32::new(0.0);
+        let mut i = lane;
+        while i < end {
+            acc += f32::exp(x[start + i] - m);
+            i += threads;
+        }
+        m + f32::ln(row_reduce(acc, threads, per_cube, false))
+    }
+
+    /// Cross-entropy's log-probability of each row's label: `x[label] - max - log Σ exp(x -
+    /// max)` for `rows` rows of `k` (contiguous), `nan` for a label outside `0..k` (NaN, from
+    /// the host: WGSL has no NaN literal).
+    #[cube(launch_unchecked, create_dummy_kernel)]
+    fn log_softmax_pick_kernel<I: Int>(
+        x: &Tensor<f32>,
+        labels: &Tensor<I>,
+        out: &mut Tensor<f32>,
+        rows: usize,
+        k: usize,
+        nan: f32,
+        #[comptime] threads: usize,
+        #[comptime] per_cube: usize,
+        #[define(I)] _labels: ElemType,
+    ) {
+        let row = row_index();
+        let valid = row < rows;
+        let end = if valid { k } else { 0usize };
+        let start = row * k;
+        let shift = row_log_sum_exp(x, start, end, threads, per_cube);
+        if UNIT_POS_X == 0 && valid {
+            let label = labels[row];
+            let mut v = nan;
+            if label >= I::new(0) && usize::cast_from(label) < k {
+                v = x[start + usize::cast_from(label)] - shift;
+            }
+            out[row] = v;
+        }
+    }
+
+    /// Its gradient: `dx[row, j] = grad[row]·([j = label] - exp(x[row, j] - shift))`, the shift
+    /// reduced again from the row.
+    #[cube(launch_unchecked, create_dummy_kernel)]
+    fn log_softmax_pick_backward_kernel<I: Int>(
+        x: &Tensor<f32>,
+        grad: &Tensor<f32>,
+        labels: &Tensor<I>,
+        dx: &mut Tensor<f32>,
+        rows: usize,
+        k: usize,
+        #[comptime] threads: usize,
+        #[comptime] per_cube: usize,
+        #[define(I)] _labels: ElemType,
+    ) {
+        let row = row_index();
+        let valid = row < rows;
+        let end = if valid { k } else { 0usize };
+        let start = row * k;
+        let shift = row_log_sum_exp(x, start, end, threads, per_cube);
+        let (mut g, mut label) = (f32::new(0.0), k);
+        if valid {
+            g = grad[row];
+            let l = labels[row];
+            if l >= I::new(0) {
+                label = usize::cast_from(l);
+            }
+        }
+        let mut i = UNIT_POS_X as usize;
+        while i < end {
+            let mut onehot = f32::new(0.0);
+            if i == label {
+                onehot = f32::new(1.0);
+            }
+            dx[start + i] = g * (onehot - f32::exp(x[start + i] - shift));
+            i += threads;
+        }
+    }
+
     /// Exact GELU, `x·½(1 + erf(x/√2))`, one thread per vector of `N` f32 elements.
     #[cube(launch_unchecked, create_dummy_kernel)]
     fn gelu_kernel<N: Size>(
@@ -763,6 +883,72 @@ mod kernels {
             dx
         }
 
+        fn log_softmax_pick(x: CubeTensor, labels: CubeTensor) -> CubeTensor {
+            let (x, labels) = (into_contiguous(x), into_contiguous(labels));
+            let (rows, k) = rows_of(&x);
+            assert_labels(&labels, rows);
+            let out = empty_like(&x, Shape::new([rows]));
+            let (threads, per_cube) = row_layout(plane_size(&x), k);
+            let int = burn::backend::cubecl::dtype_to_storage_type(labels.dtype);
+            // SAFETY: each row's threads read their row of `x` (contiguous `rows · k`
+            // elements), `labels[row]` and write `out[row]` (`rows` elements each, checked), and
+            // read `x` at the label only inside `0..k`.
+            unsafe {
+                log_softmax_pick_kernel::launch_unchecked(
+                    &x.client.clone(),
+                    row_grid(rows, per_cube),
+                    CubeDim::new_2d(threads as u32, per_cube as u32),
+                    x.into_tensor_arg(),
+                    labels.into_tensor_arg(),
+                    out.clone().into_tensor_arg(),
+                    rows,
+                    k,
+                    f32::NAN,
+                    threads,
+                    per_cube,
+                    int,
+                );
+            }
+            out
+        }
+
+        fn log_softmax_pick_backward(
+            x: CubeTensor,
+            grad: CubeTensor,
+            labels: CubeTensor,
+        ) -> CubeTensor {
+            let (x, grad, labels) = (
+                into_contiguous(x),
+                into_contiguous(grad),
+                into_contiguous(labels),
+            );
+            let (rows, k) = rows_of(&x);
+            assert_labels(&labels, rows);
+            assert_eq!(grad.meta.shape().num_elements(), rows, "one gradient a row");
+            let dx = empty_like(&x, x.meta.shape().clone());
+            let (threads, per_cube) = row_layout(plane_size(&x), k);
+            let int = burn::backend::cubecl::dtype_to_storage_type(labels.dtype);
+            // SAFETY: as in `log_softmax_pick`; `dx` is `x`'s shape, contiguous, and `grad` has
+            // `rows` elements (checked).
+            unsafe {
+                log_softmax_pick_backward_kernel::launch_unchecked(
+                    &x.client.clone(),
+                    row_grid(rows, per_cube),
+                    CubeDim::new_2d(threads as u32, per_cube as u32),
+                    x.into_tensor_arg(),
+                    grad.into_tensor_arg(),
+                    labels.into_tensor_arg(),
+                    dx.clone().into_tensor_arg(),
+                    rows,
+                    k,
+                    threads,
+                    per_cube,
+                    int,
+                );
+            }
+            dx
+        }
+
         fn gelu_erf(x: CubeTensor) -> CubeTensor {
             let x = into_contiguous(x);
             assert_f32(&x);
@@ -878,6 +1064,16 @@ mod kernels {
         );
     }
 
+    /// Cross-entropy's labels: one integer a row.
+    fn assert_labels(labels: &CubeTensor, rows: usize) {
+        assert!(
+            labels.meta.shape().num_elements() == rows && labels.dtype.is_int(),
+            "log_softmax_pick: labels {:?} {:?} for {rows} rows",
+            labels.dtype,
+            labels.meta.shape()
+        );
+    }
+
     /// An uninitialised contiguous tensor of `like`'s type on its device.
     fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
         empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
@@ -917,6 +1113,16 @@ mod kernels {
             Shape::new([rows, 2]),
             burn::tensor::DType::F32,
         )
+    }
+
+    /// The picked log-probabilities' metadata for Burn's fusion stream: `[rows]` f32.
+    #[cfg(feature = "fusion")]
+    fn picked_spec(
+        x: &burn::backend::fusion::custom::TensorSpec,
+    ) -> burn::backend::fusion::custom::TensorSpec {
+        let last = x.shape[x.shape.num_dims() - 1];
+        let rows = x.shape.num_elements() / last.max(1);
+        burn::backend::fusion::custom::TensorSpec::new(Shape::new([rows]), burn::tensor::DType::F32)
     }
 
     /// Under autodiff: LayerNorm and softmax recorded with their kernels' backward; the
@@ -979,6 +1185,34 @@ mod kernels {
 
         fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
             Self::from_inner(B::gelu_erf_backward(Self::inner(x), Self::inner(grad)))
+        }
+
+        fn log_softmax_pick(
+            logits: FloatTensor<Self>,
+            labels: IntTensor<Self>,
+        ) -> FloatTensor<Self> {
+            let (x, node) = logits.into_parts();
+            // The logits' gradient from them and the labels.
+            let backward = UnaryBackward::<B, (FloatTensor<B>, IntTensor<B>)> {
+                grad: |(x, labels), g| B::log_softmax_pick_backward(x, g, labels),
+            };
+            match backward.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let y = B::log_softmax_pick(x.clone(), labels.clone());
+                    prep.finish((x, labels), y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::log_softmax_pick(x, labels)),
+            }
+        }
+
+        /// Not differentiated again.
+        fn log_softmax_pick_backward(
+            logits: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            labels: IntTensor<Self>,
+        ) -> FloatTensor<Self> {
+            let (x, g) = (Self::inner(logits), Self::inner(grad));
+            Self::from_inner(B::log_softmax_pick_backward(x, g, labels))
         }
 
         fn dropout_mask(x: FloatTensor<Self>, draw: HostDraw) -> FloatTensor<Self> {
@@ -1133,14 +1367,15 @@ impl SumSquares {
     }
 }
 
-/// Whether the model's LayerNorm, softmax, GELU and dropout use this module's kernels on the
-/// CubeCL backends (on by default): off, they are composed from Burn's tensor ops as on any
-/// backend (dropout's masks then drawn by the device's generator),
-/// for before/after comparisons in one process (`benches run --composed-layers`).
+/// Whether the model's LayerNorm, softmax, GELU, dropout and cross-entropy use this module's
+/// kernels on the CubeCL backends (on by default): off, they are composed from Burn's tensor
+/// ops as on any backend (dropout's masks then drawn by the device's generator), for
+/// before/after comparisons in one process (`benches run --composed-layers`).
 static LAYER_KERNELS: AtomicBool = AtomicBool::new(true);
 
-/// Turns the LayerNorm, softmax, GELU and dropout kernels on or off for the whole process (see
-/// [`applies_rows`], [`applies_dropout`]); the optimizer's are `AdamW::composed`'s to turn off.
+/// Turns the LayerNorm, softmax, GELU, dropout and cross-entropy kernels on or off for the
+/// whole process (see [`applies_rows`], [`applies_dropout`]); the optimizer's are
+/// `AdamW::composed`'s to turn off.
 /// Dropout then draws from the device's generator, not the host stream's keys: switch it
 /// between runs, not within one whose masks should replay.
 pub fn set_layer_kernels(on: bool) {
@@ -1230,7 +1465,7 @@ pub fn adamw_step<const D: usize>(
     unreachable!("cube_kernels::adamw_step without a CubeCL backend compiled in: see `applies`")
 }
 
-/// Whether [`layer_norm`], [`softmax_last`] and [`gelu`] run on `x`: f32 on a CubeCL device
+/// Whether [`layer_norm`], [`softmax_last`], [`gelu`] and [`log_softmax_pick`] run on `x`: f32 on a CubeCL device
 /// (`cuda`, `wgpu`, `vulkan`, `cpu`), recording gradients or not, with [`set_layer_kernels`] on
 /// (the default).
 pub fn applies_rows<const D: usize>(x: &Tensor<D>) -> bool {
@@ -1314,6 +1549,33 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
     #[cfg(not(cube))]
     unreachable!("cube_kernels::gelu without a CubeCL backend compiled in: see `applies_rows`")
+}
+
+/// Cross-entropy's log-probabilities on a CubeCL f32 tensor (see [`applies_rows`]):
+/// `log_softmax(logits, 1)` picked at `labels` (`[n, classes]`, `[n]` in `0..classes`),
+/// differentiable in the logits. One row kernel each way (the row's max and `log Σ exp`
+/// reduced by its threads, the pick; backward `grad·(onehot - softmax)` written once), where
+/// the composed form records the log-softmax's five ops, a gather, and backward a scatter into
+/// a zero tensor of the logits' size and the log-softmax's backward: over BERT's 30,522-word
+/// vocabulary each is a pass over the MLM logits.
+pub fn log_softmax_pick(logits: Tensor<2>, labels: Tensor<1, burn::tensor::Int>) -> Tensor<1> {
+    assert_eq!(
+        labels.dims()[0],
+        logits.dims()[0],
+        "log_softmax_pick: one label a row"
+    );
+    #[cfg(cube)]
+    {
+        use burn::backend::Dispatch;
+        Tensor::from_dispatch(<Dispatch as kernels::CubeFused>::log_softmax_pick(
+            logits.into_dispatch(),
+            labels.into_dispatch(),
+        ))
+    }
+    #[cfg(not(cube))]
+    unreachable!(
+        "cube_kernels::log_softmax_pick without a CubeCL backend compiled in: see `applies_rows`"
+    )
 }
 
 /// Whether [`dropout`] runs on `device`: a CubeCL one, with [`set_layer_kernels`] on. Then
@@ -1620,6 +1882,57 @@ mod tests {
             let shape = (rows, cols, transposed);
             check_unary(gelu, shape, (x, r), (&y, &dx), 1e-6, &ad);
         }
+    }
+
+    /// [`log_softmax_pick`] forward and backward (the logits' gradient of `Σ picked·r`) against
+    /// the same in f64 on the host: rows of 37, of BERT's vocabulary (30,522: a row of 256
+    /// threads on a GPU, one on the CubeCL CPU runtime) and logits read through transposed
+    /// strides; and NaN, not a stray read, for a label outside the row.
+    #[test]
+    fn cube_log_softmax_pick_matches_f64_forward_and_backward() {
+        let Some(d) = cube_test_device() else {
+            return;
+        };
+        let ad = d.clone().autodiff();
+        for (rows, k, transposed) in [(5, 37, false), (70, 30_522, false), (40, 128, true)] {
+            let x: Vec<f32> = values(rows * k, 10).iter().map(|v| v * 4.0).collect();
+            let labels: Vec<i64> = (0..rows).map(|i| ((i * 7919 + 3) % k) as i64).collect();
+            let r = values(rows, 11);
+            let (mut y, mut dx) = (vec![0f64; rows], vec![0f64; rows * k]);
+            for row in 0..rows {
+                let xs: Vec<f64> = x[row * k..][..k].iter().map(|&v| v as f64).collect();
+                let max = xs.iter().cloned().fold(f64::MIN, f64::max);
+                let shift = max + xs.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+                let label = labels[row] as usize;
+                y[row] = xs[label] - shift;
+                for j in 0..k {
+                    let onehot = if j == label { 1.0 } else { 0.0 };
+                    dx[row * k + j] = r[row] as f64 * (onehot - (xs[j] - shift).exp());
+                }
+            }
+            let xt = matrix(x, rows, k, transposed, &ad).require_grad();
+            let lt =
+                Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(labels, [rows]), &ad);
+            let out = log_softmax_pick(xt.clone(), lt);
+            let rt = Tensor::<1>::from_data(TensorData::new(r, [rows]), &ad);
+            let grads = (out.clone() * rt).sum().backward();
+            let case = format!("{rows}×{k}");
+            assert_near(&format!("{case} y"), out.inner().unsqueeze(), &y, 1e-6);
+            let dx_got = xt.grad(&grads).expect("logits' gradient");
+            assert_near(&format!("{case} dx"), dx_got, &dx, 1e-6);
+        }
+        let x = Tensor::<2>::from_data(TensorData::new(values(3 * 37, 12), [3, 37]), &d);
+        let labels =
+            Tensor::<1, burn::tensor::Int>::from_data(TensorData::from([36i64, 37, -1]), &d);
+        let got = log_softmax_pick(x, labels)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(
+            got[0].is_finite() && got[1].is_nan() && got[2].is_nan(),
+            "labels 36, 37 and -1 of 37 classes: {got:?}"
+        );
     }
 
     /// erf by its Taylor series, `2/√π · Σ (-1)ⁿ x²ⁿ⁺¹ / (n!(2n+1))`: for |x| ≤ 4.1 the terms

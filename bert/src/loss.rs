@@ -15,10 +15,12 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>, ignore_index: i6
     let ignored = labels.clone().equal_elem(ignore_index);
     let keep = ignored.clone().bool_not().float();
     let safe = labels.mask_fill(ignored, 0).reshape([n, 1]);
-    // Flex and ndarray (f32): log-softmax and the pick fused, a hand-written backward; libtorch:
-    // torch's log-softmax and its backward.
+    // Flex and ndarray (f32), and the CubeCL backends (f32): log-softmax and the pick fused, a
+    // hand-written backward; libtorch: torch's log-softmax and its backward.
     let picked = if crate::cpu_kernels::applies(&logits) {
         crate::cpu_kernels::log_softmax_pick(logits, safe.reshape([n]))
+    } else if crate::cube_kernels::applies_rows(&logits) {
+        crate::cube_kernels::log_softmax_pick(logits, safe.reshape([n]))
     } else if crate::tch_kernels::applies(&logits.device()) {
         crate::tch_kernels::log_softmax_pick(logits, safe.reshape([n]))
     } else {

@@ -157,7 +157,8 @@ fn assert_row_reduction(text: &str, threads: usize) {
 }
 
 /// Rows of the widths BERT's configurations give the row kernels (hidden sizes 128–1,024,
-/// attention rows of 128 and 512 keys) and every GPU row layout they get (32–256 threads).
+/// attention rows of 128 and 512 keys, the vocabulary's 30,522 logits) and every GPU row
+/// layout they get (32–256 threads).
 const WIDTHS: [usize; 5] = [128, 256, 384, 768, 1024];
 
 #[test]
@@ -165,7 +166,7 @@ fn the_row_kernels_compile_for_sm90() {
     let (props, target) = h100();
     let rows = 1000;
     let mut layouts = Vec::new();
-    for len in WIDTHS.into_iter().chain([512]) {
+    for len in WIDTHS.into_iter().chain([512, 30_522]) {
         let (threads, per_cube) = row_layout(32, len);
         assert_eq!(threads * per_cube, 256);
         layouts.push(threads);
@@ -221,7 +222,7 @@ fn the_row_kernels_compile_for_sm90() {
         let text = ptx(&softmax_backward_kernel::create_dummy_kernel(
             props.clone(),
             target.clone(),
-            grid,
+            grid.clone(),
             dim,
             x(),
             x(),
@@ -232,6 +233,40 @@ fn the_row_kernels_compile_for_sm90() {
             per_cube,
         ));
         assert_row_reduction(&text, threads);
+        for labels in [DType::I32, DType::I64] {
+            let text = ptx(&log_softmax_pick_kernel::create_dummy_kernel(
+                props.clone(),
+                target.clone(),
+                grid.clone(),
+                dim,
+                x(),
+                tensor(&[rows], labels.size()),
+                f32s(&[rows]),
+                rows,
+                len,
+                f32::NAN,
+                threads,
+                per_cube,
+                storage(labels),
+            ));
+            assert_row_reduction(&text, threads);
+            let text = ptx(&log_softmax_pick_backward_kernel::create_dummy_kernel(
+                props.clone(),
+                target.clone(),
+                grid.clone(),
+                dim,
+                x(),
+                f32s(&[rows]),
+                tensor(&[rows], labels.size()),
+                x(),
+                rows,
+                len,
+                threads,
+                per_cube,
+                storage(labels),
+            ));
+            assert_row_reduction(&text, threads);
+        }
     }
     layouts.sort();
     layouts.dedup();
