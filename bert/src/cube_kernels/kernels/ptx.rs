@@ -1,9 +1,10 @@
 //! Every kernel of [`super`] compiled for an H100 (`sm_90a`) by the compiler Burn's `cuda`
 //! backend runs (CubeCL's LLVM backend to PTX), here on the host: no GPU, no driver. Each kernel
 //! is defined as its launch defines it (the same arguments, vector widths, element types and
-//! comptime row layouts a GPU gets, unchecked), then compiled; the PTX must target `sm_90a`,
-//! name its entry point, call nothing left undefined (libdevice's math linked in), and, for
-//! the row kernels with several threads a row, reduce through shared memory with barriers.
+//! comptime row layouts a GPU gets, unchecked), then compiled with the options the runtime sets
+//! for an H100 on a CUDA 13.0 driver; the PTX must be version 9.0 for `sm_90a`, name its entry
+//! point, call nothing left undefined (libdevice's math linked in), and, for the row kernels
+//! with several threads a row, reduce through shared memory with barriers.
 //!
 //! Needs NVIDIA's libdevice, as the `cuda` backend does at run time: in `$CUDA_PATH`
 //! (`export CUDA_PATH=$(gpu/libdevice.sh)` fetches it) or a CUDA toolkit.
@@ -23,6 +24,7 @@ use burn_cubecl::cubecl::ir::{
 };
 use burn_cubecl::cubecl::server::Handle;
 use burn_cubecl::cubecl::{Compiler, ExecutionMode, define_kernel};
+use cubecl_llvm::nvptx::ptx_version::PtxVersion;
 
 use super::*;
 
@@ -123,8 +125,11 @@ fn ptx(kernel: &dyn CubeKernel) -> String {
     let mut definition = define_kernel(kernel).expect("the kernel is defined");
     definition.settings.execution_mode = ExecutionMode::Unchecked;
     let name = definition.settings.kernel_name.clone();
+    // As the runtime sets them for an H100 on a CUDA 13.0 driver (the GPU machines'): the
+    // newest PTX that driver loads.
     let options = CudaCompilationOptions {
         arch: Some(SmArch::new(90, true)),
+        ptx_version: PtxVersion::for_driver(13_000),
         ..Default::default()
     };
     let text = match CudaCompiler::new(CudaBackend::Llvm).compile(definition, &options) {
@@ -137,7 +142,10 @@ fn ptx(kernel: &dyn CubeKernel) -> String {
         Ok(other) => panic!("{name}: {other:?}, not the LLVM backend's PTX"),
         Err(e) => panic!("{name} does not compile for sm_90a: {e}"),
     };
-    assert!(text.contains(".target sm_90a"), "{name}: {text}");
+    assert!(
+        text.contains(".version 9.0") && text.contains(".target sm_90a"),
+        "{name}: {text}"
+    );
     assert!(
         text.contains(&format!(".entry {name}(")),
         "{name}: no entry point"
