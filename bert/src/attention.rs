@@ -170,8 +170,9 @@ impl BertSelfOutput {
     }
 
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        let hidden = crate::dropout::forward(&self.dropout, linear(&self.dense, hidden));
-        self.LayerNorm.forward(hidden + input)
+        let hidden = linear(&self.dense, hidden);
+        self.LayerNorm
+            .forward_residual(&self.dropout, hidden, input)
     }
 }
 

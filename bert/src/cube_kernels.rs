@@ -28,7 +28,10 @@
 //! and two recorded products, the mask kept for the backward). Cross-entropy's log-softmax
 //! picked at the labels ([`log_softmax_pick`]) is one row kernel each way (composed: the
 //! log-softmax's five ops and a gather, backward a scatter into a zero tensor of the logits'
-//! size, each a pass over the MLM head's `[rows, vocabulary]` logits).
+//! size, each a pass over the MLM head's `[rows, vocabulary]` logits). The residual block's
+//! `LayerNorm(dropout(x) + residual)` ([`add_layer_norm`]) is one kernel forward (the mask
+//! hashed as dropout's, the sum normalised and kept), and backward LayerNorm's kernels with the
+//! dropout kernel on the input's gradient (composed: three ops each way).
 //!
 //! `kernels/ptx.rs` compiles every kernel for an H100 with the `cuda` backend's compiler, on
 //! the host (with `--features cuda`; no GPU).
@@ -104,6 +107,20 @@ mod kernels {
             bias: FloatTensor<Self>,
             eps: f64,
         ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+        /// LayerNorm over the last dimension of `z = dropout(x) + residual` (f32, one shape;
+        /// `draw`'s mask on `x` as [`CubeFused::dropout_mask`] makes it, none without one):
+        /// the output, `z` and its rows' mean and `1/√(var + eps)` (for the backward: the
+        /// LayerNorm's of `z`, then the mask on the gradient for `x`).
+        #[fusion(meta = |x, _r, _w, _b, _eps, _draw| (x.clone(), x.clone(), stats_spec(x)))]
+        fn add_layer_norm_last(
+            x: FloatTensor<Self>,
+            residual: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            eps: f64,
+            draw: Option<HostDraw>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
         /// The gradients of [`CubeFused::layer_norm_last`] for its input, weight and bias, from
         /// its input, weight, row statistics and the output's gradient.
@@ -322,6 +339,72 @@ mod kernels {
         let mut i = lane;
         while i < end {
             y[start + i] = (x[start + i] - mean) * rstd * weight[i] + bias[i];
+            i += threads;
+        }
+        if lane == 0 && row < rows {
+            stats[2 * row] = mean;
+            stats[2 * row + 1] = rstd;
+        }
+    }
+
+    /// [`layer_norm_kernel`] of `z = x·mask + residual`, `z` written too (each thread reads back
+    /// only what it wrote). With `dropout`, the mask is [`dropout_kernel`]'s for these keys
+    /// (element `i` of the tensor: `scale` when `hash32(hash32(i ^ key_lo) + key_hi) <
+    /// threshold`, else 0), so the backward applies that kernel to the gradient; without, 1.
+    #[cube(launch_unchecked, create_dummy_kernel)]
+    fn add_layer_norm_kernel(
+        x: &Tensor<f32>,
+        residual: &Tensor<f32>,
+        weight: &Tensor<f32>,
+        bias: &Tensor<f32>,
+        y: &mut Tensor<f32>,
+        z: &mut Tensor<f32>,
+        stats: &mut Tensor<f32>,
+        rows: usize,
+        h: usize,
+        eps: f32,
+        key_lo: u32,
+        key_hi: u32,
+        threshold: u32,
+        scale: f32,
+        #[comptime] dropout: bool,
+        #[comptime] threads: usize,
+        #[comptime] per_cube: usize,
+    ) {
+        let row = row_index();
+        let lane = UNIT_POS_X as usize;
+        let end = if row < rows { h } else { 0usize };
+        let start = row * h;
+        let mut acc = f32::new(0.0);
+        let mut i = lane;
+        while i < end {
+            let mut v = x[start + i];
+            if comptime!(dropout) {
+                let u = hash32(hash32(u32::cast_from(start + i) ^ key_lo) + key_hi);
+                let mut kept = f32::new(0.0);
+                if u < threshold {
+                    kept = v * scale;
+                }
+                v = kept;
+            }
+            let sum = v + residual[start + i];
+            z[start + i] = sum;
+            acc += sum;
+            i += threads;
+        }
+        let mean = row_reduce(acc, threads, per_cube, false) / f32::cast_from(h);
+        let mut acc = f32::new(0.0);
+        let mut i = lane;
+        while i < end {
+            let d = z[start + i] - mean;
+            acc += d * d;
+            i += threads;
+        }
+        let var = row_reduce(acc, threads, per_cube, false) / f32::cast_from(h);
+        let rstd = f32::new(1.0) / f32::sqrt(var + eps);
+        let mut i = lane;
+        while i < end {
+            y[start + i] = (z[start + i] - mean) * rstd * weight[i] + bias[i];
             i += threads;
         }
         if lane == 0 && row < rows {
@@ -775,6 +858,67 @@ mod kernels {
             (y, stats)
         }
 
+        fn add_layer_norm_last(
+            x: CubeTensor,
+            residual: CubeTensor,
+            weight: CubeTensor,
+            bias: CubeTensor,
+            eps: f64,
+            draw: Option<HostDraw>,
+        ) -> (CubeTensor, CubeTensor, CubeTensor) {
+            let (x, residual) = (into_contiguous(x), into_contiguous(residual));
+            let (weight, bias) = (into_contiguous(weight), into_contiguous(bias));
+            let (rows, h) = rows_of(&x);
+            assert!(
+                residual.meta.shape() == x.meta.shape() && residual.dtype == x.dtype,
+                "add_layer_norm: the residual is {:?} {:?}, the input {:?} {:?}",
+                residual.dtype,
+                residual.meta.shape(),
+                x.dtype,
+                x.meta.shape()
+            );
+            let len = x.meta.shape().num_elements();
+            assert!(
+                len <= u32::MAX as usize,
+                "add_layer_norm: {len} elements, more than dropout's 32-bit index"
+            );
+            let y = empty_like(&x, x.meta.shape().clone());
+            let z = empty_like(&x, x.meta.shape().clone());
+            let stats = empty_like(&x, Shape::new([rows, 2]));
+            let (threads, per_cube) = row_layout(plane_size(&x), h);
+            let d = draw.unwrap_or(HostDraw {
+                key: 0,
+                threshold: 0,
+                scale_bits: 0,
+            });
+            // SAFETY: as in `layer_norm_last`; `residual` and `z` are `x`'s shape, contiguous.
+            unsafe {
+                add_layer_norm_kernel::launch_unchecked(
+                    &x.client.clone(),
+                    row_grid(rows, per_cube),
+                    CubeDim::new_2d(threads as u32, per_cube as u32),
+                    x.into_tensor_arg(),
+                    residual.into_tensor_arg(),
+                    weight.into_tensor_arg(),
+                    bias.into_tensor_arg(),
+                    y.clone().into_tensor_arg(),
+                    z.clone().into_tensor_arg(),
+                    stats.clone().into_tensor_arg(),
+                    rows,
+                    h,
+                    eps as f32,
+                    d.key as u32,
+                    (d.key >> 32) as u32,
+                    d.threshold,
+                    f32::from_bits(d.scale_bits),
+                    draw.is_some(),
+                    threads,
+                    per_cube,
+                );
+            }
+            (y, z, stats)
+        }
+
         fn layer_norm_last_backward(
             x: CubeTensor,
             weight: CubeTensor,
@@ -1155,6 +1299,34 @@ mod kernels {
             }
         }
 
+        fn add_layer_norm_last(
+            x: FloatTensor<Self>,
+            residual: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            eps: f64,
+            draw: Option<HostDraw>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            let ((x, x_node), (r, r_node)) = (x.into_parts(), residual.into_parts());
+            let ((w, w_node), (b, b_node)) = (weight.into_parts(), bias.into_parts());
+            match AddLayerNormBackward
+                .prepare::<C>([x_node, r_node, w_node, b_node])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (y, z, stats) = B::add_layer_norm_last(x, r, w.clone(), b, eps, draw);
+                    let (z_out, stats_out) =
+                        (Self::from_inner(z.clone()), Self::from_inner(stats.clone()));
+                    (prep.finish((z, w, stats, draw), y), z_out, stats_out)
+                }
+                OpsKind::UnTracked(prep) => {
+                    let (y, z, stats) = B::add_layer_norm_last(x, r, w, b, eps, draw);
+                    (prep.finish(y), Self::from_inner(z), Self::from_inner(stats))
+                }
+            }
+        }
+
         fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
             let (x, node) = x.into_parts();
             let backward = UnaryBackward::<B> {
@@ -1286,6 +1458,36 @@ mod kernels {
             let (x, weight, stats) = ops.state;
             let (dx, dw, db) = B::layer_norm_last_backward(x, weight, stats, grad);
             register::<B, 3>(ops.parents.map(|p| p.map(|n| n.id)), grads, [dx, dw, db]);
+        }
+    }
+
+    /// The backward step of [`CubeFused::add_layer_norm_last`]: LayerNorm's gradients of `z`
+    /// (the residual's gradient), its weight and bias, and the input's: `z`'s through the
+    /// dropout mask, drawn again from its keys.
+    #[derive(Debug)]
+    struct AddLayerNormBackward;
+
+    impl<B: CubeFused> Backward<B, 4> for AddLayerNormBackward {
+        type State = (
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            Option<HostDraw>,
+        );
+
+        fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let grad = grads.consume::<B>(&ops.node);
+            let (z, weight, stats, draw) = ops.state;
+            let (dz, dw, db) = B::layer_norm_last_backward(z, weight, stats, grad);
+            let dx = match draw {
+                Some(draw) => B::dropout_mask(dz.clone(), draw),
+                None => dz.clone(),
+            };
+            register::<B, 4>(
+                ops.parents.map(|p| p.map(|n| n.id)),
+                grads,
+                [dx, dz, dw, db],
+            );
         }
     }
 
@@ -1517,6 +1719,48 @@ pub fn layer_norm<const D: usize>(
     #[cfg(not(cube))]
     unreachable!(
         "cube_kernels::layer_norm without a CubeCL backend compiled in: see `applies_rows`"
+    )
+}
+
+/// LayerNorm of `dropout(x) + residual` over the last dimension of CubeCL f32 tensors of one
+/// shape (see [`applies_rows`]; `draw`: dropout's mask on `x`, as [`dropout`] makes it, or none),
+/// differentiable in all four: BERT's `LayerNorm(dropout(dense(h)) + input)` after attention
+/// and after the feed-forward block. One kernel forward; backward [`layer_norm`]'s two, and
+/// the dropout kernel on the gradient for `x`. Composed from this module's kernels it records
+/// three ops each way, and the same numbers bit for bit.
+pub fn add_layer_norm<const D: usize>(
+    x: Tensor<D>,
+    residual: Tensor<D>,
+    weight: Tensor<1>,
+    bias: Tensor<1>,
+    eps: f64,
+    draw: Option<crate::dropout::HostDraw>,
+) -> Tensor<D> {
+    let h = x.dims()[D - 1];
+    for (what, t) in [("weight", &weight), ("bias", &bias)] {
+        assert!(
+            t.dims() == [h] && t.dtype() == DType::F32,
+            "add_layer_norm: the {what} is {:?} {:?}, the input's last dimension {h} (f32)",
+            t.dtype(),
+            t.dims()
+        );
+    }
+    #[cfg(cube)]
+    {
+        use burn::backend::Dispatch;
+        let (y, _z, _stats) = <Dispatch as kernels::CubeFused>::add_layer_norm_last(
+            x.into_dispatch(),
+            residual.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            eps,
+            draw,
+        );
+        Tensor::from_dispatch(y)
+    }
+    #[cfg(not(cube))]
+    unreachable!(
+        "cube_kernels::add_layer_norm without a CubeCL backend compiled in: see `applies_rows`"
     )
 }
 
@@ -1821,6 +2065,69 @@ mod tests {
             assert_near(&format!("{case} dweight"), dw_got, &dw, 2e-5);
             let db_got = row(bt.grad(&grads).expect("bias's gradient"));
             assert_near(&format!("{case} dbias"), db_got, &db, 2e-5);
+        }
+    }
+
+    /// [`add_layer_norm`] against this module's kernels composed (`layer_norm(dropout(x, draw)
+    /// + residual)`), with dropout and without: the output and the gradients of `Σ y·g` for the
+    /// input, the residual, the weight and the bias, bit for bit (the same operations on the
+    /// same values); rows shorter and longer than a cube, an input read transposed.
+    #[test]
+    fn cube_add_layer_norm_is_the_composed_kernels_bit_for_bit() {
+        let Some(d) = cube_test_device() else {
+            return;
+        };
+        let ad = d.autodiff();
+        let eps = 1e-12;
+        let draw = crate::dropout::HostDraw {
+            key: 0x0123_4567_89ab_cdef,
+            threshold: (0.9 * 4_294_967_296.0) as u32,
+            scale_bits: (1.0f32 / 0.9).to_bits(),
+        };
+        let host = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        for (rows, h, transposed) in [(300, 768, false), (5, 37, true)] {
+            for draw in [Some(draw), None] {
+                let run = |fused: bool| {
+                    let x = matrix(values(rows * h, 13), rows, h, transposed, &ad).require_grad();
+                    let r = matrix(values(rows * h, 14), rows, h, false, &ad).require_grad();
+                    let w = Tensor::<1>::from_data(TensorData::new(values(h, 15), [h]), &ad)
+                        .require_grad();
+                    let b = Tensor::<1>::from_data(TensorData::new(values(h, 16), [h]), &ad)
+                        .require_grad();
+                    let y = if fused {
+                        add_layer_norm(x.clone(), r.clone(), w.clone(), b.clone(), eps, draw)
+                    } else {
+                        let dropped = match draw {
+                            Some(draw) => dropout(x.clone(), draw),
+                            None => x.clone(),
+                        };
+                        layer_norm(dropped + r.clone(), w.clone(), b.clone(), eps)
+                    };
+                    let g = matrix(values(rows * h, 17), rows, h, false, &ad);
+                    let grads = (y.clone() * g).sum().backward();
+                    let row = |t: Tensor<1>| t.unsqueeze::<2>();
+                    [
+                        host(y.inner()),
+                        host(x.grad(&grads).expect("x's gradient")),
+                        host(r.grad(&grads).expect("the residual's gradient")),
+                        host(row(w.grad(&grads).expect("the weight's gradient"))),
+                        host(row(b.grad(&grads).expect("the bias's gradient"))),
+                    ]
+                };
+                let (fused, composed) = (run(true), run(false));
+                let what = ["y", "dx", "dresidual", "dweight", "dbias"];
+                for ((f, c), what) in fused.iter().zip(&composed).zip(what) {
+                    assert!(
+                        f == c,
+                        "{rows}×{h}, dropout {}: {what} differs from the composed kernels'",
+                        draw.is_some()
+                    );
+                }
+                if draw.is_some() {
+                    let dropped = fused[1].iter().filter(|&&v| v == 0.0).count();
+                    assert!(dropped > 0, "{rows}×{h}: dropout dropped nothing");
+                }
+            }
         }
     }
 

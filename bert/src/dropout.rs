@@ -57,7 +57,7 @@ pub fn next_seed() -> u64 {
 /// `1 / (1 - prob)` while training on an autodiff device; `x` unchanged otherwise.
 pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if !dropout.training.is_enabled() || !device.is_autodiff() || dropout.prob == 0.0 {
+    if !active(dropout, &device) {
         return x;
     }
     let keep = 1.0 - dropout.prob;
@@ -72,6 +72,23 @@ pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     }
     let random = x.random_like(Distribution::Bernoulli(keep));
     x * random * (1.0 / keep)
+}
+
+/// What [`forward`] would do with `dropout` on a CubeCL `device`, for a kernel that applies the
+/// mask itself (`cube_kernels::add_layer_norm`): `Some(None)` when it is the identity (not
+/// training, no gradients, rate 0), `Some(Some(draw))` with the next key of the host stream
+/// when the CubeCL dropout kernel would run, `None` when [`forward`] must run itself.
+pub(crate) fn cube_draw(
+    dropout: &Dropout,
+    device: &burn::tensor::Device,
+) -> Option<Option<HostDraw>> {
+    if !active(dropout, device) {
+        return Some(None);
+    }
+    if crate::backend::host_memory(device) || !crate::cube_kernels::applies_dropout(device) {
+        return None;
+    }
+    Some(Some(next_draw(1.0 - dropout.prob)))
 }
 
 /// Whether dropout on `device` takes its masks' keys from this thread's host stream: on flex and
@@ -142,14 +159,15 @@ impl HostDraw {
 /// draws it on the host (training, on an autodiff flex or ndarray device, `prob > 0`); `None`
 /// (and no draw) where `dropout` does nothing or the device draws its own.
 pub fn host_draw(dropout: &Dropout, device: &burn::tensor::Device) -> Option<HostDraw> {
-    if !dropout.training.is_enabled()
-        || !device.is_autodiff()
-        || dropout.prob == 0.0
-        || !crate::backend::host_memory(device)
-    {
+    if !active(dropout, device) || !crate::backend::host_memory(device) {
         return None;
     }
     Some(next_draw(1.0 - dropout.prob))
+}
+
+/// Whether `dropout` does anything on `device`: training, recording gradients, `prob > 0`.
+fn active(dropout: &Dropout, device: &burn::tensor::Device) -> bool {
+    dropout.training.is_enabled() && device.is_autodiff() && dropout.prob != 0.0
 }
 
 /// The next mask of this thread's host stream, keeping each element with probability `keep`.

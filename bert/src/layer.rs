@@ -50,9 +50,9 @@ impl BertOutput {
     }
 
     pub fn forward(&self, hidden: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        let hidden =
-            crate::dropout::forward(&self.dropout, crate::precision::linear(&self.dense, hidden));
-        self.LayerNorm.forward(hidden + input)
+        let hidden = crate::precision::linear(&self.dense, hidden);
+        self.LayerNorm
+            .forward_residual(&self.dropout, hidden, input)
     }
 }
 

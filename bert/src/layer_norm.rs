@@ -43,4 +43,34 @@ impl LayerNorm {
         }
         layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
     }
+
+    /// `self(dropout(x) + residual)`, HF's `LayerNorm(dropout(dense(h)) + input)` closing the
+    /// attention and feed-forward blocks. On the CubeCL backends (f32) one kernel of ours each
+    /// way ([`crate::cube_kernels::add_layer_norm`], dropout's mask drawn from the same host
+    /// stream as [`crate::dropout::forward`]'s, so the numbers are the same bit for bit);
+    /// elsewhere the three ops.
+    pub fn forward_residual<const D: usize>(
+        &self,
+        dropout: &burn::nn::Dropout,
+        x: Tensor<D>,
+        residual: Tensor<D>,
+    ) -> Tensor<D> {
+        if crate::cube_kernels::applies_rows(&x)
+            && crate::cube_kernels::applies_rows(&residual)
+            && x.dims() == residual.dims()
+            && self.weight.val().dtype() == DType::F32
+        {
+            if let Some(draw) = crate::dropout::cube_draw(dropout, &x.device()) {
+                return crate::cube_kernels::add_layer_norm(
+                    x,
+                    residual,
+                    self.weight.val(),
+                    self.bias.val(),
+                    self.eps,
+                    draw,
+                );
+            }
+        }
+        self.forward(crate::dropout::forward(dropout, x) + residual)
+    }
 }

@@ -198,6 +198,32 @@ fn the_row_kernels_compile_for_sm90() {
             per_cube,
         ));
         assert_row_reduction(&text, threads);
+        for dropout in [true, false] {
+            let text = ptx(&add_layer_norm_kernel::create_dummy_kernel(
+                props.clone(),
+                target.clone(),
+                grid.clone(),
+                dim,
+                x(),
+                x(),
+                f32s(&[len]),
+                f32s(&[len]),
+                x(),
+                x(),
+                f32s(&[rows, 2]),
+                rows,
+                len,
+                1e-12,
+                0x89ab_cdef,
+                0x0123_4567,
+                (0.9 * 2f64.powi(32)) as u32,
+                1.0 / 0.9,
+                dropout,
+                threads,
+                per_cube,
+            ));
+            assert_row_reduction(&text, threads);
+        }
         let text = ptx(&layer_norm_backward_kernel::create_dummy_kernel(
             props.clone(),
             target.clone(),
