@@ -596,7 +596,7 @@ mod kernels {
         nan: f32,
         #[comptime] threads: usize,
         #[comptime] per_cube: usize,
-        #[define(I)] _labels: ElemType,
+        #[define(I)] _int: ElemType,
     ) {
         let row = row_index();
         let valid = row < rows;
@@ -625,7 +625,7 @@ mod kernels {
         k: usize,
         #[comptime] threads: usize,
         #[comptime] per_cube: usize,
-        #[define(I)] _labels: ElemType,
+        #[define(I)] _int: ElemType,
     ) {
         let row = row_index();
         let valid = row < rows;
@@ -2068,10 +2068,11 @@ mod tests {
         }
     }
 
-    /// [`add_layer_norm`] against this module's kernels composed (`layer_norm(dropout(x, draw)
-    /// + residual)`), with dropout and without: the output and the gradients of `Σ y·g` for the
-    /// input, the residual, the weight and the bias, bit for bit (the same operations on the
-    /// same values); rows shorter and longer than a cube, an input read transposed.
+    /// [`add_layer_norm`] against this module's kernels composed, `layer_norm` of
+    /// `dropout(x, draw)` plus the residual, with dropout and without: the output and the
+    /// gradients of `Σ y·g` for the input, the residual, the weight and the bias, bit for bit
+    /// (the same operations on the same values); rows shorter and longer than a cube, an input
+    /// read transposed.
     #[test]
     fn cube_add_layer_norm_is_the_composed_kernels_bit_for_bit() {
         let Some(d) = cube_test_device() else {

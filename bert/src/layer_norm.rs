@@ -59,17 +59,16 @@ impl LayerNorm {
             && crate::cube_kernels::applies_rows(&residual)
             && x.dims() == residual.dims()
             && self.weight.val().dtype() == DType::F32
+            && let Some(draw) = crate::dropout::cube_draw(dropout, &x.device())
         {
-            if let Some(draw) = crate::dropout::cube_draw(dropout, &x.device()) {
-                return crate::cube_kernels::add_layer_norm(
-                    x,
-                    residual,
-                    self.weight.val(),
-                    self.bias.val(),
-                    self.eps,
-                    draw,
-                );
-            }
+            return crate::cube_kernels::add_layer_norm(
+                x,
+                residual,
+                self.weight.val(),
+                self.bias.val(),
+                self.eps,
+                draw,
+            );
         }
         self.forward(crate::dropout::forward(dropout, x) + residual)
     }
