@@ -326,11 +326,38 @@ mod kernels {
             acc += x[start + i];
             i += threads;
         }
-        let mean = row_reduce(acc, threads, per_cube, false) / f32::cast_from(h);
+        normalize_row(
+            x, weight, bias, y, stats, acc, row, rows, h, eps, threads, per_cube,
+        );
+    }
+
+    /// The rest of LayerNorm on a row of `h` values of `src` (from `row · h`) once each thread
+    /// has summed its elements into `sum`: the mean, the centred variance, the output
+    /// `(src - mean) · rstd · weight + bias` and the row's `stats` (mean, rstd).
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn normalize_row(
+        src: &Tensor<f32>,
+        weight: &Tensor<f32>,
+        bias: &Tensor<f32>,
+        y: &mut Tensor<f32>,
+        stats: &mut Tensor<f32>,
+        sum: f32,
+        row: usize,
+        rows: usize,
+        h: usize,
+        eps: f32,
+        #[comptime] threads: usize,
+        #[comptime] per_cube: usize,
+    ) {
+        let lane = UNIT_POS_X as usize;
+        let end = if row < rows { h } else { 0usize };
+        let start = row * h;
+        let mean = row_reduce(sum, threads, per_cube, false) / f32::cast_from(h);
         let mut acc = f32::new(0.0);
         let mut i = lane;
         while i < end {
-            let d = x[start + i] - mean;
+            let d = src[start + i] - mean;
             acc += d * d;
             i += threads;
         }
@@ -338,7 +365,7 @@ mod kernels {
         let rstd = f32::new(1.0) / f32::sqrt(var + eps);
         let mut i = lane;
         while i < end {
-            y[start + i] = (x[start + i] - mean) * rstd * weight[i] + bias[i];
+            y[start + i] = (src[start + i] - mean) * rstd * weight[i] + bias[i];
             i += threads;
         }
         if lane == 0 && row < rows {
@@ -392,25 +419,9 @@ mod kernels {
             acc += sum;
             i += threads;
         }
-        let mean = row_reduce(acc, threads, per_cube, false) / f32::cast_from(h);
-        let mut acc = f32::new(0.0);
-        let mut i = lane;
-        while i < end {
-            let d = z[start + i] - mean;
-            acc += d * d;
-            i += threads;
-        }
-        let var = row_reduce(acc, threads, per_cube, false) / f32::cast_from(h);
-        let rstd = f32::new(1.0) / f32::sqrt(var + eps);
-        let mut i = lane;
-        while i < end {
-            y[start + i] = (z[start + i] - mean) * rstd * weight[i] + bias[i];
-            i += threads;
-        }
-        if lane == 0 && row < rows {
-            stats[2 * row] = mean;
-            stats[2 * row + 1] = rstd;
-        }
+        normalize_row(
+            &*z, weight, bias, y, stats, acc, row, rows, h, eps, threads, per_cube,
+        );
     }
 
     /// LayerNorm's input gradient per row, from the saved `stats`: with `x̂ = (x - mean)·rstd`

@@ -85,10 +85,7 @@ pub(crate) fn cube_draw(
     if !active(dropout, device) {
         return Some(None);
     }
-    if crate::backend::host_memory(device) || !crate::cube_kernels::applies_dropout(device) {
-        return None;
-    }
-    Some(Some(next_draw(1.0 - dropout.prob)))
+    crate::cube_kernels::applies_dropout(device).then(|| Some(next_draw(1.0 - dropout.prob)))
 }
 
 /// Whether dropout on `device` takes its masks' keys from this thread's host stream: on flex and
