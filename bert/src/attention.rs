@@ -6,11 +6,12 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 
 use crate::activation::softmax_last;
 use crate::config::BertConfig;
 use crate::cpu_kernels;
+use crate::cube_kernels;
 use crate::init;
 use crate::layer_norm::LayerNorm;
 use crate::precision::{self, linear, matmul};
@@ -142,11 +143,27 @@ impl BertSelfAttention {
         mask: Option<Tensor<4>>,
     ) -> Tensor<3> {
         let [b, heads, s, head_dim] = query.dims();
-        let mut scores = matmul(query, key.swap_dims(2, 3)) / (head_dim as f64).sqrt();
-        if let Some(mask) = mask {
-            scores = scores + mask;
-        }
-        let probs = crate::dropout::forward(&self.dropout, softmax_last(scores));
+        let scores = matmul(query, key.swap_dims(2, 3));
+        let divisor = (head_dim as f64).sqrt();
+        // On the CubeCL backends (f32 scores, a mask of no gradient): the division, the mask,
+        // the softmax and the dropout in one kernel each way, the same numbers.
+        let cube = cube_kernels::applies_rows(&scores)
+            && mask
+                .as_ref()
+                .is_none_or(|m| m.dtype() == DType::F32 && !m.is_require_grad());
+        let probs = match cube
+            .then(|| crate::dropout::cube_draw(&self.dropout, &scores.device()))
+            .flatten()
+        {
+            Some(draw) => cube_kernels::attention_softmax(scores, mask, divisor, draw),
+            None => {
+                let mut scores = scores / divisor;
+                if let Some(mask) = mask {
+                    scores = scores + mask;
+                }
+                crate::dropout::forward(&self.dropout, softmax_last(scores))
+            }
+        };
         matmul(probs, value)
             .swap_dims(1, 2)
             .reshape([b, s, heads * head_dim])

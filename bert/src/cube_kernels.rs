@@ -143,6 +143,36 @@ mod kernels {
             grad: FloatTensor<Self>,
         ) -> FloatTensor<Self>;
 
+        /// Attention's probabilities: `softmax(scores / divisor + mask)` over the last
+        /// dimension of f32 scores `[b, heads, q, k]`, the additive f32 `mask` broadcastable to
+        /// them (`[b|1, heads|1, q|1, k|1]`).
+        #[fusion(meta = |x, _mask, _divisor| x.clone())]
+        fn attention_softmax(
+            scores: FloatTensor<Self>,
+            mask: FloatTensor<Self>,
+            divisor: f32,
+        ) -> FloatTensor<Self>;
+
+        /// [`CubeFused::attention_softmax`] and `draw`'s dropout mask on it, in one kernel:
+        /// the dropped probabilities and the probabilities (for the backward).
+        #[fusion(meta = |x, _mask, _divisor, _draw| (x.clone(), x.clone()))]
+        fn attention_softmax_dropout(
+            scores: FloatTensor<Self>,
+            mask: FloatTensor<Self>,
+            divisor: f32,
+            draw: HostDraw,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+        /// The scores' gradient of either from the probabilities and the output's gradient
+        /// (through `draw`'s mask, the one the forward applied): `p·(ĝ - Σ ĝ·p)·(1/divisor)`.
+        #[fusion(meta = |p, _g, _divisor, _draw| p.clone())]
+        fn attention_softmax_backward(
+            probs: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            divisor: f32,
+            draw: Option<HostDraw>,
+        ) -> FloatTensor<Self>;
+
         /// Exact GELU of an f32 tensor, `x·½(1 + erf(x/√2))`.
         #[fusion(meta = |x| x.clone())]
         fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -407,12 +437,7 @@ mod kernels {
         while i < end {
             let mut v = x[start + i];
             if comptime!(dropout) {
-                let u = hash32(hash32(u32::cast_from(start + i) ^ key_lo) + key_hi);
-                let mut kept = f32::new(0.0);
-                if u < threshold {
-                    kept = v * scale;
-                }
-                v = kept;
+                v = drop_at(v, start + i, key_lo, key_hi, threshold, scale);
             }
             let sum = v + residual[start + i];
             z[start + i] = sum;
@@ -562,6 +587,137 @@ mod kernels {
         let mut i = lane;
         while i < end {
             dx[start + i] = y[start + i] * (grad[start + i] - dot);
+            i += threads;
+        }
+    }
+
+    /// `v` through dropout's mask at element `i`: `v·scale` when
+    /// `hash32(hash32(i ^ key_lo) + key_hi) < threshold`, else 0 (as [`dropout_kernel`]).
+    #[cube]
+    fn drop_at(v: f32, i: usize, key_lo: u32, key_hi: u32, threshold: u32, scale: f32) -> f32 {
+        let u = hash32(hash32(u32::cast_from(i) ^ key_lo) + key_hi);
+        let mut kept = f32::new(0.0);
+        if u < threshold {
+            kept = v * scale;
+        }
+        kept
+    }
+
+    /// Attention's probabilities, `softmax(x / divisor + mask)` over `rows` rows of `k` scores
+    /// (`[b, heads, queries, k]`, contiguous), the additive mask `[mask_b, mask_h, mask_q,
+    /// mask_k]` (contiguous; each extent the scores' or 1, broadcast), into `probs`; with
+    /// `dropped`, dropout's mask on them there too ([`drop_at`], the key's arguments).
+    #[cube(launch_unchecked, create_dummy_kernel)]
+    fn attention_softmax_kernel(
+        x: &Tensor<f32>,
+        mask: &Tensor<f32>,
+        probs: &mut Tensor<f32>,
+        dropped: ComptimeOption<&mut Tensor<f32>>,
+        rows: usize,
+        k: usize,
+        heads: usize,
+        queries: usize,
+        mask_b: usize,
+        mask_h: usize,
+        mask_q: usize,
+        mask_k: usize,
+        divisor: f32,
+        key_lo: u32,
+        key_hi: u32,
+        threshold: u32,
+        scale: f32,
+        #[comptime] threads: usize,
+        #[comptime] per_cube: usize,
+    ) {
+        let row = row_index();
+        let lane = UNIT_POS_X as usize;
+        let end = if row < rows { k } else { 0usize };
+        let start = row * k;
+        // The mask's row for this row's batch, head and query; its column per key, or one.
+        let (query, head) = (row % queries, (row / queries) % heads);
+        let batch = row / (queries * heads);
+        let mask_row = ((batch % mask_b) * mask_h + head % mask_h) * mask_q + query % mask_q;
+        let mask_start = mask_row * mask_k;
+        let step = if mask_k > 1 { 1usize } else { 0usize };
+        let mut m = f32::new(f32::MIN);
+        let mut i = lane;
+        while i < end {
+            m = f32::max(m, x[start + i] / divisor + mask[mask_start + i * step]);
+            i += threads;
+        }
+        let m = row_reduce(m, threads, per_cube, true);
+        let mut acc = f32::new(0.0);
+        let mut i = lane;
+        while i < end {
+            acc += f32::exp(x[start + i] / divisor + mask[mask_start + i * step] - m);
+            i += threads;
+        }
+        let sum = row_reduce(acc, threads, per_cube, false);
+        #[comptime]
+        match dropped {
+            ComptimeOption::Some(out) => {
+                let mut i = lane;
+                while i < end {
+                    let s = x[start + i] / divisor + mask[mask_start + i * step];
+                    let p = f32::exp(s - m) / sum;
+                    probs[start + i] = p;
+                    out[start + i] = drop_at(p, start + i, key_lo, key_hi, threshold, scale);
+                    i += threads;
+                }
+            }
+            ComptimeOption::None => {
+                let mut i = lane;
+                while i < end {
+                    let s = x[start + i] / divisor + mask[mask_start + i * step];
+                    probs[start + i] = f32::exp(s - m) / sum;
+                    i += threads;
+                }
+            }
+        }
+    }
+
+    /// The scores' gradient of [`attention_softmax_kernel`] from the probabilities `p` and the
+    /// output's gradient: with `ĝ` the gradient through dropout's mask (with `dropout`; else
+    /// the gradient), `p·(ĝ - Σ ĝ·p)·inv_divisor` per row (`1/divisor` in f32: the division's
+    /// backward as Burn's autodiff takes it).
+    #[cube(launch_unchecked, create_dummy_kernel)]
+    fn attention_softmax_backward_kernel(
+        p: &Tensor<f32>,
+        grad: &Tensor<f32>,
+        dx: &mut Tensor<f32>,
+        rows: usize,
+        k: usize,
+        inv_divisor: f32,
+        key_lo: u32,
+        key_hi: u32,
+        threshold: u32,
+        scale: f32,
+        #[comptime] dropout: bool,
+        #[comptime] threads: usize,
+        #[comptime] per_cube: usize,
+    ) {
+        let row = row_index();
+        let lane = UNIT_POS_X as usize;
+        let end = if row < rows { k } else { 0usize };
+        let start = row * k;
+        let mut acc = f32::new(0.0);
+        let mut i = lane;
+        while i < end {
+            let mut g = grad[start + i];
+            if comptime!(dropout) {
+                g = drop_at(g, start + i, key_lo, key_hi, threshold, scale);
+            }
+            acc += g * p[start + i];
+            i += threads;
+        }
+        let dot = row_reduce(acc, threads, per_cube, false);
+        let mut i = lane;
+        while i < end {
+            let mut g = grad[start + i];
+            if comptime!(dropout) {
+                g = drop_at(g, start + i, key_lo, key_hi, threshold, scale);
+            }
+            dx[start + i] = p[start + i] * (g - dot) * inv_divisor;
             i += threads;
         }
     }
@@ -1038,6 +1194,58 @@ mod kernels {
             dx
         }
 
+        fn attention_softmax(x: CubeTensor, mask: CubeTensor, divisor: f32) -> CubeTensor {
+            attention_softmax_launch(x, mask, divisor, None).0
+        }
+
+        fn attention_softmax_dropout(
+            x: CubeTensor,
+            mask: CubeTensor,
+            divisor: f32,
+            draw: HostDraw,
+        ) -> (CubeTensor, CubeTensor) {
+            let (probs, dropped) = attention_softmax_launch(x, mask, divisor, Some(draw));
+            (
+                dropped.expect("a dropout launch writes the dropped probabilities"),
+                probs,
+            )
+        }
+
+        fn attention_softmax_backward(
+            p: CubeTensor,
+            grad: CubeTensor,
+            divisor: f32,
+            draw: Option<HostDraw>,
+        ) -> CubeTensor {
+            let (p, grad) = (into_contiguous(p), into_contiguous(grad));
+            let (rows, k) = rows_of(&p);
+            let dx = empty_like(&p, p.meta.shape().clone());
+            let (threads, per_cube) = row_layout(plane_size(&p), k);
+            let (key_lo, key_hi, threshold, scale) = dropout_scalars(draw);
+            // SAFETY: each row's threads read and write their row of `p`, `grad` and `dx`, all
+            // contiguous `rows · k` elements.
+            unsafe {
+                attention_softmax_backward_kernel::launch_unchecked(
+                    &p.client.clone(),
+                    row_grid(rows, per_cube),
+                    CubeDim::new_2d(threads as u32, per_cube as u32),
+                    p.into_tensor_arg(),
+                    grad.into_tensor_arg(),
+                    dx.clone().into_tensor_arg(),
+                    rows,
+                    k,
+                    1.0 / divisor,
+                    key_lo,
+                    key_hi,
+                    threshold,
+                    scale,
+                    draw.is_some(),
+                    threads,
+                    per_cube,
+                );
+            }
+            dx
+        }
         fn log_softmax_pick(x: CubeTensor, labels: CubeTensor) -> CubeTensor {
             let (x, labels) = (into_contiguous(x), into_contiguous(labels));
             let (rows, k) = rows_of(&x);
@@ -1182,6 +1390,72 @@ mod kernels {
     /// `1/√2`, `1/√(2π)`.
     const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
     const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+    /// [`attention_softmax_kernel`] on scores `[b, heads, q, k]` and a mask broadcastable to
+    /// them: the probabilities, and with `draw` the dropped ones.
+    fn attention_softmax_launch(
+        x: CubeTensor,
+        mask: CubeTensor,
+        divisor: f32,
+        draw: Option<HostDraw>,
+    ) -> (CubeTensor, Option<CubeTensor>) {
+        let (x, mask) = (into_contiguous(x), into_contiguous(mask));
+        let (rows, k) = rows_of(&x);
+        assert_f32(&mask);
+        let (s, m) = (x.meta.shape().clone(), mask.meta.shape().clone());
+        assert!(
+            s.num_dims() == 4 && m.num_dims() == 4 && (0..4).all(|d| m[d] == 1 || m[d] == s[d]),
+            "attention_softmax: a mask {m:?} for scores {s:?}"
+        );
+        let probs = empty_like(&x, s.clone());
+        let dropped = draw.map(|_| empty_like(&x, s.clone()));
+        let (threads, per_cube) = row_layout(plane_size(&x), k);
+        let (key_lo, key_hi, threshold, scale) = dropout_scalars(draw);
+        // SAFETY: each row's threads read their row of `x` and write it in `probs` (and
+        // `dropped`), all contiguous `rows · k` elements; the mask's index is its row (the
+        // row's batch, head and query, each modulo the mask's extent) times its last extent,
+        // plus the key where that extent is `k`.
+        unsafe {
+            attention_softmax_kernel::launch_unchecked(
+                &x.client.clone(),
+                row_grid(rows, per_cube),
+                CubeDim::new_2d(threads as u32, per_cube as u32),
+                x.into_tensor_arg(),
+                mask.into_tensor_arg(),
+                probs.clone().into_tensor_arg(),
+                dropped.clone().map(|d| d.into_tensor_arg()).into(),
+                rows,
+                k,
+                s[1],
+                s[2],
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                divisor,
+                key_lo,
+                key_hi,
+                threshold,
+                scale,
+                threads,
+                per_cube,
+            );
+        }
+        (probs, dropped)
+    }
+
+    /// Dropout's kernel arguments for `draw` (`key_lo`, `key_hi`, `threshold`, `scale`); any
+    /// without one (the kernels then skip the mask at compile time).
+    fn dropout_scalars(draw: Option<HostDraw>) -> (u32, u32, u32, f32) {
+        draw.map_or((0, 0, u32::MAX, 1.0), |d| {
+            (
+                d.key as u32,
+                (d.key >> 32) as u32,
+                d.threshold,
+                f32::from_bits(d.scale_bits),
+            )
+        })
+    }
 
     /// An element-wise launch over a contiguous tensor: the widest vector the runtime loads
     /// well that divides its length, the vector count, and cubes for them.
@@ -1430,6 +1704,63 @@ mod kernels {
             grad: FloatTensor<Self>,
         ) -> FloatTensor<Self> {
             Self::from_inner(B::softmax_last_backward(Self::inner(y), Self::inner(grad)))
+        }
+
+        fn attention_softmax(
+            scores: FloatTensor<Self>,
+            mask: FloatTensor<Self>,
+            divisor: f32,
+        ) -> FloatTensor<Self> {
+            let (x, node) = scores.into_parts();
+            let mask = Self::inner(mask);
+            let backward = UnaryBackward::<B, (FloatTensor<B>, f32)> {
+                grad: |(p, divisor), g| B::attention_softmax_backward(p, g, divisor, None),
+            };
+            match backward.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let p = B::attention_softmax(x, mask, divisor);
+                    prep.finish((p.clone(), divisor), p)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::attention_softmax(x, mask, divisor)),
+            }
+        }
+
+        fn attention_softmax_dropout(
+            scores: FloatTensor<Self>,
+            mask: FloatTensor<Self>,
+            divisor: f32,
+            draw: HostDraw,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+            let (x, node) = scores.into_parts();
+            let mask = Self::inner(mask);
+            // The backward: the probabilities, the divisor and the mask's keys.
+            let backward = UnaryBackward::<B, (FloatTensor<B>, f32, HostDraw)> {
+                grad: |(p, divisor, draw), g| {
+                    B::attention_softmax_backward(p, g, divisor, Some(draw))
+                },
+            };
+            match backward.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let (y, p) = B::attention_softmax_dropout(x, mask, divisor, draw);
+                    let p_out = Self::from_inner(p.clone());
+                    (prep.finish((p, divisor, draw), y), p_out)
+                }
+                OpsKind::UnTracked(prep) => {
+                    let (y, p) = B::attention_softmax_dropout(x, mask, divisor, draw);
+                    (prep.finish(y), Self::from_inner(p))
+                }
+            }
+        }
+
+        /// Not differentiated again.
+        fn attention_softmax_backward(
+            probs: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            divisor: f32,
+            draw: Option<HostDraw>,
+        ) -> FloatTensor<Self> {
+            let (p, g) = (Self::inner(probs), Self::inner(grad));
+            Self::from_inner(B::attention_softmax_backward(p, g, divisor, draw))
         }
 
         fn adamw_update(
@@ -1788,6 +2119,48 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(not(cube))]
     unreachable!(
         "cube_kernels::softmax_last without a CubeCL backend compiled in: see `applies_rows`"
+    )
+}
+
+/// Attention's probabilities on CubeCL f32 scores `[b, heads, q, k]` (see [`applies_rows`]):
+/// `dropout(softmax(scores / divisor + mask))`, HF's eager attention between its two products,
+/// differentiable in the scores. `mask`: additive, f32, broadcastable to the scores with a
+/// column per key or one (none: no mask), never differentiated; `draw`: dropout's mask, as
+/// [`dropout`] makes it, or none. One row kernel forward (the row's max and sum reduced by its
+/// threads, the probabilities kept for the backward and, with dropout, the dropped ones
+/// written beside them) and one backward (the gradient through the mask, the softmax's and
+/// the division's); composed from this module's kernels: a division, the mask's addition, the
+/// softmax and the dropout each way but the addition's, and the same numbers bit for bit.
+pub fn attention_softmax(
+    scores: Tensor<4>,
+    mask: Option<Tensor<4>>,
+    divisor: f64,
+    draw: Option<crate::dropout::HostDraw>,
+) -> Tensor<4> {
+    let dims = scores.dims();
+    let mask = mask.unwrap_or_else(|| Tensor::zeros([1, 1, 1, 1], (&scores.device(), DType::F32)));
+    let m = mask.dims();
+    assert!(
+        mask.dtype() == DType::F32 && (0..4).all(|d| m[d] == 1 || m[d] == dims[d]),
+        "attention_softmax: a mask {:?} {m:?} for scores {dims:?}",
+        mask.dtype()
+    );
+    #[cfg(cube)]
+    {
+        use burn::backend::Dispatch;
+        let (x, mask) = (scores.into_dispatch(), mask.into_dispatch());
+        let divisor = divisor as f32;
+        Tensor::from_dispatch(match draw {
+            Some(draw) => {
+                <Dispatch as kernels::CubeFused>::attention_softmax_dropout(x, mask, divisor, draw)
+                    .0
+            }
+            None => <Dispatch as kernels::CubeFused>::attention_softmax(x, mask, divisor),
+        })
+    }
+    #[cfg(not(cube))]
+    unreachable!(
+        "cube_kernels::attention_softmax without a CubeCL backend compiled in: see `applies_rows`"
     )
 }
 
@@ -2174,6 +2547,97 @@ mod tests {
             }
             let shape = (rows, k, transposed);
             check_unary(softmax_last, shape, (x, r), (&y, &dx), 1e-6, &ad);
+        }
+    }
+
+    /// [`attention_softmax`] against the composed kernels it replaces,
+    /// `dropout(softmax_last(x / divisor + mask))`: the output and the scores' gradient equal
+    /// bit for bit, with and without dropout, for masks per batch and query (BERT's), per
+    /// batch, per head and query, one for all, a mask of one column, none, and scores read
+    /// through transposed strides.
+    #[test]
+    fn cube_attention_softmax_is_the_composed_kernels_bit_for_bit() {
+        let Some(d) = cube_test_device() else {
+            return;
+        };
+        let ad = d.autodiff();
+        let draw = crate::dropout::HostDraw {
+            key: 0x0fed_cba9_8765_4321,
+            threshold: (0.9 * 4_294_967_296.0) as u32,
+            scale_bits: (1.0f32 / 0.9).to_bits(),
+        };
+        let host = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let tensor4 =
+            |v: Vec<f32>, dims: [usize; 4]| Tensor::<4>::from_data(TensorData::new(v, dims), &ad);
+        // (scores, mask or none, scores transposed)
+        type Case = ([usize; 4], Option<[usize; 4]>, bool);
+        let cases: [Case; 7] = [
+            ([2, 3, 70, 70], Some([2, 1, 70, 70]), false),
+            ([2, 4, 7, 30], Some([2, 1, 1, 30]), false),
+            ([2, 3, 20, 20], Some([2, 3, 20, 20]), false),
+            ([3, 2, 9, 12], Some([1, 1, 1, 12]), false),
+            ([2, 2, 5, 16], Some([2, 1, 5, 1]), false),
+            ([2, 2, 65, 65], None, false),
+            ([2, 2, 33, 40], Some([2, 1, 1, 40]), true),
+        ];
+        for (dims, mask_dims, transposed) in cases {
+            let n: usize = dims.iter().product();
+            let mask = mask_dims.map(|m| {
+                let len: usize = m.iter().product();
+                // Masked keys at f32's minimum, as BERT's extended mask has them, in a pattern
+                // that differs from batch to batch, head to head and query to query.
+                let v: Vec<f32> = (0..len)
+                    .map(|i| match (i * 7 + i / m[3]) % 5 == 0 || i % 11 == 3 {
+                        true => f32::MIN,
+                        false => 0.0,
+                    })
+                    .collect();
+                tensor4(v, m)
+            });
+            let mut zeros = Vec::new();
+            for draw in [Some(draw), None] {
+                let run = |fused: bool| {
+                    let v: Vec<f32> = values(n, 21).iter().map(|v| v * 4.0).collect();
+                    let [b, h, q, k] = dims;
+                    let x = match transposed {
+                        true => tensor4(v, [b, h, k, q]).swap_dims(2, 3),
+                        false => tensor4(v, dims),
+                    }
+                    .require_grad();
+                    let divisor = 8f64.sqrt();
+                    let y = if fused {
+                        attention_softmax(x.clone(), mask.clone(), divisor, draw)
+                    } else {
+                        let mut s = x.clone() / divisor;
+                        if let Some(m) = mask.clone() {
+                            s = s + m;
+                        }
+                        let p = softmax_last(s);
+                        match draw {
+                            Some(draw) => dropout(p, draw),
+                            None => p,
+                        }
+                    };
+                    let g = tensor4(values(n, 22), dims);
+                    let grads = (y.clone() * g).sum().backward();
+                    [
+                        host(y.inner()),
+                        host(x.grad(&grads).expect("the scores' gradient")),
+                    ]
+                };
+                let (fused, composed) = (run(true), run(false));
+                for ((f, c), what) in fused.iter().zip(&composed).zip(["y", "dx"]) {
+                    let differ = f.iter().zip(c).filter(|(a, b)| a.to_bits() != b.to_bits());
+                    assert_eq!(
+                        differ.count(),
+                        0,
+                        "{dims:?}, mask {mask_dims:?}, dropout {}: {what} differs from the composed kernels'",
+                        draw.is_some()
+                    );
+                }
+                zeros.push(fused[0].iter().filter(|&&v| v == 0.0).count());
+            }
+            assert!(zeros[0] > zeros[1], "{dims:?}: dropout dropped nothing");
         }
     }
 

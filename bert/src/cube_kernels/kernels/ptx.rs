@@ -267,6 +267,54 @@ fn the_row_kernels_compile_for_sm90() {
             per_cube,
         ));
         assert_row_reduction(&text, threads);
+        for dropout in [true, false] {
+            let text = ptx(&attention_softmax_kernel::create_dummy_kernel(
+                props.clone(),
+                target.clone(),
+                grid.clone(),
+                dim,
+                x(),
+                f32s(&[2, 1, rows / 2, len]),
+                x(),
+                dropout.then(x).into(),
+                rows,
+                len,
+                4,
+                rows / 8,
+                2,
+                1,
+                rows / 2,
+                len,
+                8.0,
+                0x89ab_cdef,
+                0x0123_4567,
+                (0.9 * 2f64.powi(32)) as u32,
+                1.0 / 0.9,
+                threads,
+                per_cube,
+            ));
+            assert_row_reduction(&text, threads);
+            let text = ptx(&attention_softmax_backward_kernel::create_dummy_kernel(
+                props.clone(),
+                target.clone(),
+                grid.clone(),
+                dim,
+                x(),
+                x(),
+                x(),
+                rows,
+                len,
+                8.0,
+                0x89ab_cdef,
+                0x0123_4567,
+                (0.9 * 2f64.powi(32)) as u32,
+                1.0 / 0.9,
+                dropout,
+                threads,
+                per_cube,
+            ));
+            assert_row_reduction(&text, threads);
+        }
         for labels in [DType::I32, DType::I64] {
             let text = ptx(&log_softmax_pick_kernel::create_dummy_kernel(
                 props.clone(),
