@@ -31,7 +31,12 @@
 //! size, each a pass over the MLM head's `[rows, vocabulary]` logits). The residual block's
 //! `LayerNorm(dropout(x) + residual)` ([`add_layer_norm`]) is one kernel forward (the mask
 //! hashed as dropout's, the sum normalised and kept), and backward LayerNorm's kernels with the
-//! dropout kernel on the input's gradient (composed: three ops each way).
+//! dropout kernel on the input's gradient (composed: three ops each way). Attention's
+//! `dropout(softmax(scores / √d + mask))` ([`attention_softmax`]) is one row kernel each way:
+//! the mask read by index where it broadcasts, the probabilities kept for the backward and the
+//! dropped ones written beside them; backward the gradient through the mask, the softmax's and
+//! the division's (composed: four ops forward, three backward, each a pass over the
+//! `[b, heads, q, k]` scores).
 //!
 //! `kernels/ptx.rs` compiles every kernel for an H100 with the `cuda` backend's compiler, on
 //! the host (with `--features cuda`; no GPU).
@@ -2009,7 +2014,8 @@ pub fn adamw_step<const D: usize>(
     unreachable!("cube_kernels::adamw_step without a CubeCL backend compiled in: see `applies`")
 }
 
-/// Whether [`layer_norm`], [`softmax_last`], [`gelu`] and [`log_softmax_pick`] run on `x`: f32 on a CubeCL device
+/// Whether [`layer_norm`], [`add_layer_norm`], [`softmax_last`], [`attention_softmax`], [`gelu`]
+/// and [`log_softmax_pick`] run on `x`: f32 on a CubeCL device
 /// (`cuda`, `wgpu`, `vulkan`, `cpu`), recording gradients or not, with [`set_layer_kernels`] on
 /// (the default).
 pub fn applies_rows<const D: usize>(x: &Tensor<D>) -> bool {
