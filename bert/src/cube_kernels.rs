@@ -211,6 +211,16 @@ mod kernels {
         fn dropout_mask(x: FloatTensor<Self>, draw: HostDraw) -> FloatTensor<Self>;
     }
 
+    /// One dropout mask, as the kernels take it ([`HostDraw`]): element `i` kept, times
+    /// `scale`, when `hash32(hash32(i ^ lo) + hi) < threshold` ([`kept`]).
+    #[derive(CubeLaunch, CubeType)]
+    struct DropoutKey {
+        lo: u32,
+        hi: u32,
+        threshold: u32,
+        scale: f32,
+    }
+
     /// The step's scalars, rounded to f32 as torch's kernels take them from Python floats.
     #[derive(CubeLaunch, CubeType)]
     struct AdamWScalars {
@@ -410,9 +420,9 @@ mod kernels {
     }
 
     /// [`layer_norm_kernel`] of `z = x·mask + residual`, `z` written too (each thread reads back
-    /// only what it wrote). With `dropout`, the mask is [`dropout_kernel`]'s for these keys
-    /// (element `i` of the tensor: `scale` when `hash32(hash32(i ^ key_lo) + key_hi) <
-    /// threshold`, else 0), so the backward applies that kernel to the gradient; without, 1.
+    /// only what it wrote). With `dropout`, the mask is [`dropout_kernel`]'s for `key` (element
+    /// `i` of the tensor: `scale` where [`kept`], else 0), so the backward applies that kernel
+    /// to the gradient; without, 1.
     #[cube(launch_unchecked, create_dummy_kernel)]
     fn add_layer_norm_kernel(
         x: &Tensor<f32>,
@@ -425,10 +435,7 @@ mod kernels {
         rows: usize,
         h: usize,
         eps: f32,
-        key_lo: u32,
-        key_hi: u32,
-        threshold: u32,
-        scale: f32,
+        key: DropoutKey,
         #[comptime] dropout: bool,
         #[comptime] threads: usize,
         #[comptime] per_cube: usize,
@@ -442,7 +449,7 @@ mod kernels {
         while i < end {
             let mut v = x[start + i];
             if comptime!(dropout) {
-                v = drop_at(v, start + i, key_lo, key_hi, threshold, scale);
+                v = drop_at(v, start + i, &key);
             }
             let sum = v + residual[start + i];
             z[start + i] = sum;
@@ -596,22 +603,21 @@ mod kernels {
         }
     }
 
-    /// `v` through dropout's mask at element `i`: `v·scale` when
-    /// `hash32(hash32(i ^ key_lo) + key_hi) < threshold`, else 0 (as [`dropout_kernel`]).
+    /// `v` through dropout's mask at element `i`: `v·scale` if [`kept`], else 0 (as
+    /// [`dropout_kernel`]).
     #[cube]
-    fn drop_at(v: f32, i: usize, key_lo: u32, key_hi: u32, threshold: u32, scale: f32) -> f32 {
-        let u = hash32(hash32(u32::cast_from(i) ^ key_lo) + key_hi);
-        let mut kept = f32::new(0.0);
-        if u < threshold {
-            kept = v * scale;
+    fn drop_at(v: f32, i: usize, key: &DropoutKey) -> f32 {
+        let mut out = f32::new(0.0);
+        if kept(i, key) {
+            out = v * key.scale;
         }
-        kept
+        out
     }
 
     /// Attention's probabilities, `softmax(x / divisor + mask)` over `rows` rows of `k` scores
     /// (`[b, heads, queries, k]`, contiguous), the additive mask `[mask_b, mask_h, mask_q,
     /// mask_k]` (contiguous; each extent the scores' or 1, broadcast), into `probs`; with
-    /// `dropped`, dropout's mask on them there too ([`drop_at`], the key's arguments).
+    /// `dropped`, `key`'s dropout mask on them there too ([`drop_at`]).
     #[cube(launch_unchecked, create_dummy_kernel)]
     fn attention_softmax_kernel(
         x: &Tensor<f32>,
@@ -627,10 +633,7 @@ mod kernels {
         mask_q: usize,
         mask_k: usize,
         divisor: f32,
-        key_lo: u32,
-        key_hi: u32,
-        threshold: u32,
-        scale: f32,
+        key: DropoutKey,
         #[comptime] threads: usize,
         #[comptime] per_cube: usize,
     ) {
@@ -666,7 +669,7 @@ mod kernels {
                     let s = x[start + i] / divisor + mask[mask_start + i * step];
                     let p = f32::exp(s - m) / sum;
                     probs[start + i] = p;
-                    out[start + i] = drop_at(p, start + i, key_lo, key_hi, threshold, scale);
+                    out[start + i] = drop_at(p, start + i, &key);
                     i += threads;
                 }
             }
@@ -693,10 +696,7 @@ mod kernels {
         rows: usize,
         k: usize,
         inv_divisor: f32,
-        key_lo: u32,
-        key_hi: u32,
-        threshold: u32,
-        scale: f32,
+        key: DropoutKey,
         #[comptime] dropout: bool,
         #[comptime] threads: usize,
         #[comptime] per_cube: usize,
@@ -710,7 +710,7 @@ mod kernels {
         while i < end {
             let mut g = grad[start + i];
             if comptime!(dropout) {
-                g = drop_at(g, start + i, key_lo, key_hi, threshold, scale);
+                g = drop_at(g, start + i, &key);
             }
             acc += g * p[start + i];
             i += threads;
@@ -720,7 +720,7 @@ mod kernels {
         while i < end {
             let mut g = grad[start + i];
             if comptime!(dropout) {
-                g = drop_at(g, start + i, key_lo, key_hi, threshold, scale);
+                g = drop_at(g, start + i, &key);
             }
             dx[start + i] = p[start + i] * (g - dot) * inv_divisor;
             i += threads;
@@ -873,27 +873,28 @@ mod kernels {
         h
     }
 
-    /// Dropout's mask on `x`, one thread per element: kept (times `scale`) when
-    /// `hash32(hash32(i ^ key_lo) + key_hi) < threshold`, else 0.
+    /// Whether element `i` survives `key`'s mask: `hash32(hash32(i ^ lo) + hi) < threshold`.
+    #[cube]
+    fn kept(i: usize, key: &DropoutKey) -> bool {
+        hash32(hash32(u32::cast_from(i) ^ key.lo) + key.hi) < key.threshold
+    }
+
+    /// Dropout's mask on `x`, one thread per element: `x·scale` where [`kept`], else 0.
     #[cube(launch_unchecked, create_dummy_kernel)]
     fn dropout_kernel<F: Float>(
         x: &Tensor<F>,
         y: &mut Tensor<F>,
         len: usize,
-        key_lo: u32,
-        key_hi: u32,
-        threshold: u32,
-        scale: f32,
+        key: DropoutKey,
         #[define(F)] _dtype: ElemType,
     ) {
         let i = ABSOLUTE_POS;
         if i >= len {
             terminate!();
         }
-        let u = hash32(hash32(u32::cast_from(i) ^ key_lo) + key_hi);
         let mut v = F::new(0.0);
-        if u < threshold {
-            v = x[i] * F::cast_from(scale);
+        if kept(i, &key) {
+            v = x[i] * F::cast_from(key.scale);
         }
         y[i] = v;
     }
@@ -1058,11 +1059,6 @@ mod kernels {
             let z = empty_like(&x, x.meta.shape().clone());
             let stats = empty_like(&x, Shape::new([rows, 2]));
             let (threads, per_cube) = row_layout(plane_size(&x), h);
-            let d = draw.unwrap_or(HostDraw {
-                key: 0,
-                threshold: 0,
-                scale_bits: 0,
-            });
             // SAFETY: as in `layer_norm_last`; `residual` and `z` are `x`'s shape, contiguous.
             unsafe {
                 add_layer_norm_kernel::launch_unchecked(
@@ -1079,10 +1075,7 @@ mod kernels {
                     rows,
                     h,
                     eps as f32,
-                    d.key as u32,
-                    (d.key >> 32) as u32,
-                    d.threshold,
-                    f32::from_bits(d.scale_bits),
+                    dropout_key(draw),
                     draw.is_some(),
                     threads,
                     per_cube,
@@ -1224,9 +1217,9 @@ mod kernels {
         ) -> CubeTensor {
             let (p, grad) = (into_contiguous(p), into_contiguous(grad));
             let (rows, k) = rows_of(&p);
+            assert_dropout_index(draw, p.meta.shape());
             let dx = empty_like(&p, p.meta.shape().clone());
             let (threads, per_cube) = row_layout(plane_size(&p), k);
-            let (key_lo, key_hi, threshold, scale) = dropout_scalars(draw);
             // SAFETY: each row's threads read and write their row of `p`, `grad` and `dx`, all
             // contiguous `rows · k` elements.
             unsafe {
@@ -1240,10 +1233,7 @@ mod kernels {
                     rows,
                     k,
                     1.0 / divisor,
-                    key_lo,
-                    key_hi,
-                    threshold,
-                    scale,
+                    dropout_key(draw),
                     draw.is_some(),
                     threads,
                     per_cube,
@@ -1381,10 +1371,7 @@ mod kernels {
                     x.into_tensor_arg(),
                     y.clone().into_tensor_arg(),
                     len,
-                    draw.key as u32,
-                    (draw.key >> 32) as u32,
-                    draw.threshold,
-                    f32::from_bits(draw.scale_bits),
+                    dropout_key(Some(draw)),
                     dtype,
                 );
             }
@@ -1412,10 +1399,10 @@ mod kernels {
             s.num_dims() == 4 && m.num_dims() == 4 && (0..4).all(|d| m[d] == 1 || m[d] == s[d]),
             "attention_softmax: a mask {m:?} for scores {s:?}"
         );
+        assert_dropout_index(draw, &s);
         let probs = empty_like(&x, s.clone());
         let dropped = draw.map(|_| empty_like(&x, s.clone()));
         let (threads, per_cube) = row_layout(plane_size(&x), k);
-        let (key_lo, key_hi, threshold, scale) = dropout_scalars(draw);
         // SAFETY: each row's threads read their row of `x` and write it in `probs` (and
         // `dropped`), all contiguous `rows · k` elements; the mask's index is its row (the
         // row's batch, head and query, each modulo the mask's extent) times its last extent,
@@ -1438,10 +1425,7 @@ mod kernels {
                 m[2],
                 m[3],
                 divisor,
-                key_lo,
-                key_hi,
-                threshold,
-                scale,
+                dropout_key(draw),
                 threads,
                 per_cube,
             );
@@ -1449,17 +1433,29 @@ mod kernels {
         (probs, dropped)
     }
 
-    /// Dropout's kernel arguments for `draw` (`key_lo`, `key_hi`, `threshold`, `scale`); any
-    /// without one (the kernels then skip the mask at compile time).
-    fn dropout_scalars(draw: Option<HostDraw>) -> (u32, u32, u32, f32) {
-        draw.map_or((0, 0, u32::MAX, 1.0), |d| {
-            (
-                d.key as u32,
-                (d.key >> 32) as u32,
-                d.threshold,
-                f32::from_bits(d.scale_bits),
-            )
-        })
+    /// Dropout's mask hashes a 32-bit element index: a larger tensor would repeat it.
+    fn assert_dropout_index(draw: Option<HostDraw>, shape: &Shape) {
+        let len = shape.num_elements();
+        assert!(
+            draw.is_none() || len <= u32::MAX as usize,
+            "attention_softmax: {len} scores, more than dropout's 32-bit index"
+        );
+    }
+
+    /// `draw` as the kernels take it; any key without one (they then skip the mask at compile
+    /// time).
+    fn dropout_key(draw: Option<HostDraw>) -> DropoutKeyLaunch {
+        let d = draw.unwrap_or(HostDraw {
+            key: 0,
+            threshold: u32::MAX,
+            scale_bits: 1f32.to_bits(),
+        });
+        DropoutKeyLaunch::new(
+            d.key as u32,
+            (d.key >> 32) as u32,
+            d.threshold,
+            f32::from_bits(d.scale_bits),
+        )
     }
 
     /// An element-wise launch over a contiguous tensor: the widest vector the runtime loads

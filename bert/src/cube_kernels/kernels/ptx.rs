@@ -101,6 +101,15 @@ fn tensor(shape: &[usize], bytes: usize) -> TensorArg {
     unsafe { TensorArg::from_raw_parts(handle, strides.into(), shape.into()) }
 }
 
+/// A dropout mask's key (keeping 90%).
+fn key() -> DropoutKeyLaunch {
+    dropout_key(Some(HostDraw {
+        key: 0x0123_4567_89ab_cdef,
+        threshold: (0.9 * 2f64.powi(32)) as u32,
+        scale_bits: (1.0f32 / 0.9).to_bits(),
+    }))
+}
+
 fn f32s(shape: &[usize]) -> TensorArg {
     tensor(shape, 4)
 }
@@ -214,10 +223,7 @@ fn the_row_kernels_compile_for_sm90() {
                 rows,
                 len,
                 1e-12,
-                0x89ab_cdef,
-                0x0123_4567,
-                (0.9 * 2f64.powi(32)) as u32,
-                1.0 / 0.9,
+                key(),
                 dropout,
                 threads,
                 per_cube,
@@ -286,10 +292,7 @@ fn the_row_kernels_compile_for_sm90() {
                 rows / 2,
                 len,
                 8.0,
-                0x89ab_cdef,
-                0x0123_4567,
-                (0.9 * 2f64.powi(32)) as u32,
-                1.0 / 0.9,
+                key(),
                 threads,
                 per_cube,
             ));
@@ -305,10 +308,7 @@ fn the_row_kernels_compile_for_sm90() {
                 rows,
                 len,
                 8.0,
-                0x89ab_cdef,
-                0x0123_4567,
-                (0.9 * 2f64.powi(32)) as u32,
-                1.0 / 0.9,
+                key(),
                 dropout,
                 threads,
                 per_cube,
@@ -431,10 +431,7 @@ fn the_element_wise_kernels_compile_for_sm90() {
             tensor(&[len], bytes),
             tensor(&[len], bytes),
             len,
-            0x1234_5678,
-            0x9abc_def0,
-            (0.9 * 2f64.powi(32)) as u32,
-            1.0 / 0.9,
+            key(),
             storage(dtype),
         ));
         let vector = 16 / bytes;
