@@ -574,35 +574,6 @@ mod kernels {
         }
     }
 
-    /// The softmax's input gradient from its output: `y·(grad - Σ grad·y)` per row.
-    #[cube(launch_unchecked, create_dummy_kernel)]
-    fn softmax_backward_kernel(
-        y: &Tensor<f32>,
-        grad: &Tensor<f32>,
-        dx: &mut Tensor<f32>,
-        rows: usize,
-        k: usize,
-        #[comptime] threads: usize,
-        #[comptime] per_cube: usize,
-    ) {
-        let row = row_index();
-        let lane = UNIT_POS_X as usize;
-        let end = if row < rows { k } else { 0usize };
-        let start = row * k;
-        let mut acc = f32::new(0.0);
-        let mut i = lane;
-        while i < end {
-            acc += grad[start + i] * y[start + i];
-            i += threads;
-        }
-        let dot = row_reduce(acc, threads, per_cube, false);
-        let mut i = lane;
-        while i < end {
-            dx[start + i] = y[start + i] * (grad[start + i] - dot);
-            i += threads;
-        }
-    }
-
     /// `v` through dropout's mask at element `i`: `v·scale` if [`kept`], else 0 (as
     /// [`dropout_kernel`]).
     #[cube]
@@ -684,12 +655,13 @@ mod kernels {
         }
     }
 
-    /// The scores' gradient of [`attention_softmax_kernel`] from the probabilities `p` and the
-    /// output's gradient: with `ĝ` the gradient through dropout's mask (with `dropout`; else
-    /// the gradient), `p·(ĝ - Σ ĝ·p)·inv_divisor` per row (`1/divisor` in f32: the division's
-    /// backward as Burn's autodiff takes it).
+    /// A softmax's input gradient from its output `p` and the output's gradient: with `ĝ` the
+    /// gradient through dropout's mask (with `dropout`; else the gradient),
+    /// `p·(ĝ - Σ ĝ·p)·inv_divisor` per row. [`softmax_kernel`]'s with no dropout and 1 (×1 is
+    /// exact); [`attention_softmax_kernel`]'s with its mask and `1/divisor` in f32 (the
+    /// division's backward as Burn's autodiff takes it).
     #[cube(launch_unchecked, create_dummy_kernel)]
-    fn attention_softmax_backward_kernel(
+    fn softmax_backward_kernel(
         p: &Tensor<f32>,
         grad: &Tensor<f32>,
         dx: &mut Tensor<f32>,
@@ -1170,26 +1142,7 @@ mod kernels {
         }
 
         fn softmax_last_backward(y: CubeTensor, grad: CubeTensor) -> CubeTensor {
-            let (y, grad) = (into_contiguous(y), into_contiguous(grad));
-            let (rows, k) = rows_of(&y);
-            let dx = empty_like(&y, y.meta.shape().clone());
-            let (threads, per_cube) = row_layout(plane_size(&y), k);
-            // SAFETY: as in `softmax_last`; `grad` is `y`'s shape, contiguous.
-            unsafe {
-                softmax_backward_kernel::launch_unchecked(
-                    &y.client.clone(),
-                    row_grid(rows, per_cube),
-                    CubeDim::new_2d(threads as u32, per_cube as u32),
-                    y.into_tensor_arg(),
-                    grad.into_tensor_arg(),
-                    dx.clone().into_tensor_arg(),
-                    rows,
-                    k,
-                    threads,
-                    per_cube,
-                );
-            }
-            dx
+            Self::attention_softmax_backward(y, grad, 1.0, None)
         }
 
         fn attention_softmax(x: CubeTensor, mask: CubeTensor, divisor: f32) -> CubeTensor {
@@ -1223,7 +1176,7 @@ mod kernels {
             // SAFETY: each row's threads read and write their row of `p`, `grad` and `dx`, all
             // contiguous `rows · k` elements.
             unsafe {
-                attention_softmax_backward_kernel::launch_unchecked(
+                softmax_backward_kernel::launch_unchecked(
                     &p.client.clone(),
                     row_grid(rows, per_cube),
                     CubeDim::new_2d(threads as u32, per_cube as u32),
