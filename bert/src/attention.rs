@@ -147,22 +147,19 @@ impl BertSelfAttention {
         let divisor = (head_dim as f64).sqrt();
         // On the CubeCL backends (f32 scores, a mask of no gradient): the division, the mask,
         // the softmax and the dropout in one kernel each way, the same numbers.
-        let cube = cube_kernels::applies_rows(&scores)
+        let probs = if cube_kernels::applies_rows(&scores)
             && mask
                 .as_ref()
-                .is_none_or(|m| m.dtype() == DType::F32 && !m.is_require_grad());
-        let probs = match cube
-            .then(|| crate::dropout::cube_draw(&self.dropout, &scores.device()))
-            .flatten()
+                .is_none_or(|m| m.dtype() == DType::F32 && !m.is_require_grad())
+            && let Some(draw) = crate::dropout::cube_draw(&self.dropout, &scores.device())
         {
-            Some(draw) => cube_kernels::attention_softmax(scores, mask, divisor, draw),
-            None => {
-                let mut scores = scores / divisor;
-                if let Some(mask) = mask {
-                    scores = scores + mask;
-                }
-                crate::dropout::forward(&self.dropout, softmax_last(scores))
+            cube_kernels::attention_softmax(scores, mask, divisor, draw)
+        } else {
+            let mut scores = scores / divisor;
+            if let Some(mask) = mask {
+                scores = scores + mask;
             }
+            crate::dropout::forward(&self.dropout, softmax_last(scores))
         };
         matmul(probs, value)
             .swap_dims(1, 2)

@@ -1022,11 +1022,7 @@ mod kernels {
                 x.dtype,
                 x.meta.shape()
             );
-            let len = x.meta.shape().num_elements();
-            assert!(
-                len <= u32::MAX as usize,
-                "add_layer_norm: {len} elements, more than dropout's 32-bit index"
-            );
+            assert_dropout_index("add_layer_norm", x.meta.shape());
             let y = empty_like(&x, x.meta.shape().clone());
             let z = empty_like(&x, x.meta.shape().clone());
             let stats = empty_like(&x, Shape::new([rows, 2]));
@@ -1170,7 +1166,9 @@ mod kernels {
         ) -> CubeTensor {
             let (p, grad) = (into_contiguous(p), into_contiguous(grad));
             let (rows, k) = rows_of(&p);
-            assert_dropout_index(draw, p.meta.shape());
+            if draw.is_some() {
+                assert_dropout_index("attention_softmax", p.meta.shape());
+            }
             let dx = empty_like(&p, p.meta.shape().clone());
             let (threads, per_cube) = row_layout(plane_size(&p), k);
             // SAFETY: each row's threads read and write their row of `p`, `grad` and `dx`, all
@@ -1305,10 +1303,7 @@ mod kernels {
         fn dropout_mask(x: CubeTensor, draw: HostDraw) -> CubeTensor {
             let x = into_contiguous(x);
             let len = x.meta.shape().num_elements();
-            assert!(
-                len <= u32::MAX as usize,
-                "dropout: {len} elements, more than a 32-bit index"
-            );
+            assert_dropout_index("dropout", x.meta.shape());
             let y = empty_like(&x, x.meta.shape().clone());
             let client = x.client.clone();
             let cube_dim = CubeDim::new(&client, len);
@@ -1352,7 +1347,9 @@ mod kernels {
             s.num_dims() == 4 && m.num_dims() == 4 && (0..4).all(|d| m[d] == 1 || m[d] == s[d]),
             "attention_softmax: a mask {m:?} for scores {s:?}"
         );
-        assert_dropout_index(draw, &s);
+        if draw.is_some() {
+            assert_dropout_index("attention_softmax", &s);
+        }
         let probs = empty_like(&x, s.clone());
         let dropped = draw.map(|_| empty_like(&x, s.clone()));
         let (threads, per_cube) = row_layout(plane_size(&x), k);
@@ -1387,11 +1384,11 @@ mod kernels {
     }
 
     /// Dropout's mask hashes a 32-bit element index: a larger tensor would repeat it.
-    fn assert_dropout_index(draw: Option<HostDraw>, shape: &Shape) {
+    fn assert_dropout_index(what: &str, shape: &Shape) {
         let len = shape.num_elements();
         assert!(
-            draw.is_none() || len <= u32::MAX as usize,
-            "attention_softmax: {len} scores, more than dropout's 32-bit index"
+            len <= u32::MAX as usize,
+            "{what}: {len} elements, more than dropout's 32-bit index"
         );
     }
 
