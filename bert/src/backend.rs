@@ -288,8 +288,8 @@ pub fn test_device() -> Device {
     device_from_name(&name).unwrap_or_else(|e| panic!("BERT_TEST_BACKEND: {e}"))
 }
 
-/// wgpu: index 0 is the default adapter; `wgpu:N` the N-th discrete GPU.
-#[cfg(feature = "wgpu")]
+/// wgpu and vulkan: index 0 is the default adapter; `wgpu:N` (`vulkan:N`) the N-th discrete GPU.
+#[cfg(any(feature = "wgpu", feature = "vulkan"))]
 fn gpu_kind(index: usize) -> burn::tensor::DeviceKind {
     match index {
         0 => burn::tensor::DeviceKind::DefaultDevice,
