@@ -29,18 +29,25 @@ pack() { # pack NAME: $tmp/NAME/ in one xz stream whose dictionary spans its bin
   (cd "$tmp" && tar cf - --sort=name "$1") | xz -T1 --lzma2=preset=6,dict=384MiB >".gpu/$1.tar.xz"
 }
 
+tmp=$(mktemp -d)
+cp Cargo.lock "$tmp/Cargo.lock"
+trap 'cp "$tmp/Cargo.lock" Cargo.lock; rm -rf "$tmp"' EXIT
+
 # CubeCL backends (cuda needs the static LLVM that ../shared/tools/tracel-llvm.sh installs).
 ../shared/tools/tracel-llvm.sh >/dev/null
 features=cuda,vulkan,wgpu,fusion,autotune
 export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
-cargo build --release -p benches --bins --features $features
-gpu_test=$(cargo test --release -p benches --features $features --test gpu --no-run --message-format=json \
+# CubeCL's SPIR-V compiler with its shared-memory fix (gpu/cubecl-spirv.sh): Vulkan devices
+# without explicit workgroup layouts (lavapipe here) then run the kernels with shared memory;
+# NVIDIA's driver takes the other path either way. Cargo.lock is restored on exit.
+spirv=(--config "patch.crates-io.cubecl-spirv.path=\"$(gpu/cubecl-spirv.sh)\"")
+cargo build --release "${spirv[@]}" -p benches --bins --features $features
+gpu_test=$(cargo test --release "${spirv[@]}" -p benches --features $features --test gpu --no-run --message-format=json \
   | "$py" -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu":
         print(m["executable"])')
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/cubecl"
 strip -o "$tmp/cubecl/benches" target/release/benches
 strip -o "$tmp/cubecl/gpu-tests" "$gpu_test"
