@@ -75,9 +75,10 @@ pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
 }
 
 /// What [`forward`] would do with `dropout` on a CubeCL `device`, for a kernel that applies the
-/// mask itself (`cube_kernels::add_layer_norm`, `cube_kernels::attention_softmax`): `Some(None)` when it is the identity (not
-/// training, no gradients, rate 0), `Some(Some(draw))` with the next key of the host stream
-/// when the CubeCL dropout kernel would run, `None` when [`forward`] must run itself.
+/// mask itself (`cube_kernels::add_layer_norm`, `cube_kernels::attention_softmax`):
+/// `Some(None)` when it is the identity (not training, no gradients, rate 0), `Some(Some(draw))`
+/// with the next key of the host stream when the CubeCL dropout kernel would run, `None` when
+/// [`forward`] must run itself.
 pub(crate) fn cube_draw(
     dropout: &Dropout,
     device: &burn::tensor::Device,
