@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 declare -A sha256=(
   [cubecl-cpu-0.11.3]=bc94511e64bad24a5d739f2c784d8268a6515fffde750236b02bb16387a77315
+  [cubecl-llvm-0.11.3]=e4bcafc125b359e57492eecf2a1063756fa10f90782d1b243ac3af40e49747b6
 )
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
