@@ -126,10 +126,13 @@ fn next_sentence_prediction_generalises_to_held_out_pairs() {
     let before = nsp_accuracy(&model, &held_out);
 
     let dir = bert::fixtures::Scratch::dir("nsp-learns");
+    // 300 steps: at 200, 1 of 9 initialisations tried on flex (seed 1) and the one CubeCL's
+    // RNG draws on `cpu` ended under the thresholds below (0.93/0.91, 0.92/0.90); at 300 all 12
+    // seeds tried on flex reach 1.0 on the training pairs and >= 0.99 held out.
     let args = TrainingArguments {
         warmup: 0.1,
         logging_steps: 1000,
-        ..common::run_args(&dir, 200, 3e-3)
+        ..common::run_args(&dir, 300, 3e-3)
     };
     let data = InMemoryBatches::new(train_batches.clone(), true, 3);
     let out = train(&args, model, &data, &Task, &device).unwrap();
