@@ -36,10 +36,10 @@ impl ToLLVMDialect for SpinLoopHintOp {
     }
 }
 
-/// bert-burn's patch: `sched_yield(2)` as the system call itself (the kernel has no symbols to
-/// link against), with its clobbers: the result register and the two the `syscall`
-/// instruction overwrites; `memory` keeps the barrier's loads on either side of it. Elsewhere
-/// a spin-loop hint, as before the patch.
+/// bert-burn's patch: `sched_yield(2)` as the system call itself, so the kernel needs no
+/// declaration of libc's wrapper, with its clobbers: the result register and the two the
+/// `syscall` instruction overwrites; `memory` keeps the barrier's loads on either side of it.
+/// Elsewhere a spin-loop hint, as before the patch.
 const fn yield_thread_instruction() -> Option<(&'static str, &'static str)> {
     if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
         Some((
