@@ -59,30 +59,34 @@ fn yield_thread() {
     })
 }
 
+/// One check of a barrier wait that found it still closed, the `spins`-th: a spin-loop hint
+/// for the first 64, a yield after. Returns the count for the next check.
+#[cube]
+fn wait_step(spins: u32) -> u32 {
+    let mut next = spins;
+    if spins < 64u32 {
+        spin_loop();
+        next += 1;
+    } else {
+        yield_thread();
+    }
+    next
+}
+
 /// Synchronizes all units and makes prior writes visible across the cube.
 /// Counters must start at zero and return to zero after each barrier.
 #[cube]
 fn cube_barrier(arrived: &Atomic<u32>, exited: &Atomic<u32>, #[comptime] units: u32) {
     let mut exit_spins = 0u32;
     while atomic_load_acquire(exited) != 0 {
-        if exit_spins < 64u32 {
-            spin_loop();
-            exit_spins += 1;
-        } else {
-            yield_thread();
-        }
+        exit_spins = wait_step(exit_spins);
     }
 
     atomic_fetch_add_acq_rel(arrived, 1);
 
     let mut arrive_spins = 0u32;
     while atomic_load_acquire(arrived) < units {
-        if arrive_spins < 64u32 {
-            spin_loop();
-            arrive_spins += 1;
-        } else {
-            yield_thread();
-        }
+        arrive_spins = wait_step(arrive_spins);
     }
 
     // Arrival counters must reset before units can enter the next barrier.
