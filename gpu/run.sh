@@ -14,6 +14,9 @@
 # (gpu/tch-cuda.sh), found through LD_LIBRARY_PATH. PyTorch (the same torch) runs first in
 # every benchmark call, eager mode with HF's default sdpa attention (`torch-eager`) and with
 # `attn_implementation="eager"` (`torch-eager-attn`), before any Burn device exists.
+# CubeCL keeps autotune's choices in target/environment/ here (`persistence`, on with `cuda`): a
+# later stage or process starts from an earlier one's tuning, and the benchmark's results file
+# says whether its CubeCL cache was warm (`cubecl_cache`).
 # Results and logs go to $OUT (default benches/results/gpu); every stage writes its own files,
 # so a stage cut short by the deadline still leaves the earlier ones.
 set -uo pipefail

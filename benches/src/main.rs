@@ -359,6 +359,23 @@ fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Erro
     Ok((rows, v["versions"].clone()))
 }
 
+/// Whether the CubeCL backends among `backends` start this run with autotune's choices from an
+/// earlier one (`warm: FILE`) or tune anew (`cold: FILE`): it is most of their first step (the
+/// `cpu` backend's BERT-tiny first training step ~25 s cold, ~2 s warm). `None` without a CubeCL
+/// backend or in a build without `persistence` (then every run is cold).
+fn cubecl_cache_state(backends: &[String]) -> Option<String> {
+    use bert::backend::Backend;
+    let cubecl = backends.iter().any(|b| {
+        matches!(
+            b.parse(),
+            Ok(Backend::Cpu | Backend::Wgpu(_) | Backend::Vulkan(_) | Backend::Cuda(_))
+        )
+    });
+    let file = bert::backend::cubecl_cache_file().filter(|_| cubecl)?;
+    let state = if file.exists() { "warm" } else { "cold" };
+    Some(format!("{state}: {}", file.display()))
+}
+
 fn run(mut args: RunArgs) -> Result<(), Error> {
     let mut results: Vec<Measurement> = Vec::new();
     let mut workloads = Vec::new();
@@ -384,6 +401,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
     for name in &args.backend {
         name.parse::<bert::backend::Backend>()?;
     }
+    let cubecl_cache = cubecl_cache_state(&args.backend);
     // PyTorch first, in a child process, while no Burn device holds memory or threads.
     let torch = if args.pytorch {
         Some(pytorch(&args)?)
@@ -593,6 +611,7 @@ fn run(mut args: RunArgs) -> Result<(), Error> {
         torch_version: versions["torch"].as_str().map(str::to_string),
         transformers_version: versions["transformers"].as_str().map(str::to_string),
         torch_allow_tf32: versions["allow_tf32"].as_bool(),
+        cubecl_cache,
         results,
     };
     if let Some(d) = args.out.parent() {

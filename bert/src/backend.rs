@@ -49,7 +49,7 @@ pub const BACKENDS: [BackendSpec; 8] = [
     row("ndarray", &[], "ndarray", cfg!(feature = "ndarray"), CPU, |_| Backend::NdArray,
         "CPU (`Device::ndarray()`)"),
     row("cpu", &[], "cpu", cfg!(feature = "cpu"), CPU, |_| Backend::Cpu,
-        "CPU, CubeCL through MLIR/LLVM (`Device::cpu()`)"),
+        "CPU, CubeCL JIT-compiled through LLVM (`Device::cpu()`)"),
     row("wgpu", &[], "wgpu", cfg!(feature = "wgpu"), GPU, Backend::Wgpu,
         "GPU through wgpu, any graphics API (`wgpu:N`: the N-th discrete GPU)"),
     row("vulkan", &[], "vulkan", cfg!(feature = "vulkan"), GPU, Backend::Vulkan,
@@ -376,6 +376,20 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// The database file where CubeCL keeps autotune's choices and its memory-bandwidth probe from
+/// one run to the next, `None` in a build without the `persistence` feature (on with `cpu` and
+/// `cuda`). CubeCL's default place: `target/environment/default.db` of the outermost cargo
+/// workspace above the working directory, the user cache directory (`~/.cache/cubecl/`)
+/// elsewhere; a `cubecl.toml` (`[environment] path`) moves it, `CUBECL_ENVIRONMENT=NAME` picks
+/// another file beside it, and `CUBECL_AUTOTUNE_CACHE=0` / `CUBECL_THROUGHPUT_CACHE=0` turn the
+/// two caches off. Deleting the file is always safe: the next run tunes anew.
+pub fn cubecl_cache_file() -> Option<std::path::PathBuf> {
+    #[cfg(feature = "persistence")]
+    return Some(cubecl_environment::environment::path());
+    #[cfg(not(feature = "persistence"))]
+    None
+}
+
 /// Whether `device` (plain or autodiff) keeps its tensors in host memory: flex and ndarray. A
 /// host-drawn dropout mask costs no transfer there, and the fused CPU kernels run there.
 #[allow(deprecated)] // Device::ndarray: burn-ndarray is deprecated upstream, still a backend here
@@ -403,6 +417,26 @@ mod tests {
         assert_eq!("tch-cuda".parse::<Backend>().unwrap(), Backend::TchCuda(0));
         assert_eq!("FLEX".parse::<Backend>().unwrap(), Backend::Flex);
         assert_eq!(Backend::Cuda(2).to_string(), "cuda:2");
+    }
+
+    /// `cpu` and `cuda` builds keep CubeCL's caches where the README says: the workspace's
+    /// `target/environment/default.db` (a test's working directory is its crate's folder).
+    #[test]
+    fn cubecl_cache_file_is_the_workspace_target() {
+        let file = cubecl_cache_file();
+        assert_eq!(file.is_some(), cfg!(feature = "persistence"));
+        if cfg!(any(feature = "cpu", feature = "cuda")) {
+            assert!(
+                file.is_some(),
+                "cpu and cuda turn on the persistence feature"
+            );
+        }
+        if let Some(file) = file.filter(|_| std::env::var_os("CUBECL_ENVIRONMENT").is_none()) {
+            let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap();
+            assert_eq!(file, workspace.join("target/environment/default.db"));
+        }
     }
 
     /// Every row parses back to its own backend, by name and by alias, and names are unique.
