@@ -16,7 +16,7 @@
 # `attn_implementation="eager"` (`torch-eager-attn`), before any Burn device exists.
 # CubeCL keeps autotune's choices in target/environment/ here (`persistence`, on with `cuda`): a
 # later stage or process starts from an earlier one's tuning, and the benchmark's results file
-# says whether its CubeCL cache was warm (`cubecl_cache`).
+# says whether it found a CubeCL cache (`cubecl_cache`).
 # Results and logs go to $OUT (default benches/results/gpu); every stage writes its own files,
 # so a stage cut short by the deadline still leaves the earlier ones.
 set -uo pipefail

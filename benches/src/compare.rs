@@ -33,9 +33,9 @@ pub struct Results {
     /// `torch.backends.cuda.matmul.allow_tf32` in the PyTorch rows (absent in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch_allow_tf32: Option<bool>,
-    /// CubeCL's autotune cache at the start of the run (`warm: FILE` / `cold: FILE`): whether
-    /// the CubeCL rows' `first_step_ms` includes tuning. Absent without a CubeCL row, in builds
-    /// without the `persistence` feature and in older files (every run tuned anew).
+    /// CubeCL's cache at the start of the run (`found: FILE` / `none: FILE`): whether the CubeCL
+    /// rows' `first_step_ms` may start from an earlier run's tuning. Absent without a CubeCL row,
+    /// in builds without the `persistence` feature and in older files (every run tuned anew).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cubecl_cache: Option<String>,
     pub results: Vec<Measurement>,

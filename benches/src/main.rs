@@ -359,10 +359,12 @@ fn pytorch(args: &RunArgs) -> Result<(Vec<Measurement>, serde_json::Value), Erro
     Ok((rows, v["versions"].clone()))
 }
 
-/// Whether the CubeCL backends among `backends` start this run with autotune's choices from an
-/// earlier one (`warm: FILE`) or tune anew (`cold: FILE`): it is most of their first step (the
-/// `cpu` backend's BERT-tiny first training step ~25 s cold, ~2 s warm). `None` without a CubeCL
-/// backend or in a build without `persistence` (then every run is cold).
+/// Whether the CubeCL backends among `backends` start this run with CubeCL's cache of an earlier
+/// one (`found: FILE`: autotune's choices for whatever shapes it ran, and the memory-bandwidth
+/// probe) or with none (`none: FILE`: everything tuned in this run). Tuning is most of their
+/// first step (the `cpu` backend's BERT-tiny first training step: ~25 s without, ~2 s with
+/// the shape tuned). `None` without a CubeCL backend or in a build without `persistence`
+/// (every run tunes anew).
 fn cubecl_cache_state(backends: &[String]) -> Option<String> {
     use bert::backend::Backend;
     let cubecl = backends.iter().any(|b| {
@@ -372,7 +374,7 @@ fn cubecl_cache_state(backends: &[String]) -> Option<String> {
         )
     });
     let file = bert::backend::cubecl_cache_file().filter(|_| cubecl)?;
-    let state = if file.exists() { "warm" } else { "cold" };
+    let state = if file.exists() { "found" } else { "none" };
     Some(format!("{state}: {}", file.display()))
 }
 

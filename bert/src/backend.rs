@@ -377,16 +377,22 @@ pub fn keep_freed_memory() {
 }
 
 /// The database file where CubeCL keeps autotune's choices and its memory-bandwidth probe from
-/// one run to the next, `None` in a build without the `persistence` feature (on with `cpu` and
-/// `cuda`). CubeCL's default place: `target/environment/default.db` of the outermost cargo
-/// workspace above the working directory, the user cache directory (`~/.cache/cubecl/`)
-/// elsewhere; a `cubecl.toml` (`[environment] path`) moves it, `CUBECL_ENVIRONMENT=NAME` picks
-/// another file beside it, and `CUBECL_AUTOTUNE_CACHE=0` / `CUBECL_THROUGHPUT_CACHE=0` turn the
-/// two caches off. Deleting the file is always safe: the next run tunes anew.
+/// one run to the next; `None` in a build without the `persistence` feature (on with `cpu` and
+/// `cuda`). By default `target/environment/default.db` of the outermost cargo workspace above
+/// the working directory, the user cache directory (`~/.cache/cubecl/`) elsewhere;
+/// `cubecl.toml`'s `[environment]` section and `CUBECL_ENVIRONMENT=NAME` choose others (this
+/// reads CubeCL's configuration first, so it names the file a device will use). Deleting its
+/// folder is always safe: the next run tunes anew. Its entries are keyed by CubeCL's version and
+/// the device, not by our patches of it (`third_party/`): delete it after changing them.
+#[allow(unreachable_code)] // `None` when the feature is on
 pub fn cubecl_cache_file() -> Option<std::path::PathBuf> {
     #[cfg(feature = "persistence")]
-    return Some(cubecl_environment::environment::path());
-    #[cfg(not(feature = "persistence"))]
+    {
+        use burn_cubecl::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+        // Loading the configuration activates the environment it names.
+        CubeClRuntimeConfig::get();
+        return Some(cubecl_environment::environment::path());
+    }
     None
 }
 
@@ -425,7 +431,9 @@ mod tests {
     #[test]
     fn cubecl_cache_file_is_under_the_workspace_target() {
         let file = cubecl_cache_file();
-        assert_eq!(file.is_some(), cfg!(feature = "persistence"));
+        if !cfg!(feature = "persistence") {
+            assert_eq!(file, None);
+        }
         if cfg!(any(feature = "cpu", feature = "cuda")) {
             assert!(
                 file.is_some(),
