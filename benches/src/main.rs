@@ -373,7 +373,11 @@ fn cubecl_cache_state(backends: &[String]) -> Option<String> {
             Ok(Backend::Cpu | Backend::Wgpu(_) | Backend::Vulkan(_) | Backend::Cuda(_))
         )
     });
-    let file = bert::backend::cubecl_cache_file().filter(|_| cubecl)?;
+    // A run without a CubeCL backend leaves CubeCL's configuration unread.
+    if !cubecl {
+        return None;
+    }
+    let file = bert::backend::cubecl_cache_file()?;
     let state = if file.exists() { "found" } else { "none" };
     Some(format!("{state}: {}", file.display()))
 }
