@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 declare -A sha256=(
+  [cubecl-common-0.11.3]=0d0cf12d9bd1ba40cae471d3963f42c50c2c8df699b04ab83a7c2cbb8923800e
   [cubecl-cpu-0.11.3]=bc94511e64bad24a5d739f2c784d8268a6515fffde750236b02bb16387a77315
   [cubecl-llvm-0.11.3]=e4bcafc125b359e57492eecf2a1063756fa10f90782d1b243ac3af40e49747b6
 )
