@@ -14,9 +14,9 @@
 #      under that python): f32 with sdpa and eager attention, bf16 autocast (`--mixed`), gradient
 #      checkpointing at two batches, the TF32 flag;
 #   6. the README's main job on `--backend tch`, its held-out accuracy printed.
-# The CubeCL binaries are not rehearsed here: `cuda` needs the driver (the PTX test,
-# bert/src/cube_kernels/kernels/ptx.rs, compiles our kernels for an H100 instead); `vulkan` runs
-# on lavapipe once CubeCL's SPIR-V compiler has its shared-memory fix (gpu/cubecl-spirv.sh).
+# The CubeCL binaries are not rehearsed here: `cuda` is, on a stand-in driver, by
+# gpu/rehearse-cuda.sh; `vulkan` runs on lavapipe once CubeCL's SPIR-V compiler has its
+# shared-memory fix (gpu/cubecl-spirv.sh).
 #
 #   gpu/rehearse.sh          # ~15 min the first time (download, build), ~3 min after
 #

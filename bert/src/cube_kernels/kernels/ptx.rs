@@ -6,9 +6,16 @@
 //! point, call nothing left undefined (libdevice's math linked in), and, for the row kernels
 //! with several threads a row, reduce through shared memory with barriers.
 //!
+//! Each kernel's PTX is then assembled for `sm_90a` by NVIDIA's ptxas (CUDA 13.0's, as the GPU
+//! machines' driver is 13.0), as the driver assembles a module when it loads it: PTX it would
+//! reject fails here, not on a GPU. (gpu/rehearse-cuda.sh does the same for every kernel Burn
+//! compiles in a training step, through a stand-in driver.)
+//!
 //! Needs NVIDIA's libdevice, as the `cuda` backend does at run time: in `$CUDA_PATH`
-//! (`export CUDA_PATH=$(gpu/libdevice.sh)` fetches it) or a CUDA toolkit.
+//! (`export CUDA_PATH=$(gpu/libdevice.sh)` fetches it) or a CUDA toolkit; and ptxas in `$PTXAS`
+//! (`export PTXAS=$(gpu/ptxas.sh)` fetches it).
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::DType;
 use burn_cubecl::cubecl::__private::Runtime;
@@ -163,7 +170,34 @@ fn ptx(kernel: &dyn CubeKernel) -> String {
         !text.contains(".extern .func"),
         "{name} calls something left undefined:\n{text}"
     );
+    assemble(&name, &text);
     text
+}
+
+/// `text` assembled for `sm_90a` by NVIDIA's PTX assembler, as the driver assembles a module
+/// when it loads it: PTX it rejects would fail the `cuda` backend on the GPU, not here.
+fn assemble(name: &str, text: &str) {
+    static FILES: AtomicUsize = AtomicUsize::new(0);
+    let ptxas = std::env::var_os("PTXAS").expect(
+        "$PTXAS names no PTX assembler: `export PTXAS=$(gpu/ptxas.sh)` fetches CUDA 13.0's",
+    );
+    let file = std::env::temp_dir().join(format!(
+        "bert-ptx-{}-{}.ptx",
+        std::process::id(),
+        FILES.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&file, text).expect("the PTX is written to a temporary file");
+    let out = std::process::Command::new(&ptxas)
+        .args(["-arch=sm_90a", "-o", "/dev/null"])
+        .arg(&file)
+        .output();
+    std::fs::remove_file(&file).ok();
+    let out = out.unwrap_or_else(|e| panic!("$PTXAS ({}): {e}", ptxas.to_string_lossy()));
+    assert!(
+        out.status.success(),
+        "ptxas rejects {name}:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The row kernels' PTX: with several threads a row, a shared-memory reduction with barriers;
@@ -450,4 +484,27 @@ fn the_element_wise_kernels_compile_for_sm90() {
             storage(dtype),
         ));
     }
+}
+
+/// The assembler check is not a formality: GELU's PTX with one instruction on a register it
+/// never declared (as a wrong type or a missing declaration would be) is refused.
+#[test]
+fn ptxas_refuses_what_the_driver_would() {
+    let (props, target) = h100();
+    let text = ptx(&gelu_kernel::create_dummy_kernel(
+        props,
+        target,
+        CubeCount::Static(64, 1, 1),
+        CubeDim::new_1d(256),
+        1,
+        f32s(&[1024, 1]),
+        f32s(&[1024, 1]),
+        1024,
+    ));
+    let broken = text.replacen("\tret;", "\tmov.u32 \t%undeclared, 1;\n\tret;", 1);
+    assert_ne!(broken, text, "GELU's PTX has a `ret`:\n{text}");
+    let refused = std::panic::catch_unwind(|| assemble("gelu_broken", &broken))
+        .expect_err("ptxas assembles an undeclared register");
+    let message = refused.downcast_ref::<String>().map_or("", String::as_str);
+    assert!(message.contains("ptxas rejects gelu_broken"), "{message}");
 }
