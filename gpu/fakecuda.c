@@ -8,9 +8,11 @@
 //    own JIT would do the same; with $FAKECUDA_JIT_CACHE, a folder, a module assembled before is
 //    not assembled again, as the driver's JIT cache does): a module ptxas rejects fails with
 //    CUDA_ERROR_INVALID_PTX, its log on stderr, as the real driver fails;
-//  * cuLaunchKernel: the launch fits an H100 (threads a block, grid, registers from ptxas for
-//    that many threads, static + dynamic shared memory against the 48 KiB default or the limit
-//    cuFuncSetAttribute raised), else CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES / INVALID_VALUE.
+//  * cuLaunchKernel: the block is the shape the kernel was compiled for (its `.reqntid`, which
+//    CubeCL's LLVM backend writes for every kernel) and the launch fits an H100 (threads a
+//    block, grid, registers from ptxas for that many threads, static + dynamic shared memory
+//    against the 48 KiB default or the limit cuFuncSetAttribute raised), else
+//    CUDA_ERROR_INVALID_VALUE / LAUNCH_OUT_OF_RESOURCES, as the driver answers.
 //
 // Each module's kernels (registers, shared memory) and each function's launch shapes (once per
 // shape) are logged to $FAKECUDA_LOG for the summary. Numbers a program computes here are
@@ -85,28 +87,33 @@ static void logf_(const char *fmt, ...) {
 }
 
 // --- errors --------------------------------------------------------------------------------
+static const struct {
+  CUresult code;
+  const char *name, *text;
+} errors[] = {
+    {SUCCESS, "CUDA_SUCCESS", "no error"},
+    {INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {INVALID_PTX, "CUDA_ERROR_INVALID_PTX",
+     "a PTX JIT compilation failed (stand-in driver: ptxas rejected the module)"},
+    {NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {LAUNCH_OUT_OF_RESOURCES, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
+     "too many resources requested for launch"},
+    {NOT_SUPPORTED, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported (stand-in driver)"},
+};
+static int error_index(CUresult e) {
+  for (size_t i = 0; i < sizeof errors / sizeof *errors; i++)
+    if (errors[i].code == e) return (int)i;
+  return -1;
+}
 CUresult cuGetErrorString(CUresult e, const char **s) {
-  switch (e) {
-    case SUCCESS: *s = "no error"; break;
-    case INVALID_VALUE: *s = "invalid argument"; break;
-    case INVALID_PTX: *s = "a PTX JIT compilation failed (fake driver: ptxas rejected the module)"; break;
-    case NOT_FOUND: *s = "named symbol not found"; break;
-    case LAUNCH_OUT_OF_RESOURCES: *s = "too many resources requested for launch"; break;
-    case NOT_SUPPORTED: *s = "operation not supported (fake driver)"; break;
-    default: *s = "unknown error (fake driver)";
-  }
+  int i = error_index(e);
+  *s = i < 0 ? "unknown error (stand-in driver)" : errors[i].text;
   return SUCCESS;
 }
 CUresult cuGetErrorName(CUresult e, const char **s) {
-  switch (e) {
-    case SUCCESS: *s = "CUDA_SUCCESS"; break;
-    case INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
-    case INVALID_PTX: *s = "CUDA_ERROR_INVALID_PTX"; break;
-    case NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
-    case LAUNCH_OUT_OF_RESOURCES: *s = "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES"; break;
-    case NOT_SUPPORTED: *s = "CUDA_ERROR_NOT_SUPPORTED"; break;
-    default: *s = "CUDA_ERROR_UNKNOWN";
-  }
+  int i = error_index(e);
+  *s = i < 0 ? "CUDA_ERROR_UNKNOWN" : errors[i].name;
   return SUCCESS;
 }
 
@@ -338,6 +345,7 @@ CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *c, CUstream s) {
   const char *src = c->srcMemoryType == 1 ? (const char *)c->srcHost : (const char *)(uintptr_t)c->srcDevice;
   char *dst = c->dstMemoryType == 1 ? (char *)c->dstHost : (char *)(uintptr_t)c->dstDevice;
   if (c->srcMemoryType == 3 || c->dstMemoryType == 3) return NOT_SUPPORTED;
+  if (c->srcPitch < c->WidthInBytes || c->dstPitch < c->WidthInBytes) return INVALID_VALUE;
   for (size_t y = 0; y < c->Height; y++)
     memmove(dst + (c->dstY + y) * c->dstPitch + c->dstXInBytes,
             src + (c->srcY + y) * c->srcPitch + c->srcXInBytes, c->WidthInBytes);
@@ -376,6 +384,9 @@ typedef struct {
   char name[256];
   // max_dynamic_smem: what cuFuncSetAttribute allowed; until then static + dynamic ≤ 48 KiB.
   int registers, static_smem, max_dynamic_smem;
+  // The PTX's `.reqntid` (the block shape the kernel was compiled for: a launch with any other
+  // is refused, CUDA_ERROR_INVALID_VALUE) or `.maxntid` (at most that many threads); 0: none.
+  unsigned reqntid[3], maxntid[3];
   long launches;
   unsigned shapes[SHAPES][7];  // the last launch shapes logged: grid, block, shared memory
   int next_shape;
@@ -384,7 +395,22 @@ typedef struct {
   int id;
   int nfuncs;
   Function funcs[MAX_FUNCS];
+  char *ptx;  // a copy: the functions' directives are read from it
 } Module;
+
+// The `.reqntid` / `.maxntid` directives of entry `name` in `ptx` (between its `.entry` line and
+// its body's `{`).
+static void read_directives(Function *f, const char *ptx) {
+  char entry[300];
+  snprintf(entry, sizeof entry, ".entry %s(", f->name);
+  const char *e = strstr(ptx, entry);
+  if (!e) return;
+  const char *body = strchr(e, '{');
+  const char *d = strstr(e, ".reqntid");
+  if (d && (!body || d < body)) sscanf(d, ".reqntid %u, %u, %u", &f->reqntid[0], &f->reqntid[1], &f->reqntid[2]);
+  d = strstr(e, ".maxntid");
+  if (d && (!body || d < body)) sscanf(d, ".maxntid %u, %u, %u", &f->maxntid[0], &f->maxntid[1], &f->maxntid[2]);
+}
 
 // ptxas -v's report: "Compiling entry function 'NAME' for 'sm_90a'", then
 // "Used N registers, used B barriers, S bytes smem, ...".
@@ -422,6 +448,7 @@ static void read_report(Module *m, const char *report) {
 CUresult cuModuleLoadData(CUmodule *out, const void *image) {
   const char *ptx = image;
   Module *m = calloc(1, sizeof *m);
+  if (!m || !(m->ptx = strdup(ptx))) return 2;  // CUDA_ERROR_OUT_OF_MEMORY
   pthread_mutex_lock(&lock);
   m->id = modules_loaded++;
   pthread_mutex_unlock(&lock);
@@ -435,7 +462,11 @@ CUresult cuModuleLoadData(CUmodule *out, const void *image) {
   }
   if (*path) {
     FILE *f = fopen(path, "w");
-    if (!f) return INVALID_VALUE;
+    if (!f) {
+      free(m->ptx);
+      free(m);
+      return INVALID_VALUE;
+    }
     fputs(ptx, f);
     fclose(f);
   }
@@ -466,7 +497,7 @@ CUresult cuModuleLoadData(CUmodule *out, const void *image) {
     }
     while (p && (got = fread(report + len, 1, cap - 1 - len, p)) > 0) {
       len += got;
-      if (len + 1 >= cap) report = realloc(report, cap *= 2);
+      if (len + 1 >= cap && !(report = realloc(report, cap *= 2))) abort();
     }
     report[len] = 0;
     if (hit) {
@@ -477,7 +508,7 @@ CUresult cuModuleLoadData(CUmodule *out, const void *image) {
     }
     if (status == 0 && !hit && *cached) {
       char tmp[4200];
-      snprintf(tmp, sizeof tmp, "%s.%d", cached, (int)getpid());
+      snprintf(tmp, sizeof tmp, "%s.%d.%d", cached, (int)getpid(), m->id);
       FILE *c = fopen(tmp, "w");
       if (c) {
         fputs(report, c);
@@ -492,13 +523,17 @@ CUresult cuModuleLoadData(CUmodule *out, const void *image) {
       fprintf(stderr, "fakecuda: ptxas rejected module %s (%s):\n%s\n", path, target, report);
       logf_("module %05d rejected %s", m->id, target);
       free(report);
+      free(m->ptx);
       free(m);
       return INVALID_PTX;
     }
     read_report(m, report);
+    for (int i = 0; i < m->nfuncs; i++) read_directives(&m->funcs[i], ptx);
     for (int i = 0; i < m->nfuncs; i++)
-      logf_("module %05d %s function %s registers %d smem %d%s", m->id, target, m->funcs[i].name,
-            m->funcs[i].registers, m->funcs[i].static_smem, hit ? " (JIT cache)" : "");
+      logf_("module %05d %s function %s registers %d smem %d reqntid %u,%u,%u%s", m->id, target,
+            m->funcs[i].name, m->funcs[i].registers, m->funcs[i].static_smem,
+            m->funcs[i].reqntid[0], m->funcs[i].reqntid[1], m->funcs[i].reqntid[2],
+            hit ? " (JIT cache)" : "");
     free(report);
   } else {
     logf_("module %05d loaded (not assembled)", m->id);
@@ -511,7 +546,12 @@ CUresult cuModuleLoadDataEx(CUmodule *out, const void *image, unsigned n, void *
   (void)n; (void)o; (void)v;
   return cuModuleLoadData(out, image);
 }
-CUresult cuModuleUnload(CUmodule m) { free(m); return SUCCESS; }
+CUresult cuModuleUnload(CUmodule mod) {
+  Module *m = mod;
+  free(m->ptx);
+  free(m);
+  return SUCCESS;
+}
 CUresult cuModuleGetFunction(void **out, CUmodule mod, const char *name) {
   Module *m = mod;
   for (int i = 0; i < m->nfuncs; i++)
@@ -522,22 +562,27 @@ CUresult cuModuleGetFunction(void **out, CUmodule mod, const char *name) {
   Function *f = &m->funcs[m->nfuncs++];
   snprintf(f->name, sizeof f->name, "%s", name);
   f->max_dynamic_smem = -1;
+  read_directives(f, m->ptx);
   *out = f;
   return SUCCESS;
 }
 CUresult cuFuncSetAttribute(void *func, int attribute, int value) {
   Function *f = func;
   if (attribute == 8) {  // MAX_DYNAMIC_SHARED_SIZE_BYTES
-    if (value + f->static_smem > SMEM_OPTIN) return INVALID_VALUE;
+    if (value < 0 || value + f->static_smem > SMEM_OPTIN) return INVALID_VALUE;
     f->max_dynamic_smem = value;
   }
   return SUCCESS;
 }
+// The registers a warp is given: 8 a thread at a time, so 256 a warp at a time.
+static unsigned long warp_registers(int per_thread) {
+  return ((unsigned long)per_thread * 32 + 255) / 256 * 256;
+}
 CUresult cuFuncGetAttribute(int *v, int attribute, void *func) {
   Function *f = func;
   switch (attribute) {
-    case 0:  // MAX_THREADS_PER_BLOCK: what the registers allow, a whole number of warps
-      *v = f->registers ? REGS_PER_SM / (((f->registers * 32 + 255) / 256) * 256) * 32 : MAX_THREADS;
+    case 0:  // MAX_THREADS_PER_BLOCK: what the registers allow (see `launch`), whole warps
+      *v = f->registers ? REGS_PER_SM / warp_registers(f->registers) / 4 * 4 * 32 : MAX_THREADS;
       if (*v > MAX_THREADS) *v = MAX_THREADS;
       break;
     case 1: *v = f->static_smem; break;                      // SHARED_SIZE_BYTES
@@ -557,6 +602,12 @@ static CUresult launch(Function *f, unsigned gx, unsigned gy, unsigned gz, unsig
   if (!threads || threads > MAX_THREADS || bx > 1024 || by > 1024 || bz > 64) {
     why = "block shape";
     r = INVALID_VALUE;
+  } else if (f->reqntid[0] && (bx != f->reqntid[0] || by != f->reqntid[1] || bz != f->reqntid[2])) {
+    why = "block shape differs from the kernel's .reqntid";
+    r = INVALID_VALUE;
+  } else if (f->maxntid[0] && threads > (unsigned long)f->maxntid[0] * f->maxntid[1] * f->maxntid[2]) {
+    why = "more threads than the kernel's .maxntid";
+    r = INVALID_VALUE;
   } else if (!gx || !gy || !gz || gx > 2147483647u || gy > 65535 || gz > 65535) {
     why = "grid shape";
     r = INVALID_VALUE;
@@ -565,10 +616,10 @@ static CUresult launch(Function *f, unsigned gx, unsigned gy, unsigned gz, unsig
     why = "shared memory";
     r = LAUNCH_OUT_OF_RESOURCES;
   } else if (f->registers) {
-    // Registers are allocated per warp in units of 256 (8 a thread).
-    unsigned long warps = (threads + 31) / 32;
-    unsigned long per_warp = ((unsigned long)f->registers * 32 + 255) / 256 * 256;
-    if (warps * per_warp > REGS_PER_SM) {
+    // As NVIDIA's occupancy calculator (cuda_occupancy.h) checks a block: registers are given
+    // per warp, and to the SM's four sub-partitions alike, so the warps count in fours.
+    unsigned long warps = ((threads + 31) / 32 + 3) / 4 * 4;
+    if (warps * warp_registers(f->registers) > REGS_PER_SM) {
       why = "registers";
       r = LAUNCH_OUT_OF_RESOURCES;
     }
@@ -583,8 +634,9 @@ static CUresult launch(Function *f, unsigned gx, unsigned gy, unsigned gz, unsig
   if (!seen) memcpy(f->shapes[f->next_shape++ % SHAPES], shape, sizeof shape);
   pthread_mutex_unlock(&lock);
   // Each function's launch shapes, once each (a probe launches one kernel millions of times).
-  if (!seen || why) logf_("launch %s grid %u,%u,%u block %u,%u,%u smem %u+%d regs %d%s%s", f->name, gx, gy, gz, bx,
-        by, bz, smem, f->static_smem, f->registers, why ? " REFUSED: " : "", why ? why : "");
+  if (!seen || why)
+    logf_("launch %s grid %u,%u,%u block %u,%u,%u smem %u+%d regs %d%s%s", f->name, gx, gy, gz, bx,
+          by, bz, smem, f->static_smem, f->registers, why ? " REFUSED: " : "", why ? why : "");
   if (why)
     fprintf(stderr, "fakecuda: launch of %s refused (%s): grid %u,%u,%u block %u,%u,%u, %u + %d bytes "
             "shared, %d registers\n", f->name, why, gx, gy, gz, bx, by, bz, smem, f->static_smem,

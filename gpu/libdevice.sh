@@ -16,26 +16,10 @@
 # machine, where gpu/run.sh prefers a toolkit of its own).
 set -euo pipefail
 version=12.9.86
-py=${PYTHON:-python3}
 root=${LIBDEVICE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cuda-libdevice}
 file=$root/nvvm/libdevice/libdevice.10.bc
 if [[ ! -s $file ]]; then
   echo "libdevice: fetching nvidia-cuda-nvcc-cu12==$version (PyPI) for $file" >&2
-  mkdir -p "$(dirname "$file")"
-  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-  "$py" -m pip download -q --no-deps --no-cache-dir --only-binary=:all: \
-    --platform manylinux2014_x86_64 -d "$tmp" "nvidia-cuda-nvcc-cu12==$version" >&2
-  "$py" - "$tmp"/*.whl "$file.tmp" <<'EOF'
-import sys, zipfile
-wheel, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    member = next(n for n in z.namelist() if n.endswith("nvvm/libdevice/libdevice.10.bc"))
-    bitcode = z.read(member)
-if bitcode[:4] != b"BC\xc0\xde":
-    sys.exit(f"libdevice: {member} is not LLVM bitcode")
-with open(dest, "wb") as f:
-    f.write(bitcode)
-EOF
-  mv "$file.tmp" "$file"
+  "$(dirname "$0")/wheel-file.sh" "nvidia-cuda-nvcc-cu12==$version" nvvm/libdevice/libdevice.10.bc 4243c0de "$file"
 fi
 echo "$root"

@@ -14,28 +14,12 @@
 # Used by CI (.ci/run) and gpu/rehearse-cuda.sh.
 set -euo pipefail
 version=13.0.88
-py=${PYTHON:-python3}
 root=${PTXAS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cuda-ptxas-$version}
 file=$root/bin/ptxas
 if [[ ! -x $file ]]; then
   echo "ptxas: fetching nvidia-cuda-nvcc==$version (PyPI) for $file" >&2
-  mkdir -p "$root/bin"
-  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-  "$py" -m pip download -q --no-deps --no-cache-dir --only-binary=:all: \
-    --platform manylinux2014_x86_64 -d "$tmp" "nvidia-cuda-nvcc==$version" >&2
-  "$py" - "$tmp"/*.whl "$file.tmp" <<'EOF'
-import sys, zipfile
-wheel, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    member = next(n for n in z.namelist() if n.endswith("/bin/ptxas"))
-    binary = z.read(member)
-if binary[:4] != b"\x7fELF":
-    sys.exit(f"ptxas: {member} is not an ELF executable")
-with open(dest, "wb") as f:
-    f.write(binary)
-EOF
-  chmod +x "$file.tmp"
-  mv "$file.tmp" "$file"
+  "$(dirname "$0")/wheel-file.sh" "nvidia-cuda-nvcc==$version" /bin/ptxas 7f454c46 "$file"
+  chmod +x "$file"
 fi
-"$file" --version | grep -q "release ${version%.*}" || { echo "ptxas: $file is not CUDA ${version%.*}'s" >&2; exit 1; }
+[[ $("$file" --version) == *"release ${version%.*},"* ]] || { echo "ptxas: $file is not CUDA ${version%.*}'s" >&2; exit 1; }
 echo "$file"
