@@ -33,14 +33,13 @@
 typedef int CUresult;
 typedef int CUdevice;
 typedef unsigned long long CUdeviceptr;
-typedef void *CUcontext, *CUstream, *CUmodule, *CUgraph, *CUgraphExec;
+typedef void *CUcontext, *CUstream, *CUmodule;
 // "Device" memory is host memory: a device pointer is a host address.
 #define PTR(d) ((void *)(uintptr_t)(d))
 
 enum {
   SUCCESS = 0,
   INVALID_VALUE = 1,
-  NOT_INITIALIZED = 3,
   INVALID_DEVICE = 101,
   INVALID_PTX = 218,
   NOT_FOUND = 500,
@@ -144,55 +143,61 @@ CUresult cuDeviceGetLuid(char *luid, unsigned *mask, CUdevice d) {
   (void)luid; (void)mask; (void)d;
   return NOT_SUPPORTED;  // as on Linux
 }
+// The device attributes CubeCL and cudarc ask for (CU_DEVICE_ATTRIBUTE_*), an H100 SXM's.
+static const int attributes[][2] = {
+    {1, MAX_THREADS},     // MAX_THREADS_PER_BLOCK
+    {2, 1024},            // MAX_BLOCK_DIM_X
+    {3, 1024},            // MAX_BLOCK_DIM_Y
+    {4, 64},              // MAX_BLOCK_DIM_Z
+    {5, 2147483647},      // MAX_GRID_DIM_X
+    {6, 65535},           // MAX_GRID_DIM_Y
+    {7, 65535},           // MAX_GRID_DIM_Z
+    {8, SMEM_DEFAULT},    // MAX_SHARED_MEMORY_PER_BLOCK
+    {9, 65536},           // TOTAL_CONSTANT_MEMORY
+    {10, 32},             // WARP_SIZE
+    {11, 2147483647},     // MAX_PITCH
+    {12, REGS_PER_SM},    // MAX_REGISTERS_PER_BLOCK
+    {13, 1980000},        // CLOCK_RATE (kHz)
+    {14, 512},            // TEXTURE_ALIGNMENT
+    {15, 1},              // GPU_OVERLAP
+    {16, 132},            // MULTIPROCESSOR_COUNT
+    {17, 0},              // KERNEL_EXEC_TIMEOUT
+    {18, 0},              // INTEGRATED
+    {19, 1},              // CAN_MAP_HOST_MEMORY
+    {20, 0},              // COMPUTE_MODE (default)
+    {31, 1},              // CONCURRENT_KERNELS
+    {32, 1},              // ECC_ENABLED
+    {33, 0},              // PCI_BUS_ID
+    {34, 0},              // PCI_DEVICE_ID
+    {36, 2619000},        // MEMORY_CLOCK_RATE (kHz)
+    {37, 5120},           // GLOBAL_MEMORY_BUS_WIDTH
+    {38, 50 << 20},       // L2_CACHE_SIZE
+    {39, 2048},           // MAX_THREADS_PER_MULTIPROCESSOR
+    {40, 2},              // ASYNC_ENGINE_COUNT
+    {41, 1},              // UNIFIED_ADDRESSING
+    {50, 0},              // PCI_DOMAIN_ID
+    {75, 9},              // COMPUTE_CAPABILITY_MAJOR
+    {76, 0},              // COMPUTE_CAPABILITY_MINOR
+    {81, 233472},         // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+    {82, REGS_PER_SM},    // MAX_REGISTERS_PER_MULTIPROCESSOR
+    {83, 1},              // MANAGED_MEMORY
+    {95, 1},              // COOPERATIVE_LAUNCH
+    {97, SMEM_OPTIN},     // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+    {106, 32},            // MAX_BLOCKS_PER_MULTIPROCESSOR
+    {111, 1024},          // RESERVED_SHARED_MEMORY_PER_BLOCK
+    {115, 1},             // MEMORY_POOLS_SUPPORTED
+    {120, 1},             // CLUSTER_LAUNCH
+};
+// Any other is 0, and logged.
 CUresult cuDeviceGetAttribute(int *v, int attribute, CUdevice d) {
   (void)d;
-  switch (attribute) {
-    case 1: *v = MAX_THREADS; break;       // MAX_THREADS_PER_BLOCK
-    case 2: *v = 1024; break;              // MAX_BLOCK_DIM_X
-    case 3: *v = 1024; break;              // MAX_BLOCK_DIM_Y
-    case 4: *v = 64; break;                // MAX_BLOCK_DIM_Z
-    case 5: *v = 2147483647; break;        // MAX_GRID_DIM_X
-    case 6: *v = 65535; break;             // MAX_GRID_DIM_Y
-    case 7: *v = 65535; break;             // MAX_GRID_DIM_Z
-    case 8: *v = SMEM_DEFAULT; break;      // MAX_SHARED_MEMORY_PER_BLOCK
-    case 9: *v = 65536; break;             // TOTAL_CONSTANT_MEMORY
-    case 10: *v = 32; break;               // WARP_SIZE
-    case 11: *v = 2147483647; break;       // MAX_PITCH
-    case 12: *v = REGS_PER_SM; break;      // MAX_REGISTERS_PER_BLOCK
-    case 13: *v = 1980000; break;          // CLOCK_RATE (kHz)
-    case 14: *v = 512; break;              // TEXTURE_ALIGNMENT
-    case 15: *v = 1; break;                // GPU_OVERLAP
-    case 16: *v = 132; break;              // MULTIPROCESSOR_COUNT
-    case 17: *v = 0; break;                // KERNEL_EXEC_TIMEOUT
-    case 18: *v = 0; break;                // INTEGRATED
-    case 19: *v = 1; break;                // CAN_MAP_HOST_MEMORY
-    case 20: *v = 0; break;                // COMPUTE_MODE (default)
-    case 31: *v = 1; break;                // CONCURRENT_KERNELS
-    case 32: *v = 1; break;                // ECC_ENABLED
-    case 33: *v = 0; break;                // PCI_BUS_ID
-    case 34: *v = 0; break;                // PCI_DEVICE_ID
-    case 36: *v = 2619000; break;          // MEMORY_CLOCK_RATE (kHz)
-    case 37: *v = 5120; break;             // GLOBAL_MEMORY_BUS_WIDTH
-    case 38: *v = 50 << 20; break;         // L2_CACHE_SIZE
-    case 39: *v = 2048; break;             // MAX_THREADS_PER_MULTIPROCESSOR
-    case 40: *v = 2; break;                // ASYNC_ENGINE_COUNT
-    case 41: *v = 1; break;                // UNIFIED_ADDRESSING
-    case 50: *v = 0; break;                // PCI_DOMAIN_ID
-    case 75: *v = 9; break;                // COMPUTE_CAPABILITY_MAJOR
-    case 76: *v = 0; break;                // COMPUTE_CAPABILITY_MINOR
-    case 81: *v = 233472; break;           // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
-    case 82: *v = REGS_PER_SM; break;      // MAX_REGISTERS_PER_MULTIPROCESSOR
-    case 83: *v = 1; break;                // MANAGED_MEMORY
-    case 95: *v = 1; break;                // COOPERATIVE_LAUNCH
-    case 97: *v = SMEM_OPTIN; break;       // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
-    case 106: *v = 32; break;              // MAX_BLOCKS_PER_MULTIPROCESSOR
-    case 111: *v = 1024; break;            // RESERVED_SHARED_MEMORY_PER_BLOCK
-    case 115: *v = 1; break;               // MEMORY_POOLS_SUPPORTED
-    case 120: *v = 1; break;               // CLUSTER_LAUNCH
-    default:
-      *v = 0;
-      logf_("attribute %d: 0 (not modelled)", attribute);
-  }
+  for (size_t i = 0; i < sizeof attributes / sizeof *attributes; i++)
+    if (attributes[i][0] == attribute) {
+      *v = attributes[i][1];
+      return SUCCESS;
+    }
+  *v = 0;
+  logf_("attribute %d: 0 (not modelled)", attribute);
   return SUCCESS;
 }
 
@@ -387,12 +392,12 @@ typedef struct {
   // The PTX's `.reqntid` (the block shape the kernel was compiled for: a launch with any other
   // is refused, CUDA_ERROR_INVALID_VALUE) or `.maxntid` (at most that many threads); 0: none.
   unsigned reqntid[3], maxntid[3];
-  long launches;
   unsigned shapes[SHAPES][7];  // the last launch shapes logged: grid, block, shared memory
   int next_shape;
 } Function;
 typedef struct {
   int id;
+  int assembled;  // by ptxas, whose report listed every entry point
   int nfuncs;
   Function funcs[MAX_FUNCS];
   char *ptx;  // a copy: the functions' directives are read from it
@@ -400,16 +405,21 @@ typedef struct {
 
 // The `.reqntid` / `.maxntid` directives of entry `name` in `ptx` (between its `.entry` line and
 // its body's `{`).
+static void read_directive(const char *entry, const char *body, const char *name, unsigned dims[3]) {
+  const char *d = strstr(entry, name);
+  if (!d || (body && d > body)) return;
+  char format[32];
+  snprintf(format, sizeof format, "%s %%u, %%u, %%u", name);
+  sscanf(d, format, &dims[0], &dims[1], &dims[2]);
+}
 static void read_directives(Function *f, const char *ptx) {
   char entry[300];
   snprintf(entry, sizeof entry, ".entry %s(", f->name);
   const char *e = strstr(ptx, entry);
   if (!e) return;
   const char *body = strchr(e, '{');
-  const char *d = strstr(e, ".reqntid");
-  if (d && (!body || d < body)) sscanf(d, ".reqntid %u, %u, %u", &f->reqntid[0], &f->reqntid[1], &f->reqntid[2]);
-  d = strstr(e, ".maxntid");
-  if (d && (!body || d < body)) sscanf(d, ".maxntid %u, %u, %u", &f->maxntid[0], &f->maxntid[1], &f->maxntid[2]);
+  read_directive(e, body, ".reqntid", f->reqntid);
+  read_directive(e, body, ".maxntid", f->maxntid);
 }
 
 // ptxas -v's report: "Compiling entry function 'NAME' for 'sm_90a'", then
@@ -445,15 +455,24 @@ static void read_report(Module *m, const char *report) {
   }
 }
 
+static void module_free(Module *m) {
+  free(m->ptx);
+  free(m);
+}
+
 CUresult cuModuleLoadData(CUmodule *out, const void *image) {
   const char *ptx = image;
   Module *m = calloc(1, sizeof *m);
-  if (!m || !(m->ptx = strdup(ptx))) return 2;  // CUDA_ERROR_OUT_OF_MEMORY
+  if (!m || !(m->ptx = strdup(ptx))) {
+    free(m);
+    return 2;  // CUDA_ERROR_OUT_OF_MEMORY
+  }
   pthread_mutex_lock(&lock);
   m->id = modules_loaded++;
   pthread_mutex_unlock(&lock);
   const char *dir = getenv("FAKECUDA_PTX_DIR");
   const char *ptxas = getenv("FAKECUDA_PTXAS");
+  if (ptxas && !*ptxas) ptxas = NULL;
   char path[4096] = "";
   if (dir) {
     snprintf(path, sizeof path, "%s/%05d.ptx", dir, m->id);
@@ -463,8 +482,7 @@ CUresult cuModuleLoadData(CUmodule *out, const void *image) {
   if (*path) {
     FILE *f = fopen(path, "w");
     if (!f) {
-      free(m->ptx);
-      free(m);
+      module_free(m);
       return INVALID_VALUE;
     }
     fputs(ptx, f);
@@ -523,11 +541,11 @@ CUresult cuModuleLoadData(CUmodule *out, const void *image) {
       fprintf(stderr, "fakecuda: ptxas rejected module %s (%s):\n%s\n", path, target, report);
       logf_("module %05d rejected %s", m->id, target);
       free(report);
-      free(m->ptx);
-      free(m);
+      module_free(m);
       return INVALID_PTX;
     }
     read_report(m, report);
+    m->assembled = 1;
     for (int i = 0; i < m->nfuncs; i++) read_directives(&m->funcs[i], ptx);
     for (int i = 0; i < m->nfuncs; i++)
       logf_("module %05d %s function %s registers %d smem %d reqntid %u,%u,%u%s", m->id, target,
@@ -546,17 +564,15 @@ CUresult cuModuleLoadDataEx(CUmodule *out, const void *image, unsigned n, void *
   (void)n; (void)o; (void)v;
   return cuModuleLoadData(out, image);
 }
-CUresult cuModuleUnload(CUmodule mod) {
-  Module *m = mod;
-  free(m->ptx);
-  free(m);
+CUresult cuModuleUnload(CUmodule m) {
+  module_free(m);
   return SUCCESS;
 }
 CUresult cuModuleGetFunction(void **out, CUmodule mod, const char *name) {
   Module *m = mod;
   for (int i = 0; i < m->nfuncs; i++)
     if (!strcmp(m->funcs[i].name, name)) { *out = &m->funcs[i]; return SUCCESS; }
-  if (getenv("FAKECUDA_PTXAS")) return NOT_FOUND;  // ptxas listed every entry point
+  if (m->assembled) return NOT_FOUND;
   // Not assembled: a function of no known size.
   if (m->nfuncs >= MAX_FUNCS) return NOT_FOUND;
   Function *f = &m->funcs[m->nfuncs++];
@@ -628,7 +644,6 @@ static CUresult launch(Function *f, unsigned gx, unsigned gy, unsigned gz, unsig
   int seen = 0;
   pthread_mutex_lock(&lock);
   launches++;
-  f->launches++;
   device_ms += 0.004 + 1e-9 * threads * gx * gy * gz;
   for (int i = 0; i < SHAPES && !seen; i++) seen = !memcmp(f->shapes[i], shape, sizeof shape);
   if (!seen) memcpy(f->shapes[f->next_shape++ % SHAPES], shape, sizeof shape);

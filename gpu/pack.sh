@@ -2,7 +2,7 @@
 # Builds, here, everything `gpu/run.sh` runs on a GPU machine (no Rust, no network there, at
 # most 64 MiB carried with the working tree) into .gpu/, and the Vulkan loader into .gl/:
 #
-#   gpu/pack.sh            # ~35 min on 2 cores from a cold target folder, then ~4 min of
+#   gpu/pack.sh            # ~35 min on 2 cores from a cold target folder, then 2-3 min of
 #                          # gpu/rehearse-cuda.sh check (the cuda binary on a stand-in driver)
 #   # then, with the device tool: carry [".gpu", ".gl"], command "gpu/run.sh all"
 #
@@ -76,7 +76,7 @@ carried=$(du -cb .gpu .gl | tail -1 | cut -f1)
 echo "carried: $((carried / 1048576)) MiB + working tree $((tree / 1048576)) MiB (limit 64 MiB)"
 (( carried + tree < 64 * 1048576 )) || { echo "over the 64 MiB a device call carries" >&2; exit 1; }
 
-# The cuda binaries on a stand-in driver (gpu/rehearse-cuda.sh, ~4 min): every kernel of a tiny
-# step assembled by ptxas and launched within an H100's limits, before a GPU session spends
-# its minutes on them.
-gpu/rehearse-cuda.sh check
+# The cuda binaries just packed, on a stand-in driver (gpu/rehearse-cuda.sh, 2-3 min): every
+# kernel of a tiny step assembled by ptxas and launched within an H100's limits, before a GPU
+# session spends its minutes on them.
+BIN=$tmp/cubecl gpu/rehearse-cuda.sh check

@@ -379,8 +379,8 @@ pub fn keep_freed_memory() {
 /// The database file where CubeCL keeps autotune's choices and its memory-bandwidth probe from
 /// one run to the next, and, with its compilation cache on (the repository's `cubecl.toml`), the
 /// kernels `cuda` and `vulkan` compiled; `None` in a build without the `persistence` feature (on
-/// with `cpu` and `cuda`). By default `target/environment/default.db` of the outermost cargo workspace above
-/// the working directory, the user cache directory (`~/.cache/cubecl/`) elsewhere;
+/// with `cpu` and `cuda`). By default `target/environment/default.db` of the outermost cargo
+/// workspace above the working directory, the user cache directory (`~/.cache/cubecl/`) elsewhere;
 /// `cubecl.toml`'s `[environment]` section and `CUBECL_ENVIRONMENT=NAME` choose others (this
 /// reads CubeCL's configuration first, so it names the file a device will use). Deleting its
 /// folder is always safe: the next run tunes anew. Its entries are keyed by CubeCL's version and
