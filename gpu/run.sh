@@ -18,7 +18,7 @@
 # later stage or process starts from an earlier one's tuning, and the benchmark's results file
 # says whether it found a CubeCL cache (`cubecl_cache`). The repository's cubecl.toml has it
 # keep the PTX (cuda) and SPIR-V (vulkan) it compiles there too: a later process of the same
-# binary loads those kernels instead of compiling them (rehearsed: 512 → 305 s for the bench
+# binary loads those kernels instead of compiling them (rehearsed: 435 → 280 s for the bench
 # stage's cuda calls on 2 cores, gpu/rehearse-cuda.sh).
 # Results and logs go to $OUT (default benches/results/gpu); every stage writes its own files,
 # so a stage cut short by the deadline still leaves the earlier ones.
